@@ -1,0 +1,1 @@
+"""Assistant: question parsing, LangChain retrievers over the store, and answer composition."""

@@ -1,0 +1,260 @@
+"""Index acquisitions into a store: read -> chips + indices + analysis -> embed -> upsert -> commit.
+
+Reading, masking and index statistics run in a producer thread and feed a bounded queue; the
+encoder runs in the calling thread on batches. The two overlap (rasterio, numpy and torch release
+the GIL), and the bounded queue keeps memory flat however many rasters are given. Records are
+committed every `commit_every` records and at the end; a failure discards only what was not yet
+committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import queue
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from indexer.analysis import analysis_seed, write_analysis
+from indexer.chips import MIN_VALID_FRACTION, ParcelChip, extract, parcel_window
+from indexer.parcels import Parcels, attributes_json, grid_parcels, in_footprint, read_parcels
+from indexer.reader import ReadOptions, Scene, discover_inputs, open_scene
+from indexer.store import Store, write_lock
+from xvision.errors import InputError
+from xvision_model.encoders import Encoder, build_encoder
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Options of one `xvision index` run."""
+
+    store: Path
+    inputs: tuple[str, ...]
+    parcels: Path | None = None
+    id_column: str | None = None
+    grid: int | None = None
+    read: ReadOptions = field(default_factory=ReadOptions)
+    encoder: str = "spectral-v1"
+    encoder_options: dict = field(default_factory=dict)
+    batch_size: int = 8
+    commit_every: int = 2048
+    min_valid_fraction: float = MIN_VALID_FRACTION
+    queue_size: int = 64
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.parcels is None) == (self.grid is None):
+            raise InputError("give either --parcels FILE or --grid N (N x N pixel cells as pseudo-parcels)")
+        if self.grid is not None and self.grid <= 0:
+            raise InputError(f"--grid must be a positive number of pixels, got {self.grid}")
+        if not 0 <= self.min_valid_fraction <= 1:
+            raise InputError(f"--min-valid must be between 0 and 1, got {self.min_valid_fraction}")
+
+
+@dataclass
+class IndexSummary:
+    """What a run did: counts, and why anything was skipped or flagged."""
+
+    scenes: int = 0
+    added: int = 0
+    replaced: int = 0
+    flagged: Counter = field(default_factory=Counter)  # reason -> records kept but not valid
+    skipped: Counter = field(default_factory=Counter)  # reason -> parcel-dates not indexed
+    store_records: int = 0
+
+    def lines(self) -> list[str]:
+        out = [f"scenes read: {self.scenes}", f"records added: {self.added}", f"records replaced: {self.replaced}"]
+        for reason, n in sorted(self.flagged.items()):
+            out.append(f"records kept but flagged not valid ({reason}): {n}")
+        for reason, n in sorted(self.skipped.items()):
+            out.append(f"skipped ({reason}): {n}")
+        out.append(f"records in store: {self.store_records}")
+        return out
+
+
+@dataclass
+class _Work:
+    """One parcel on one scene, extracted by the producer."""
+
+    scene: Scene
+    parcel: pd.Series
+    source_crs: str
+    chip: ParcelChip
+
+
+def index(config: IndexConfig, encoder: Encoder | None = None) -> IndexSummary:
+    """Run the indexing described by `config` and return its summary."""
+    summary = IndexSummary()
+    scenes = [open_scene(p, config.read) for p in discover_inputs(config.inputs)]  # validate all first
+    summary.scenes = len(scenes)
+    parcels = read_parcels(config.parcels, config.id_column) if config.parcels else None
+    if parcels is not None:
+        for _, reason in parcels.dropped:
+            summary.skipped[f"invalid geometry: {reason}"] += 1
+    plan = _plan(scenes, parcels, config.grid, summary)
+    total = sum(len(p) for _, p in plan)
+    if total == 0:
+        raise InputError(
+            f"{config.parcels}: no parcel overlaps any of the {len(scenes)} raster(s)"
+            if parcels is not None
+            else "no grid cell fits in the rasters"
+        )
+    encoder = encoder or build_encoder(config.encoder, **config.encoder_options)
+    with write_lock(config.store):
+        store = Store.open_or_create(config.store, encoder.manifest())
+        bar = tqdm(total=total, desc="indexing", unit="record", disable=not config.progress)
+        pending: list[tuple[gpd.GeoDataFrame, np.ndarray]] = []
+        n_pending = 0
+
+        def flush() -> None:
+            # One upsert per commit: concatenating the table per batch would be quadratic.
+            nonlocal n_pending
+            if pending:
+                rows = gpd.GeoDataFrame(pd.concat([r for r, _ in pending], ignore_index=True), crs="EPSG:4326")
+                added, replaced = store.upsert(rows, np.concatenate([v for _, v in pending]))
+                summary.added += added
+                summary.replaced += replaced
+                pending.clear()
+                n_pending = 0
+            store.commit()
+
+        try:
+            for batch in _batches(_produce(plan, encoder, config), config.batch_size):
+                rows, vectors = _embed(batch, encoder, config)
+                for valid, reason in zip(rows["valid"], rows["invalid_reason"]):
+                    if not valid:
+                        summary.flagged[reason] += 1
+                pending.append((rows, vectors))
+                n_pending += len(batch)
+                bar.update(len(batch))
+                if n_pending >= config.commit_every:
+                    flush()
+            flush()
+        finally:
+            bar.close()
+        summary.store_records = len(store)
+    return summary
+
+
+def _plan(
+    scenes: list[Scene], parcels: Parcels | None, grid: int | None, summary: IndexSummary
+) -> list[tuple[Scene, gpd.GeoDataFrame]]:
+    """Per scene, the parcels (in the scene CRS) to extract, with a `source_crs` column."""
+    plan = []
+    for scene in scenes:
+        if parcels is None:
+            cells = grid_parcels(scene.crs, scene.transform, scene.width, scene.height, grid)
+            cells["attributes"] = "{}"
+            cells["source_crs"] = cells.crs.to_string()
+            plan.append((scene, cells))
+            continue
+        gdf = parcels.gdf.copy()
+        gdf["attributes"] = attributes_json(gdf)
+        gdf = gdf[["parcel_id", "attributes", "geometry"]]
+        gdf["source_crs"] = parcels.gdf.crs.to_string()
+        kept, outside = in_footprint(gdf, scene.crs, scene.bounds)
+        summary.skipped["outside raster footprint"] += outside
+        plan.append((scene, kept))
+    return plan
+
+
+def _produce(plan, encoder: Encoder, config: IndexConfig) -> Iterator[_Work]:
+    """Run extraction in a thread; yield its results in order (errors re-raised here)."""
+    out: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for scene, gdf in plan:
+                with scene:
+                    for _, parcel in gdf.iterrows():
+                        if stop.is_set():
+                            return
+                        obs = scene.read(parcel_window(scene, parcel.geometry))
+                        chip = extract(obs, parcel.geometry, parcel["parcel_id"], encoder.spec.bands, encoder.spec.input_size)
+                        out.put(_Work(scene, parcel, parcel["source_crs"], chip))
+            out.put(done)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            out.put(exc)
+
+    thread = threading.Thread(target=work, name="xvision-extract", daemon=True)
+    thread.start()
+    try:
+        while (item := out.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def _batches(items: Iterator[_Work], size: int) -> Iterator[list[_Work]]:
+    batch: list[_Work] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _embed(batch: list[_Work], encoder: Encoder, config: IndexConfig) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    chips = torch.from_numpy(np.stack([w.chip.chip for w in batch]))
+    valid = torch.from_numpy(np.stack([w.chip.chip_valid for w in batch]))
+    with torch.inference_mode():
+        vectors = encoder(chips, valid).gap.float().numpy()
+    rows = [_record(w, encoder, config) for w in batch]
+    # Scenes in one batch may differ in CRS: reproject each group from its own scene CRS.
+    wgs84 = np.empty(len(batch), dtype=object)
+    for crs in {str(w.scene.crs) for w in batch}:
+        idx = [i for i, w in enumerate(batch) if str(w.scene.crs) == crs]
+        group = gpd.GeoSeries([batch[i].parcel.geometry for i in idx], crs=batch[idx[0]].scene.crs)
+        wgs84[idx] = group.to_crs("EPSG:4326").to_numpy()
+    return gpd.GeoDataFrame(rows, geometry=wgs84, crs="EPSG:4326"), vectors
+
+
+def _record(work: _Work, encoder: Encoder, config: IndexConfig) -> dict:
+    chip, scene = work.chip, work.scene
+    date = scene.date.isoformat()
+    valid = chip.is_valid(config.min_valid_fraction)
+    reason = "" if valid else chip.invalid_reason()
+    seed = analysis_seed(chip.parcel_id, date)
+    stats = {**chip.stats, "valid_fraction": chip.valid_fraction}
+    return {
+        "parcel_id": chip.parcel_id,
+        "date": date,
+        "source": scene.name,
+        "tile": scene.tile or "",
+        "level": scene.level,
+        "source_crs": work.source_crs,
+        "valid": valid,
+        "invalid_reason": reason,
+        "valid_fraction": chip.valid_fraction,
+        "cloud_fraction": chip.cloud_fraction,
+        "nodata_fraction": chip.nodata_fraction,
+        "n_pixels": chip.n_pixels,
+        "cloud_method": chip.cloud_method,
+        **chip.stats,
+        "analysis": write_analysis(stats, valid=valid, reason=reason or None, lang="en", seed=seed),
+        "analysis_fr": write_analysis(stats, valid=valid, reason=reason or None, lang="fr", seed=seed),
+        "imputed_bands": ",".join(f"{m}<-{s}" for m, s in chip.imputed.items()),
+        "radiometry": f"offset {scene.radiometry.offset:g}, scale {scene.radiometry.scale:g} ({scene.radiometry.source})",
+        "encoder": encoder.spec.id,
+        "attributes": work.parcel.get("attributes", "{}"),
+        "indexed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }

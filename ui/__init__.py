@@ -1,0 +1,1 @@
+"""Streamlit app: renders and calls `assistant` and `indexer` only."""

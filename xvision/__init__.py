@@ -1,0 +1,1 @@
+"""XVision: command-line front and the error types shared by every package."""

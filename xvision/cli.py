@@ -1,0 +1,194 @@
+"""`xvision`: one command, with a subcommand per task. Run `xvision --help` or `xvision SUBCOMMAND --help`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+from xvision.errors import XVisionError
+
+DESCRIPTION = """\
+XVision: ask questions about agricultural fields from Sentinel-2 imagery.
+
+Start by indexing imagery into a store (a folder), then query it:
+  xvision index ../shared/data/worldcereal-hesbaye --grid 10 --store hesbaye-store
+  xvision history grid10-32631-664000-5612120 --store hesbaye-store
+  xvision similar grid10-32631-664000-5612120 --date 2021-06-01 --store hesbaye-store
+  xvision export --store hesbaye-store --format csv --out records.csv
+"""
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date in YYYY-MM-DD form") from None
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 1")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xvision", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "index",
+        help="index Sentinel-2 imagery per parcel and date into a store",
+        description=(
+            "Read Sentinel-2 acquisitions, cut one chip per parcel (or grid cell), compute spectral "
+            "indices, write an agronomic analysis, embed the chip and store everything. Re-indexing "
+            "the same parcel and date replaces its record; new dates and parcels are appended."
+        ),
+        epilog=(
+            "Inputs may be: a multi-band GeoTIFF with band descriptions (or --bands), a folder of "
+            "per-band files (*_B04.tif, SAFE IMG_DATA *.jp2), a STAC Item JSON with local assets, or a "
+            "folder holding any of these.\n\nexample:\n  xvision index ../shared/data/worldcereal-hesbaye "
+            "--grid 10 --store hesbaye-store"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="RASTER_OR_DIR_OR_STAC", help="acquisitions to index")
+    p.add_argument("--store", required=True, type=Path, help="store folder (created if missing)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--parcels", type=Path, help="parcels file: GeoJSON, GeoPackage, zipped shapefile, GeoParquet")
+    where.add_argument("--grid", type=int, metavar="N", help="no parcels file: cut each raster into N x N pixel cells")
+    p.add_argument("--id-column", help="parcels column holding the parcel id (default: id / parcel_id, else generated)")
+    p.add_argument("--date", type=_date, help="acquisition date YYYY-MM-DD when the files do not say it")
+    p.add_argument("--bands", help="band order of a stack without band names, e.g. B02,B03,B04,B08 (SKIP for others)")
+    p.add_argument("--boa-offset", type=float, help="force the DN offset (-1000 for baseline >= 04.00, 0 before)")
+    p.add_argument("--encoder", default="spectral-v1", help="spectral-v1 (default, offline), croma-large or croma-base")
+    p.add_argument("--weights", type=Path, help="CROMA weights file (default: $XVISION_CROMA_WEIGHTS or torchgeo cache)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32", help="CROMA compute precision")
+    p.add_argument("--batch-size", type=int, default=8, help="chips per encoder batch (default 8)")
+    p.add_argument("--min-valid", type=_fraction, default=0.3,
+                   help="share of cloud-free parcel pixels below which a record is flagged not valid (default 0.3)")
+    p.add_argument("--commit-every", type=int, default=2048, help="records between commits (default 2048)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("export", help="write every record to CSV, Parquet or GeoJSON",
+                       description="One row per record: parcel_id, date, validity, every index statistic, the analyses.")
+    p.add_argument("--store", required=True, type=Path, help="store folder")
+    p.add_argument("--format", default="csv", choices=("csv", "parquet", "geojson"), help="output format (default csv)")
+    p.add_argument("--out", type=Path, help="output file (default: records.FORMAT in the current folder)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("similar", help="parcels whose imagery looked most like this parcel on a date",
+                       description="Nearest records by embedding (cosine similarity), other parcels and valid dates only.")
+    p.add_argument("parcel_id", metavar="PARCEL_ID")
+    p.add_argument("--date", required=True, type=_date, help="date of the parcel's record, YYYY-MM-DD")
+    p.add_argument("--store", required=True, type=Path, help="store folder")
+    p.add_argument("-k", type=int, default=10, help="how many (default 10)")
+    p.add_argument("--include-same-parcel", action="store_true", help="also list the parcel's own other dates")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_similar)
+
+    p = sub.add_parser("history", help="every date of one parcel, oldest first",
+                       description="The parcel's records over time: validity, index means and the analysis.")
+    p.add_argument("parcel_id", metavar="PARCEL_ID")
+    p.add_argument("--store", required=True, type=Path, help="store folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_history)
+    return parser
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from indexer.pipeline import IndexConfig, index
+    from indexer.reader import ReadOptions, parse_bands_option
+
+    options = {}
+    if args.encoder.startswith("croma"):
+        options = {"weights": args.weights, "precision": args.precision}
+    config = IndexConfig(
+        store=args.store,
+        inputs=tuple(args.inputs),
+        parcels=args.parcels,
+        id_column=args.id_column,
+        grid=args.grid,
+        read=ReadOptions(
+            bands=parse_bands_option(args.bands) if args.bands else None,
+            date=args.date,
+            boa_offset=args.boa_offset,
+        ),
+        encoder=args.encoder,
+        encoder_options=options,
+        batch_size=args.batch_size,
+        commit_every=args.commit_every,
+        min_valid_fraction=args.min_valid,
+        progress=not args.quiet,
+    )
+    summary = index(config)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def _open(store: Path):
+    from indexer.store import Store
+
+    return Store.open(store)
+
+
+def _print_table(frame, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(json.loads(frame.to_json(orient="records", double_precision=4)), indent=2))
+        return
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_columns", None,
+                           "display.max_colwidth", 60, "display.float_format", "{:.3f}".format):
+        print(frame.to_string(index=False))
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from indexer.query import write_export
+
+    out = args.out or Path(f"records.{args.format}")
+    n = write_export(_open(args.store), args.format, out)
+    print(f"wrote {n} records to {out}")
+    return 0
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    from indexer.query import similar
+
+    frame = similar(_open(args.store), args.parcel_id, args.date.isoformat(), args.k,
+                    include_same_parcel=args.include_same_parcel)
+    _print_table(frame, args.json)
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from indexer.query import history
+
+    frame = history(_open(args.store), args.parcel_id)
+    if not args.json:
+        frame = frame.drop(columns=["analysis"])
+    _print_table(frame, args.json)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `xvision` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except XVisionError as exc:
+        print(f"xvision {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"xvision {args.command}: interrupted; the store keeps its last committed state", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

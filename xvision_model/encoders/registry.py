@@ -1,0 +1,40 @@
+"""Encoders by name. The indexer, the store and the model all resolve encoders here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xvision.errors import InputError
+from xvision_model.encoders.base import Encoder
+
+DEFAULT_ENCODER = "spectral-v1"
+
+
+def _spectral(**_: object) -> Encoder:
+    from xvision_model.encoders.spectral import SpectralEncoder
+
+    return SpectralEncoder()
+
+
+def _croma(variant: str) -> Callable[..., Encoder]:
+    def build(**options: object) -> Encoder:
+        from xvision_model.encoders.croma import CromaEncoder
+
+        return CromaEncoder(variant, **options)
+
+    return build
+
+
+#: name -> builder. `spectral-v1` needs no weights; CROMA needs a local weights file.
+ENCODERS: dict[str, Callable[..., Encoder]] = {
+    "spectral-v1": _spectral,
+    "croma-large": _croma("croma-large"),
+    "croma-base": _croma("croma-base"),
+}
+
+
+def build_encoder(name: str = DEFAULT_ENCODER, **options: object) -> Encoder:
+    """Instantiate encoder `name` (options: `weights`, `precision` for CROMA)."""
+    if name not in ENCODERS:
+        raise InputError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}")
+    return ENCODERS[name](**options)

@@ -1,0 +1,93 @@
+"""The offline default encoder: a fixed, weight-free spectral signature of the parcel.
+
+Why this and not a randomly initialised network: random weights make "similar parcels" mean
+nothing, while the parcel's reflectance spectrum is exactly what agronomists compare (canopy
+greenness, red-edge position, SWIR water absorption, soil brightness). Every feature is computed
+on the fixed-normalized bands, so vectors from different dates, tiles and stores compare.
+
+`gap` (64-d, L2-normalized so FAISS inner product is cosine similarity):
+  * per band (12): masked mean, std, 10th and 90th percentile of the normalized reflectance,
+    centred on the reference mean (0.5 after normalization) -> 48 features;
+  * 16 normalized differences between band means (the shape of the spectrum: greenness, red
+    edge, moisture, soil lines) -> 16 features.
+`patches` (225 x 16): for each 8 x 8 pixel patch of the 120 x 120 chip, the 12 centred band
+means, the patch's valid fraction and three normalized differences (NIR/red, NIR/SWIR1,
+green/NIR).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from xvision_model.encoders.base import CROMA_BANDS, Encoder, EncoderOutput, EncoderSpec
+
+#: Band pairs (a, b) whose normalized difference (a - b) / (a + b) of band means is a feature.
+SPECTRAL_PAIRS: tuple[tuple[str, str], ...] = (
+    ("B08", "B04"), ("B08", "B03"), ("B08", "B11"), ("B08", "B12"),
+    ("B08", "B05"), ("B07", "B05"), ("B06", "B05"), ("B8A", "B05"),
+    ("B03", "B04"), ("B02", "B04"), ("B11", "B12"), ("B05", "B04"),
+    ("B8A", "B11"), ("B03", "B11"), ("B02", "B03"), ("B09", "B8A"),
+)
+PATCH_PAIRS: tuple[tuple[str, str], ...] = (("B08", "B04"), ("B08", "B11"), ("B03", "B08"))
+PATCH = 8
+EPS = 1e-6
+
+SPEC = EncoderSpec(
+    id="spectral-v1",
+    dim=64,
+    patch_dim=16,
+    description="Weight-free spectral signature (band statistics and normalized differences); offline default.",
+)
+
+
+def _pair_index(pairs: tuple[tuple[str, str], ...]) -> tuple[list[int], list[int]]:
+    return [CROMA_BANDS.index(a) for a, _ in pairs], [CROMA_BANDS.index(b) for _, b in pairs]
+
+
+def _normalized_difference(means: torch.Tensor, pairs: tuple[tuple[str, str], ...]) -> torch.Tensor:
+    # On normalized bands the difference keeps the spectral shape on a common scale; the +1
+    # keeps the denominator away from zero for dark bands.
+    a_idx, b_idx = _pair_index(pairs)
+    a, b = means[..., a_idx], means[..., b_idx]
+    return (a - b) / (a + b + 1.0)
+
+
+class SpectralEncoder(Encoder):
+    """Deterministic spectral-signature encoder (no parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec = SPEC
+
+    def embed(self, normalized: torch.Tensor, valid: torch.Tensor) -> EncoderOutput:
+        b, c, h, w = normalized.shape
+        mask = valid.to(normalized.dtype).unsqueeze(1)  # [B,1,H,W]
+        count = mask.sum(dim=(2, 3)).clamp_min(1.0)  # [B,1]
+        mean = (normalized * mask).sum(dim=(2, 3)) / count
+        var = ((normalized - mean[..., None, None]) ** 2 * mask).sum(dim=(2, 3)) / count
+        flat = normalized.masked_fill(mask == 0, float("nan")).reshape(b, c, h * w)
+        q = torch.nanquantile(flat, torch.tensor([0.1, 0.9], dtype=flat.dtype), dim=-1)  # [2,B,C]
+        q = torch.nan_to_num(q, nan=0.5)
+        features = torch.cat(
+            [
+                2 * (mean - 0.5),
+                4 * var.sqrt(),
+                2 * (q[0] - 0.5),
+                2 * (q[1] - 0.5),
+                _normalized_difference(mean, SPECTRAL_PAIRS),
+            ],
+            dim=-1,
+        )
+        has_data = valid.flatten(1).any(dim=1, keepdim=True)
+        gap = torch.where(has_data, F.normalize(features, dim=-1), torch.zeros_like(features))
+        return EncoderOutput(gap=gap, patches=self._patches(normalized, mask))
+
+    def _patches(self, normalized: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        summed = F.avg_pool2d(normalized * mask, PATCH) * PATCH * PATCH
+        counts = F.avg_pool2d(mask, PATCH) * PATCH * PATCH
+        means = summed / counts.clamp_min(1.0)  # [B,C,15,15]
+        means = means.flatten(2).transpose(1, 2)  # [B,225,C]
+        frac = (counts / (PATCH * PATCH)).flatten(2).transpose(1, 2)  # [B,225,1]
+        nd = _normalized_difference(means, PATCH_PAIRS)
+        return torch.cat([2 * (means - 0.5), frac, nd], dim=-1)
