@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import zipfile
 from pathlib import Path
 
@@ -17,13 +16,7 @@ import shapely.affinity
 from affine import Affine
 from shapely.geometry import Polygon, box
 
-# The project is not pip-installed in the test venv and pytest only puts tests/ on sys.path;
-# make the repo root importable (harmless once pyproject sets `pythonpath = ["."]`).
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from indexer.parcels import (  # noqa: E402
+from indexer.parcels import (
     Parcels,
     attributes_json,
     grid_parcels,
