@@ -57,7 +57,7 @@ def parcel_window(scene: Scene, geometry: BaseGeometry) -> Window:
     """A square pixel window around the parcel with a margin (may extend past the raster)."""
     inv = ~scene.transform
     minx, miny, maxx, maxy = geometry.bounds
-    cols, rows = zip(*(inv * (x, y) for x, y in ((minx, maxy), (maxx, miny))))
+    cols, rows = zip(*(inv @ (x, y) for x, y in ((minx, maxy), (maxx, miny))))
     c0, c1 = math.floor(min(cols)), math.ceil(max(cols))
     r0, r1 = math.floor(min(rows)), math.ceil(max(rows))
     side = max(c1 - c0, r1 - r0, 1)

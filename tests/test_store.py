@@ -1,0 +1,145 @@
+"""The store: ids stable under replace/delete, encoder identity, integrity checks at open."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from shapely.geometry import box
+
+from indexer.store import MANIFEST, Store, write_lock
+from xvision.errors import EncoderMismatchError, StoreError
+
+ENCODER = {"id": "test-enc", "dim": 4, "weights_sha256": None, "normalization": {"mean": [0.1]}, "bands": ["B04"]}
+
+
+def _rows(keys: list[tuple[str, str]], ndvi: float = 0.5) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(
+        {
+            "parcel_id": [p for p, _ in keys],
+            "date": [d for _, d in keys],
+            "valid": True,
+            "ndvi_mean": ndvi,
+        },
+        geometry=[box(5.0, 50.0, 5.001, 50.001)] * len(keys),
+        crs="EPSG:4326",
+    )
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, 4)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _new(tmp_path) -> Store:
+    return Store.open_or_create(tmp_path / "store", ENCODER)
+
+
+def test_upsert_appends_and_replaces_keeping_ids(tmp_path):
+    store = _new(tmp_path)
+    keys = [("a", "2021-06-01"), ("b", "2021-06-01"), ("a", "2021-07-01")]
+    assert store.upsert(_rows(keys), _vectors(3)) == (3, 0)
+    store.commit()
+    ids_before = dict(zip(zip(store.records.parcel_id, store.records.date), store.records.record_id))
+
+    reopened = Store.open(tmp_path / "store")
+    new_vectors = _vectors(2, seed=1)
+    added, replaced = reopened.upsert(_rows([("a", "2021-06-01"), ("c", "2021-06-01")], ndvi=0.9), new_vectors)
+    assert (added, replaced) == (1, 1)
+    reopened.commit()
+
+    store = Store.open(tmp_path / "store")
+    assert len(store) == 4 and store.index.ntotal == 4
+    assert store.records.duplicated(["parcel_id", "date"]).sum() == 0
+    rid = ids_before[("a", "2021-06-01")]
+    row = store.record("a", "2021-06-01")
+    assert row["record_id"] == rid and row["ndvi_mean"] == 0.9
+    np.testing.assert_allclose(store.vector(rid), new_vectors[0], rtol=1e-6)
+    # Other ids untouched, the new record got a fresh id.
+    assert store.record("b", "2021-06-01")["record_id"] == ids_before[("b", "2021-06-01")]
+    assert store.record("c", "2021-06-01")["record_id"] == max(ids_before.values()) + 1
+
+
+def test_delete_keeps_other_ids_and_search_agrees(tmp_path):
+    store = _new(tmp_path)
+    vecs = _vectors(5)
+    store.upsert(_rows([(f"p{i}", "2021-06-01") for i in range(5)]), vecs)
+    store.commit()
+    assert store.delete([2]) == 1
+    store.commit()
+    store = Store.open(tmp_path / "store")
+    assert sorted(store.records.record_id) == [0, 1, 3, 4]
+    for rid in (0, 1, 3, 4):
+        hits = store.search(vecs[rid], 1)
+        assert hits[0][0] == rid and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_other_encoder_is_refused(tmp_path):
+    store = _new(tmp_path)
+    store.upsert(_rows([("a", "2021-06-01")]), _vectors(1))
+    store.commit()
+    other = {**ENCODER, "id": "croma-large", "weights_sha256": "abc"}
+    with pytest.raises(EncoderMismatchError, match="test-enc"):
+        Store.open_or_create(tmp_path / "store", other)
+
+
+def test_corruption_is_detected(tmp_path):
+    store = _new(tmp_path)
+    store.upsert(_rows([("a", "2021-06-01")]), _vectors(1))
+    store.commit()
+    index_file = tmp_path / "store" / store.manifest["files"]["index"]
+    data = bytearray(index_file.read_bytes())
+    data[-1] ^= 0xFF
+    index_file.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="checksum"):
+        Store.open(tmp_path / "store")
+
+
+def test_manifest_count_mismatch_is_detected(tmp_path):
+    store = _new(tmp_path)
+    store.upsert(_rows([("a", "2021-06-01")]), _vectors(1))
+    store.commit()
+    manifest_path = tmp_path / "store" / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["count"] = 7
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="7 records"):
+        Store.open(tmp_path / "store")
+
+
+def test_uncommitted_generation_is_ignored_then_cleaned(tmp_path):
+    store = _new(tmp_path)
+    store.upsert(_rows([("a", "2021-06-01")]), _vectors(1))
+    store.commit()
+    # What a crash between writing the next generation and publishing the manifest leaves.
+    (tmp_path / "store" / "index-000002.faiss").write_bytes(b"partial")
+    (tmp_path / "store" / "records-000002.parquet.tmp").write_bytes(b"partial")
+    reopened = Store.open(tmp_path / "store")
+    assert len(reopened) == 1
+    reopened.upsert(_rows([("b", "2021-06-01")]), _vectors(1))
+    reopened.commit()
+    names = sorted(p.name for p in (tmp_path / "store").iterdir() if not p.name.startswith("."))
+    assert names == ["index-000002.faiss", MANIFEST, "records-000002.parquet"]
+    assert len(Store.open(tmp_path / "store")) == 2
+
+
+def test_refuses_foreign_directory_and_second_writer(tmp_path):
+    (tmp_path / "notastore").mkdir()
+    (tmp_path / "notastore" / "thesis.docx").write_text("x")
+    with pytest.raises(StoreError, match="not empty"):
+        Store.open_or_create(tmp_path / "notastore", ENCODER)
+    with write_lock(tmp_path / "store"):
+        with pytest.raises(StoreError, match="another process"):
+            with write_lock(tmp_path / "store"):
+                pass
+
+
+def test_geometry_is_kept_in_wgs84(tmp_path):
+    store = _new(tmp_path)
+    store.upsert(_rows([("a", "2021-06-01")]), _vectors(1))
+    store.commit()
+    store = Store.open(tmp_path / "store")
+    assert store.records.crs.to_epsg() == 4326
+    assert store.records.geometry.iloc[0].equals(box(5.0, 50.0, 5.001, 50.001))

@@ -1,0 +1,179 @@
+"""The vision adapter: encoder features -> a few visual tokens in the language model's width.
+
+One class, `VisionAdapter`, built from one config, `AdapterConfig`, whose `mode` picks the
+projector (LLaVA's habit: the choice is written next to the weights, so loading rebuilds the same
+module instead of relying on a second copy of the class):
+
+* ``gap``   (the seed's): global embedding [B, in_dim] -> MLP -> [B, num_tokens, lm_hidden].
+* ``patch`` (LLaVA-1.5): the MLP is applied to each patch token [B, P, in_dim] -> [B, P, lm_hidden],
+  then the token grid is average-pooled to `num_tokens` (2-D when both P and num_tokens are
+  perfect squares, e.g. CROMA's 15 x 15 -> 4 x 4; 1-D over the token sequence otherwise).
+
+On disk: ``adapter.safetensors`` + ``adapter_config.json`` in one directory; never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from xvision.errors import InputError, WeightsError
+
+ADAPTER_MODES = ("gap", "patch")
+WEIGHTS_NAME = "adapter.safetensors"
+CONFIG_NAME = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Everything needed to rebuild a `VisionAdapter`; saved as ``adapter_config.json``.
+
+    `hidden_mult` sets the MLP's inner width (``hidden_mult * lm_hidden``); `depth` is its number
+    of Linear layers (2 = LLaVA's ``mlp2x_gelu``, 1 = a linear projector).
+    """
+
+    mode: str = "gap"
+    in_dim: int = 64
+    lm_hidden: int = 896
+    num_tokens: int = 8
+    hidden_mult: float = 1.0
+    depth: int = 2
+
+    def __post_init__(self) -> None:
+        if self.mode not in ADAPTER_MODES:
+            raise InputError(f"adapter mode must be one of {ADAPTER_MODES}, got {self.mode!r}")
+        for name in ("in_dim", "lm_hidden", "num_tokens", "depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"adapter {name} must be a positive integer, got {value!r}")
+        if isinstance(self.hidden_mult, bool) or not isinstance(self.hidden_mult, (int, float)) or self.hidden_mult <= 0:
+            raise InputError(f"adapter hidden_mult must be a positive number, got {self.hidden_mult!r}")
+
+    @property
+    def hidden_dim(self) -> int:
+        return max(1, round(self.hidden_mult * self.lm_hidden))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "adapter config") -> AdapterConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise WeightsError(f"{source}: unknown adapter config keys {unknown}")
+        try:
+            return cls(**data)
+        except (InputError, TypeError) as exc:
+            raise WeightsError(f"{source}: {exc}") from None
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> AdapterConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"{path}: adapter config not found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise WeightsError(f"{path}: not a readable JSON adapter config ({exc})") from None
+        if not isinstance(data, dict):
+            raise WeightsError(f"{path}: expected a JSON object")
+        return cls.from_dict(data, source=str(path))
+
+
+def build_mlp(in_dim: int, hidden: int, out_dim: int, depth: int) -> nn.Sequential:
+    """Linear (-GELU-Linear)*: `depth` Linear layers, GELU between them (LLaVA's mlp{depth}x_gelu)."""
+    widths = [in_dim] + [hidden] * (depth - 1) + [out_dim]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        if i:
+            layers.append(nn.GELU())
+        layers.append(nn.Linear(a, b))
+    return nn.Sequential(*layers)
+
+
+def _square_side(n: int) -> int | None:
+    side = math.isqrt(n)
+    return side if side * side == n else None
+
+
+def pool_tokens(tokens: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """Average-pool [B, P, H] to [B, num_tokens, H], keeping the 2-D grid when there is one."""
+    b, p, h = tokens.shape
+    if p == num_tokens:
+        return tokens
+    side_in, side_out = _square_side(p), _square_side(num_tokens)
+    if side_in is not None and side_out is not None:
+        # Patches come row-major from the encoder; pooling on the grid keeps neighbours together.
+        grid = tokens.transpose(1, 2).reshape(b, h, side_in, side_in)
+        return F.adaptive_avg_pool2d(grid, side_out).flatten(2).transpose(1, 2)
+    return F.adaptive_avg_pool1d(tokens.transpose(1, 2), num_tokens).transpose(1, 2)
+
+
+class VisionAdapter(nn.Module):
+    """Projects encoder output to `config.num_tokens` visual tokens of width `config.lm_hidden`."""
+
+    def __init__(self, config: AdapterConfig) -> None:
+        super().__init__()
+        self.config = config
+        # gap: one vector must become several tokens, so the last layer emits them all at once.
+        out_dim = config.lm_hidden * (config.num_tokens if config.mode == "gap" else 1)
+        self.mlp = build_mlp(config.in_dim, config.hidden_dim, out_dim, config.depth)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, in_dim] (gap) or [B, P, in_dim] (patch) -> [B, num_tokens, lm_hidden]."""
+        cfg = self.config
+        expected_rank = 2 if cfg.mode == "gap" else 3
+        if features.dim() != expected_rank or features.shape[-1] != cfg.in_dim:
+            shape = "[B, in_dim]" if cfg.mode == "gap" else "[B, P, in_dim]"
+            raise InputError(
+                f"vision adapter ({cfg.mode} mode) expects features {shape} with in_dim={cfg.in_dim}, "
+                f"got {tuple(features.shape)}; was the adapter trained for another encoder?"
+            )
+        features = features.to(self.mlp[0].weight.dtype)
+        if cfg.mode == "gap":
+            return self.mlp(features).view(features.shape[0], cfg.num_tokens, cfg.lm_hidden)
+        return pool_tokens(self.mlp(features), cfg.num_tokens)
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``adapter.safetensors`` and ``adapter_config.json`` into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "mode": self.config.mode})
+        self.config.to_json(directory / CONFIG_NAME)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> VisionAdapter:
+        """Rebuild from ``adapter_config.json`` and load ``adapter.safetensors`` strictly."""
+        directory = Path(directory)
+        config = AdapterConfig.from_json(directory / CONFIG_NAME)
+        weights = directory / WEIGHTS_NAME
+        if not weights.is_file():
+            raise WeightsError(f"{weights}: adapter weights not found")
+        try:
+            state = load_file(str(weights))
+        except Exception as exc:  # truncated or non-safetensors file
+            raise WeightsError(f"{weights}: not a readable safetensors file ({exc})") from None
+        adapter = cls(config)
+        expected, given = set(adapter.state_dict()), set(state)
+        if expected != given:
+            raise WeightsError(
+                f"{weights}: does not match {CONFIG_NAME} (missing: {sorted(expected - given)[:5]}, "
+                f"unexpected: {sorted(given - expected)[:5]})"
+            )
+        try:
+            adapter.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise WeightsError(f"{weights}: tensors of the wrong shape ({' '.join(str(exc).split())[:300]})") from None
+        return adapter
