@@ -21,7 +21,7 @@ from shapely.geometry.base import BaseGeometry
 
 from indexer.bands import nearest_band
 from indexer.clouds import cloud_mask
-from indexer.indices import index_statistics
+from indexer.indices import index_statistics_many
 from indexer.reader import Observation, Scene
 
 #: Below this share of valid parcel pixels a record is kept but flagged not valid.
@@ -84,27 +84,40 @@ def extract(
     size: int,
 ) -> ParcelChip:
     """Statistics and encoder chip for one parcel from a window read around it."""
-    inside = inside_mask(obs, geometry)
-    observed = np.isfinite(obs.reflectance).all(axis=0)
-    cloud, method = cloud_mask(obs)
-    valid = inside & observed & ~cloud
-    n_inside = int(inside.sum())
-    n_observed = int((inside & observed).sum())
-    n_valid = int(valid.sum())
-    stats = index_statistics({b: obs.band(b)[valid] for b in obs.bands})
-    chip, chip_valid, imputed = _encoder_chip(obs, valid, bands, size)
-    return ParcelChip(
-        parcel_id=parcel_id,
-        n_pixels=n_inside,
-        valid_fraction=n_valid / n_inside if n_inside else 0.0,
-        cloud_fraction=int((inside & observed & cloud).sum()) / n_observed if n_observed else 0.0,
-        nodata_fraction=1 - n_observed / n_inside if n_inside else 1.0,
-        cloud_method=method,
-        stats=stats,
-        chip=chip,
-        chip_valid=chip_valid,
-        imputed=imputed,
-    )
+    return extract_many([(obs, geometry, parcel_id)], bands, size)[0]
+
+
+def extract_many(
+    items: list[tuple[Observation, BaseGeometry, str]], bands: tuple[str, ...], size: int
+) -> list[ParcelChip]:
+    """`extract` for several parcels of one scene; index statistics computed in one pass."""
+    chips, pixels = [], []
+    for obs, geometry, parcel_id in items:
+        inside = inside_mask(obs, geometry)
+        observed = np.isfinite(obs.reflectance).all(axis=0)
+        cloud, method = cloud_mask(obs)
+        valid = inside & observed & ~cloud
+        n_inside = int(inside.sum())
+        n_observed = int((inside & observed).sum())
+        pixels.append({b: obs.band(b)[valid] for b in obs.bands})
+        chip, chip_valid, imputed = _encoder_chip(obs, valid, bands, size)
+        chips.append(
+            ParcelChip(
+                parcel_id=parcel_id,
+                n_pixels=n_inside,
+                valid_fraction=int(valid.sum()) / n_inside if n_inside else 0.0,
+                cloud_fraction=int((inside & observed & cloud).sum()) / n_observed if n_observed else 0.0,
+                nodata_fraction=1 - n_observed / n_inside if n_inside else 1.0,
+                cloud_method=method,
+                stats={},
+                chip=chip,
+                chip_valid=chip_valid,
+                imputed=imputed,
+            )
+        )
+    for chip, stats in zip(chips, index_statistics_many(pixels)):
+        chip.stats = stats
+    return chips
 
 
 def impute_plan(available: tuple[str, ...], wanted: tuple[str, ...]) -> dict[str, str]:

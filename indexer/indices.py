@@ -52,19 +52,39 @@ def available_indices(bands: tuple[str, ...] | list[str]) -> tuple[SpectralIndex
     return tuple(i for i in INDICES if set(i.bands()) <= set(bands))
 
 
+def _compatible_groups(indices: tuple[SpectralIndex, ...]) -> list[list[SpectralIndex]]:
+    """Indices that can share one spyndex call: their constants do not disagree (SAVI's L=0.5
+    and EVI's L=1.0 must not)."""
+    groups: list[list[SpectralIndex]] = []
+    for index in indices:
+        for group in groups:
+            merged = {k: v for g in group for k, v in g.constants.items()}
+            if all(merged.get(k, v) == v for k, v in index.constants.items()):
+                group.append(index)
+                break
+        else:
+            groups.append([index])
+    return groups
+
+
 def compute_indices(reflectance: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Index name -> values for every index computable from `reflectance` (band -> array)."""
     import spyndex
 
-    todo = available_indices(tuple(reflectance))
     out: dict[str, np.ndarray] = {}
-    for index in todo:
-        params: dict[str, object] = {SPYNDEX_SYMBOL[b]: reflectance[b] for b in index.bands()}
-        params.update(index.constants)
+    # spyndex re-reads its JSON catalogue on every computeIndex call: one call per group of
+    # compatible indices instead of one per index.
+    for group in _compatible_groups(available_indices(tuple(reflectance))):
+        params: dict[str, object] = {}
+        for index in group:
+            params.update({SPYNDEX_SYMBOL[b]: reflectance[b] for b in index.bands()})
+            params.update(index.constants)
         with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
             warnings.simplefilter("ignore")
-            values = spyndex.computeIndex(index.spyndex_name, params=params, online=False)
-        out[index.name] = np.asarray(values, dtype=np.float64)
+            values = spyndex.computeIndex([i.spyndex_name for i in group], params=params, online=False)
+        values = np.asarray(values, dtype=np.float64).reshape(len(group), -1)
+        for index, row in zip(group, values):
+            out[index.name] = row
     return out
 
 
@@ -85,8 +105,26 @@ def summarize(values: np.ndarray) -> dict[str, float]:
 
 def index_statistics(reflectance: dict[str, np.ndarray]) -> dict[str, float]:
     """`{index}_{stat}` for every index and statistic; NaN where the index cannot be computed."""
-    stats = dict.fromkeys(STAT_COLUMNS, float("nan"))
-    for name, values in compute_indices(reflectance).items():
-        for stat, value in summarize(values).items():
-            stats[f"{name}_{stat}"] = value
-    return stats
+    return index_statistics_many([reflectance])[0]
+
+
+def index_statistics_many(groups: list[dict[str, np.ndarray]]) -> list[dict[str, float]]:
+    """`index_statistics` for many parcels at once (one spyndex pass over all their pixels).
+
+    Every group must hold the same bands (the parcels of one scene).
+    """
+    if not groups:
+        return []
+    sizes = [len(next(iter(g.values()))) if g else 0 for g in groups]
+    bands = groups[0].keys()
+    pooled = {b: np.concatenate([np.ravel(g[b]) for g in groups]) for b in bands}
+    split_at = np.cumsum(sizes)[:-1]
+    per_index = {name: np.split(values, split_at) for name, values in compute_indices(pooled).items()}
+    results = []
+    for i in range(len(groups)):
+        stats = dict.fromkeys(STAT_COLUMNS, float("nan"))
+        for name, parts in per_index.items():
+            for stat, value in summarize(parts[i]).items():
+                stats[f"{name}_{stat}"] = value
+        results.append(stats)
+    return results

@@ -24,12 +24,16 @@ import torch
 from tqdm import tqdm
 
 from indexer.analysis import analysis_seed, write_analysis
-from indexer.chips import MIN_VALID_FRACTION, ParcelChip, extract, parcel_window
+from indexer.chips import MIN_VALID_FRACTION, ParcelChip, extract_many, parcel_window
 from indexer.parcels import Parcels, attributes_json, grid_parcels, in_footprint, read_parcels
 from indexer.reader import ReadOptions, Scene, discover_inputs, open_scene
 from indexer.store import Store, write_lock
 from xvision.errors import InputError
 from xvision_model.encoders import Encoder, build_encoder
+
+
+#: Parcels extracted together (index statistics are computed in one spyndex pass per chunk).
+EXTRACT_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -176,12 +180,15 @@ def _produce(plan, encoder: Encoder, config: IndexConfig) -> Iterator[_Work]:
         try:
             for scene, gdf in plan:
                 with scene:
-                    for _, parcel in gdf.iterrows():
+                    rows = [parcel for _, parcel in gdf.iterrows()]
+                    for start in range(0, len(rows), EXTRACT_CHUNK):
                         if stop.is_set():
                             return
-                        obs = scene.read(parcel_window(scene, parcel.geometry))
-                        chip = extract(obs, parcel.geometry, parcel["parcel_id"], encoder.spec.bands, encoder.spec.input_size)
-                        out.put(_Work(scene, parcel, parcel["source_crs"], chip))
+                        chunk = rows[start : start + EXTRACT_CHUNK]
+                        reads = [(scene.read(parcel_window(scene, p.geometry)), p.geometry, p["parcel_id"]) for p in chunk]
+                        chips = extract_many(reads, encoder.spec.bands, encoder.spec.input_size)
+                        for parcel, chip in zip(chunk, chips):
+                            out.put(_Work(scene, parcel, parcel["source_crs"], chip))
             out.put(done)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             out.put(exc)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -275,7 +276,9 @@ def _discover(path: Path) -> Iterator[Path]:
         yield path
         return
     if _band_files(path):
-        yield path
+        # A STAC item saved beside its assets (B04.tif, SCL.tif ...) is the acquisition, not the folder.
+        items = [c for c in sorted(path.glob("*.json")) if _looks_like_stac_item(c)]
+        yield from items or [path]
         return
     for child in sorted(path.iterdir()):
         if child.name.startswith("."):
@@ -305,7 +308,9 @@ def _band_files(folder: Path) -> dict[str, Path]:
     """
     candidates: dict[str, list[Path]] = {}
     search = list(folder.glob("*"))
-    img_data = [p for p in folder.rglob("IMG_DATA") if p.is_dir()]
+    # Only the SAFE layouts' own IMG_DATA (granule/IMG_DATA, product/GRANULE/*/IMG_DATA), never one
+    # further down: a folder holding several products must not be read as one acquisition.
+    img_data = [p for p in (folder / "IMG_DATA", *folder.glob("GRANULE/*/IMG_DATA")) if p.is_dir()]
     for sub in img_data:
         search.extend(sub.rglob("*"))
     for file in search:
@@ -333,9 +338,17 @@ def _nodata_of(src) -> tuple[float, ...]:
     return tuple(values)
 
 
+def _rasterio_open(path: Path):
+    # A raster without georeferencing is reported by _require_crs as one clear error; rasterio's
+    # own NotGeoreferencedWarning would print two more lines on stderr before it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
+
+
 def _open_dataset(path: Path):
     try:
-        return rasterio.open(path)
+        return _rasterio_open(path)
     except RasterioError as exc:
         raise InputError(f"{path}: not a readable raster ({_one_line(exc)})") from None
 
@@ -527,7 +540,7 @@ def _open_stac_item(path: Path, options: ReadOptions) -> Scene:
         if not href.exists():
             raise InputError(f"{path}: asset {key!r} points to {href}, which does not exist (only local files are read)")
         try:
-            with rasterio.open(href):
+            with _rasterio_open(href):
                 pass
         except RasterioError as exc:
             raise InputError(f"{path}: asset {key!r} ({href}) is unreadable: {_one_line(exc)}") from None
