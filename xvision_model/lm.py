@@ -170,6 +170,12 @@ def load_lora(lm: PreTrainedModel, directory: str | Path, trainable: bool = Fals
         raise WeightsError(f"{directory}: cannot load LoRA adapter ({' '.join(str(exc).split())[:300]})") from None
 
 
+def load_lm(config: LMConfig, with_lora: bool = True) -> PreTrainedModel | PeftModel:
+    """The base LM named by `config`, with fresh trainable LoRA layers unless `with_lora=False`."""
+    lm = load_base_lm(config.source, dtype=config.dtype)
+    return apply_lora(lm, config.lora) if with_lora else lm
+
+
 def merge_lora(lm: PreTrainedModel | PeftModel) -> PreTrainedModel:
     """Fold LoRA into the base weights for inference (no-op for a model without LoRA)."""
     return lm.merge_and_unload() if isinstance(lm, PeftModel) else lm

@@ -1,0 +1,100 @@
+"""Vision adapter: config validation, both projector modes, safetensors round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from xvision.errors import InputError, WeightsError
+from xvision_model.adapter import AdapterConfig, VisionAdapter, pool_tokens
+
+CONFIGS = {
+    "gap": AdapterConfig(mode="gap", in_dim=16, lm_hidden=32, num_tokens=4, hidden_mult=2.0),
+    "patch": AdapterConfig(mode="patch", in_dim=16, lm_hidden=32, num_tokens=9, depth=3),
+}
+FEATURES = {"gap": (3, 16), "patch": (3, 225, 16)}
+
+
+@pytest.mark.parametrize("mode", ["gap", "patch"])
+def test_output_shape(mode):
+    torch.manual_seed(0)
+    adapter = VisionAdapter(CONFIGS[mode])
+    out = adapter(torch.randn(*FEATURES[mode]))
+    assert out.shape == (3, CONFIGS[mode].num_tokens, 32)
+    assert torch.isfinite(out).all()
+
+
+def test_mlp_layout_follows_config():
+    gap, patch = VisionAdapter(CONFIGS["gap"]), VisionAdapter(CONFIGS["patch"])
+    assert [type(m).__name__ for m in gap.mlp] == ["Linear", "GELU", "Linear"]
+    assert (gap.mlp[0].out_features, gap.mlp[2].out_features) == (64, 4 * 32)
+    assert [type(m).__name__ for m in patch.mlp] == ["Linear", "GELU", "Linear", "GELU", "Linear"]
+    assert patch.mlp[-1].out_features == 32
+
+
+@pytest.mark.parametrize("mode", ["gap", "patch"])
+def test_save_load_round_trip(tmp_path, mode):
+    torch.manual_seed(1)
+    adapter = VisionAdapter(CONFIGS[mode])
+    adapter.save(tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["adapter.safetensors", "adapter_config.json"]
+    loaded = VisionAdapter.load(tmp_path / "a")
+    assert loaded.config == adapter.config
+    original, restored = adapter.state_dict(), loaded.state_dict()
+    assert original.keys() == restored.keys()
+    for key in original:
+        assert torch.allclose(original[key], restored[key]), key
+    x = torch.randn(*FEATURES[mode])
+    assert torch.allclose(adapter(x), loaded(x))
+
+
+def test_config_json_round_trip(tmp_path):
+    cfg = CONFIGS["patch"]
+    cfg.to_json(tmp_path / "c.json")
+    assert json.loads((tmp_path / "c.json").read_text())["mode"] == "patch"
+    assert AdapterConfig.from_json(tmp_path / "c.json") == cfg
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"mode": "linear"}, {"in_dim": 0}, {"num_tokens": -1}, {"depth": 0}, {"hidden_mult": 0}, {"lm_hidden": 2.5}],
+)
+def test_config_validates(kwargs):
+    with pytest.raises(InputError):
+        AdapterConfig(**kwargs)
+
+
+def test_bad_config_file_names_path(tmp_path):
+    path = tmp_path / "adapter_config.json"
+    path.write_text(json.dumps({"mode": "gap", "in_dim": 16, "colour": "blue"}))
+    with pytest.raises(WeightsError, match="colour") as err:
+        AdapterConfig.from_json(path)
+    assert str(path) in str(err.value)
+    with pytest.raises(WeightsError, match="adapter_config.json"):
+        VisionAdapter.load(tmp_path / "missing")
+
+
+def test_weights_must_match_config(tmp_path):
+    VisionAdapter(CONFIGS["gap"]).save(tmp_path)
+    AdapterConfig(mode="gap", in_dim=16, lm_hidden=32, num_tokens=4, depth=3).to_json(tmp_path / "adapter_config.json")
+    with pytest.raises(WeightsError, match="adapter.safetensors"):
+        VisionAdapter.load(tmp_path)
+
+
+def test_wrong_feature_shape_is_input_error():
+    with pytest.raises(InputError, match="in_dim=16"):
+        VisionAdapter(CONFIGS["gap"])(torch.randn(2, 8))
+    with pytest.raises(InputError, match="patch"):
+        VisionAdapter(CONFIGS["patch"])(torch.randn(2, 16))
+
+
+def test_pooling_keeps_the_grid():
+    # A 15x15 grid whose value is its row index: 2-D pooling to 3x3 averages 5 rows per output row.
+    grid = torch.arange(15.0).view(15, 1).expand(15, 15).reshape(1, 225, 1)
+    pooled = pool_tokens(grid, 9).view(3, 3)
+    assert torch.allclose(pooled, torch.tensor([2.0, 7.0, 12.0]).view(3, 1).expand(3, 3))
+    # Not square: 1-D pooling over the sequence.
+    assert pool_tokens(torch.randn(2, 225, 4), 8).shape == (2, 8, 4)
+    same = torch.randn(2, 9, 4)
+    assert torch.equal(pool_tokens(same, 9), same)

@@ -1,0 +1,119 @@
+"""A model directory: everything needed to rebuild an `XVisionModel`, safetensors and JSON only.
+
+    model_dir/
+      model_card.json          encoder id, profile, base model, adapter mode and dims, date
+      adapter_config.json      `AdapterConfig`
+      adapter.safetensors      vision adapter weights
+      lora/                    peft `save_pretrained` (adapter_config.json, adapter_model.safetensors)
+      tokenizer/               tokenizer `save_pretrained` (tokenizer.json, tokenizer_config.json)
+      base/                    tiny profile only: the base LM (config.json, model.safetensors, ...)
+
+For the full profile the base LM is not copied: the card records its local path or hub id and
+it is loaded from there (local files only). A model saved after `merge_lora` has no ``lora/``
+and must carry its (merged) ``base/``. Loading refuses any pickle file.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+
+from xvision.errors import WeightsError
+from xvision_model.adapter import VisionAdapter
+from xvision_model.lm import PICKLE_SUFFIXES, describe_lm, load_base_lm, load_lora, lora_settings_of
+from xvision_model.model import XVisionModel
+from xvision_model.tokenizer import load_tokenizer
+
+CARD_NAME = "model_card.json"
+FORMAT_VERSION = 1
+LORA_DIR, TOKENIZER_DIR, BASE_DIR = "lora", "tokenizer", "base"
+
+
+def save_model(model: XVisionModel, directory: str | Path, *, encoder_id: str, profile: str = "tiny",
+               base_model: str | None = None) -> Path:
+    """Write `model` to `directory`.
+
+    `base_model` is the path or hub id the LM was loaded from (full profile): then no ``base/`` is
+    written. With None (tiny profile) the base LM weights are saved under ``base/``.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.adapter.save(directory)
+    lora = None
+    if model.is_lora:
+        model.lm.save_pretrained(str(directory / LORA_DIR), safe_serialization=True)
+        lora = lora_settings_of(model.lm)
+    elif base_model is not None:
+        raise WeightsError(f"{directory}: a merged model has no LoRA to save; save it with its base (base_model=None)")
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
+    if base_model is None:
+        # Save the base without LoRA layers: unload a copy so the caller's model keeps its adapter.
+        base = copy.deepcopy(model.lm).unload() if model.is_lora else model.lm
+        base.save_pretrained(str(directory / BASE_DIR), safe_serialization=True)
+    card = {
+        "format_version": FORMAT_VERSION,
+        "profile": profile,
+        "encoder": encoder_id,
+        "base_model": BASE_DIR if base_model is None else str(base_model),
+        "base_model_stored": base_model is None,
+        "adapter": model.adapter.config.to_dict(),
+        "lm": describe_lm(model.lm),
+        "lora": None if lora is None else {**lora.__dict__, "target_modules": list(lora.target_modules)},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (directory / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return directory
+
+
+def read_card(directory: str | Path) -> dict:
+    """The parsed ``model_card.json`` of a model directory."""
+    path = Path(directory) / CARD_NAME
+    if not path.is_file():
+        raise WeightsError(f"{path}: not found; {Path(directory)} is not an XVision model directory")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path}: not valid JSON ({exc})") from None
+    if card.get("format_version") != FORMAT_VERSION:
+        raise WeightsError(f"{path}: unsupported format_version {card.get('format_version')!r} (expected {FORMAT_VERSION})")
+    return card
+
+
+def _refuse_pickles(directory: Path) -> None:
+    found = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in PICKLE_SUFFIXES)
+    if found:
+        raise WeightsError(f"{found[0]}: pickled weights are refused; XVision model directories hold safetensors only")
+
+
+def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merge: bool = False,
+               base_model: str | Path | None = None, trainable: bool = False) -> XVisionModel:
+    """Rebuild an `XVisionModel` from `directory`.
+
+    `base_model` overrides the card's base LM location (e.g. the same Qwen2 in another folder);
+    `merge=True` folds LoRA into the base for inference; `trainable=True` keeps LoRA trainable.
+    """
+    directory = Path(directory)
+    card = read_card(directory)
+    _refuse_pickles(directory)
+    adapter = VisionAdapter.load(directory)
+    if base_model is None:
+        base_model = directory / BASE_DIR if card.get("base_model_stored") else card["base_model"]
+    lm = load_base_lm(base_model, dtype=dtype)
+    if (directory / LORA_DIR).exists():
+        lm = load_lora(lm, directory / LORA_DIR, trainable=trainable)
+    elif card.get("lora") is not None:
+        raise WeightsError(f"{directory / LORA_DIR}: LoRA adapter named in {CARD_NAME} is missing")
+    tokenizer = load_tokenizer(directory / TOKENIZER_DIR) if (directory / TOKENIZER_DIR).exists() else None
+    model = XVisionModel(adapter.to(lm.device), lm, tokenizer)
+    if merge:
+        model.merge_lora()
+    return model.train(trainable)
+
+
+__all__ = ["CARD_NAME", "load_model", "read_card", "save_model"]

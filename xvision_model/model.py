@@ -1,0 +1,139 @@
+"""XVisionModel: vision adapter + Qwen2 (+ LoRA), trained and served through the same `splice`.
+
+    encoder features --VisionAdapter--> visual tokens --splice--> [visual | prompt | target] --> LM
+
+`forward` returns the LM output with the loss on target tokens only; `generate` splices
+``[visual | prompt]`` the same way (left-padded) and lets ``transformers`` decode with its KV cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from peft import PeftModel
+from torch import nn
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.generation.streamers import BaseStreamer
+
+from xvision.errors import InputError
+from xvision_model.adapter import VisionAdapter
+from xvision_model.lm import merge_lora
+from xvision_model.splice import SpliceBatch, splice
+
+TokenRows = Sequence[Sequence[int]] | torch.Tensor
+
+
+class XVisionModel(nn.Module):
+    """The generator. `lm` is a Qwen2 causal LM, optionally wrapped by peft LoRA."""
+
+    def __init__(self, adapter: VisionAdapter, lm: PreTrainedModel | PeftModel,
+                 tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+        super().__init__()
+        if adapter.config.lm_hidden != lm.config.hidden_size:
+            raise InputError(
+                f"adapter emits {adapter.config.lm_hidden}-d tokens but the LM is {lm.config.hidden_size}-d"
+            )
+        self.adapter = adapter
+        self.lm = lm
+        self.tokenizer = tokenizer
+
+    # -- token ids --------------------------------------------------------------------------
+    def _special_id(self, name: str) -> int | None:
+        value = getattr(self.tokenizer, name, None) if self.tokenizer is not None else None
+        if value is None:
+            value = getattr(self.lm.config, name, None)
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        return value
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._special_id("eos_token_id")
+
+    @property
+    def pad_token_id(self) -> int:
+        # Padding is masked out, so any id works; EOS is the usual stand-in when there is no pad.
+        pad = self._special_id("pad_token_id")
+        return pad if pad is not None else (self.eos_token_id or 0)
+
+    @property
+    def is_lora(self) -> bool:
+        return isinstance(self.lm, PeftModel)
+
+    # -- the shared path ----------------------------------------------------------------------
+    def splice(self, visual_features: torch.Tensor, prompt_ids: TokenRows,
+               target_ids: TokenRows | None = None, **masks: torch.Tensor) -> SpliceBatch:
+        """Adapter, then `splice` (the only place visual and text tokens are combined)."""
+        visual = self.adapter(visual_features.to(next(self.adapter.parameters()).device))
+        return splice(
+            visual, prompt_ids, self.lm.get_input_embeddings(), target_ids=target_ids,
+            eos_id=self.eos_token_id, pad_id=self.pad_token_id, **masks,
+        )
+
+    def forward(self, visual_features: torch.Tensor, prompt_ids: TokenRows,
+                target_ids: TokenRows | None = None, **masks: torch.Tensor):
+        """LM output for ``[visual | prompt | target + EOS]``; `.loss` covers target tokens only."""
+        batch = self.splice(visual_features, prompt_ids, target_ids, **masks)
+        return self.lm(
+            inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids, labels=batch.labels, use_cache=False,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        visual_features: torch.Tensor,
+        prompt_ids: TokenRows,
+        max_new_tokens: int = 128,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        eos_token_id: int | None = None,
+        streamer: BaseStreamer | None = None,
+        **masks: torch.Tensor,
+    ) -> list[list[int]]:
+        """New token ids per row (prompt excluded), cut before the first EOS.
+
+        `eos_token_id` defaults to the tokenizer's EOS (-1: never stop before `max_new_tokens`).
+        Greedy by default; `do_sample=True` uses `temperature` and `top_p` (seed with
+        `torch.manual_seed` for reproducible samples). `streamer` (e.g. `TextIteratorStreamer`
+        with ``skip_prompt=True``) receives tokens as they come, for batch size 1 only.
+        """
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        batch = self.splice(visual_features, prompt_ids, **masks)
+        if streamer is not None and batch.inputs_embeds.shape[0] != 1:
+            raise InputError("token streaming needs batch size 1")
+        eos = self.eos_token_id if eos_token_id is None else eos_token_id
+        # A fresh config: the base checkpoint's generation_config.json (Qwen ships top_k,
+        # repetition_penalty, ...) must not silently turn "greedy" into something else.
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=eos,
+            pad_token_id=self.pad_token_id, use_cache=True,
+            **({"temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {}),
+        )
+        # With only inputs_embeds, transformers returns just the generated tokens; positions
+        # come from the attention mask exactly as `splice` computes them for training.
+        out = self.lm.generate(
+            inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+            generation_config=config, streamer=streamer,
+        )
+        rows = []
+        for row in out.tolist():
+            if eos is not None and eos in row:
+                row = row[: row.index(eos)]
+            rows.append(row)
+        return rows
+
+    def generate_text(self, visual_features: torch.Tensor, prompts: Sequence[str], **kwargs) -> list[str]:
+        """`generate` on text prompts, decoded with the model's tokenizer."""
+        if self.tokenizer is None:
+            raise InputError("this model has no tokenizer; pass token ids to generate()")
+        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        return self.tokenizer.batch_decode(self.generate(visual_features, ids, **kwargs), skip_special_tokens=True)
+
+    def merge_lora(self) -> XVisionModel:
+        """Fold LoRA into the base weights (faster inference); returns self."""
+        self.lm = merge_lora(self.lm)
+        return self
