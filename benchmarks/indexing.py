@@ -73,7 +73,11 @@ def bare_forward(encoder, chips: torch.Tensor, masks: torch.Tensor, batch: int) 
     with torch.inference_mode():
         encoder(chips[:batch], masks[:batch])
         start = time.perf_counter()
-        out = [encoder(chips[i : i + batch], masks[i : i + batch]).gap for i in range(0, len(chips), batch)]
+        out = []
+        for i in range(0, len(chips), batch):
+            out.append(encoder(chips[i : i + batch], masks[i : i + batch]).gap)
+            print(f"\r  bare forward: {min(i + batch, len(chips))}/{len(chips)} chips", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
         elapsed = time.perf_counter() - start
     return len(chips) / elapsed, torch.cat(out)
 
@@ -81,7 +85,7 @@ def bare_forward(encoder, chips: torch.Tensor, masks: torch.Tensor, batch: int) 
 def end_to_end(encoder, files: list[Path], batch: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         config = IndexConfig(store=Path(tmp) / "store", inputs=tuple(map(str, files)), grid=GRID,
-                             encoder=encoder.spec.id, batch_size=batch, progress=False)
+                             encoder=encoder.spec.id, batch_size=batch, progress=True)
         start = time.perf_counter()
         summary = index(config, encoder=encoder)
         elapsed = time.perf_counter() - start
@@ -104,7 +108,7 @@ def peak_rss_mb(n_files: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder", default="spectral-v1", help="spectral-v1, croma-large or croma-base")
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
     parser.add_argument("--records", type=int, default=250, help="about how many records to index")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--memory", action="store_true", help="also compare peak RSS for 2 vs 10 rasters")
@@ -122,11 +126,12 @@ def main() -> None:
     print(f"  end to end (index)   : {e2e:8.2f} records/s")
     print(f"  ratio end-to-end / bare: {e2e / bare:.3f}")
     if args.agreement and args.encoder.startswith("croma"):
-        other = "bfloat16" if args.precision == "float32" else "float32"
+        first = encoder.precision
+        other = "bfloat16" if first == "float32" else "float32"
         encoder.precision = other
         _, alt = bare_forward(encoder, chips, masks, args.batch_size)
         cos = torch.nn.functional.cosine_similarity(reference, alt, dim=1)
-        print(f"  {args.precision} vs {other} embeddings: cosine mean {cos.mean():.5f}, min {cos.min():.5f}")
+        print(f"  {first} vs {other} embeddings: cosine mean {cos.mean():.5f}, min {cos.min():.5f}")
     if args.memory:
         small, large = peak_rss_mb(2), peak_rss_mb(10)
         print(f"  peak RSS, 2 rasters: {small:.0f} MB; 10 rasters: {large:.0f} MB; ratio {large / small:.3f}")

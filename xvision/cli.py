@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boa-offset", type=float, help="force the DN offset (-1000 for baseline >= 04.00, 0 before)")
     p.add_argument("--encoder", default="spectral-v1", help="spectral-v1 (default, offline), croma-large or croma-base")
     p.add_argument("--weights", type=Path, help="CROMA weights file (default: $XVISION_CROMA_WEIGHTS or torchgeo cache)")
-    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32", help="CROMA compute precision")
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="CROMA compute precision (auto: bfloat16 where the hardware runs it natively)")
     p.add_argument("--batch-size", type=int, default=8, help="chips per encoder batch (default 8)")
     p.add_argument("--min-valid", type=_fraction, default=0.3,
                    help="share of cloud-free parcel pixels below which a record is flagged not valid (default 0.3)")
