@@ -18,6 +18,9 @@ Start by indexing imagery into a store (a folder), then query it:
   xvision history grid10-32631-664000-5612120 --store hesbaye-store
   xvision similar grid10-32631-664000-5612120 --date 2021-06-01 --store hesbaye-store
   xvision export --store hesbaye-store --format csv --out records.csv
+  xvision train --store hesbaye-store --profile tiny --out tiny-model
+  xvision eval --model tiny-model --store hesbaye-store
+  xvision describe grid10-32631-664000-5612120 --date 2021-06-01 --store hesbaye-store --model tiny-model
 """
 
 
@@ -100,6 +103,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, type=Path, help="store folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_history)
+
+    p = sub.add_parser(
+        "train",
+        help="fine-tune the analysis generator on a store (vision adapter + LoRA)",
+        description=(
+            "Train the generator that writes analyses from embeddings. The tiny profile (offline "
+            "default) first trains a small Qwen2-architecture LM on the store's analyses, then freezes "
+            "it and trains the vision adapter + LoRA on (embedding, analysis) pairs. The full profile "
+            "fine-tunes Qwen2-1.5B (local path or cached hub id) with LoRA on a CROMA-Large store. "
+            "Validation uses held-out parcels (no parcel's dates leak into training)."
+        ),
+        epilog="example:\n  xvision train --store hesbaye-store --profile tiny --out models/tiny",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--store", required=True, type=Path, help="store folder written by `xvision index`")
+    p.add_argument("--profile", default="tiny", choices=("tiny", "full"), help="model profile (default tiny)")
+    p.add_argument("--out", required=True, type=Path, help="model folder to write")
+    p.add_argument("--epochs", type=int, help="epochs of the vision stage (default: the profile's)")
+    p.add_argument("--lr", type=float, help="peak learning rate of the vision stage (default: the profile's)")
+    p.add_argument("--batch-size", type=int, help="examples per optimizer step (default: the profile's)")
+    p.add_argument("--lang", default="en", choices=("en", "fr", "both"), help="language of prompts and analyses")
+    p.add_argument("--base-model", help="full profile: Qwen2 directory or cached hub id (default $XVISION_QWEN2_PATH)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "eval",
+        help="score generated analyses against each record's own indices",
+        description=(
+            "For each record of the store's held-out parcels (every record when the model was not "
+            "trained on this store), generate the analysis from the embedding alone and check the "
+            "vigor, moisture and cover classes it states against the classes of the record's indices. "
+            "Records flagged not valid count as right when the text says the observation is unusable."
+        ),
+    )
+    p.add_argument("--model", required=True, type=Path, help="model folder written by `xvision train`")
+    p.add_argument("--store", required=True, type=Path, help="store folder")
+    p.add_argument("--lang", default="en", choices=("en", "fr", "both"), help="language to generate in")
+    p.add_argument("--limit", type=int, help="score only the first N records")
+    p.add_argument("--json", action="store_true", help='print {"overall", "per_aspect", "n", ...} as JSON')
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("describe", help="generated analysis of one parcel on one date, beside its index values",
+                       description="Write the analysis from the record's embedding and show the computed indices next to it.")
+    p.add_argument("parcel_id", metavar="PARCEL_ID")
+    p.add_argument("--date", required=True, type=_date, help="date of the record, YYYY-MM-DD")
+    p.add_argument("--store", required=True, type=Path, help="store folder")
+    p.add_argument("--model", type=Path, help="model folder (default: the stored analysis only, no generation)")
+    p.add_argument("--lang", default="en", choices=("en", "fr"), help="language")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_describe)
     return parser
 
 
@@ -175,6 +231,55 @@ def _cmd_history(args: argparse.Namespace) -> int:
     if not args.json:
         frame = frame.drop(columns=["analysis"])
     _print_table(frame, args.json)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from xvision_model.finetune import train
+
+    result = train(args.store, args.out, profile=args.profile, epochs=args.epochs, lr=args.lr, resume=args.resume,
+                   lang=args.lang, progress=not args.quiet, seed=args.seed, base_model=args.base_model,
+                   batch_size=args.batch_size)
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from xvision_model.evaluate import evaluate
+
+    scores = evaluate(args.model, args.store, lang=args.lang, limit=args.limit, progress=not args.json)
+    if args.json:
+        print(json.dumps(scores))
+        return 0
+    where = "held-out parcels of the training store" if scores["held_out"] else "every record (store not used for training)"
+    print(f"scored {scores['n']} records ({where})")
+    print(f"overall (record, aspect) accuracy: {scores['overall']:.3f}")
+    for aspect, value in scores["per_aspect"].items():
+        print(f"  {aspect:<9} {value:.3f}")
+    print(f"all three right: {scores['all_three']:.3f}")
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    date = args.date.isoformat()
+    if args.model is None:
+        record = _open(args.store).record(args.parcel_id, date)
+        text = record["analysis" if args.lang == "en" else "analysis_fr"]
+        result = {"parcel_id": args.parcel_id, "date": date, "generated": None, "reference": text,
+                  "indices": {k: float(record[k]) for k in record.index if k.endswith("_mean")}}
+    else:
+        from xvision_model.evaluate import describe
+
+        result = describe(args.model, args.store, args.parcel_id, date, lang=args.lang)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    print(f"parcel {args.parcel_id} on {date}")
+    if result.get("generated") is not None:
+        print(f"\ngenerated ({args.model}):\n  {result['generated']}")
+    print(f"\nfrom the indices (reference):\n  {result['reference']}\n")
+    for name, value in result["indices"].items():
+        print(f"  {name:<16} {value:8.3f}" if isinstance(value, float) else f"  {name:<16} {value}")
     return 0
 
 
