@@ -130,20 +130,23 @@ class CromaEncoder(Encoder):
             id=spec.id, dim=spec.dim, patch_dim=spec.dim,
             description=f"CROMA {spec.id.split('-')[1]} optical encoder (torchgeo {spec.builder})",
         )
-        self.model = getattr(torchgeo.models, spec.builder)(modalities=["optical"])
         if precision not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
         if precision == "auto":
             precision = "bfloat16" if bf16_is_fast() else "float32"
         self.precision = precision
-        if random_init:
+        path = None
+        if not random_init:
+            # Find the weights before building 300 M parameters, so a missing file fails fast.
+            path = Path(weights) if weights else find_weights(spec)
+            if not path.is_file():
+                raise WeightsError(f"{path}: weights file not found")
+        self.model = getattr(torchgeo.models, spec.builder)(modalities=["optical"])
+        if path is None:
             # Throughput benchmarks only: never used to build a store (the id says so).
             self.spec = EncoderSpec(**{**self.spec.__dict__, "id": f"{spec.id}-random-init"})
             self.weights_sha256 = None
         else:
-            path = Path(weights) if weights else find_weights(spec)
-            if not path.is_file():
-                raise WeightsError(f"{path}: weights file not found")
             load_optical_state(self.model, path)
             self.weights_sha256 = sha256_file(path)
         self.model.eval()
