@@ -1,0 +1,243 @@
+"""Training pairs from a store: (embedding, prompt, analysis text), split by parcel.
+
+Rows are joined to their embeddings by `record_id` (the FAISS id), never by file order. The
+train/validation split hashes the parcel id, so every date of a parcel falls on the same side
+(no parcel leaks from training into validation) and the split is the same on every machine and
+every run; it is written to ``split.json`` in the model directory together with the store's
+fingerprint, so `evaluate` can tell whether it is scoring the store the model was trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from indexer.analysis import CLASS_RULES, analysis_seed, write_analysis
+from indexer.store import Store
+from xvision.errors import InputError, StoreError
+
+#: The instruction each analysis answers, per language.
+PROMPTS: dict[str, str] = {
+    "en": "Describe the agronomic state of this parcel.",
+    "fr": "Décris l'état agronomique de cette parcelle.",
+}
+#: Record column holding the analysis text of each language.
+TEXT_COLUMNS: dict[str, str] = {"en": "analysis", "fr": "analysis_fr"}
+LANG_CHOICES: tuple[str, ...] = ("en", "fr", "both")
+#: Record statistics behind the classes an analysis states (auxiliary training targets).
+STAT_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(rule.stat for rule in CLASS_RULES))
+SPLIT_NAME = "split.json"
+DEFAULT_VAL_FRACTION = 0.2
+
+
+def languages(lang: str) -> tuple[str, ...]:
+    """("en",), ("fr",) or ("en", "fr") for `lang` "en", "fr" or "both"."""
+    if lang not in LANG_CHOICES:
+        raise InputError(f"language must be one of {', '.join(LANG_CHOICES)}, got {lang!r}")
+    return ("en", "fr") if lang == "both" else (lang,)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training or evaluation example; `row` indexes the feature matrix of its `PairSet`."""
+
+    row: int
+    record_id: int
+    parcel_id: str
+    date: str
+    lang: str
+    prompt: str
+    text: str
+    valid: bool
+
+
+@dataclass
+class PairSet:
+    """Examples and the embeddings they use: `features[pair.row]` is the pair's vector and
+    `stats[pair.row]` its record's `STAT_COLUMNS` (NaN where missing)."""
+
+    features: np.ndarray
+    pairs: list[Pair]
+    stats: np.ndarray | None = None
+    records: list[dict] | None = None  # per row: the record's scalar fields (for `rephrase`)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def parcels(self) -> set[str]:
+        return {p.parcel_id for p in self.pairs}
+
+    def select(self, parcels: Iterable[str], keep: bool = True) -> PairSet:
+        """The pairs whose parcel is (`keep=True`) or is not in `parcels`; features are shared."""
+        wanted = set(parcels)
+        return PairSet(self.features, [p for p in self.pairs if (p.parcel_id in wanted) == keep], self.stats,
+                       self.records)
+
+    def rephrase(self, pair: Pair, variant: int) -> str:
+        """`pair`'s analysis written again from its record by `write_analysis`, phrasing seed `variant`.
+
+        Variant 0 is the stored text. Others state the same classes and values in other words and
+        another sentence order: the text is a function of the record's statistics and a seed, so
+        a model that learns one text per embedding learns the seed; drawn anew, it learns the
+        statistics.
+        """
+        if variant == 0 or self.records is None:
+            return pair.text
+        record = self.records[pair.row]
+        seed = (analysis_seed(pair.parcel_id, pair.date) + variant * 0x9E3779B97F4A7C15) % 2**64
+        return write_analysis(record, valid=pair.valid, reason=record.get("invalid_reason") or None,
+                              lang=pair.lang, seed=seed)
+
+
+def store_vectors(store: Store, record_ids: Sequence[int]) -> np.ndarray:
+    """[N, dim] float32 embeddings of `record_ids`, looked up by FAISS id."""
+    index = store.index
+    wanted = np.asarray(record_ids, dtype=np.int64)
+    try:
+        # IndexIDMap2 over a flat index: read everything at once, then order by id.
+        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+        inner = faiss.downcast_index(index.index)
+        vectors = inner.reconstruct_n(0, inner.ntotal)
+        position = pd.Series(np.arange(len(ids)), index=ids)
+        missing = np.setdiff1d(wanted, ids)
+        if missing.size:
+            raise StoreError(f"{store.path}: records {missing[:5].tolist()} have no embedding in the index")
+        return np.ascontiguousarray(vectors[position.loc[wanted].to_numpy()], dtype=np.float32)
+    except AttributeError:  # another index type: one lookup per id
+        return np.stack([store.vector(int(i)) for i in wanted]).astype(np.float32)
+
+
+def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None = None,
+                records: pd.DataFrame | None = None) -> PairSet:
+    """One pair per record and language (each record twice for "both"), ordered by record_id.
+
+    Records without an analysis text in a requested language are skipped. InputError when the
+    store has no record at all or none that is valid.
+    """
+    prompts = {**PROMPTS, **(prompts or {})}
+    langs = languages(lang)
+    table = store.records if records is None else records
+    if len(table) == 0:
+        raise InputError(f"{store.path}: the store holds no records; index imagery into it first (xvision index)")
+    if records is None and not table["valid"].astype(bool).any():
+        raise InputError(
+            f"{store.path}: none of its {len(table)} records is valid (all cloudy or without data); "
+            "there is nothing to learn the analyses from"
+        )
+    table = table.sort_values("record_id")
+    features = store_vectors(store, table["record_id"].to_numpy())
+    pairs = []
+    for row, rec in enumerate(table.itertuples(index=False)):
+        for code in langs:
+            text = getattr(rec, TEXT_COLUMNS[code], None)
+            if not isinstance(text, str) or not text.strip():
+                continue
+            pairs.append(Pair(row=row, record_id=int(rec.record_id), parcel_id=str(rec.parcel_id),
+                              date=str(rec.date), lang=code, prompt=prompts[code], text=text.strip(),
+                              valid=bool(rec.valid)))
+    if not pairs:
+        raise InputError(f"{store.path}: no record has an analysis text in {' or '.join(langs)}")
+    stats = np.column_stack([
+        pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float64) if c in table else np.full(len(table), np.nan)
+        for c in STAT_COLUMNS
+    ]).astype(np.float32)
+    return PairSet(features, pairs, stats, table.drop(columns="geometry", errors="ignore").to_dict("records"))
+
+
+# -- the split ----------------------------------------------------------------------------------
+def parcel_position(parcel_id: str) -> float:
+    """Where `parcel_id` falls in [0, 1): a SHA-256 hash, the same on every machine and run."""
+    digest = hashlib.sha256(f"xvision-split|{parcel_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def held_out_parcels(parcel_ids: Iterable[str], fraction: float = DEFAULT_VAL_FRACTION) -> list[str]:
+    """The parcels kept for validation: those hashing below `fraction`.
+
+    With two parcels or more, at least one is held out and at least one kept for training, so
+    very small stores still get a validation loss.
+    """
+    ranked = sorted(set(map(str, parcel_ids)), key=parcel_position)
+    held = [p for p in ranked if parcel_position(p) < fraction]
+    if len(ranked) >= 2:
+        if not held:
+            held = ranked[:1]
+        elif len(held) == len(ranked):
+            held = held[:-1]
+    return sorted(held)
+
+
+def store_fingerprint(store: Store) -> dict:
+    """What identifies a store: creation time, encoder and first record (plus, for the record, path and size)."""
+    records = store.records
+    first = records.loc[records["record_id"].idxmin()] if len(records) else None
+    return {
+        "path": str(Path(store.path).resolve()),
+        "created": store.manifest.get("created"),
+        "encoder": store.encoder_id,
+        "first_record": None if first is None else f"{first['parcel_id']}|{first['date']}",
+        "count": len(records),
+    }
+
+
+def same_store(a: dict | None, b: dict | None) -> bool:
+    """Whether two fingerprints name the same store.
+
+    Creation time (to the second), encoder and the (parcel, date) of record 0 identify a store.
+    Its path does not (stores are moved and copied), and records appended since training do not
+    make it another store: the held-out parcels stay held out.
+    """
+    if not a or not b:
+        return False
+    keys = ("created", "encoder", "first_record")
+    return a.get("created") is not None and all(a.get(k) == b.get(k) for k in keys)
+
+
+@dataclass
+class Split:
+    """The parcels held out from training, and the store they were drawn from."""
+
+    held_out: list[str]
+    fraction: float
+    store: dict
+    n_parcels: int
+    method: str = "sha256('xvision-split|' + parcel_id) / 2**64 < fraction"
+    train_parcels: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.held_out = sorted(map(str, self.held_out))
+        self.train_parcels = self.n_parcels - len(self.held_out)
+
+    @classmethod
+    def of(cls, store: Store, pairs: PairSet, fraction: float = DEFAULT_VAL_FRACTION) -> Split:
+        parcels = pairs.parcels
+        return cls(held_out_parcels(parcels, fraction), fraction, store_fingerprint(store), len(parcels))
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / SPLIT_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Split | None:
+        """The split saved in `directory`, or None when there is none."""
+        path = Path(directory) / SPLIT_NAME
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(held_out=data["held_out"], fraction=float(data["fraction"]), store=data.get("store") or {},
+                       n_parcels=int(data["n_parcels"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}: not a readable split file ({exc})") from None

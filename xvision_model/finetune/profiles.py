@@ -1,0 +1,177 @@
+"""Training profiles: what `xvision train --profile NAME` builds and how it trains it.
+
+Two profiles, one code path. `tiny` builds everything in-process (a BPE tokenizer trained on the
+store's analyses, a small Qwen2 trained first as a text-only LM, then frozen under LoRA); `full`
+loads Qwen2-1.5B from local files and trains only the vision adapter and LoRA. A profile is a
+frozen dataclass; `replace` derives variants (tests use short ones).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+
+from xvision.errors import InputError
+from xvision_model.adapter import ADAPTER_MODES
+from xvision_model.lm import LoraSettings
+
+#: Environment variable naming the full profile's base LM (a local directory or a cached hub id).
+BASE_MODEL_ENV = "XVISION_QWEN2_PATH"
+FULL_BASE_MODEL = "Qwen/Qwen2-1.5B"
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """One training stage: AdamW, linear warmup then cosine decay to `min_lr_ratio * lr`.
+
+    `batch_size` is per micro-batch; the optimizer steps every `grad_accum` micro-batches.
+    `feature_noise` (Gaussian, as a fraction of the embeddings' RMS per dimension) and
+    `feature_dropout` perturb the adapter input during training only: they keep the adapter from
+    keying on the exact embeddings of the few places it was trained on. `aux_weight` > 0 adds,
+    in the vision stage, a training-only linear head that regresses the record's index
+    statistics (standardized) from the mean visual token: the visual tokens must then carry the
+    quantities the analysis states, instead of whatever identifies a training record.
+    `rephrase` is the share of training analyses rewritten, each epoch, with a fresh phrasing
+    seed by `indexer.analysis.write_analysis` from the record's own statistics (the stored text
+    is one such phrasing): same classes and values, other words and sentence order.
+    """
+
+    epochs: int
+    lr: float
+    batch_size: int = 32
+    grad_accum: int = 1
+    warmup_fraction: float = 0.05
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    feature_noise: float = 0.0
+    feature_dropout: float = 0.0
+    aux_weight: float = 0.0
+    rephrase: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if not self.lr > 0:
+            raise InputError(f"learning rate must be positive, got {self.lr!r}")
+        for name in ("warmup_fraction", "label_smoothing", "feature_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not 0.0 <= self.rephrase <= 1.0:
+            raise InputError(f"rephrase must be in [0, 1], got {self.rephrase!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise InputError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if self.weight_decay < 0 or self.feature_noise < 0 or self.aux_weight < 0:
+            raise InputError("weight_decay, feature_noise and aux_weight must not be negative")
+
+
+@dataclass(frozen=True)
+class TinyLMSettings:
+    """The tiny profile's Qwen2 architecture and BPE vocabulary size."""
+
+    vocab_size: int = 1000
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 688
+    max_positions: int = 512
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything `train` needs besides the store.
+
+    `tiny_lm` set: the base LM is built and trained here (`text_stage` first, all parameters).
+    `tiny_lm` None: the base LM is loaded from `base_model` (overridden by the `base_model`
+    argument of `train`, then by $XVISION_QWEN2_PATH) and only the adapter and LoRA train.
+    `encoder` is the encoder the profile is meant for; another store encoder only warns.
+    """
+
+    name: str
+    vision_stage: StageSettings
+    text_stage: StageSettings | None = None
+    tiny_lm: TinyLMSettings | None = None
+    base_model: str | None = None
+    encoder: str | None = None
+    adapter_mode: str = "gap"
+    num_tokens: int = 8
+    adapter_hidden_mult: float = 1.0
+    adapter_depth: int = 2
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    lm_dtype: str = "auto"
+    val_fraction: float = 0.2
+    #: Generation budget: this factor times the longest training target, in tokens.
+    max_new_tokens_factor: float = 1.3
+
+    def __post_init__(self) -> None:
+        if self.adapter_mode not in ADAPTER_MODES:
+            raise InputError(f"adapter mode must be one of {ADAPTER_MODES}, got {self.adapter_mode!r}")
+        if (self.tiny_lm is None) == (self.base_model is None):
+            raise InputError(f"profile {self.name!r}: give exactly one of tiny_lm and base_model")
+        if self.text_stage is not None and self.tiny_lm is None:
+            raise InputError(f"profile {self.name!r}: a text-only stage needs a base LM built here (tiny_lm)")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise InputError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+
+    @property
+    def builds_base(self) -> bool:
+        return self.tiny_lm is not None
+
+    def with_overrides(self, epochs: int | None = None, lr: float | None = None,
+                       batch_size: int | None = None) -> Profile:
+        """This profile with the vision (last) stage's epochs, learning rate or batch size replaced."""
+        changes = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
+        return replace(self, vision_stage=replace(self.vision_stage, **changes)) if changes else self
+
+    def resolve_base_model(self, base_model: str | None = None) -> str | None:
+        """The base LM source: the argument, then $XVISION_QWEN2_PATH, then the profile's."""
+        if self.builds_base:
+            return None
+        return base_model or os.environ.get(BASE_MODEL_ENV) or self.base_model
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["lora"]["target_modules"] = list(self.lora.target_modules)
+        return data
+
+
+TINY = Profile(
+    name="tiny",
+    tiny_lm=TinyLMSettings(),
+    text_stage=StageSettings(epochs=6, lr=3e-3, batch_size=16, warmup_fraction=0.05, weight_decay=0.01),
+    vision_stage=StageSettings(
+        epochs=10, lr=3e-3, batch_size=16, warmup_fraction=0.05, weight_decay=0.01,
+        feature_noise=0.15,
+    ),
+    encoder="spectral-v1",
+    adapter_mode="gap",
+    num_tokens=8,
+    lora=LoraSettings(r=16, alpha=32, dropout=0.0),
+)
+
+FULL = Profile(
+    name="full",
+    base_model=FULL_BASE_MODEL,
+    vision_stage=StageSettings(
+        epochs=3, lr=2e-4, batch_size=8, grad_accum=4, warmup_fraction=0.03, weight_decay=0.0,
+        feature_noise=0.15,
+    ),
+    encoder="croma-large",
+    adapter_mode="gap",
+    num_tokens=64,
+    lora=LoraSettings(r=32, alpha=64, dropout=0.05),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, FULL)}
+
+
+def get_profile(name: str | Profile) -> Profile:
+    """A profile by name (`tiny`, `full`), or `name` itself when it already is a Profile."""
+    if isinstance(name, Profile):
+        return name
+    if name not in PROFILES:
+        raise InputError(f"unknown training profile {name!r}; choose one of: {', '.join(PROFILES)}")
+    return PROFILES[name]
