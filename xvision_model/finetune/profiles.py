@@ -141,14 +141,13 @@ class Profile:
 TINY = Profile(
     name="tiny",
     tiny_lm=TinyLMSettings(),
-    # The best of the configurations tried on Hesbaye grid 10 (held-out overall 0.908): rephrasing
-    # every analysis each epoch and the auxiliary statistics head both helped; see the issue note.
-    text_stage=StageSettings(epochs=6, lr=3e-3, batch_size=16, warmup_fraction=0.05, weight_decay=0.01,
-                             rephrase=1.0),
-    vision_stage=StageSettings(
-        epochs=12, lr=3e-3, batch_size=16, warmup_fraction=0.05, weight_decay=0.01,
-        feature_noise=0.15, rephrase=1.0, aux_weight=0.5,
-    ),
+    # Measured on Hesbaye (--grid 10, 830 training records, 2 CPU cores): batch 16 learns the
+    # language far faster per second than 32; rephrasing keeps the LM from learning one phrasing.
+    text_stage=StageSettings(epochs=5, lr=3e-3, batch_size=16, weight_decay=0.01, rephrase=1.0),
+    # Small batches, fresh phrasings every epoch (without them the adapter memorises each
+    # training record's wording and validation loss rises after 2 epochs) and the auxiliary
+    # statistics head. Feature noise lowered held-out and unseen-imagery scores alike: off.
+    vision_stage=StageSettings(epochs=14, lr=2e-3, batch_size=4, weight_decay=0.01, rephrase=1.0, aux_weight=0.5),
     encoder="spectral-v1",
     adapter_mode="gap",
     num_tokens=8,
