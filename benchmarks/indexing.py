@@ -37,7 +37,7 @@ GRID = 20  # 25 cells per Hesbaye raster
 
 
 def _encoder(name: str, precision: str):
-    if name == "spectral-v1":
+    if name.startswith("spectral"):
         return build_encoder(name)
     try:
         return build_encoder(name, precision=precision)
@@ -107,7 +107,7 @@ def peak_rss_mb(n_files: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder", default="spectral-v1", help="spectral-v1, croma-large or croma-base")
+    parser.add_argument("--encoder", default="spectral-v2", help="spectral-v2 (default), spectral-v1, croma-large or croma-base")
     parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
     parser.add_argument("--records", type=int, default=250, help="about how many records to index")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -29,7 +29,7 @@ from indexer.parcels import Parcels, attributes_json, grid_parcels, in_footprint
 from indexer.reader import ReadOptions, Scene, discover_inputs, open_scene
 from indexer.store import Store, write_lock
 from xvision.errors import InputError
-from xvision_model.encoders import Encoder, build_encoder
+from xvision_model.encoders import DEFAULT_ENCODER, Encoder, build_encoder
 
 
 #: Parcels extracted together (index statistics are computed in one spyndex pass per chunk).
@@ -46,7 +46,7 @@ class IndexConfig:
     id_column: str | None = None
     grid: int | None = None
     read: ReadOptions = field(default_factory=ReadOptions)
-    encoder: str = "spectral-v1"
+    encoder: str = DEFAULT_ENCODER
     encoder_options: dict = field(default_factory=dict)
     batch_size: int = 8
     commit_every: int = 2048

@@ -18,7 +18,7 @@ from xvision.errors import InputError, WeightsError
 from xvision_model.encoders.base import CROMA_BANDS, EncoderOutput
 from xvision_model.encoders.croma import VARIANTS, CromaEncoder, find_weights, load_optical_state, sha256_file
 from xvision_model.encoders.registry import DEFAULT_ENCODER, ENCODERS, build_encoder
-from xvision_model.encoders.spectral import SpectralEncoder
+from xvision_model.encoders.spectral import SpectralEncoder, SpectralIndexEncoder
 
 SIZE = 120
 OFFICIAL_KEYS = ("s1_encoder", "s1_GAP_FFN", "s2_encoder", "s2_GAP_FFN", "joint_encoder")
@@ -36,11 +36,11 @@ def _chips(batch: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return chips, valid
 
 
-# -- spectral-v1 --------------------------------------------------------------------------------
+# -- spectral-v1 and spectral-v2 ----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def spectral() -> SpectralEncoder:
-    return SpectralEncoder()
+@pytest.fixture(scope="module", params=[SpectralEncoder, SpectralIndexEncoder], ids=["v1", "v2"])
+def spectral(request) -> SpectralEncoder:
+    return request.param()
 
 
 def test_spectral_shapes(spectral):
@@ -54,7 +54,7 @@ def test_spectral_shapes(spectral):
 
 def test_spectral_is_deterministic(spectral):
     chips, valid = _chips()
-    first, second = spectral(chips, valid), SpectralEncoder()(chips.clone(), valid.clone())
+    first, second = spectral(chips, valid), type(spectral)()(chips.clone(), valid.clone())
     assert torch.equal(first.gap, second.gap)
     assert torch.equal(first.patches, second.patches)
 
@@ -89,15 +89,57 @@ def test_spectral_ignores_pixels_outside_the_mask(spectral):
 
 
 def test_spectral_rejects_wrong_chip_shape(spectral):
-    with pytest.raises(ValueError, match="spectral-v1"):
+    with pytest.raises(ValueError, match=spectral.spec.id):
         spectral(torch.zeros(1, 13, SIZE, SIZE), torch.ones(1, SIZE, SIZE, dtype=torch.bool))
+
+
+def _uniform_field(reflectance: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    chips = torch.stack([torch.full((SIZE, SIZE), reflectance[b]) for b in CROMA_BANDS]).unsqueeze(0)
+    valid = torch.zeros(1, SIZE, SIZE, dtype=torch.bool)
+    valid[0, 20:100, 30:90] = True
+    chips[0, :, ~valid[0]] = 0.9  # bright surroundings must not leak into the parcel's indices
+    return chips, valid
+
+
+def test_spectral_v2_carries_the_parcel_indices():
+    """Undoing the anchor gives the features back; the first ones are the index means."""
+    from tests.make_rasters import BARE_SOIL, VEGETATION
+
+    encoder = SpectralIndexEncoder()
+    for field, expected in ((VEGETATION, (0.818, 0.333)), (BARE_SOIL, (0.143, -0.143))):
+        gap = encoder(*_uniform_field(field)).gap[0]
+        features = gap[:-1] / gap[-1]
+        ndvi, ndmi = features[0].item(), features[2].item()  # means: ndvi, ndwi, ndmi, savi, evi, ndre
+        assert ndvi == pytest.approx(expected[0], abs=1e-3) and ndmi == pytest.approx(expected[1], abs=1e-3)
+        savi = 1.5 * (field["B08"] - field["B04"]) / (field["B08"] + field["B04"] + 0.5)
+        assert features[3].item() == pytest.approx(savi, abs=1e-3)
+        assert features[18].item() == pytest.approx(0.0, abs=1e-6)  # a uniform field has no NDVI spread
+
+
+def test_spectral_v2_separates_bright_and_dark_fields_of_one_shape():
+    """v1 normalized away the vector length; v2 keeps brightness (soil vs. its shadowed twin)."""
+    from tests.make_rasters import BARE_SOIL
+
+    dark = {band: value * 0.5 for band, value in BARE_SOIL.items()}
+    v2 = SpectralIndexEncoder()
+    bright_gap, dark_gap = v2(*_uniform_field(BARE_SOIL)).gap[0], v2(*_uniform_field(dark)).gap[0]
+    bright_features, dark_features = bright_gap[:-1] / bright_gap[-1], dark_gap[:-1] / dark_gap[-1]
+    # Same ratios -> same NDVI / NDMI, but the band means differ.
+    torch.testing.assert_close(bright_features[:3], dark_features[:3], rtol=0, atol=1e-4)
+    assert (bright_features[24:36] - dark_features[24:36]).abs().max() > 0.1
+
+
+def test_spectral_v2_embed_without_reflectance_is_refused():
+    chips, valid = _chips()
+    with pytest.raises(NotImplementedError, match="reflectance"):
+        SpectralIndexEncoder().embed(chips, valid)
 
 
 # -- registry -----------------------------------------------------------------------------------
 
 def test_registry_default_is_spectral():
     encoder = build_encoder()
-    assert DEFAULT_ENCODER == "spectral-v1" and encoder.spec.id == "spectral-v1"
+    assert DEFAULT_ENCODER == "spectral-v2" and encoder.spec.id == "spectral-v2"
     assert encoder.manifest()["weights_sha256"] is None
 
 

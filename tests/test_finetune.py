@@ -88,7 +88,7 @@ def test_training_lowers_validation_loss_and_writes_a_model(trained, small_store
         assert len(epochs) == (QUICK.text_stage if stage == "text" else QUICK.vision_stage).epochs
         assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
     card = read_card(out)
-    assert card["encoder"] == "spectral-v1" and card["profile"] == "tiny"
+    assert card["encoder"] == "spectral-v2" and card["profile"] == "tiny"
     assert card["training"]["held_out_parcels"] == result.held_out_parcels > 0
     held = json.loads((out / SPLIT_NAME).read_text())["held_out"]
     assert len(held) == result.held_out_parcels

@@ -45,7 +45,7 @@ def test_index_real_hesbaye_grid(hesbaye_store, capsys):
     assert store.records.valid.all()
     # The sample lacks B01, B8A and B09: the encoder's policy fills them and the record says so.
     assert set(store.records.imputed_bands) == {"B01<-B02,B8A<-B08,B09<-B08"}
-    assert store.manifest["encoder"]["id"] == "spectral-v1"
+    assert store.manifest["encoder"]["id"] == "spectral-v2"
     assert store.manifest["encoder"]["normalization"]["mean"][0] == pytest.approx(0.034076769)
     assert store.records.analysis.str.len().min() > 50 and store.records.analysis_fr.str.contains("NDVI").all()
 

@@ -158,10 +158,10 @@ TINY_FILES = [
 
 
 def test_model_directory_round_trip(model, tmp_path):
-    save_model(model, tmp_path / "m", encoder_id="spectral-v1", profile="tiny")
+    save_model(model, tmp_path / "m", encoder_id="spectral-v2", profile="tiny")
     assert _files(tmp_path / "m") == TINY_FILES
     card = json.loads((tmp_path / "m" / "model_card.json").read_text())
-    assert card["encoder"] == "spectral-v1" and card["profile"] == "tiny" and card["base_model"] == "base"
+    assert card["encoder"] == "spectral-v2" and card["profile"] == "tiny" and card["base_model"] == "base"
     assert card["adapter"] == model.adapter.config.to_dict()
     assert card["lm"]["hidden_size"] == 32 and card["lora"]["r"] == 4 and card["created"]
 
@@ -208,7 +208,7 @@ def test_missing_lm_names_the_path_or_id(tmp_path):
 
 
 def test_pickles_in_a_model_directory_are_refused(model, tmp_path):
-    save_model(model, tmp_path / "m", encoder_id="spectral-v1")
+    save_model(model, tmp_path / "m", encoder_id="spectral-v2")
     (tmp_path / "m" / "lora" / "adapter_model.bin").write_bytes(b"not really a pickle")
     with pytest.raises(WeightsError, match="adapter_model.bin"):
         load_model(tmp_path / "m")

@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date, help="acquisition date YYYY-MM-DD when the files do not say it")
     p.add_argument("--bands", help="band order of a stack without band names, e.g. B02,B03,B04,B08 (SKIP for others)")
     p.add_argument("--boa-offset", type=float, help="force the DN offset (-1000 for baseline >= 04.00, 0 before)")
-    p.add_argument("--encoder", default="spectral-v1", help="spectral-v1 (default, offline), croma-large or croma-base")
+    p.add_argument("--encoder",
+                   help="spectral-v2 (default: offline, needs no weights), spectral-v1 (stores built before "
+                        "v2), croma-large or croma-base (need CROMA weights)")
     p.add_argument("--weights", type=Path, help="CROMA weights file (default: $XVISION_CROMA_WEIGHTS or torchgeo cache)")
     p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="CROMA compute precision (auto: bfloat16 where the hardware runs it natively)")
@@ -164,6 +166,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from indexer.reader import ReadOptions, parse_bands_option
 
     options = {}
+    if args.encoder is None:  # the registry's default, resolved here so --help needs no torch
+        from xvision_model.encoders import DEFAULT_ENCODER
+
+        args.encoder = DEFAULT_ENCODER
     if args.encoder.startswith("croma"):
         options = {"weights": args.weights, "precision": args.precision}
     config = IndexConfig(

@@ -83,10 +83,14 @@ class Encoder(nn.Module):
     precision: str = "float32"
 
     def forward(self, chips: torch.Tensor, valid: torch.Tensor) -> EncoderOutput:
+        self.check_input(chips)
+        return self.embed(self.spec.normalization.apply(chips), valid)
+
+    def check_input(self, chips: torch.Tensor) -> None:
+        """Raise ValueError naming the encoder when `chips` is not [B, bands, size, size]."""
         expected = (len(self.spec.bands), self.spec.input_size, self.spec.input_size)
         if tuple(chips.shape[1:]) != expected:
             raise ValueError(f"{self.spec.id}: chips must be [B, {expected}], got {tuple(chips.shape)}")
-        return self.embed(self.spec.normalization.apply(chips), valid)
 
     def embed(self, normalized: torch.Tensor, valid: torch.Tensor) -> EncoderOutput:
         raise NotImplementedError

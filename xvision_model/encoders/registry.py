@@ -7,13 +7,19 @@ from collections.abc import Callable
 from xvision.errors import InputError
 from xvision_model.encoders.base import Encoder
 
-DEFAULT_ENCODER = "spectral-v1"
+DEFAULT_ENCODER = "spectral-v2"
 
 
 def _spectral(**_: object) -> Encoder:
     from xvision_model.encoders.spectral import SpectralEncoder
 
     return SpectralEncoder()
+
+
+def _spectral_v2(**_: object) -> Encoder:
+    from xvision_model.encoders.spectral import SpectralIndexEncoder
+
+    return SpectralIndexEncoder()
 
 
 def _croma(variant: str) -> Callable[..., Encoder]:
@@ -25,8 +31,9 @@ def _croma(variant: str) -> Callable[..., Encoder]:
     return build
 
 
-#: name -> builder. `spectral-v1` needs no weights; CROMA needs a local weights file.
+#: name -> builder. The spectral encoders need no weights; CROMA needs a local weights file.
 ENCODERS: dict[str, Callable[..., Encoder]] = {
+    "spectral-v2": _spectral_v2,
     "spectral-v1": _spectral,
     "croma-large": _croma("croma-large"),
     "croma-base": _croma("croma-base"),

@@ -1,4 +1,6 @@
-"""The offline default encoder: a fixed, weight-free spectral signature of the parcel.
+"""The offline default encoders: fixed, weight-free spectral signatures of the parcel.
+
+`spectral-v2` is the default; `spectral-v1` stays registered so stores built with it still open.
 
 Why this and not a randomly initialised network: random weights make "similar parcels" mean
 nothing, while the parcel's reflectance spectrum is exactly what agronomists compare (canopy
@@ -10,6 +12,18 @@ on the fixed-normalized bands, so vectors from different dates, tiles and stores
     centred on the reference mean (0.5 after normalization) -> 48 features;
   * 16 normalized differences between band means (the shape of the spectrum: greenness, red
     edge, moisture, soil lines) -> 16 features.
+`spectral-v2` (64-d) keeps v1's patch tokens and builds `gap` from what agronomists read off a
+parcel, so that the vector itself carries the condition the analysis states:
+  * the six spectral indices of the indexer (NDVI, NDWI, NDMI, SAVI, EVI, NDRE, through the
+    same spyndex code path, on the chip's valid pixels in reflectance): mean, 10th and 90th
+    percentile (18) and spread (6);
+  * per band mean and std of the normalized reflectance (24) and 15 normalized differences;
+  * one constant anchor component. v1's L2 normalization threw away the vector's length, so a
+    dark and a bright parcel with the same spectral shape looked alike; with a constant
+    component the normalization is invertible (f = g[:-1] / g[-1]), and cosine similarity still
+    ranks by closeness of the features.
+An observation with no valid pixel embeds to the zero vector (similarity 0 to everything).
+
 `patches` (225 x 16): for each 8 x 8 pixel patch of the 120 x 120 chip, the 12 centred band
 means, the patch's valid fraction and three normalized differences (NIR/red, NIR/SWIR1,
 green/NIR).
@@ -53,6 +67,22 @@ def _normalized_difference(means: torch.Tensor, pairs: tuple[tuple[str, str], ..
     return (a - b) / (a + b + 1.0)
 
 
+SPEC_V2 = EncoderSpec(
+    id="spectral-v2",
+    dim=64,
+    patch_dim=16,
+    description=(
+        "Weight-free spectral signature: index statistics (NDVI, NDWI, NDMI, SAVI, EVI, NDRE), band "
+        "statistics and normalized differences, with a constant anchor; offline default."
+    ),
+)
+#: Scale of the index spread features (index std rarely exceeds 0.3).
+INDEX_STD_SCALE = 2.0
+#: Indices are bounded to this range before use (EVI explodes over dark or saturated pixels).
+INDEX_CLIP = 1.5
+ANCHOR = 1.0
+
+
 class SpectralEncoder(Encoder):
     """Deterministic spectral-signature encoder (no parameters)."""
 
@@ -91,3 +121,54 @@ class SpectralEncoder(Encoder):
         frac = (counts / (PATCH * PATCH)).flatten(2).transpose(1, 2)  # [B,225,1]
         nd = _normalized_difference(means, PATCH_PAIRS)
         return torch.cat([2 * (means - 0.5), frac, nd], dim=-1)
+
+
+class SpectralIndexEncoder(SpectralEncoder):
+    """`spectral-v2`: index statistics + band statistics + anchor (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec = SPEC_V2
+
+    def forward(self, chips: torch.Tensor, valid: torch.Tensor) -> EncoderOutput:
+        self.check_input(chips)
+        # The indices are computed on reflectance: the [0, 1] normalization clips bright bands
+        # (blue saturates at 0.16), which would bias NDVI/SAVI over bare soil and snow.
+        index_features = self._indices(chips, valid)
+        normalized = self.spec.normalization.apply(chips)
+        mask = valid.to(normalized.dtype).unsqueeze(1)
+        count = mask.sum(dim=(2, 3)).clamp_min(1.0)
+        mean = (normalized * mask).sum(dim=(2, 3)) / count
+        var = ((normalized - mean[..., None, None]) ** 2 * mask).sum(dim=(2, 3)) / count
+        features = torch.cat(
+            [
+                index_features.to(normalized.dtype),
+                2 * (mean - 0.5),
+                4 * var.sqrt(),
+                _normalized_difference(mean, SPECTRAL_PAIRS[:15]),
+                torch.full_like(mean[:, :1], ANCHOR),
+            ],
+            dim=-1,
+        )
+        has_data = valid.flatten(1).any(dim=1, keepdim=True)
+        gap = torch.where(has_data, F.normalize(features, dim=-1), torch.zeros_like(features))
+        return EncoderOutput(gap=gap, patches=self._patches(normalized, mask))
+
+    def embed(self, normalized: torch.Tensor, valid: torch.Tensor) -> EncoderOutput:
+        raise NotImplementedError("spectral-v2 needs reflectance for its indices: call the encoder itself")
+
+    @staticmethod
+    def _indices(chips: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """[B, 24]: mean, p10, p90 and scaled std of each index over the valid pixels."""
+        from indexer.indices import INDICES, index_statistics_many
+
+        pixels = chips.detach().float().cpu().numpy()
+        masks = valid.cpu().numpy()
+        groups = [{band: pixels[i, c][masks[i]] for c, band in enumerate(CROMA_BANDS)} for i in range(len(pixels))]
+        rows = []
+        for stats in index_statistics_many(groups):
+            central = [stats[f"{ix.name}_{s}"] for s in ("mean", "p10", "p90") for ix in INDICES]
+            spread = [INDEX_STD_SCALE * stats[f"{ix.name}_std"] for ix in INDICES]
+            rows.append(central + spread)
+        values = torch.tensor(rows, dtype=torch.float32).reshape(len(groups), 4 * len(INDICES))
+        return torch.nan_to_num(values, nan=0.0).clamp(-INDEX_CLIP, INDEX_CLIP)

@@ -148,7 +148,7 @@ TINY = Profile(
     # training record's wording and validation loss rises after 2 epochs) and the auxiliary
     # statistics head. Feature noise lowered held-out and unseen-imagery scores alike: off.
     vision_stage=StageSettings(epochs=14, lr=2e-3, batch_size=4, weight_decay=0.01, rephrase=1.0, aux_weight=0.5),
-    encoder="spectral-v1",
+    encoder="spectral-v2",
     adapter_mode="gap",
     num_tokens=8,
     lora=LoraSettings(r=16, alpha=32, dropout=0.0),
