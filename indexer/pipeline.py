@@ -226,6 +226,11 @@ def _embed(batch: list[_Work], encoder: Encoder, config: IndexConfig) -> tuple[g
     with torch.inference_mode():
         vectors = encoder(chips, valid).gap.float().numpy()
     rows = [_record(w, encoder, config) for w in batch]
+    # An unusable observation (too few clear pixels) is stored as the zero vector, whatever the
+    # encoder: its few pixels say little about the parcel, it then scores 0 against every other
+    # record in similarity search, and the generator learns "zero -> unusable" (the analysis says
+    # the same: no class is stated for it).
+    vectors[[not row["valid"] for row in rows]] = 0.0
     # Scenes in one batch may differ in CRS: reproject each group from its own scene CRS.
     wgs84 = np.empty(len(batch), dtype=object)
     for crs in {str(w.scene.crs) for w in batch}:

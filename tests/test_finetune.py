@@ -7,18 +7,19 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import make_rasters
-from indexer.analysis import EVALUATED_ASPECTS
+from indexer.analysis import EVALUATED_ASPECTS, read_classes, says_unusable
 from indexer.pipeline import IndexConfig, index
 from indexer.store import Store
 from xvision.errors import InputError, WeightsError
 from xvision_model.artifacts import load_model, read_card
 from xvision_model.evaluate import describe, evaluate, score_analysis
 from xvision_model.finetune import TINY, Split, build_pairs, held_out_parcels, train
-from xvision_model.finetune.dataset import SPLIT_NAME, store_fingerprint
-from xvision_model.finetune.profiles import StageSettings, TinyLMSettings
+from xvision_model.finetune.dataset import SPLIT_NAME, UNOBSERVED_PREFIX, store_fingerprint, with_unobserved
+from xvision_model.finetune.profiles import AugmentSettings, StageSettings, TinyLMSettings
 from xvision_model.lm import PICKLE_SUFFIXES, LoraSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
@@ -32,6 +33,7 @@ QUICK = dataclasses.replace(
     vision_stage=StageSettings(epochs=3, lr=5e-3, batch_size=8, feature_noise=0.1, rephrase=1.0, aux_weight=0.5),
     num_tokens=4,
     lora=LoraSettings(r=4, alpha=8, dropout=0.0),
+    augment=AugmentSettings(copies=1),
 )
 
 
@@ -48,9 +50,9 @@ def small_store(hesbaye_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(small_store, tmp_path_factory):
+def trained(small_store, hesbaye_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft") / "model"
-    return train(small_store, out, profile=QUICK, progress=False, seed=0), out
+    return train(small_store, out, profile=QUICK, progress=False, seed=0, imagery=[hesbaye_dir]), out
 
 
 def _log(out: Path) -> list[dict]:
@@ -78,6 +80,23 @@ def test_split_is_by_parcel_without_leak(small_store, tmp_path):
     assert len(held_out_parcels(["a", "b"], 0.2)) == 1
     split.save(tmp_path)
     assert Split.load(tmp_path).held_out == split.held_out
+
+
+def test_unobserved_pairs_teach_zero_vector_means_unusable(small_store):
+    pairs = build_pairs(Store.open(small_store), "both")
+    assert all(p.valid for p in pairs.pairs)  # cloud-free composites: the case the pairs exist for
+    extended = with_unobserved(pairs, share=0.05, seed=1)
+    added = extended.pairs[len(pairs):]
+    assert len(added) == round(0.05 * len(pairs)) and {p.lang for p in added} == {"en", "fr"}
+    assert extended.pairs[: len(pairs)] == pairs.pairs
+    for pair in added:
+        assert pair.parcel_id.startswith(UNOBSERVED_PREFIX) and not pair.valid
+        assert not extended.features[pair.row].any() and np.isnan(extended.stats[pair.row]).all()
+        for text in (pair.text, extended.rephrase(pair, variant=3)):
+            assert says_unusable(text) and not set(EVALUATED_ASPECTS) & set(read_classes(text))
+    # Real pairs keep their vectors; nothing is added when the set already has unusable records.
+    assert np.array_equal(extended.features[: len(pairs.features)], pairs.features)
+    assert with_unobserved(extended) is extended and with_unobserved(pairs, share=0) is pairs
 
 
 def test_training_lowers_validation_loss_and_writes_a_model(trained, small_store):

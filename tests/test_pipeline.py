@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import make_rasters as mr
@@ -41,6 +42,21 @@ def test_fully_clouded_date_is_flagged_not_low_vigor(rasters, tmp_path, capsys):
     for text in [*records.analysis, *records.analysis_fr]:
         assert says_unusable(text)
         assert not {"vigor", "moisture", "cover"} & set(read_classes(text))
+
+
+def test_unusable_records_are_stored_as_zero_vectors(rasters, tmp_path):
+    """Partly clouded cells below the valid share keep their record but embed as zero; clear ones do not."""
+    store = tmp_path / "store"
+    assert _index(store, rasters["cloudy_l2a_stack"], extra=["--grid", "12"]) == 0
+    opened = Store.open(store)
+    records = opened.records
+    flagged, clear = records[~records.valid], records[records.valid]
+    assert len(flagged) and len(clear)
+    assert (flagged.valid_fraction > 0).any()  # some pixels were seen, still stored as "no observation"
+    for record_id in flagged.record_id:
+        assert not np.any(opened.vector(int(record_id)))
+    for record_id in clear.record_id:
+        assert np.linalg.norm(opened.vector(int(record_id))) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_s2cloudless_path_on_l1c_band_folder(rasters, tmp_path, capsys):

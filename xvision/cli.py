@@ -18,7 +18,7 @@ Start by indexing imagery into a store (a folder), then query it:
   xvision history grid10-32631-664000-5612120 --store hesbaye-store
   xvision similar grid10-32631-664000-5612120 --date 2021-06-01 --store hesbaye-store
   xvision export --store hesbaye-store --format csv --out records.csv
-  xvision train --store hesbaye-store --profile tiny --out tiny-model
+  xvision train --store hesbaye-store --imagery ../shared/data/worldcereal-hesbaye --out tiny-model
   xvision eval --model tiny-model --store hesbaye-store
   xvision describe grid10-32631-664000-5612120 --date 2021-06-01 --store hesbaye-store --model tiny-model
 """
@@ -114,14 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
             "default) first trains a small Qwen2-architecture LM on the store's analyses, then freezes "
             "it and trains the vision adapter + LoRA on (embedding, analysis) pairs. The full profile "
             "fine-tunes Qwen2-1.5B (local path or cached hub id) with LoRA on a CROMA-Large store. "
-            "Validation uses held-out parcels (no parcel's dates leak into training)."
+            "Validation uses held-out parcels (no parcel's dates leak into training). With --imagery "
+            "(the rasters the store was indexed from) each training chip is re-read and perturbed "
+            "spectrally (brightness, band gains, haze, mixed-in spectra), its indices and analysis "
+            "recomputed: the generator then holds up on imagery unlike the store's."
         ),
-        epilog="example:\n  xvision train --store hesbaye-store --profile tiny --out models/tiny",
+        epilog="example:\n  xvision train --store hesbaye-store --imagery ../shared/data/worldcereal-hesbaye "
+               "--profile tiny --out models/tiny",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--store", required=True, type=Path, help="store folder written by `xvision index`")
     p.add_argument("--profile", default="tiny", choices=("tiny", "full"), help="model profile (default tiny)")
     p.add_argument("--out", required=True, type=Path, help="model folder to write")
+    p.add_argument("--imagery", type=Path, nargs="+", metavar="PATH",
+                   help="rasters/folders the store was indexed from: enables spectral augmentation (recommended)")
     p.add_argument("--epochs", type=int, help="epochs of the vision stage (default: the profile's)")
     p.add_argument("--lr", type=float, help="peak learning rate of the vision stage (default: the profile's)")
     p.add_argument("--batch-size", type=int, help="examples per optimizer step (default: the profile's)")
@@ -245,7 +251,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     result = train(args.store, args.out, profile=args.profile, epochs=args.epochs, lr=args.lr, resume=args.resume,
                    lang=args.lang, progress=not args.quiet, seed=args.seed, base_model=args.base_model,
-                   batch_size=args.batch_size)
+                   batch_size=args.batch_size, imagery=args.imagery)
     print(json.dumps(result.to_dict(), indent=2))
     return 0
 

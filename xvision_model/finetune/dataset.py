@@ -97,6 +97,46 @@ class PairSet:
                               lang=pair.lang, seed=seed)
 
 
+#: Share of synthetic "no observation" pairs added to a training set that has no unusable record.
+UNOBSERVED_SHARE = 0.03
+#: parcel_id prefix of those pairs (never a real parcel: `xvision index` ids are file ids or grid ids).
+UNOBSERVED_PREFIX = "~unobserved-"
+
+
+def with_unobserved(pairs: PairSet, share: float = UNOBSERVED_SHARE, seed: int = 0) -> PairSet:
+    """`pairs` plus synthetic pairs teaching that the zero vector means "unusable observation".
+
+    The indexer stores every record flagged not valid (mostly cloud) as the zero vector, and its
+    analysis says the date is unusable. A store without such a record (the Hesbaye composites
+    are cloud-free) would never show the generator that case, and it would describe a cloud as a
+    field. Each added pair is a zero embedding with the text `write_analysis` writes for a
+    clouded record, at a random valid-pixel share below the indexer's threshold. Nothing is added
+    when the set already holds unusable records or `share` is 0.
+    """
+    if share <= 0 or not pairs.pairs or any(not p.valid for p in pairs.pairs):
+        return pairs
+    rng = np.random.default_rng(seed)
+    count = max(4, int(round(share * len(pairs.pairs))))
+    langs = sorted({p.lang for p in pairs.pairs})
+    prompts = {p.lang: p.prompt for p in pairs.pairs}
+    start = len(pairs.features)
+    features = np.concatenate([pairs.features, np.zeros((count, pairs.features.shape[1]), pairs.features.dtype)])
+    stats = None if pairs.stats is None else np.concatenate(
+        [pairs.stats, np.full((count, pairs.stats.shape[1]), np.nan, pairs.stats.dtype)])
+    records = list(pairs.records or [{} for _ in range(start)])
+    added = []
+    for k in range(count):
+        parcel_id, date = f"{UNOBSERVED_PREFIX}{k}", "1970-01-01"
+        record = {"parcel_id": parcel_id, "date": date, "valid": False, "invalid_reason": "cloud",
+                  "valid_fraction": float(rng.uniform(0.0, 0.3)) if k % 2 else 0.0}
+        records.append(record)
+        lang = langs[k % len(langs)]
+        text = write_analysis(record, valid=False, reason="cloud", lang=lang, seed=analysis_seed(parcel_id, date))
+        added.append(Pair(row=start + k, record_id=-1 - k, parcel_id=parcel_id, date=date, lang=lang,
+                          prompt=prompts[lang], text=text, valid=False))
+    return PairSet(features, [*pairs.pairs, *added], stats, records)
+
+
 def store_vectors(store: Store, record_ids: Sequence[int]) -> np.ndarray:
     """[N, dim] float32 embeddings of `record_ids`, looked up by FAISS id."""
     index = store.index

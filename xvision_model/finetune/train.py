@@ -28,6 +28,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,8 +44,17 @@ from indexer.store import Store
 from xvision.errors import InputError, WeightsError
 from xvision_model.adapter import AdapterConfig, VisionAdapter
 from xvision_model.artifacts import CARD_NAME, save_model
-from xvision_model.finetune.dataset import PROMPTS, PairSet, Split, build_pairs, languages, same_store
-from xvision_model.finetune.profiles import Profile, StageSettings, get_profile
+from xvision_model.finetune.augment import augmented_pairs
+from xvision_model.finetune.dataset import (
+    PROMPTS,
+    PairSet,
+    Split,
+    build_pairs,
+    languages,
+    same_store,
+    with_unobserved,
+)
+from xvision_model.finetune.profiles import AugmentSettings, Profile, StageSettings, get_profile
 from xvision_model.lm import apply_lora, load_base_lm, resolve_dtype, tiny_qwen2_config
 from xvision_model.model import XVisionModel
 from xvision_model.splice import IGNORE_INDEX, splice
@@ -419,6 +429,7 @@ def train(
     *,
     base_model: str | None = None,
     batch_size: int | None = None,
+    imagery: Sequence[str | Path] | None = None,
 ) -> TrainResult:
     """Train a generator on the store in `store_dir` and write a complete model directory to `out_dir`.
 
@@ -428,7 +439,9 @@ def train(
     (a directory or a cached hub id; default $XVISION_QWEN2_PATH, then Qwen/Qwen2-1.5B).
     `resume=True` continues from `out_dir/checkpoint` (same store, profile and language); asking
     for more epochs than were run extends training. Without it, any previous checkpoint and log
-    in `out_dir` are replaced.
+    in `out_dir` are replaced. `imagery`: the rasters the store was indexed from (files or
+    folders); with it, each training parcel's chip is re-read and the profile's spectral
+    augmentation (`finetune.augment`) adds perturbed copies with recomputed analyses.
 
     Raises InputError for an empty store or one without valid records, WeightsError when the
     full profile's base model is not available locally.
@@ -451,6 +464,8 @@ def train(
         )
 
     state = _read_state(checkpoint) if resume else None
+    if state is not None and imagery is None and state.get("imagery"):
+        imagery = state["imagery"]  # resume augments exactly as the interrupted run did
     if resume and state is None:
         raise InputError(f"{checkpoint}: no checkpoint to resume from; run without --resume first")
     if state is not None:
@@ -467,6 +482,14 @@ def train(
         split = Split.of(store, pairs, prof.val_fraction)
         split.save(out_dir)
     train_pairs = pairs.select(split.held_out, keep=False)
+    if imagery:
+        settings = prof.augment or AugmentSettings(copies=0)
+        train_pairs = augmented_pairs(train_pairs, store, imagery, settings, seed=seed, progress=progress)
+    elif prof.augment is not None and prof.augment.copies:
+        warnings.warn(f"no imagery given: profile {prof.name!r} trains on the stored embeddings only, without "
+                      "its spectral augmentation (pass the indexed rasters: xvision train --imagery DIR); "
+                      "expect weaker analyses on imagery unlike the store's", stacklevel=2)
+    train_pairs = with_unobserved(train_pairs, prof.unobserved_share, seed)
     val_pairs = pairs.select(split.held_out, keep=True)
     if len(train_pairs) == 0:
         raise InputError(f"{store.path}: every parcel is held out for validation; index more parcels")
@@ -476,7 +499,8 @@ def train(
                    seed=seed, noise_scale=float(np.sqrt(np.mean(train_pairs.features[[p.row for p in train_pairs.pairs]] ** 2))),
                    started=started)
     log = _log_writer(out_dir / LOG_NAME, started)
-    base_state = {"profile": prof.name, "lang": lang, "seed": seed, "stages_done": []}
+    base_state = {"profile": prof.name, "lang": lang, "seed": seed, "stages_done": [],
+                  "imagery": [str(p) for p in imagery] if imagery else None}
     state = state or {**base_state, "stage": "text" if prof.builds_base else "vision", "epoch": 0, "step": 0}
     log({"event": "start", "resume": resume, "profile": prof.name, "lang": lang, "store": str(store.path),
          "n_train": len(train_pairs), "n_val": len(val_pairs), "held_out_parcels": len(split.held_out),
@@ -556,6 +580,8 @@ def train(
         "stages": {**({"text": state.get("text_stage")} if prof.builds_base else {}),
                    "vision": {"epochs": prof.vision_stage.epochs, "steps": state["step"],
                               "train_loss": state.get("train_loss"), "val_loss": state.get("val_loss")}},
+        "augmentation": ({**asdict(prof.augment), "imagery": [str(p) for p in imagery]}
+                         if imagery and prof.augment else None),
         "embedding_rms": ctx.noise_scale,
         "profile": prof.to_dict(),
         "seed": seed,

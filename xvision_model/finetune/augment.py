@@ -1,0 +1,174 @@
+"""Chip pairs with radiometric augmentation: training examples from the imagery, not only the store.
+
+Why: a store built from one region holds one region's spectra. On the Hesbaye composites (all
+cropland) NDVI, NDMI and SAVI move together, so a generator trained on their embeddings alone
+learns "low NDVI -> dry, bare" and calls a snowfield (NDVI 0.15, NDMI 0.8) "moderately vigorous"
+(measured: 0.77 per-aspect faithfulness on BigEarthNet patches). Re-reading each training parcel's
+chip from its raster and perturbing its reflectance breaks those regional correlations while
+keeping every text true: the augmented chip is re-encoded by the store's encoder, its index
+statistics are recomputed by the indexer's own code (`indexer.indices`) on the chip's valid
+pixels, and its analysis is written from them by `write_analysis`. Nothing is invented about the
+label: it is the rule table applied to the augmented pixels.
+
+Per chip, on reflectance (all bands of a pixel change together, so the parcel's texture stays):
+
+    x' = (1 - a) * (k * g_b * x + o) + a * s_b
+
+`k` a brightness factor (illumination, soil moisture darkening), `g_b` a per-band gain (other
+surface types and atmospheres shift the bands independently), `o` an additive haze offset, and
+`s_b` a random spectrum mixed in with weight `a` (a sub-pixel share of snow, water, rock, dry
+grass ... whose spectra no region of the training store has). Values are clipped to [0, 1].
+
+Chips are re-read with the indexer's reader and chip code (same window, resampling and masks).
+The store keeps only each record's file name, so `imagery` names where the rasters are; every
+re-read chip is checked against its stored embedding before it is used.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import torch
+
+from indexer.chips import extract_many, parcel_window
+from indexer.indices import index_statistics_many
+from indexer.reader import discover_inputs, open_scene
+from indexer.store import Store
+from xvision.errors import InputError
+from xvision_model.encoders import Encoder, build_encoder
+from xvision_model.finetune.dataset import STAT_COLUMNS, Pair, PairSet
+from xvision_model.finetune.profiles import AugmentSettings
+
+#: A re-read chip whose embedding has a lower cosine to the stored one is not the indexed chip.
+MIN_COSINE = 0.995
+
+
+def augment_chips(chips: np.ndarray, settings: AugmentSettings, rng: np.random.Generator) -> np.ndarray:
+    """[N, C, H, W] reflectance -> perturbed copy (see the module docstring), float32 in [0, 1]."""
+    n, c = chips.shape[:2]
+    lo, hi = np.log(settings.brightness[0]), np.log(settings.brightness[1])
+    k = np.exp(rng.uniform(lo, hi, (n, 1, 1, 1)))
+    gains = np.exp(rng.normal(0.0, settings.band_gain_sigma, (n, c, 1, 1)))
+    haze = rng.uniform(*settings.haze, (n, 1, 1, 1))
+    share = rng.uniform(0.0, settings.mix_max, (n, 1, 1, 1))
+    spectrum = rng.uniform(0.0, 0.8, (n, c, 1, 1))
+    out = (1 - share) * (chips * k * gains + haze) + share * spectrum
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def read_chips(store: Store, records: Sequence[dict], imagery: Sequence[str | Path],
+               progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Re-extract the chips of `records` (store rows) from the rasters under `imagery`.
+
+    Returns float32 reflectance [N, C, size, size] and the valid masks [N, size, size], in the
+    order of `records`. InputError naming the file when a record's source is not under
+    `imagery`, or when a re-read chip does not embed like the stored record (other rasters, or
+    read options that differed at indexing time).
+    """
+    spec = store.manifest["encoder"]
+    bands, size = tuple(spec["bands"]), int(spec["input_size"])
+    by_name: dict[str, Path] = {}
+    for path in discover_inputs(imagery):
+        by_name.setdefault(path.name, path)
+    wanted = defaultdict(list)
+    for i, record in enumerate(records):
+        source = str(record["source"])
+        if source not in by_name:
+            roots = ", ".join(map(str, imagery))
+            raise InputError(f"{source}: record {record['parcel_id']} {record['date']} was indexed from this "
+                             f"file, which is not under {roots}; pass the folder it was indexed from")
+        wanted[source].append(i)
+    chips = np.zeros((len(records), len(bands), size, size), dtype=np.float32)
+    valid = np.zeros((len(records), size, size), dtype=bool)
+    for source, rows in wanted.items():
+        with open_scene(by_name[source]) as scene:
+            shapes = gpd.GeoSeries([records[i]["geometry"] for i in rows], crs="EPSG:4326").to_crs(scene.crs)
+            reads = [(scene.read(parcel_window(scene, g)), g, records[i]["parcel_id"]) for i, g in zip(rows, shapes)]
+            for i, chip in zip(rows, extract_many(reads, bands, size)):
+                chips[i], valid[i] = chip.chip, chip.chip_valid
+        if progress:
+            progress(len(rows))
+    return chips, valid
+
+
+def _encode(encoder: Encoder, chips: np.ndarray, valid: np.ndarray, batch_size: int) -> np.ndarray:
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(chips), batch_size):
+            part = slice(start, start + batch_size)
+            out.append(encoder(torch.from_numpy(chips[part]), torch.from_numpy(valid[part])).gap.float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, encoder.spec.dim), np.float32)
+
+
+def _statistics(chips: np.ndarray, valid: np.ndarray, bands: Sequence[str]) -> list[dict[str, float]]:
+    return index_statistics_many([{b: chips[i, c][valid[i]] for c, b in enumerate(bands)} for i in range(len(chips))])
+
+
+def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path], settings: AugmentSettings,
+                    seed: int = 0, encoder: Encoder | None = None, progress: bool = False) -> PairSet:
+    """`pairs` plus `settings.copies` augmented examples of each valid pair (same parcel, same
+    date, same language and prompt; features, statistics and text from the augmented chip).
+
+    `encoder` defaults to the store's own (built from the registry with default options; CROMA
+    looks up its weights as usual). Unusable records and synthetic pairs are not augmented.
+    """
+    from tqdm import tqdm
+
+    if settings.copies == 0:
+        return pairs
+    rows = sorted({p.row for p in pairs.pairs if p.valid and p.record_id >= 0})
+    if not rows or pairs.records is None:
+        return pairs
+    table = store.records.set_index("record_id")
+    records = [{**pairs.records[r], "geometry": table.loc[pairs.records[r]["record_id"], "geometry"]} for r in rows]
+    encoder = encoder or build_encoder(store.encoder_id)
+    bands = tuple(store.manifest["encoder"]["bands"])
+    with tqdm(total=len(rows) * (1 + settings.copies), desc="augment", unit="chip", disable=not progress) as bar:
+        chips, valid = read_chips(store, records, imagery, progress=bar.update)
+        reread = _encode(encoder, chips, valid, settings.batch_size)
+        cosine = np.sum(reread * pairs.features[rows], axis=1)
+        worst = int(np.argmin(cosine))
+        if cosine[worst] < MIN_COSINE:
+            rec = records[worst]
+            raise InputError(
+                f"{rec['source']}: the chip of {rec['parcel_id']} {rec['date']} re-read from this file does not "
+                f"match its stored embedding (cosine {cosine[worst]:.3f}); is it the file that was indexed, "
+                "with the same read options?"
+            )
+        rng = np.random.default_rng([seed, 0xA06])
+        features, stats, extra_records = [], [], []
+        for _ in range(settings.copies):
+            changed = augment_chips(chips, settings, rng)
+            features.append(_encode(encoder, changed, valid, settings.batch_size))
+            for record, values in zip(records, _statistics(changed, valid, bands)):
+                stats.append([values[c] for c in STAT_COLUMNS])
+                extra_records.append({**{k: v for k, v in record.items() if k != "geometry"}, **values})
+            bar.update(len(rows))
+    return _append(pairs, rows, np.concatenate(features), np.asarray(stats, np.float32), extra_records)
+
+
+def _append(pairs: PairSet, rows: list[int], features: np.ndarray, stats: np.ndarray,
+            records: list[dict]) -> PairSet:
+    """New feature rows (copy-major: copy 0 of every source row, then copy 1 ...) and their pairs."""
+    from indexer.analysis import analysis_seed, write_analysis
+
+    start = len(pairs.features)
+    position = {row: i for i, row in enumerate(rows)}
+    added = []
+    for copy in range(len(features) // len(rows)):
+        for pair in pairs.pairs:
+            if pair.row not in position:
+                continue
+            new_row = start + copy * len(rows) + position[pair.row]
+            record = records[new_row - start]
+            seed = (analysis_seed(pair.parcel_id, pair.date) + 7919 * (copy + 1)) % 2**64
+            text = write_analysis(record, valid=True, lang=pair.lang, seed=seed)
+            added.append(Pair(row=new_row, record_id=pair.record_id, parcel_id=pair.parcel_id, date=pair.date,
+                              lang=pair.lang, prompt=pair.prompt, text=text, valid=True))
+    all_stats = None if pairs.stats is None else np.concatenate([pairs.stats, stats])
+    return PairSet(np.concatenate([pairs.features, features.astype(pairs.features.dtype)]),
+                   [*pairs.pairs, *added], all_stats, [*(pairs.records or []), *records])
