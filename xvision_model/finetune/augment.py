@@ -104,8 +104,13 @@ def _encode(encoder: Encoder, chips: np.ndarray, valid: np.ndarray, batch_size: 
     return np.concatenate(out) if out else np.zeros((0, encoder.spec.dim), np.float32)
 
 
-def _statistics(chips: np.ndarray, valid: np.ndarray, bands: Sequence[str]) -> list[dict[str, float]]:
-    return index_statistics_many([{b: chips[i, c][valid[i]] for c, b in enumerate(bands)} for i in range(len(chips))])
+def _statistics(chips: np.ndarray, valid: np.ndarray, bands: Sequence[str], batch_size: int) -> list[dict[str, float]]:
+    # In batches: spyndex works on float64 copies of every pixel, ~1 GB per 800 chips at once.
+    out: list[dict[str, float]] = []
+    for start in range(0, len(chips), batch_size):
+        stop = min(start + batch_size, len(chips))
+        out += index_statistics_many([{b: chips[i, c][valid[i]] for c, b in enumerate(bands)} for i in range(start, stop)])
+    return out
 
 
 def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path], settings: AugmentSettings,
@@ -144,7 +149,7 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
         for _ in range(settings.copies):
             changed = augment_chips(chips, settings, rng)
             features.append(_encode(encoder, changed, valid, settings.batch_size))
-            for record, values in zip(records, _statistics(changed, valid, bands)):
+            for record, values in zip(records, _statistics(changed, valid, bands, settings.batch_size)):
                 stats.append([values[c] for c in STAT_COLUMNS])
                 extra_records.append({**{k: v for k, v in record.items() if k != "geometry"}, **values})
             bar.update(len(rows))
