@@ -83,7 +83,7 @@ def shapes() -> dict[str, Shape]:
         intermediate_size=8960, max_position_embeddings=32768, tie_word_embeddings=True, use_sliding_window=False,
     )
     return {
-        # The tiny profile: spectral-v1 gap vector (64-d) -> 8 tokens; float32 ("auto" on CPU).
+        # The tiny profile: spectral-v2 gap vector (64-d) -> 8 tokens; float32 ("auto" on CPU).
         "tiny": Shape("tiny (Qwen2 h256 x4, vocab 1000)", tiny, torch.float32,
                       AdapterConfig(mode="gap", in_dim=64, lm_hidden=256, num_tokens=8), (64,), 64, 32, 3),
         # Full profile: CROMA-large patch tokens (225 x 1024) -> 8 x 8 = 64 tokens; bf16.

@@ -278,7 +278,7 @@ def test_missing_weights_names_every_path_and_the_fix(empty_hub, tmp_path, monke
     for path in looked:
         assert str(path) in message
     assert variant.official_url in message and variant.env_var in message
-    assert "spectral-v1" in message
+    assert "--encoder spectral-v2" in message
 
 
 def test_weights_found_in_env_then_hub_cache(empty_hub, tmp_path, monkeypatch):

@@ -69,7 +69,7 @@ def find_weights(variant: CromaVariant) -> Path:
     raise WeightsError(
         f"{variant.id}: no weights file found (looked at: {looked}). Download {variant.official_url} "
         f"on a machine with internet, copy it here and set {variant.env_var}=/path/to/{variant.cache_names[0]}, "
-        f"or use the offline default encoder (--encoder spectral-v1)."
+        f"or use the offline default encoder (--encoder spectral-v2)."
     )
 
 
