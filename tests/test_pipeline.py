@@ -47,7 +47,7 @@ def test_fully_clouded_date_is_flagged_not_low_vigor(rasters, tmp_path, capsys):
 def test_unusable_records_are_stored_as_zero_vectors(rasters, tmp_path):
     """Partly clouded cells below the valid share keep their record but embed as zero; clear ones do not."""
     store = tmp_path / "store"
-    assert _index(store, rasters["cloudy_l2a_stack"], extra=["--grid", "12"]) == 0
+    assert _index(store, rasters["l1c_band_folder"], extra=["--grid", "12"]) == 0
     opened = Store.open(store)
     records = opened.records
     flagged, clear = records[~records.valid], records[records.valid]
