@@ -25,6 +25,9 @@ test-all: setup
 	$(BIN)/pytest -m ''
 
 demo: setup
+	# The demo builds its own store from scratch (~20 s): a store left by an older version may hold
+	# another encoder's vectors, which `xvision index` rightly refuses to mix.
+	rm -rf $(DEMO_STORE)
 	$(BIN)/xvision index ../shared/data/worldcereal-hesbaye --grid 10 --store $(DEMO_STORE)
 	$(BIN)/xvision history grid10-32631-664400-5611720 --store $(DEMO_STORE)
 	$(BIN)/xvision similar grid10-32631-664400-5611720 --date 2021-06-01 --store $(DEMO_STORE) -k 5
