@@ -166,8 +166,9 @@ TINY = Profile(
     name="tiny",
     tiny_lm=TinyLMSettings(),
     # Measured on Hesbaye (--grid 10, 830 training records x 4 with augmentation, 2 CPU cores;
-    # 14:56 wall for `xvision train`, held-out 0.953, unseen BigEarthNet + generated 0.941; with 2
-    # copies 10:25 but held-out 0.947):
+    # `xvision train` 14:56 wall, held-out 0.953, unseen BigEarthNet + generated 0.941 with seed 0;
+    # 15:13, 0.927, 0.927 with seed 1. Shorter schedules lost accuracy: 2 copies 10:25 / 0.947;
+    # 3 vision epochs 0.935; 1 text epoch 0.912):
     # batch 16 learns the language far faster per second than 32; rephrasing keeps the LM from
     # learning one phrasing. Two epochs over the augmented texts also show it class combinations
     # the region never has (snow: low vigor with high moisture).
