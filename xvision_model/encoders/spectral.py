@@ -67,6 +67,21 @@ def _normalized_difference(means: torch.Tensor, pairs: tuple[tuple[str, str], ..
     return (a - b) / (a + b + 1.0)
 
 
+def _masked_moments(normalized: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mask [B,1,H,W] and per-band mean and variance [B,C] over the valid pixels."""
+    mask = valid.to(normalized.dtype).unsqueeze(1)
+    count = mask.sum(dim=(2, 3)).clamp_min(1.0)  # [B,1]
+    mean = (normalized * mask).sum(dim=(2, 3)) / count
+    var = ((normalized - mean[..., None, None]) ** 2 * mask).sum(dim=(2, 3)) / count
+    return mask, mean, var
+
+
+def _unit_or_zero(features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """L2-normalized features; the zero vector for a chip without any valid pixel."""
+    has_data = valid.flatten(1).any(dim=1, keepdim=True)
+    return torch.where(has_data, F.normalize(features, dim=-1), torch.zeros_like(features))
+
+
 SPEC_V2 = EncoderSpec(
     id="spectral-v2",
     dim=64,
@@ -92,10 +107,7 @@ class SpectralEncoder(Encoder):
 
     def embed(self, normalized: torch.Tensor, valid: torch.Tensor) -> EncoderOutput:
         b, c, h, w = normalized.shape
-        mask = valid.to(normalized.dtype).unsqueeze(1)  # [B,1,H,W]
-        count = mask.sum(dim=(2, 3)).clamp_min(1.0)  # [B,1]
-        mean = (normalized * mask).sum(dim=(2, 3)) / count
-        var = ((normalized - mean[..., None, None]) ** 2 * mask).sum(dim=(2, 3)) / count
+        mask, mean, var = _masked_moments(normalized, valid)
         flat = normalized.masked_fill(mask == 0, float("nan")).reshape(b, c, h * w)
         q = torch.nanquantile(flat, torch.tensor([0.1, 0.9], dtype=flat.dtype), dim=-1)  # [2,B,C]
         q = torch.nan_to_num(q, nan=0.5)
@@ -109,9 +121,7 @@ class SpectralEncoder(Encoder):
             ],
             dim=-1,
         )
-        has_data = valid.flatten(1).any(dim=1, keepdim=True)
-        gap = torch.where(has_data, F.normalize(features, dim=-1), torch.zeros_like(features))
-        return EncoderOutput(gap=gap, patches=self._patches(normalized, mask))
+        return EncoderOutput(gap=_unit_or_zero(features, valid), patches=self._patches(normalized, mask))
 
     def _patches(self, normalized: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         summed = F.avg_pool2d(normalized * mask, PATCH) * PATCH * PATCH
@@ -136,10 +146,7 @@ class SpectralIndexEncoder(SpectralEncoder):
         # (blue saturates at 0.16), which would bias NDVI/SAVI over bare soil and snow.
         index_features = self._indices(chips, valid)
         normalized = self.spec.normalization.apply(chips)
-        mask = valid.to(normalized.dtype).unsqueeze(1)
-        count = mask.sum(dim=(2, 3)).clamp_min(1.0)
-        mean = (normalized * mask).sum(dim=(2, 3)) / count
-        var = ((normalized - mean[..., None, None]) ** 2 * mask).sum(dim=(2, 3)) / count
+        mask, mean, var = _masked_moments(normalized, valid)
         features = torch.cat(
             [
                 index_features.to(normalized.dtype),
@@ -150,9 +157,7 @@ class SpectralIndexEncoder(SpectralEncoder):
             ],
             dim=-1,
         )
-        has_data = valid.flatten(1).any(dim=1, keepdim=True)
-        gap = torch.where(has_data, F.normalize(features, dim=-1), torch.zeros_like(features))
-        return EncoderOutput(gap=gap, patches=self._patches(normalized, mask))
+        return EncoderOutput(gap=_unit_or_zero(features, valid), patches=self._patches(normalized, mask))
 
     def embed(self, normalized: torch.Tensor, valid: torch.Tensor) -> EncoderOutput:
         raise NotImplementedError("spectral-v2 needs reflectance for its indices: call the encoder itself")
