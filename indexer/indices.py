@@ -12,6 +12,7 @@ NIR/SWIR1 moisture index (Gao 1996's "NDWI", which the seed project also called 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,3 +129,14 @@ def index_statistics_many(groups: list[dict[str, np.ndarray]]) -> list[dict[str,
                 stats[f"{name}_{stat}"] = value
         results.append(stats)
     return results
+
+
+def chip_statistics(chips: np.ndarray, valid: np.ndarray, bands: Sequence[str]) -> list[dict[str, float]]:
+    """`index_statistics_many` over the valid pixels of each chip.
+
+    `chips`: reflectance [N, len(bands), H, W]; `valid`: bool [N, H, W]. Used where a chip,
+    not a parcel read, is what is measured (the spectral-v2 encoder, augmented training chips).
+    """
+    return index_statistics_many(
+        [{band: chips[i, c][valid[i]] for c, band in enumerate(bands)} for i in range(len(chips))]
+    )

@@ -165,15 +165,12 @@ class SpectralIndexEncoder(SpectralEncoder):
     @staticmethod
     def _indices(chips: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """[B, 24]: mean, p10, p90 and scaled std of each index over the valid pixels."""
-        from indexer.indices import INDICES, index_statistics_many
+        from indexer.indices import INDICES, chip_statistics
 
-        pixels = chips.detach().float().cpu().numpy()
-        masks = valid.cpu().numpy()
-        groups = [{band: pixels[i, c][masks[i]] for c, band in enumerate(CROMA_BANDS)} for i in range(len(pixels))]
         rows = []
-        for stats in index_statistics_many(groups):
+        for stats in chip_statistics(chips.detach().float().cpu().numpy(), valid.cpu().numpy(), CROMA_BANDS):
             central = [stats[f"{ix.name}_{s}"] for s in ("mean", "p10", "p90") for ix in INDICES]
             spread = [INDEX_STD_SCALE * stats[f"{ix.name}_std"] for ix in INDICES]
             rows.append(central + spread)
-        values = torch.tensor(rows, dtype=torch.float32).reshape(len(groups), 4 * len(INDICES))
+        values = torch.tensor(rows, dtype=torch.float32).reshape(len(chips), 4 * len(INDICES))
         return torch.nan_to_num(values, nan=0.0).clamp(-INDEX_CLIP, INDEX_CLIP)

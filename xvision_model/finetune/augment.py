@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from indexer.chips import extract_many, parcel_window
-from indexer.indices import index_statistics_many
+from indexer.indices import chip_statistics
 from indexer.reader import discover_inputs, open_scene
 from indexer.store import Store
 from xvision.errors import InputError
@@ -108,8 +108,8 @@ def _statistics(chips: np.ndarray, valid: np.ndarray, bands: Sequence[str], batc
     # In batches: spyndex works on float64 copies of every pixel, ~1 GB per 800 chips at once.
     out: list[dict[str, float]] = []
     for start in range(0, len(chips), batch_size):
-        stop = min(start + batch_size, len(chips))
-        out += index_statistics_many([{b: chips[i, c][valid[i]] for c, b in enumerate(bands)} for i in range(start, stop)])
+        part = slice(start, start + batch_size)
+        out += chip_statistics(chips[part], valid[part], bands)
     return out
 
 
