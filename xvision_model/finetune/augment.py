@@ -174,6 +174,4 @@ def _append(pairs: PairSet, rows: list[int], features: np.ndarray, stats: np.nda
             text = write_analysis(record, valid=True, lang=pair.lang, seed=seed)
             added.append(Pair(row=new_row, record_id=pair.record_id, parcel_id=pair.parcel_id, date=pair.date,
                               lang=pair.lang, prompt=pair.prompt, text=text, valid=True))
-    all_stats = None if pairs.stats is None else np.concatenate([pairs.stats, stats])
-    return PairSet(np.concatenate([pairs.features, features.astype(pairs.features.dtype)]),
-                   [*pairs.pairs, *added], all_stats, [*(pairs.records or []), *records])
+    return pairs.extended(features, stats, records, added)

@@ -81,6 +81,18 @@ class PairSet:
         return PairSet(self.features, [p for p in self.pairs if (p.parcel_id in wanted) == keep], self.stats,
                        self.records)
 
+    def extended(self, features: np.ndarray, stats: np.ndarray, records: list[dict], pairs: list[Pair]) -> PairSet:
+        """A new set with feature rows appended (numbered from `len(self.features)` on, in the
+        order given) with their statistics and records, and `pairs` after the existing pairs."""
+        start = len(self.features)
+        own_records = self.records if self.records is not None else [{} for _ in range(start)]
+        return PairSet(
+            np.concatenate([self.features, features.astype(self.features.dtype)]),
+            [*self.pairs, *pairs],
+            None if self.stats is None else np.concatenate([self.stats, stats.astype(self.stats.dtype)]),
+            [*own_records, *records],
+        )
+
     def rephrase(self, pair: Pair, variant: int) -> str:
         """`pair`'s analysis written again from its record by `write_analysis`, phrasing seed `variant`.
 
@@ -120,11 +132,7 @@ def with_unobserved(pairs: PairSet, share: float = UNOBSERVED_SHARE, seed: int =
     langs = sorted({p.lang for p in pairs.pairs})
     prompts = {p.lang: p.prompt for p in pairs.pairs}
     start = len(pairs.features)
-    features = np.concatenate([pairs.features, np.zeros((count, pairs.features.shape[1]), pairs.features.dtype)])
-    stats = None if pairs.stats is None else np.concatenate(
-        [pairs.stats, np.full((count, pairs.stats.shape[1]), np.nan, pairs.stats.dtype)])
-    records = list(pairs.records or [{} for _ in range(start)])
-    added = []
+    records, added = [], []
     for k in range(count):
         parcel_id, date = f"{UNOBSERVED_PREFIX}{k}", "1970-01-01"
         record = {"parcel_id": parcel_id, "date": date, "valid": False, "invalid_reason": "cloud",
@@ -134,7 +142,8 @@ def with_unobserved(pairs: PairSet, share: float = UNOBSERVED_SHARE, seed: int =
         text = write_analysis(record, valid=False, reason="cloud", lang=lang, seed=analysis_seed(parcel_id, date))
         added.append(Pair(row=start + k, record_id=-1 - k, parcel_id=parcel_id, date=date, lang=lang,
                           prompt=prompts[lang], text=text, valid=False))
-    return PairSet(features, [*pairs.pairs, *added], stats, records)
+    zeros = np.zeros((count, pairs.features.shape[1]), np.float32)
+    return pairs.extended(zeros, np.full((count, len(STAT_COLUMNS)), np.nan, np.float32), records, added)
 
 
 def store_vectors(store: Store, record_ids: Sequence[int]) -> np.ndarray:

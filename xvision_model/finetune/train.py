@@ -54,7 +54,7 @@ from xvision_model.finetune.dataset import (
     same_store,
     with_unobserved,
 )
-from xvision_model.finetune.profiles import AugmentSettings, Profile, StageSettings, get_profile
+from xvision_model.finetune.profiles import Profile, StageSettings, get_profile
 from xvision_model.lm import apply_lora, load_base_lm, resolve_dtype, tiny_qwen2_config
 from xvision_model.model import XVisionModel
 from xvision_model.splice import IGNORE_INDEX, splice
@@ -482,10 +482,9 @@ def train(
         split = Split.of(store, pairs, prof.val_fraction)
         split.save(out_dir)
     train_pairs = pairs.select(split.held_out, keep=False)
-    if imagery:
-        settings = prof.augment or AugmentSettings(copies=0)
-        train_pairs = augmented_pairs(train_pairs, store, imagery, settings, seed=seed, progress=progress)
-    elif prof.augment is not None and prof.augment.copies:
+    if imagery and prof.augment is not None:
+        train_pairs = augmented_pairs(train_pairs, store, imagery, prof.augment, seed=seed, progress=progress)
+    elif not imagery and prof.augment is not None and prof.augment.copies:
         warnings.warn(f"no imagery given: profile {prof.name!r} trains on the stored embeddings only, without "
                       "its spectral augmentation (pass the indexed rasters: xvision train --imagery DIR); "
                       "expect weaker analyses on imagery unlike the store's", stacklevel=2)
