@@ -19,3 +19,9 @@ class EncoderMismatchError(StoreError):
 
 class WeightsError(XVisionError):
     """Model weights are missing locally or do not match the expected layout."""
+
+
+def require_positive_int(value: object, label: str) -> None:
+    """InputError "`label` must be a positive integer, got ..." unless `value` is an int >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{label} must be a positive integer, got {value!r}")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from xvision.errors import InputError, WeightsError
+from xvision.errors import InputError, WeightsError, require_positive_int
 
 ADAPTER_MODES = ("gap", "patch")
 WEIGHTS_NAME = "adapter.safetensors"
@@ -50,9 +50,7 @@ class AdapterConfig:
         if self.mode not in ADAPTER_MODES:
             raise InputError(f"adapter mode must be one of {ADAPTER_MODES}, got {self.mode!r}")
         for name in ("in_dim", "lm_hidden", "num_tokens", "depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"adapter {name} must be a positive integer, got {value!r}")
+            require_positive_int(getattr(self, name), f"adapter {name}")
         if isinstance(self.hidden_mult, bool) or not isinstance(self.hidden_mult, (int, float)) or self.hidden_mult <= 0:
             raise InputError(f"adapter hidden_mult must be a positive number, got {self.hidden_mult!r}")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, replace
 
-from xvision.errors import InputError
+from xvision.errors import InputError, require_positive_int
 from xvision_model.adapter import ADAPTER_MODES
 from xvision_model.lm import LoraSettings
 
@@ -70,9 +70,7 @@ class StageSettings:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+            require_positive_int(getattr(self, name), name)
         if not self.lr > 0:
             raise InputError(f"learning rate must be positive, got {self.lr!r}")
         for name in ("warmup_fraction", "label_smoothing", "feature_dropout"):
