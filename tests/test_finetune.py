@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import make_rasters
 from indexer.analysis import EVALUATED_ASPECTS, read_classes, says_unusable
@@ -20,6 +21,7 @@ from xvision_model.evaluate import describe, evaluate, score_analysis
 from xvision_model.finetune import TINY, Split, build_pairs, held_out_parcels, train
 from xvision_model.finetune.dataset import SPLIT_NAME, UNOBSERVED_PREFIX, store_fingerprint, with_unobserved
 from xvision_model.finetune.profiles import AugmentSettings, StageSettings, TinyLMSettings
+from xvision_model.finetune.train import _length_bucketed
 from xvision_model.lm import PICKLE_SUFFIXES, LoraSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
@@ -159,6 +161,26 @@ def test_describe_reports_indices_beside_the_text(trained, small_store):
     assert isinstance(info["generated"], str) and info["reference"] == record["analysis"]
     assert info["indices"]["ndvi_mean"] == pytest.approx(record["ndvi_mean"], abs=1e-4)
     assert set(info["faithful"]) <= set(EVALUATED_ASPECTS)
+
+
+def test_length_bucketed_batches_cover_every_row_once_with_less_padding():
+    rng = np.random.default_rng(0)
+    targets = [[0] * int(n) for n in rng.integers(80, 190, size=1003)]
+
+    def steps(seed, pool):
+        return _length_bucketed(targets, 8, torch.Generator().manual_seed(seed), pool_steps=pool)
+
+    bucketed = steps(1, 32)
+    assert sorted(i for step in bucketed for i in step) == list(range(len(targets)))
+    assert [len(s) for s in bucketed].count(8) == len(targets) // 8 and len(bucketed) == -(-len(targets) // 8)
+    assert bucketed == steps(1, 32) and bucketed != steps(2, 32)
+
+    def padding(batches):
+        lengths = [[len(targets[i]) for i in step] for step in batches]
+        return sum(max(ls) * len(ls) - sum(ls) for ls in lengths) / sum(max(ls) * len(ls) for ls in lengths)
+
+    # pool_steps=1 is plain random batching.
+    assert padding(bucketed) < 0.25 * padding(steps(1, 1))
 
 
 def test_score_analysis_rules():

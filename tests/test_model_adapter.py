@@ -58,7 +58,8 @@ def test_config_json_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"mode": "linear"}, {"in_dim": 0}, {"num_tokens": -1}, {"depth": 0}, {"hidden_mult": 0}, {"lm_hidden": 2.5}],
+    "kwargs", [{"mode": "linear"}, {"in_dim": 0}, {"num_tokens": -1}, {"depth": 0}, {"hidden_mult": 0}, {"lm_hidden": 2.5},
+              {"standardize": "yes"}],
 )
 def test_config_validates(kwargs):
     with pytest.raises(InputError):
@@ -98,3 +99,42 @@ def test_pooling_keeps_the_grid():
     assert pool_tokens(torch.randn(2, 225, 4), 8).shape == (2, 8, 4)
     same = torch.randn(2, 9, 4)
     assert torch.equal(pool_tokens(same, 9), same)
+
+
+@pytest.mark.parametrize("mode", ["gap", "patch"])
+def test_standardized_input_is_scaled_by_training_statistics_and_saved(tmp_path, mode):
+    torch.manual_seed(3)
+    cfg = AdapterConfig(**{**CONFIGS[mode].to_dict(), "standardize": True})
+    adapter = VisionAdapter(cfg)
+    scale = torch.logspace(-3, 1, 16)
+    train = torch.randn(*FEATURES[mode]) * scale + 0.5
+    train[..., 7] = 0.25  # constant in training: the std floor keeps it finite
+    adapter.set_input_scale(train)
+    flat = train.reshape(-1, 16)
+    assert torch.allclose(adapter.input_mean, flat.mean(0), atol=1e-6)
+    assert adapter.input_std[7] > 0 and torch.isfinite(adapter.input_std).all()
+    # Same weights without standardization, fed the standardized features by hand.
+    plain = VisionAdapter(CONFIGS[mode])
+    plain.mlp.load_state_dict(adapter.mlp.state_dict())
+    x = torch.randn(*FEATURES[mode]) * scale + 0.5
+    expected = plain((x - adapter.input_mean) / adapter.input_std)
+    assert torch.allclose(adapter(x), expected, atol=1e-5)
+    # The statistics travel in the safetensors file and come back with the config.
+    adapter.save(tmp_path / "a")
+    loaded = VisionAdapter.load(tmp_path / "a")
+    assert loaded.config.standardize
+    assert torch.equal(loaded.input_std, adapter.input_std) and torch.allclose(loaded(x), adapter(x))
+
+
+def test_standardize_is_opt_in_and_old_configs_still_load(tmp_path):
+    adapter = VisionAdapter(CONFIGS["gap"])
+    assert "input_mean" not in adapter.state_dict()
+    with pytest.raises(InputError, match="without standardize"):
+        adapter.set_input_scale(torch.randn(4, 16))
+    adapter.save(tmp_path)
+    data = json.loads((tmp_path / "adapter_config.json").read_text())
+    del data["standardize"]  # written before the option existed
+    (tmp_path / "adapter_config.json").write_text(json.dumps(data))
+    assert not VisionAdapter.load(tmp_path).config.standardize
+    with pytest.raises(InputError, match="width 16"):
+        VisionAdapter(AdapterConfig(**{**CONFIGS["gap"].to_dict(), "standardize": True})).set_input_scale(torch.randn(4, 8))

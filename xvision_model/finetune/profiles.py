@@ -117,6 +117,8 @@ class Profile:
     num_tokens: int = 8
     adapter_hidden_mult: float = 1.0
     adapter_depth: int = 2
+    #: Standardize the adapter's input by the training features' per-dimension mean and std.
+    adapter_standardize: bool = True
     lora: LoraSettings = field(default_factory=LoraSettings)
     lm_dtype: str = "auto"
     val_fraction: float = 0.2
