@@ -179,7 +179,11 @@ def _token_loss(model: XVisionModel, data: Encoded, idx: list[int], *, visual: b
         if visual:
             features = data.features[idx].to(ctx.device)
             if settings is not None and settings.feature_noise > 0:
-                features = features + torch.randn_like(features) * (settings.feature_noise * ctx.noise_scale)
+                # Relative to each dimension's own spread when the adapter standardizes its input
+                # (a dimension that moves by hundredths would drown in noise scaled to the RMS).
+                adapter = model.adapter
+                scale = adapter.input_std.to(features.dtype) if adapter.config.standardize else ctx.noise_scale
+                features = features + torch.randn_like(features) * (settings.feature_noise * scale)
             if settings is not None and settings.feature_dropout > 0:
                 features = F.dropout(features, settings.feature_dropout, training=True)
             tokens = model.adapter(features)
