@@ -54,6 +54,7 @@ from xvision_model.finetune.dataset import (
     same_store,
     with_unobserved,
 )
+from xvision_model.finetune.numbers import DecimalTokens, decimal_mask, ordinal_loss
 from xvision_model.finetune.profiles import Profile, StageSettings, get_profile
 from xvision_model.lm import apply_lora, load_base_lm, resolve_dtype, tiny_qwen2_config
 from xvision_model.model import XVisionModel
@@ -162,6 +163,7 @@ class _Context:
     noise_scale: float  # RMS of the training embeddings (feature noise is relative to it)
     started: float
     aux: nn.Module | None = None  # training-only head: mean visual token -> record statistics
+    decimals: DecimalTokens | None = None  # the tokenizer's two-digit decimal tokens (ordinal targets)
 
 
 def _token_loss(model: XVisionModel, data: Encoded, idx: list[int], *, visual: bool, ctx: _Context,
@@ -169,7 +171,8 @@ def _token_loss(model: XVisionModel, data: Encoded, idx: list[int], *, visual: b
     """Summed cross-entropy over the target tokens of rows `idx`, their count, and the mean
     squared error of the auxiliary head (None without one, or for text-only batches).
 
-    With `settings` (training) the embeddings are perturbed and label smoothing applies.
+    With `settings` (training) the embeddings are perturbed, label smoothing applies and, with
+    `settings.decimal_sigma`, decimals after a "." get ordinal targets (`finetune.numbers`).
     """
     prompts = [data.prompts[i] for i in idx]
     targets = [data.targets[i] for i in idx]
@@ -202,9 +205,15 @@ def _token_loss(model: XVisionModel, data: Encoded, idx: list[int], *, visual: b
     labels = batch.labels[:, 1:]
     keep = labels != IGNORE_INDEX
     # Only target positions reach the vocabulary-sized float32 cross-entropy.
-    picked = logits[:, :-1][keep].float()
+    picked, wanted = logits[:, :-1][keep].float(), labels[keep]
     smoothing = settings.label_smoothing if settings is not None else 0.0
-    loss = F.cross_entropy(picked, labels[keep], reduction="sum", label_smoothing=smoothing)
+    sigma = settings.decimal_sigma if settings is not None else 0.0
+    loss = torch.zeros((), device=picked.device)
+    if sigma > 0 and ctx.decimals is not None:
+        ordinal = decimal_mask(ctx.decimals, wanted, batch.labels[:, :-1][keep])
+        loss = ordinal_loss(picked[ordinal], wanted[ordinal], ctx.decimals, sigma)
+        picked, wanted = picked[~ordinal], wanted[~ordinal]
+    loss = loss + F.cross_entropy(picked, wanted, reduction="sum", label_smoothing=smoothing)
     return loss, int(keep.sum()), aux_loss
 
 
@@ -556,6 +565,8 @@ def train(
         tokenizer = _pretrained_tokenizer(source)
     lm = lm.to(device)
 
+    decimals = DecimalTokens.of(tokenizer)
+    ctx.decimals = None if decimals is None else decimals.to(device)
     max_positions = getattr(lm.config, "max_position_embeddings", None) or 10**9
     longest_prompt = max(len(tokenizer(PROMPTS[c], add_special_tokens=False)["input_ids"]) for c in langs)
     max_target = max_positions - prof.num_tokens - longest_prompt - 1
