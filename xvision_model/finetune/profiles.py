@@ -174,7 +174,8 @@ TINY = Profile(
     # length-bucketed batches, standardized adapter input, ordinal decimal targets; train() wall /
     # held-out / unseen BigEarthNet + generated, seeds 0, 1, 2: 12:33 / 0.945 / 0.931,
     # 10:38 / 0.945 / 0.939, 12:48 / 0.959 / 0.901 (one-hot decimals: 0.939 / 0.943 / 0.945
-    # held-out, 0.927 / 0.930 / 0.936 unseen). Variants that lost: LoRA on attention only with 5
+    # held-out, 0.927 / 0.930 / 0.936 unseen; sigma 2: 0.951 / 0.941 / 0.935 held-out, 0.942 /
+    # 0.896 / 0.914 unseen). Variants that lost: LoRA on attention only with 5
     # vision epochs 0.906; digit-by-digit number tokens 0.920; aux weight 2.0 0.941 / 0.908;
     # stage 1 conditioned on the record's numbers (a header in the visual slot, distilled into
     # the adapter) 0.941 (seed 1 each).
