@@ -10,8 +10,8 @@ the decimal tokens centred on the right one (`sigma` in hundredths): near misses
 far ones a lot, so the logits over the decimals become a smooth, unimodal function of the value
 whose argmax (greedy decoding) is still the right token.
 
-Tokenizers that split numbers digit by digit (Qwen2's own) have no two-digit tokens; the table is
-then empty and the loss is plain cross-entropy.
+Tokenizers that split numbers digit by digit (Qwen2's own) have no two-digit tokens; there is
+then no table (`DecimalTokens.of` returns None) and the loss is plain cross-entropy.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ class DecimalTokens:
 
 
 def decimal_mask(table: DecimalTokens, labels: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-    """Which `labels` are decimal tokens right after a "." (`previous` holds each label's predecessor)."""
-    inside = labels.clamp(0, len(table.index) - 1)
-    return (previous == table.point_id) & (labels >= 0) & (labels < len(table.index)) & (table.index[inside] >= 0)
+    """Which `labels` (token ids of the tokenizer the table was built from) are decimal tokens
+    right after a "." (`previous` holds each label's predecessor)."""
+    return (previous == table.point_id) & (table.index[labels] >= 0)
 
 
 def ordinal_loss(logits: torch.Tensor, labels: torch.Tensor, table: DecimalTokens, sigma: float) -> torch.Tensor:

@@ -178,9 +178,8 @@ TINY = Profile(
     # 0.896 / 0.914 unseen). Variants that lost: LoRA on attention only with 5
     # vision epochs 0.906; digit-by-digit number tokens 0.920; aux weight 2.0 0.941 / 0.908;
     # stage 1 conditioned on the record's numbers (a header in the visual slot, distilled into
-    # the adapter) 0.941 (seed 1 each).
-    # Earlier, shorter schedules lost too: 2 copies 0.947; 3 vision epochs 0.935; 1 text epoch 0.912):
-    # batch 16 learns the language far faster per second than 32; rephrasing keeps the LM from
+    # the adapter) 0.941 (seed 1 each). Earlier, shorter schedules lost too: 2 copies 0.947;
+    # 3 vision epochs 0.935; 1 text epoch 0.912. Batch 16 learns the language far faster per second than 32; rephrasing keeps the LM from
     # learning one phrasing. Two epochs over the augmented texts also show it class combinations
     # the region never has (snow: low vigor with high moisture).
     # Decimals trained against a Gaussian over their neighbours (sigma 0.01) in both stages: the

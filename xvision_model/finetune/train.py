@@ -565,8 +565,10 @@ def train(
         tokenizer = _pretrained_tokenizer(source)
     lm = lm.to(device)
 
-    decimals = DecimalTokens.of(tokenizer)
-    ctx.decimals = None if decimals is None else decimals.to(device)
+    # The decimal table scans the whole vocabulary (151k entries for Qwen2): only when a stage uses it.
+    if any(stage is not None and stage.decimal_sigma > 0 for stage in (prof.text_stage, prof.vision_stage)):
+        decimals = DecimalTokens.of(tokenizer)
+        ctx.decimals = None if decimals is None else decimals.to(device)
     max_positions = getattr(lm.config, "max_position_embeddings", None) or 10**9
     longest_prompt = max(len(tokenizer(PROMPTS[c], add_special_tokens=False)["input_ids"]) for c in langs)
     max_target = max_positions - prof.num_tokens - longest_prompt - 1
