@@ -339,6 +339,43 @@ _UNUSABLE_PATTERNS = [_key_pattern(k) for by_reason in INVALID.values()
                       for ts in by_reason.values() for t in ts for k in _STARS.findall(t)]
 
 
+# Every key phrase (classes and unusable-observation statements), matched in the text as written
+# (`fact_spans` needs offsets into the original string, which `_norm` does not keep), indexed by
+# its first word: `fact_spans` runs on every training text of every epoch, and trying only the
+# phrases that start with the word at hand is ~50x faster than scanning once per phrase.
+def _fact_key_index() -> dict[str, list[re.Pattern[str]]]:
+    keys = dict.fromkeys([k for _, _, _, k in class_keys()]
+                         + [k for by_reason in INVALID.values() for ts in by_reason.values()
+                            for t in ts for k in _STARS.findall(t)])
+    index: dict[str, list[re.Pattern[str]]] = {}
+    for key in sorted(keys, key=len, reverse=True):  # longest first: a phrase beats its own prefix
+        index.setdefault(re.match(r"\w+", key).group().lower(), []).append(
+            re.compile(r"\s+".join(re.escape(w) for w in key.split()) + r"(?!\w)", re.IGNORECASE))
+    return index
+
+
+_FACT_KEYS = _fact_key_index()
+_WORD = re.compile(r"(?<!\w)\w+")
+# A number standing alone: not the "2" of "Sentinel-2" nor the "10" of "10th".
+_NUMBER = re.compile(r"(?<![\w-])-?\d+(?:\.\d+)?(?!\w)")
+
+
+def fact_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans (start, end) of `text` that state a fact: every key phrase of a class or
+    of an unusable observation (either language) and every number, in order.
+
+    These are the words an analysis takes from the record; the rest is phrasing. Training can
+    weight them (`StageSettings.fact_weight`).
+    """
+    spans = [m.span() for m in _NUMBER.finditer(text)]
+    for word in _WORD.finditer(text):
+        for pattern in _FACT_KEYS.get(word.group().lower(), ()):  # longest phrase first
+            if found := pattern.match(text, word.start()):
+                spans.append(found.span())
+                break
+    return sorted(spans)
+
+
 def classify(stats: Mapping[str, object]) -> dict[str, str]:
     """Aspect -> label for every rule of CLASS_RULES whose statistic is present and finite."""
     out = {}

@@ -17,6 +17,7 @@ from indexer.analysis import (  # noqa: E402
     CLASS_RULES,
     analysis_seed,
     classify,
+    fact_spans,
     read_classes,
     says_unusable,
     write_analysis,
@@ -145,6 +146,28 @@ def test_round_trip(lang):
         text = write_analysis(stats, lang=lang, seed=seed)
         assert read_classes(text) == classify(stats), text
         assert not says_unusable(text)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_fact_spans_cover_every_stated_class_and_number_and_nothing_else(lang):
+    rng = random.Random(99)
+    for seed in range(200):
+        stats = _random_stats(rng)
+        text = write_analysis(stats, lang=lang, seed=seed)
+        spans = fact_spans(text)
+        facts = [text[a:b] for a, b in spans]
+        # Reading the classes from the fact spans alone finds every stated class ...
+        assert read_classes(" | ".join(facts)) == classify(stats), (facts, text)
+        # ... every quoted value is a span of its own, and the "2" of "Sentinel-2" is not one.
+        for value in re.findall(r"-?\d+\.\d\d", text):
+            assert value in facts, (value, facts)
+        assert "-2" not in facts and "2" not in facts
+        # The rest is phrasing: what is left once the spans are removed states no class.
+        rest = "".join(c for i, c in enumerate(text) if not any(a <= i < b for a, b in spans))
+        assert read_classes(rest) == {}, rest
+    unusable = write_analysis({"valid_fraction": 0.13}, valid=False, reason="cloud", lang=lang, seed=1)
+    facts = [unusable[a:b] for a, b in fact_spans(unusable)]
+    assert "13" in facts and says_unusable(" | ".join(facts))
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])

@@ -33,7 +33,7 @@ QUICK = dataclasses.replace(
     tiny_lm=TinyLMSettings(vocab_size=300, hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64, max_positions=256),
     text_stage=StageSettings(epochs=2, lr=5e-3, batch_size=8, rephrase=0.5, decimal_sigma=1.0),
     vision_stage=StageSettings(epochs=3, lr=5e-3, batch_size=8, feature_noise=0.1, rephrase=1.0, aux_weight=0.5,
-                               decimal_sigma=1.0),
+                               decimal_sigma=1.0, fact_weight=3.0),
     num_tokens=4,
     lora=LoraSettings(r=4, alpha=8, dropout=0.0),
     augment=AugmentSettings(copies=1),

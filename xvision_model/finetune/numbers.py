@@ -59,11 +59,14 @@ def decimal_mask(table: DecimalTokens, labels: torch.Tensor, previous: torch.Ten
     return (previous == table.point_id) & (table.index[labels] >= 0)
 
 
-def ordinal_loss(logits: torch.Tensor, labels: torch.Tensor, table: DecimalTokens, sigma: float) -> torch.Tensor:
+def ordinal_loss(logits: torch.Tensor, labels: torch.Tensor, table: DecimalTokens, sigma: float,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
     """Summed cross-entropy of `logits` [N, V] against Gaussian targets over the decimal tokens
-    centred on each of `labels` [N] (all decimal tokens), `sigma` in hundredths."""
+    centred on each of `labels` [N] (all decimal tokens), `sigma` in hundredths; each row's term
+    times `weights` [N] when given."""
     centre = table.values[table.index[labels]]  # [N]
-    weights = torch.exp(-0.5 * ((table.values[None, :] - centre[:, None]) / sigma) ** 2)
-    target = weights / weights.sum(dim=-1, keepdim=True)
+    gauss = torch.exp(-0.5 * ((table.values[None, :] - centre[:, None]) / sigma) ** 2)
+    target = gauss / gauss.sum(dim=-1, keepdim=True)
     log_probs = F.log_softmax(logits, dim=-1)[:, table.ids]
-    return -(target * log_probs).sum()
+    per_row = -(target * log_probs).sum(dim=-1)
+    return (per_row if weights is None else per_row * weights).sum()

@@ -56,6 +56,10 @@ class StageSettings:
     is one such phrasing): same classes and values, other words and sentence order.
     `decimal_sigma` > 0 trains each two-digit decimal token after a "." against a Gaussian over
     the decimal tokens (sigma in hundredths) instead of one-hot (`finetune.numbers`).
+    `fact_weight` multiplies the loss of the target tokens that state a fact (a class key phrase
+    or a number, `indexer.analysis.fact_spans`): with fresh phrasings every epoch most tokens are
+    wording the frozen LM already knows, and the few the image decides are drowned among them.
+    The training loss in the log is the weighted one; the validation loss is never weighted.
     """
 
     epochs: int
@@ -71,6 +75,7 @@ class StageSettings:
     aux_weight: float = 0.0
     rephrase: float = 0.0
     decimal_sigma: float = 0.0
+    fact_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum"):
@@ -87,6 +92,8 @@ class StageSettings:
         for name in ("weight_decay", "feature_noise", "aux_weight", "decimal_sigma"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        if not self.fact_weight > 0:
+            raise InputError(f"fact_weight must be positive, got {self.fact_weight!r}")
 
 
 @dataclass(frozen=True)

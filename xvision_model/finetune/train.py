@@ -40,6 +40,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2ForCausalLM
 
+from indexer.analysis import fact_spans
 from indexer.store import Store
 from xvision.errors import InputError, WeightsError
 from xvision_model.adapter import AdapterConfig, VisionAdapter
@@ -92,7 +93,12 @@ class TrainResult:
 # -- tokenized examples ----------------------------------------------------------------------
 @dataclass
 class Encoded:
-    """A PairSet as tensors and token rows (row i of everything is pair i)."""
+    """A PairSet as tensors and token rows (row i of everything is pair i).
+
+    `facts[i][j]` says whether target token j of row i states a fact (`indexer.analysis.fact_spans`:
+    a class key phrase or a number); None when not asked for (`_encode(marks=True)`) or when the
+    tokenizer cannot give character offsets.
+    """
 
     features: torch.Tensor
     prompts: list[list[int]]
@@ -101,6 +107,7 @@ class Encoded:
     source: PairSet | None = None
     tokenizer: PreTrainedTokenizerBase | None = None
     max_target: int | None = None
+    facts: list[list[bool]] | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -112,30 +119,52 @@ class Encoded:
         pick = np.random.default_rng([seed, epoch]).random(len(self)) < share
         rows = np.flatnonzero(pick).tolist()
         texts = [self.source.rephrase(self.source.pairs[i], variant=epoch + 1) for i in rows]
-        targets = list(self.targets)
-        if texts:
-            for i, ids in zip(rows, self.tokenizer(texts, add_special_tokens=False)["input_ids"]):
-                targets[i] = ids[: self.max_target] if self.max_target is not None else ids
-        return dataclasses.replace(self, targets=targets)
+        targets, facts = list(self.targets), None if self.facts is None else list(self.facts)
+        new_targets, new_facts = _tokenize_targets(self.tokenizer, texts, self.max_target, marks=facts is not None)
+        for k, i in enumerate(rows):
+            targets[i] = new_targets[k]
+            if facts is not None:
+                facts[i] = new_facts[k]
+        return dataclasses.replace(self, targets=targets, facts=facts)
+
+
+def _tokenize_targets(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_target: int | None,
+                      marks: bool = False) -> tuple[list[list[int]], list[list[bool]] | None]:
+    """Token ids of `texts` (cut to `max_target`) and, with `marks`, which of them state a fact
+    (None without marks or without character offsets, i.e. with a slow tokenizer)."""
+    offsets = marks and bool(getattr(tokenizer, "is_fast", False))
+    if not texts:
+        return [], ([] if offsets else None)
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=offsets)
+    ids = [row[:max_target] if max_target is not None else row for row in encoded["input_ids"]]
+    if not offsets:
+        return ids, None
+    facts = []
+    for text, row, spans in zip(texts, ids, encoded["offset_mapping"]):
+        # A token states a fact when any of its characters lies in a fact span: count the marked
+        # characters up to each offset once, then every token is one subtraction.
+        marked = np.zeros(len(text), dtype=np.int32)
+        for start, end in fact_spans(text):
+            marked[start:end] = 1
+        upto = np.concatenate(([0], np.cumsum(marked)))
+        bounds = np.asarray(spans[:len(row)], dtype=np.int64).reshape(-1, 2)
+        facts.append((upto[bounds[:, 1]] > upto[bounds[:, 0]]).tolist())
+    return ids, facts
 
 
 def _encode(pairs: PairSet, tokenizer: PreTrainedTokenizerBase, max_target: int | None,
-            stat_scale: tuple[np.ndarray, np.ndarray]) -> Encoded:
-    cache: dict[str, list[int]] = {}
-
-    def ids(text: str) -> list[int]:
-        if text not in cache:
-            cache[text] = tokenizer(text, add_special_tokens=False)["input_ids"]
-        return cache[text]
-
+            stat_scale: tuple[np.ndarray, np.ndarray], marks: bool = False) -> Encoded:
+    """`pairs` tokenized; `marks`: also mark the target tokens that state a fact."""
+    prompts: dict[str, list[int]] = {}
+    for p in pairs.pairs:
+        if p.prompt not in prompts:
+            prompts[p.prompt] = tokenizer(p.prompt, add_special_tokens=False)["input_ids"]
     rows = [p.row for p in pairs.pairs]
-    targets = [ids(p.text) for p in pairs.pairs]
-    if max_target is not None:
-        targets = [t[:max_target] for t in targets]
+    targets, facts = _tokenize_targets(tokenizer, [p.text for p in pairs.pairs], max_target, marks)
     mean, std = stat_scale
     stats = torch.from_numpy(((pairs.stats[rows] - mean) / std).astype(np.float32))
-    return Encoded(torch.from_numpy(pairs.features[rows]).float(), [ids(p.prompt) for p in pairs.pairs], targets, stats,
-                   pairs, tokenizer, max_target)
+    return Encoded(torch.from_numpy(pairs.features[rows]).float(), [prompts[p.prompt] for p in pairs.pairs], targets,
+                   stats, pairs, tokenizer, max_target, facts)
 
 
 def _stat_scale(pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
@@ -208,13 +237,30 @@ def _token_loss(model: XVisionModel, data: Encoded, idx: list[int], *, visual: b
     picked, wanted = logits[:, :-1][keep].float(), labels[keep]
     smoothing = settings.label_smoothing if settings is not None else 0.0
     sigma = settings.decimal_sigma if settings is not None else 0.0
+    weights = _fact_weights(data, idx, batch.labels, settings)[:, 1:][keep]
     loss = torch.zeros((), device=picked.device)
     if sigma > 0 and ctx.decimals is not None:
         ordinal = decimal_mask(ctx.decimals, wanted, batch.labels[:, :-1][keep])
-        loss = ordinal_loss(picked[ordinal], wanted[ordinal], ctx.decimals, sigma)
-        picked, wanted = picked[~ordinal], wanted[~ordinal]
-    loss = loss + F.cross_entropy(picked, wanted, reduction="sum", label_smoothing=smoothing)
+        loss = ordinal_loss(picked[ordinal], wanted[ordinal], ctx.decimals, sigma, weights[ordinal])
+        picked, wanted, weights = picked[~ordinal], wanted[~ordinal], weights[~ordinal]
+    token_losses = F.cross_entropy(picked, wanted, reduction="none", label_smoothing=smoothing)
+    loss = loss + (token_losses * weights).sum()
     return loss, int(keep.sum()), aux_loss
+
+
+def _fact_weights(data: Encoded, idx: list[int], labels: torch.Tensor, settings: StageSettings | None) -> torch.Tensor:
+    """[B, T] loss weights aligned with `labels`: `settings.fact_weight` on target tokens that
+    state a fact, 1 elsewhere (all ones for validation, or without fact marks)."""
+    weights = torch.ones(labels.shape, device=labels.device)
+    if settings is None or settings.fact_weight == 1.0 or data.facts is None:
+        return weights
+    # splice right-aligns each row as [... | target | EOS]: the target starts at T - (len + 1).
+    length = labels.shape[1]
+    for r, i in enumerate(idx):
+        marks = torch.tensor(data.facts[i], dtype=torch.bool, device=labels.device)
+        start = length - len(data.facts[i]) - 1
+        weights[r, start:length - 1][marks] = settings.fact_weight
+    return weights
 
 
 def _length_bucketed(targets: list[list[int]], per_step: int, generator: torch.Generator,
@@ -573,7 +619,9 @@ def train(
     longest_prompt = max(len(tokenizer(PROMPTS[c], add_special_tokens=False)["input_ids"]) for c in langs)
     max_target = max_positions - prof.num_tokens - longest_prompt - 1
     scale = _stat_scale(train_pairs)
-    train_data = _encode(train_pairs, tokenizer, max_target, scale)
+    # Fact marks cost a scan of every text per epoch: only when a stage weights facts.
+    marks = any(stage is not None and stage.fact_weight != 1.0 for stage in (prof.text_stage, prof.vision_stage))
+    train_data = _encode(train_pairs, tokenizer, max_target, scale, marks)
     val_data = _encode(val_pairs, tokenizer, max_target, scale)
     longest_target = max(len(t) for t in train_data.targets + val_data.targets)
 
