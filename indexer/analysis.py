@@ -334,19 +334,21 @@ def class_keys() -> list[tuple[str, str, str, str]]:
             for key in _STARS.findall(t)]
 
 
+def _unusable_keys() -> list[str]:
+    """Every key phrase that declares an observation unusable (both languages)."""
+    return [k for by_reason in INVALID.values() for ts in by_reason.values() for t in ts for k in _STARS.findall(t)]
+
+
 _CLASS_PATTERNS = [(_key_pattern(k), aspect, label) for _, aspect, label, k in class_keys()]
-_UNUSABLE_PATTERNS = [_key_pattern(k) for by_reason in INVALID.values()
-                      for ts in by_reason.values() for t in ts for k in _STARS.findall(t)]
+_UNUSABLE_PATTERNS = [_key_pattern(k) for k in _unusable_keys()]
 
 
 # Every key phrase (classes and unusable-observation statements), matched in the text as written
 # (`fact_spans` needs offsets into the original string, which `_norm` does not keep), indexed by
 # its first word: `fact_spans` runs on every training text of every epoch, and trying only the
-# phrases that start with the word at hand is ~50x faster than scanning once per phrase.
+# phrases that start with the word at hand is ~15x faster than scanning once per phrase.
 def _fact_key_index() -> dict[str, list[re.Pattern[str]]]:
-    keys = dict.fromkeys([k for _, _, _, k in class_keys()]
-                         + [k for by_reason in INVALID.values() for ts in by_reason.values()
-                            for t in ts for k in _STARS.findall(t)])
+    keys = dict.fromkeys([k for _, _, _, k in class_keys()] + _unusable_keys())
     index: dict[str, list[re.Pattern[str]]] = {}
     for key in sorted(keys, key=len, reverse=True):  # longest first: a phrase beats its own prefix
         index.setdefault(re.match(r"\w+", key).group().lower(), []).append(
