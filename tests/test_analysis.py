@@ -138,22 +138,24 @@ def _random_stats(rng: random.Random) -> dict:
     return stats
 
 
+def _random_analyses(rng_seed: int, n: int, lang: str):
+    """`n` (stats, analysis text) pairs from random statistics, phrasing seeds 0..n-1."""
+    rng = random.Random(rng_seed)
+    for seed in range(n):
+        stats = _random_stats(rng)
+        yield stats, write_analysis(stats, lang=lang, seed=seed)
+
+
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_round_trip(lang):
-    rng = random.Random(1234)
-    for seed in range(500):
-        stats = _random_stats(rng)
-        text = write_analysis(stats, lang=lang, seed=seed)
+    for stats, text in _random_analyses(1234, 500, lang):
         assert read_classes(text) == classify(stats), text
         assert not says_unusable(text)
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_fact_spans_cover_every_stated_class_and_number_and_nothing_else(lang):
-    rng = random.Random(99)
-    for seed in range(200):
-        stats = _random_stats(rng)
-        text = write_analysis(stats, lang=lang, seed=seed)
+    for stats, text in _random_analyses(99, 200, lang):
         spans = fact_spans(text)
         facts = [text[a:b] for a, b in spans]
         # Reading the classes from the fact spans alone finds every stated class ...

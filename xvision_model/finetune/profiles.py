@@ -156,6 +156,11 @@ class Profile:
     def builds_base(self) -> bool:
         return self.tiny_lm is not None
 
+    @property
+    def stages(self) -> tuple[StageSettings, ...]:
+        """The stages that run, in order (the text stage only when there is one)."""
+        return tuple(s for s in (self.text_stage, self.vision_stage) if s is not None)
+
     def with_overrides(self, epochs: int | None = None, lr: float | None = None,
                        batch_size: int | None = None) -> Profile:
         """This profile with the vision (last) stage's epochs, learning rate or batch size replaced."""
@@ -189,8 +194,9 @@ TINY = Profile(
     # stage 1 conditioned on the record's numbers (a header in the visual slot, distilled into
     # the adapter) 0.941 (seed 1 each). Earlier, shorter schedules lost too: 2 copies 0.947;
     # 3 vision epochs 0.935; 1 text epoch 0.912. Batch 16 learns the language far faster per
-    # second than 32; rephrasing keeps the LM from learning one phrasing. Two epochs over the augmented texts also show it class combinations
-    # the region never has (snow: low vigor with high moisture).
+    # second than 32; rephrasing keeps the LM from learning one phrasing. Two epochs over the
+    # augmented texts also show it class combinations the region never has (snow: low vigor with
+    # high moisture).
     # Decimals trained against a Gaussian over their neighbours (sigma 0.01) in both stages: the
     # decimal tokens become an ordered scale in stage 1 that stage 2 reads out.
     text_stage=StageSettings(epochs=2, lr=3e-3, batch_size=16, weight_decay=0.01, rephrase=1.0, decimal_sigma=1.0),

@@ -140,14 +140,14 @@ def _tokenize_targets(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_
     if not offsets:
         return ids, None
     facts = []
-    for text, row, spans in zip(texts, ids, encoded["offset_mapping"]):
+    for text, row, token_offsets in zip(texts, ids, encoded["offset_mapping"]):
         # A token states a fact when any of its characters lies in a fact span: count the marked
         # characters up to each offset once, then every token is one subtraction.
         marked = np.zeros(len(text), dtype=np.int32)
         for start, end in fact_spans(text):
             marked[start:end] = 1
         upto = np.concatenate(([0], np.cumsum(marked)))
-        bounds = np.asarray(spans[:len(row)], dtype=np.int64).reshape(-1, 2)
+        bounds = np.asarray(token_offsets[:len(row)], dtype=np.int64).reshape(-1, 2)
         facts.append((upto[bounds[:, 1]] > upto[bounds[:, 0]]).tolist())
     return ids, facts
 
@@ -612,7 +612,7 @@ def train(
     lm = lm.to(device)
 
     # The decimal table scans the whole vocabulary (151k entries for Qwen2): only when a stage uses it.
-    if any(stage is not None and stage.decimal_sigma > 0 for stage in (prof.text_stage, prof.vision_stage)):
+    if any(stage.decimal_sigma > 0 for stage in prof.stages):
         decimals = DecimalTokens.of(tokenizer)
         ctx.decimals = None if decimals is None else decimals.to(device)
     max_positions = getattr(lm.config, "max_position_embeddings", None) or 10**9
@@ -620,7 +620,7 @@ def train(
     max_target = max_positions - prof.num_tokens - longest_prompt - 1
     scale = _stat_scale(train_pairs)
     # Fact marks cost a scan of every text per epoch: only when a stage weights facts.
-    marks = any(stage is not None and stage.fact_weight != 1.0 for stage in (prof.text_stage, prof.vision_stage))
+    marks = any(stage.fact_weight != 1.0 for stage in prof.stages)
     train_data = _encode(train_pairs, tokenizer, max_target, scale, marks)
     val_data = _encode(val_pairs, tokenizer, max_target, scale)
     longest_target = max(len(t) for t in train_data.targets + val_data.targets)
