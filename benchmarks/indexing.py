@@ -29,7 +29,7 @@ from indexer.chips import extract, parcel_window  # noqa: E402
 from indexer.parcels import grid_parcels  # noqa: E402
 from indexer.pipeline import IndexConfig, index  # noqa: E402
 from indexer.reader import open_scene  # noqa: E402
-from xvision.errors import WeightsError  # noqa: E402
+from indexer.core.errors import WeightsError  # noqa: E402
 from xvision_model.encoders import build_encoder  # noqa: E402
 
 HESBAYE = ROOT.parent / "shared" / "data" / "worldcereal-hesbaye"

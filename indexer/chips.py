@@ -19,9 +19,9 @@ from rasterio.features import geometry_mask
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
-from indexer.bands import nearest_band
+from indexer.core.bands import nearest_band
 from indexer.clouds import cloud_mask
-from indexer.indices import index_statistics_many
+from indexer.core.indices import index_statistics_many
 from indexer.reader import Observation, Scene
 
 #: Below this share of valid parcel pixels a record is kept but flagged not valid.

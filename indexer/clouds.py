@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from indexer.bands import S2CLOUDLESS_BANDS, SCL_INVALID
+from indexer.core.bands import S2CLOUDLESS_BANDS, SCL_INVALID
 from indexer.reader import Observation
 
 CLOUD_PROBABILITY_THRESHOLD = 0.4

@@ -3,7 +3,7 @@
 Every supported format (GeoJSON, GeoPackage, shapefile, zipped shapefile / GeoPackage, fiboa-style
 GeoParquet) ends up as the same shape: a ``parcel_id`` string column, a valid polygonal
 ``geometry`` and the file's other attribute columns untouched (crop labels live there). Anything
-the user gave that cannot be used becomes an :class:`~xvision.errors.InputError` that names the
+the user gave that cannot be used becomes an :class:`~indexer.core.errors.InputError` that names the
 file and the problem in one line; GDAL / pyogrio / pyarrow tracebacks never reach the user.
 
 The module also builds regular grid "pseudo-parcels" for rasters that come without a parcel file,
@@ -32,7 +32,7 @@ import pyogrio
 import pyproj
 import shapely
 
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 
 #: Columns taken as parcel ids when the user names none, in order of preference (case-insensitive).
 #: ``id`` is also what fiboa GeoParquet files use.

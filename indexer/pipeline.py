@@ -28,7 +28,7 @@ from indexer.chips import MIN_VALID_FRACTION, ParcelChip, extract_many, parcel_w
 from indexer.parcels import Parcels, attributes_json, grid_parcels, in_footprint, read_parcels
 from indexer.reader import ReadOptions, Scene, discover_inputs, open_scene
 from indexer.store import Store, write_lock
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 from xvision_model.encoders import DEFAULT_ENCODER, Encoder, build_encoder
 
 

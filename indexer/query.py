@@ -7,9 +7,9 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
-from indexer.indices import STAT_COLUMNS
+from indexer.core.indices import STAT_COLUMNS
 from indexer.store import Store
-from xvision.errors import InputError, StoreError
+from indexer.core.errors import InputError, StoreError
 
 #: Columns shown in tables and used to compare parcels at a glance.
 SUMMARY_COLUMNS: tuple[str, ...] = (

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.bands import BOA_ADD_OFFSET, QUANTIFICATION_VALUE
+from indexer.core.bands import BOA_ADD_OFFSET, QUANTIFICATION_VALUE
 
 #: First day of products processed with baseline 04.00 (used only when no baseline is known).
 BASELINE_0400_START = dt.date(2022, 1, 25)

@@ -28,14 +28,14 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from indexer.bands import (
+from indexer.core.bands import (
     BAND_FILE_RE,
     BAND_NAMES,
     TILE_RE,
     normalize_band_name,
 )
 from indexer.radiometry import Radiometry, baseline_from_name, choose_radiometry, parse_baseline
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2"}
 _DATE_RES = (

@@ -39,7 +39,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from xvision.errors import EncoderMismatchError, StoreError
+from indexer.core.errors import EncoderMismatchError, StoreError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"

@@ -222,7 +222,7 @@ def write_stack_without_date(outdir: str | Path) -> Path:
 
 def _l1c_band(band: str) -> tuple[np.ndarray, float]:
     """One band of the L1C folder at its native resolution, DN with the 04.00+ offset."""
-    from indexer.bands import BAND_BY_NAME
+    from indexer.core.bands import BAND_BY_NAME
 
     res = BAND_BY_NAME[band].resolution_m
     factor = res // 10
@@ -239,7 +239,7 @@ def write_l1c_band_folder(outdir: str | Path) -> Path:
     Left half vegetation, right half bare soil (TOA), a thick cloud (bright in every band,
     B10 included) over rows 0..23, cols 18..41 of the 10 m grid.
     """
-    from indexer.bands import BAND_NAMES
+    from indexer.core.bands import BAND_NAMES
 
     folder = Path(outdir) / L1C_FOLDER
     for band in BAND_NAMES:
@@ -297,7 +297,7 @@ def write_fully_clouded_stack(outdir: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 # (e): STAC item
 
-#: STAC asset key (Earth Search names) -> band; native resolution from indexer.bands.
+#: STAC asset key (Earth Search names) -> band; native resolution from indexer.core.bands.
 STAC_ASSETS: dict[str, str] = {
     "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05", "nir": "B08",
     "nir08": "B8A", "swir16": "B11", "swir22": "B12", "scl": "SCL",
@@ -317,7 +317,7 @@ def write_stac_item(outdir: str | Path) -> Path:
     import pystac
     from pyproj import Transformer
 
-    from indexer.bands import BAND_BY_NAME
+    from indexer.core.bands import BAND_BY_NAME
 
     folder = Path(outdir) / "stac"
     folder.mkdir(parents=True, exist_ok=True)

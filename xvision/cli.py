@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from xvision.errors import XVisionError
+from indexer.core.errors import XVisionError
 
 DESCRIPTION = """\
 XVision: ask questions about agricultural fields from Sentinel-2 imagery.

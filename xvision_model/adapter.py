@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from xvision.errors import InputError, WeightsError, require_positive_int
+from indexer.core.errors import InputError, WeightsError, require_positive_int
 
 ADAPTER_MODES = ("gap", "patch")
 WEIGHTS_NAME = "adapter.safetensors"

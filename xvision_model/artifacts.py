@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 
-from xvision.errors import WeightsError
+from indexer.core.errors import WeightsError
 from xvision_model.adapter import VisionAdapter
 from xvision_model.lm import PICKLE_SUFFIXES, describe_lm, load_base_lm, load_lora, lora_settings_of
 from xvision_model.model import XVisionModel

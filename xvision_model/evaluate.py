@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from indexer.analysis import EVALUATED_ASPECTS, classify, read_classes, says_unusable
 from indexer.store import Store
-from xvision.errors import EncoderMismatchError, InputError
+from indexer.core.errors import EncoderMismatchError, InputError
 from xvision_model.artifacts import load_model, read_card
 from xvision_model.finetune.dataset import (
     PROMPTS, TEXT_COLUMNS, Split, build_pairs, languages, same_store, store_fingerprint, store_vectors,

@@ -15,7 +15,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
 
-from xvision.errors import InputError, WeightsError
+from indexer.core.errors import InputError, WeightsError
 
 #: The seed's LoRA targets: every attention and MLP projection of a Qwen2 block.
 QWEN2_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -16,7 +16,7 @@ from torch import nn
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 from xvision_model.adapter import VisionAdapter
 from xvision_model.lm import merge_lora
 from xvision_model.splice import SpliceBatch, splice

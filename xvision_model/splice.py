@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 
 IGNORE_INDEX = -100
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from xvision.errors import WeightsError
+from indexer.core.errors import WeightsError
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from xvision.errors import WeightsError
+from indexer.core.errors import WeightsError
 from xvision_model.encoders.base import Encoder, EncoderOutput, EncoderSpec
 
 OPTICAL_KEYS = ("s2_encoder", "s2_GAP_FFN")

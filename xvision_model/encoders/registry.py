@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 from xvision_model.encoders.base import Encoder
 
 DEFAULT_ENCODER = "spectral-v2"

@@ -165,7 +165,7 @@ class SpectralIndexEncoder(SpectralEncoder):
     @staticmethod
     def _indices(chips: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """[B, 24]: mean, p10, p90 and scaled std of each index over the valid pixels."""
-        from indexer.indices import INDICES, chip_statistics
+        from indexer.core.indices import INDICES, chip_statistics
 
         rows = []
         for stats in chip_statistics(chips.detach().float().cpu().numpy(), valid.cpu().numpy(), CROMA_BANDS):

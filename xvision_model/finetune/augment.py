@@ -6,7 +6,7 @@ learns "low NDVI -> dry, bare" and calls a snowfield (NDVI 0.15, NDMI 0.8) "mode
 (measured: 0.77 per-aspect faithfulness on BigEarthNet patches). Re-reading each training parcel's
 chip from its raster and perturbing its reflectance breaks those regional correlations while
 keeping every text true: the augmented chip is re-encoded by the store's encoder, its index
-statistics are recomputed by the indexer's own code (`indexer.indices`) on the chip's valid
+statistics are recomputed by the indexer's own code (`indexer.core.indices`) on the chip's valid
 pixels, and its analysis is written from them by `write_analysis`. Nothing is invented about the
 label: it is the rule table applied to the augmented pixels.
 
@@ -35,10 +35,10 @@ import numpy as np
 import torch
 
 from indexer.chips import extract_many, parcel_window
-from indexer.indices import chip_statistics
+from indexer.core.indices import chip_statistics
 from indexer.reader import discover_inputs, open_scene
 from indexer.store import Store
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 from xvision_model.encoders import Encoder, build_encoder
 from xvision_model.finetune.dataset import STAT_COLUMNS, Pair, PairSet
 from xvision_model.finetune.profiles import AugmentSettings

@@ -21,7 +21,7 @@ import pandas as pd
 
 from indexer.analysis import CLASS_RULES, analysis_seed, write_analysis
 from indexer.store import Store
-from xvision.errors import InputError, StoreError
+from indexer.core.errors import InputError, StoreError
 
 #: The instruction each analysis answers, per language.
 PROMPTS: dict[str, str] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, replace
 
-from xvision.errors import InputError, require_positive_int
+from indexer.core.errors import InputError, require_positive_int
 from xvision_model.adapter import ADAPTER_MODES
 from xvision_model.lm import LoraSettings
 

@@ -42,7 +42,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2ForCausalL
 
 from indexer.analysis import fact_spans
 from indexer.store import Store
-from xvision.errors import InputError, WeightsError
+from indexer.core.errors import InputError, WeightsError
 from xvision_model.adapter import AdapterConfig, VisionAdapter
 from xvision_model.artifacts import CARD_NAME, save_model
 from xvision_model.finetune.augment import augmented_pairs

@@ -13,7 +13,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 import make_rasters as mr
-from indexer.bands import CROMA_BANDS
+from indexer.core.bands import CROMA_BANDS
 from indexer.clouds import cloud_mask
 from indexer.radiometry import Radiometry
 from indexer.reader import (
@@ -23,7 +23,7 @@ from indexer.reader import (
     open_scene,
     parse_bands_option,
 )
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 
 GRID_10M = from_origin(mr.ORIGIN_X, mr.ORIGIN_Y, 10.0, 10.0)
 

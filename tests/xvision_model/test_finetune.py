@@ -15,7 +15,7 @@ import make_rasters
 from indexer.analysis import EVALUATED_ASPECTS, read_classes, says_unusable
 from indexer.pipeline import IndexConfig, index
 from indexer.store import Store
-from xvision.errors import InputError, WeightsError
+from indexer.core.errors import InputError, WeightsError
 from xvision_model.artifacts import load_model, read_card
 from xvision_model.evaluate import describe, evaluate, score_analysis
 from xvision_model.finetune import TINY, Split, build_pairs, held_out_parcels, train

@@ -1,4 +1,4 @@
-"""Tests for indexer.indices (through indexer.chips): spyndex formulas against plain numpy."""
+"""Tests for indexer.core.indices (through indexer.chips): spyndex formulas against plain numpy."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from shapely.geometry import box
 
 import make_rasters as mr
 from indexer.chips import extract, parcel_window
-from indexer.indices import INDICES, STAT_COLUMNS, STATISTICS, available_indices, index_statistics
+from indexer.core.indices import INDICES, STAT_COLUMNS, STATISTICS, available_indices, index_statistics
 from indexer.parcels import read_parcels, to_crs
 from indexer.reader import ReadOptions, open_scene
 from xvision_model.encoders.base import CROMA_BANDS

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexer.bands import SPYNDEX_SYMBOL
+from indexer.core.bands import SPYNDEX_SYMBOL
 
 
 @dataclass(frozen=True)

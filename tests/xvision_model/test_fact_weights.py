@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from indexer.analysis import fact_spans, write_analysis
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 from xvision_model.finetune.numbers import DecimalTokens
 from xvision_model.finetune.profiles import StageSettings
 from xvision_model.finetune.train import Encoded, _Context, _fact_weights, _token_loss, _tokenize_targets

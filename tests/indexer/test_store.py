@@ -10,7 +10,7 @@ import pytest
 from shapely.geometry import box
 
 from indexer.store import MANIFEST, Store, write_lock
-from xvision.errors import EncoderMismatchError, StoreError
+from indexer.core.errors import EncoderMismatchError, StoreError
 
 ENCODER = {"id": "test-enc", "dim": 4, "weights_sha256": None, "normalization": {"mean": [0.1]}, "bands": ["B04"]}
 

@@ -19,7 +19,7 @@ from shapely.geometry import box
 from indexer.store import Store
 from xvision.cli import build_parser, main
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 HESBAYE = DATA / "worldcereal-hesbaye"
 BEN = DATA / "bigearthnet-s2-examples"
 pytestmark = pytest.mark.skipif(not HESBAYE.is_dir(), reason=f"real samples not found at {DATA}")
@@ -159,7 +159,7 @@ def test_kill_during_index_leaves_store_consistent(tmp_path):
            "--commit-every", "40", "--batch-size", "8", "--quiet"]
     for delay in (6.0, 8.0, 10.0, 12.5):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from xvision.errors import InputError, WeightsError
+from indexer.core.errors import InputError, WeightsError
 from xvision_model.adapter import AdapterConfig, VisionAdapter, pool_tokens
 
 CONFIGS = {

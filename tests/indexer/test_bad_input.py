@@ -15,7 +15,7 @@ import pytest
 
 from indexer.store import Store
 from xvision.cli import main
-from xvision.errors import EncoderMismatchError
+from indexer.core.errors import EncoderMismatchError
 
 #: Warnings Python shows on stderr by default (the others are ignored outside __main__).
 _HIDDEN = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)

@@ -12,7 +12,7 @@ import torch
 from transformers import TextIteratorStreamer
 from transformers.generation.streamers import BaseStreamer
 
-from xvision.errors import WeightsError
+from indexer.core.errors import WeightsError
 from xvision_model.artifacts import load_model, save_model
 from xvision_model.lm import LoraSettings, load_base_lm
 from xvision_model.tiny import build_tiny_model

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from xvision.errors import InputError, WeightsError
+from indexer.core.errors import InputError, WeightsError
 from xvision_model.encoders.base import CROMA_BANDS, EncoderOutput
 from xvision_model.encoders.croma import VARIANTS, CromaEncoder, find_weights, load_optical_state, sha256_file
 from xvision_model.encoders.registry import DEFAULT_ENCODER, ENCODERS, build_encoder

@@ -12,7 +12,7 @@ import pytest
 from indexer.analysis import EVALUATED_ASPECTS, classify, read_classes
 from indexer.pipeline import IndexConfig, index
 from indexer.store import Store
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 from xvision_model.finetune.augment import augment_chips, augmented_pairs, read_chips
 from xvision_model.finetune.dataset import STAT_COLUMNS, build_pairs
 from xvision_model.finetune.profiles import AugmentSettings

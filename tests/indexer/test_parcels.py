@@ -24,9 +24,9 @@ from indexer.parcels import (
     read_parcels,
     to_crs,
 )
-from xvision.errors import InputError  # noqa: E402
+from indexer.core.errors import InputError  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "parcels-lpis-samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "parcels-lpis-samples"
 needs_samples = pytest.mark.skipif(
     not SAMPLES.is_dir(), reason=f"real parcel samples not present at {SAMPLES}"
 )

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xvision.errors import InputError
+from indexer.core.errors import InputError
 from xvision_model.lm import LoraSettings
 from xvision_model.splice import IGNORE_INDEX, splice
 from xvision_model.tiny import build_tiny_model

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # repo root, when not installed
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, when not installed
 
 from indexer import analysis as an  # noqa: E402
 from indexer.analysis import (  # noqa: E402

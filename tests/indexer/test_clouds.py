@@ -8,7 +8,7 @@ from rasterio.windows import Window
 from shapely.geometry import box
 
 import make_rasters as mr
-from indexer.bands import SCL_CLASSES
+from indexer.core.bands import SCL_CLASSES
 from indexer.chips import extract, parcel_window
 from indexer.clouds import cloud_mask, spectral_cloud_test
 from indexer.reader import Observation, open_scene
