@@ -30,8 +30,8 @@ def data():
 @pytest.fixture(scope="module", params=INDEX_KINDS)
 def built(request, data):
     ids, vectors, _ = data
-    # exact_below=0 sends every filtered search through the FAISS selector path.
-    return AnnIndex.build(ids, vectors, AnnConfig(kind=request.param, exact_below=0, ivf_nlist=32))
+    # exact_below_floats=0 sends every filtered search through the FAISS selector path.
+    return AnnIndex.build(ids, vectors, AnnConfig(kind=request.param, exact_below_floats=0, ivf_nlist=32))
 
 
 def _brute(ids, vectors, q, k, eligible):
@@ -103,7 +103,7 @@ def test_exclude_only_and_fewer_than_k(built, data):
 
 def test_exhaustive_path_for_selective_filters_is_exact(data):
     ids, vectors, queries = data
-    index = AnnIndex.build(ids, vectors, AnnConfig(kind="ivf-pq", ivf_nlist=32))  # exact_below default
+    index = AnnIndex.build(ids, vectors, AnnConfig(kind="ivf-pq", ivf_nlist=32))  # exact_below_floats default
     allowed = ids[::10]
     for q in queries[:5]:
         got, scores = index.search(q, 10, allowed=allowed)
@@ -161,7 +161,7 @@ def test_growth_then_exhaustive_scan_settles_short_results(data, kind, settings,
     """A starved index (tiny graph / one probed list) misses a far filter every round; the search
     grows its effort and then scans the eligible vectors, so the answer is the exact one."""
     ids, vectors, queries = data
-    index = AnnIndex.build(ids, vectors, AnnConfig(kind=kind, exact_below=0, **settings))
+    index = AnnIndex.build(ids, vectors, AnnConfig(kind=kind, exact_below_floats=0, **settings))
     q = queries[0]
     far = ids[np.argsort(vectors @ q)[:n_far]]
     got, scores = index.search(q, 10, allowed=far, exclude=far[:1])
