@@ -300,12 +300,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
+    from indexer.core.schema import MEAN_COLUMNS, TEXT_COLUMNS
+
     date = args.date.isoformat()
     if args.model is None:
         record = _open(args.store).record(args.parcel_id, date)
-        text = record["analysis" if args.lang == "en" else "analysis_fr"]
+        text = record[TEXT_COLUMNS[args.lang]]
         result = {"parcel_id": args.parcel_id, "date": date, "generated": None, "reference": text,
-                  "indices": {k: float(record[k]) for k in record.index if k.endswith("_mean")}}
+                  "indices": {k: float(record[k]) for k in MEAN_COLUMNS}}
     else:
         from xvision_model.evaluate import describe
 
