@@ -55,6 +55,8 @@ from indexer.core.errors import InputError, StoreError
 INDEX_KINDS = ("flat", "hnsw", "ivf-sq8", "ivf-pq")
 #: Flat while an exhaustive scan touches at most this many floats (64 MiB of vectors).
 FLAT_MAX_FLOATS = 1 << 24
+#: Fewer vectors than this are always indexed Flat (k-means needs 39 per list, 16 lists at least).
+MIN_APPROXIMATE = 39 * 16
 #: Rounds of growing effort before an exhaustive scan settles a short result.
 _GROWTH_ROUNDS = 3
 
@@ -93,8 +95,9 @@ def choose_kind(n: int, dim: int) -> str:
 
 def resolve_kind(config: AnnConfig, n: int, dim: int) -> str:
     kind = choose_kind(n, dim) if config.kind == "auto" else config.kind
-    # IVF needs enough vectors to train its coarse quantizer; below that an exhaustive scan is cheap anyway.
-    if kind.startswith("ivf") and n < 39 * 16:
+    # IVF needs enough vectors to train its coarse quantizer (and SQ its ranges); below that an
+    # exhaustive scan is cheap anyway, so small segments of any store are Flat.
+    if n < MIN_APPROXIMATE:
         return "flat"
     return kind
 

@@ -32,6 +32,7 @@ FLAG_FOR_FIELD: dict[str, str] = {
     "epochs": "--epochs",
     "batch_size": "--batch-size",
     "lr": "--lr",
+    "index_type": "--index-type",
 }
 
 
@@ -113,6 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--commit-every", type=int, default=2048, help="records between commits (default 2048)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser(
+        "reindex", help="rebuild a store's search index with another index type (and compact it)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Merge all segments of a store into one and build its nearest-neighbour index anew; later commits
+use the same type. Record ids, records and embeddings do not change.
+
+Index types:
+  auto     exact Flat while small (up to 2^24 floats: 262k records at 64-d), else ivf-pq (default)
+  flat     exact search, 4 bytes per dimension in memory (memory-mapped)
+  hnsw     graph over 8-bit codes, re-ranked exactly; slow to build at high dimension
+  ivf-sq8  inverted lists of 8-bit codes, re-ranked exactly
+  ivf-pq   inverted lists of 4-bit product codes (fast scan), re-ranked exactly; smallest
+
+Example:
+  xvision reindex --store hesbaye-store --index-type ivf-pq
+""")
+    p.add_argument("--store", required=True, type=Path, help="store folder")
+    p.add_argument("--index-type", required=True, choices=("auto", "flat", "hnsw", "ivf-sq8", "ivf-pq"),
+                   help="the new index type")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_reindex)
 
     p = sub.add_parser("export", help="write every record to CSV, Parquet or GeoJSON",
                        description="One row per record: parcel_id, date, validity, every index statistic, the analyses.")
@@ -243,6 +267,19 @@ def _print_table(frame, as_json: bool) -> None:
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_columns", None,
                            "display.max_colwidth", 60, "display.float_format", "{:.3f}".format):
         print(frame.to_string(index=False))
+
+
+def _cmd_reindex(args: argparse.Namespace) -> int:
+    from indexer.store import Store, write_lock
+
+    with write_lock(args.store):
+        store = _open(args.store)
+        before = sorted({s["kind"] for s in store.manifest.get("segments", [])}) or ["single generation"]
+        store.compact(index_type=args.index_type, progress=not args.quiet)
+        kinds = sorted({s["kind"] for s in Store.open(args.store).manifest["segments"]})
+    print(f"{args.store}: {len(store)} records, index {', '.join(before)} -> {', '.join(kinds)} "
+          f"(index type {args.index_type})")
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

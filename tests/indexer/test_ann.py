@@ -132,8 +132,9 @@ def test_choice_by_size_and_explicit_kind():
     assert choose_kind(FLAT_MAX_FLOATS // 64, 64) == "flat"
     assert choose_kind(FLAT_MAX_FLOATS // 64 + 1, 64) == "ivf-pq"
     assert choose_kind(1_000_000, 1024) == "ivf-pq"
-    assert resolve_kind(AnnConfig(kind="hnsw"), 10, 64) == "hnsw"
+    assert resolve_kind(AnnConfig(kind="hnsw"), 1000, 64) == "hnsw"
     assert resolve_kind(AnnConfig(kind="ivf-sq8"), 100, 64) == "flat"  # too few to train IVF
+    assert resolve_kind(AnnConfig(kind="hnsw"), 0, 64) == "flat"
 
 
 def test_bad_inputs_are_named(data, tmp_path):
