@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.xvision-installed
 DEMO_STORE ?= demo-store
 
-.PHONY: setup test test-all demo bench clean
+.PHONY: setup test test-all demo bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,13 @@ demo: setup
 	$(BIN)/xvision similar grid10-32631-664400-5611720 --date 2021-06-01 --store $(DEMO_STORE) -k 5
 	$(BIN)/xvision export --store $(DEMO_STORE) --format csv --out $(DEMO_STORE)/records.csv
 
+# Every benchmark with its defaults (1M-vector search and store: ~45 min on 2 cores), written to
+# benchmarks/RESULTS.md with the machine; bench-quick uses smaller sizes (~5 min).
 bench: setup
-	$(BIN)/python benchmarks/indexing.py
+	$(BIN)/python benchmarks/report.py
+
+bench-quick: setup
+	$(BIN)/python benchmarks/report.py --quick
 
 clean:
 	rm -rf $(VENV) $(DEMO_STORE) .pytest_cache

@@ -68,6 +68,8 @@ import faiss
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from indexer.ann import INDEX_KINDS, AnnConfig, AnnIndex, resolve_kind
@@ -234,20 +236,31 @@ class Segment:
     def vectors(self) -> np.ndarray:
         return self.ann.vectors
 
-    def table(self, expected_sha256: str | None = None) -> gpd.GeoDataFrame:
+    def table(self) -> gpd.GeoDataFrame:
         """Every record of the segment (dead ones included), read and checked in full once."""
         if self._table is None:
-            self._records_file.seek(0)
-            data = self._records_file.read()
-            want = expected_sha256 or (self.entry["files"]["records.parquet"]["sha256"] if self.entry else None)
-            if want is not None and hashlib.sha256(data).hexdigest() != want:
-                raise StoreError(f"{self.directory or 'store'}/records.parquet: checksum differs from {MANIFEST}; "
-                                 "the store is corrupt", path=self.directory)
-            table = gpd.read_parquet(io.BytesIO(data))
+            table = gpd.read_parquet(io.BytesIO(self._read_records()))
             if self.schema_version != SCHEMA_VERSION:
                 table = _upgrade(table, self.schema_version)
             self._table = table
         return self._table
+
+    def keys(self) -> pd.DataFrame:
+        """record_id, parcel_id and date of every record (dead ones included): what a writer needs
+        to keep ids stable, without decoding geometries and statistics."""
+        if self._table is not None:
+            return self._table[["record_id", "parcel_id", "date"]]
+        data = self._read_records()
+        return pq.read_table(pa.BufferReader(data), columns=["record_id", "parcel_id", "date"]).to_pandas()
+
+    def _read_records(self) -> bytes:
+        self._records_file.seek(0)
+        data = self._records_file.read()
+        want = self.entry["files"]["records.parquet"]["sha256"] if self.entry else None
+        if want is not None and hashlib.sha256(data).hexdigest() != want:
+            raise StoreError(f"{self.directory}/records.parquet: checksum differs from {MANIFEST}; the store is corrupt",
+                             path=self.directory)
+        return data
 
     def verify(self) -> None:
         """Hash every file in full against the manifest (StoreError naming the first that differs)."""
@@ -288,6 +301,15 @@ def _resolve(segments: list[Segment]) -> int:
         if i:
             newer = np.union1d(newer, np.union1d(seg.ids, seg.deleted))
     return live
+
+
+def _empty_records() -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame({"record_id": pd.Series(dtype="int64"), "parcel_id": pd.Series(dtype="string"),
+                             "date": pd.Series(dtype="string")}, geometry=[], crs="EPSG:4326")
+
+
+def _key_strings(parcels: pd.Series, dates: pd.Series) -> list[str]:
+    return (parcels.astype(str) + "\x00" + dates.astype(str)).tolist()
 
 
 def _size_class(count: int) -> int:
@@ -443,15 +465,33 @@ class Store:
             seg.verify()
 
     # -- writing ---------------------------------------------------------------------------
-    def _key_index(self) -> dict[tuple[str, str], int]:
-        if self._keys is None:
-            table = self.records()
-            if not len(table):
-                self._keys = {}
-                return self._keys
-            self._keys = dict(zip(zip(table["parcel_id"].astype(str), table["date"].astype(str)),
-                                  table["record_id"].astype(np.int64).tolist()))
-        return self._keys
+    def _load_keys(self) -> None:
+        """The writer's (parcel, date) -> record_id lookup: a hash index over the stored keys, built
+        once per writer (the only step proportional to the store), plus this session's changes."""
+        if self._keys is not None:
+            return
+        parts = []
+        for seg in self._segments:
+            keys = seg.keys()
+            if len(seg.dead):
+                keys = keys[~_member(keys["record_id"].to_numpy(np.int64), seg.dead)]
+            parts.append(keys)
+        keys = pd.concat(parts, ignore_index=True) if parts else _empty_records()
+        self._key_base = pd.Index(_key_strings(keys["parcel_id"], keys["date"]))
+        self._key_base_ids = keys["record_id"].to_numpy(np.int64)
+        self._keys = {}  # keys given an id in this session
+        self._key_gone: set[int] = set()  # ids deleted in this session
+
+    def _lookup(self, keys: list[str]) -> np.ndarray:
+        self._load_keys()
+        at = self._key_base.get_indexer(keys) if len(self._key_base) else np.full(len(keys), -1)
+        ids = np.where(at >= 0, self._key_base_ids[np.maximum(at, 0)] if len(self._key_base_ids) else -1, -1)
+        for i, key in enumerate(keys):
+            if key in self._keys:
+                ids[i] = self._keys[key]
+            elif ids[i] in self._key_gone:
+                ids[i] = -1
+        return ids
 
     def upsert(self, rows: gpd.GeoDataFrame, vectors: np.ndarray) -> tuple[int, int]:
         """Add records, or replace those whose (parcel_id, date) is already stored (same record_id).
@@ -471,18 +511,13 @@ class Store:
         rows = rows.drop_duplicates(["parcel_id", "date"], keep="last")
         vectors = np.ascontiguousarray(vectors[rows.index.to_numpy()], dtype=np.float32)
         rows = rows.reset_index(drop=True)
-        keys = self._key_index()
+        keys = _key_strings(rows["parcel_id"], rows["date"])
+        ids = self._lookup(keys)
+        replaced = int((ids >= 0).sum())
         next_id = int(self.manifest["next_id"])
-        ids = np.empty(len(rows), dtype=np.int64)
-        replaced = 0
-        for i, key in enumerate(zip(rows["parcel_id"].astype(str), rows["date"].astype(str))):
-            rid = keys.get(key)
-            if rid is None:
-                rid = keys[key] = next_id
-                next_id += 1
-            else:
-                replaced += 1
-            ids[i] = rid
+        for i in np.flatnonzero(ids < 0):
+            ids[i] = self._keys[keys[i]] = next_id
+            next_id += 1
         rows = rows.assign(record_id=ids)
         staged_rows, staged_vectors = [rows], [vectors]
         if self._staged is not None:
@@ -498,19 +533,21 @@ class Store:
     def delete(self, record_ids: Iterable[int]) -> int:
         """Remove records by id (ids of the others do not change); returns how many were stored."""
         ids = np.unique(np.asarray([int(i) for i in record_ids], dtype=np.int64))
-        live = self.records()["record_id"].to_numpy(np.int64)
-        ids = ids[_member(ids, np.sort(live))]
+        live = np.zeros(len(ids), dtype=bool)
+        for seg in self.segments:
+            live |= _member(ids, seg.ids) & ~_member(ids, seg.dead)
+        ids = ids[live]
         if not len(ids):
             return 0
         self._staged_deleted = np.union1d(self._staged_deleted, ids)
-        if self._keys is not None:
-            gone = set(ids.tolist())
-            self._keys = {k: v for k, v in self._keys.items() if v not in gone}
+        self._load_keys()
+        self._key_gone.update(ids.tolist())
+        self._keys = {k: v for k, v in self._keys.items() if v not in self._key_gone}
         if self._staged is not None:
             keep = ~_member(self._staged.ids, ids)
             table, vectors = self._staged.table()[keep], np.asarray(self._staged.vectors)[keep]
         else:
-            table = gpd.GeoDataFrame({"record_id": pd.Series(dtype="int64")}, geometry=[], crs="EPSG:4326")
+            table = _empty_records()
             vectors = np.zeros((0, self.dimension), np.float32)
         self._stage(table, vectors)
         return len(ids)
@@ -684,7 +721,7 @@ class Store:
                 if len(table):
                     parts.append(table)
             if not parts:
-                self._cache = gpd.GeoDataFrame({"record_id": pd.Series(dtype="int64")}, geometry=[], crs="EPSG:4326")
+                self._cache = _empty_records()
             elif len(parts) == 1:
                 self._cache = parts[0].sort_values("record_id").reset_index(drop=True)
             else:
