@@ -33,6 +33,9 @@ FLAG_FOR_FIELD: dict[str, str] = {
     "batch_size": "--batch-size",
     "lr": "--lr",
     "index_type": "--index-type",
+    "scheduler": "--scheduler tcp://HOST:PORT or --workers N",
+    "workers": "--workers N",
+    "parcels_per_task": "--parcels-per-task",
 }
 
 
@@ -113,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of cloud-free parcel pixels below which a record is flagged not valid (default 0.3)")
     p.add_argument("--commit-every", type=int, default=2048, help="records between commits (default 2048)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    dask = p.add_mutually_exclusive_group()
+    dask.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                      help="embed on this running Dask cluster (workers must see the same raster paths); "
+                           "this process stays the store's only writer")
+    dask.add_argument("--workers", type=int, metavar="N", help="start N local Dask worker processes for the embedding")
+    p.add_argument("--parcels-per-task", type=int, default=64,
+                   help="with --scheduler/--workers: parcels of one raster per Dask task (default 64)")
     p.set_defaults(func=_cmd_index)
 
     p = sub.add_parser(
@@ -247,7 +257,16 @@ def _cmd_index(args: argparse.Namespace) -> int:
         min_valid_fraction=args.min_valid,
         progress=not args.quiet,
     )
-    summary = index(config, build_encoder(name, **options))
+    if args.scheduler or args.workers:
+        import functools
+
+        from indexer.cluster import ClusterConfig, index_on_cluster
+
+        cluster = ClusterConfig(scheduler=args.scheduler, workers=args.workers, parcels_per_task=args.parcels_per_task)
+        summary = index_on_cluster(config, functools.partial(build_encoder, name, **options), cluster,
+                                   announce=lambda text: print(text, file=sys.stderr, flush=True))
+    else:
+        summary = index(config, build_encoder(name, **options))
     print("\n".join(summary.lines()))
     return 0
 
@@ -277,8 +296,11 @@ def _cmd_reindex(args: argparse.Namespace) -> int:
         before = sorted({s["kind"] for s in store.manifest.get("segments", [])}) or ["single generation"]
         store.compact(index_type=args.index_type, progress=not args.quiet)
         kinds = sorted({s["kind"] for s in Store.open(args.store).manifest["segments"]})
+    from indexer.ann import MIN_APPROXIMATE
+
+    small = " (fewer than %d records: exact Flat is kept)" % MIN_APPROXIMATE if len(store) < MIN_APPROXIMATE else ""
     print(f"{args.store}: {len(store)} records, index {', '.join(before)} -> {', '.join(kinds)} "
-          f"(index type {args.index_type})")
+          f"(index type {args.index_type}){small}")
     return 0
 
 
