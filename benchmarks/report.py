@@ -27,7 +27,7 @@ PY = "python"
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "search": (["benchmarks/search.py"], ["benchmarks/search.py", "--n", "100000"]),
     "store": (["benchmarks/store.py"], ["benchmarks/store.py", "--sizes", "10000", "100000"]),
-    "indexing": (["benchmarks/indexing.py"], ["benchmarks/indexing.py", "--records", "100"]),
+    "indexing": (["benchmarks/indexing.py", "--dask"], ["benchmarks/indexing.py", "--records", "100", "--dask"]),
     "generation": (["benchmarks/generation.py", "--shape", "tiny"], ["benchmarks/generation.py", "--shape", "tiny", "--quick"]),
 }
 
