@@ -10,7 +10,8 @@ them. Every kind answers the same question with the same guarantees:
   (SQ8, 4-bit PQ) never leak into the scores the user sees.
 * ``search(q, k, allowed=..., exclude=...)`` returns exactly ``min(k, #eligible)`` hits, where
   eligible = in ``allowed`` (all when None) and not in ``exclude``. Filters reach FAISS as an
-  ``IDSelector`` in the search parameters, so the index itself skips ineligible vectors. When a
+  ``IDSelector`` in the search parameters, so the index itself skips ineligible vectors, and the
+  search looks wider the fewer vectors pass (see `_effort`). When a
   search still comes back short (a selective filter, HNSW's graph walk, IVF's probed lists), the
   effort grows 4x per round (nprobe / efSearch and the candidate count) and, as the last resort,
   the eligible vectors are scored exhaustively. Filters matching few vectors (``exact_below_floats``)
@@ -251,8 +252,7 @@ class AnnIndex:
             if len(allowed) * self.dim <= self.config.exact_below_floats:
                 return self._exhaustive(q, k, self._eligible_rows(allowed, exclude))
         selector, keep = self._selector(allowed, exclude)
-        fetch = k if self.kind == "flat" else k * self.config.rerank
-        effort = self._effort(allowed)
+        fetch, effort = self._fetch(k, allowed), self._effort(allowed)
         for _ in range(_GROWTH_ROUNDS):
             found = self._ann(q, fetch, effort, selector)
             if len(found) >= k:
@@ -266,14 +266,23 @@ class AnnIndex:
             return self._rerank(q, k, found)
         return self._exhaustive(q, k, eligible)
 
+    def _share(self, allowed: np.ndarray | None) -> float:
+        return 1.0 if allowed is None else min(1.0, max(len(allowed) / len(self), 1e-6))
+
     def _effort(self, allowed: np.ndarray | None) -> int:
         base = self._nprobe() if self.kind.startswith("ivf") else self.config.hnsw_ef_search
-        if allowed is None or self.kind == "flat":
+        if self.kind == "flat":
             return base
-        # A filter keeping a fraction s of the vectors leaves ~s of each probed list / visited node:
-        # look 1/sqrt(s) wider (at most 8x) so the first round usually suffices.
-        share = max(len(allowed) / len(self), 1e-6)
-        return int(base * min(8.0, max(1.0, 1.0 / math.sqrt(share))))
+        # A filter keeping a share s of the vectors leaves ~s of each probed list / visited node,
+        # and its records cluster (a season, a region): look 1/s wider, at most 32x. Measured at
+        # 300k x 1024 with a 10% date filter: recall@10 0.967 with 1/sqrt(s) and 10 candidates
+        # per hit, 0.995 with 1/s and 20, for 0.3 ms more.
+        return int(base * min(32.0, 1.0 / self._share(allowed)))
+
+    def _fetch(self, k: int, allowed: np.ndarray | None) -> int:
+        if self.kind == "flat":
+            return k
+        return k * self.config.rerank * (2 if self._share(allowed) < 0.5 else 1)
 
     def _nprobe(self) -> int:
         if self.config.ivf_nprobe is not None:

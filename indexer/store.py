@@ -692,6 +692,7 @@ class Store:
         manifest.update(
             layout=LAYOUT,
             schema_version=SCHEMA_VERSION,
+            index_type=self.index_type,
             segments=entries,
             count=len(self),  # the resolved live count: a commit and a compaction both keep it
             updated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

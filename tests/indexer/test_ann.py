@@ -153,11 +153,11 @@ def test_bad_inputs_are_named(data, tmp_path):
         AnnIndex.load(broken, ids, vectors)
 
 
-@pytest.mark.parametrize("kind, settings", [
-    ("hnsw", dict(hnsw_m=4, hnsw_ef_search=1, rerank=1)),
-    ("ivf-sq8", dict(ivf_nlist=76, ivf_nprobe=1, rerank=1)),
+@pytest.mark.parametrize("kind, settings, n_far", [
+    ("hnsw", dict(hnsw_m=4, hnsw_ef_search=1, rerank=1), 12),
+    ("hnsw", dict(hnsw_m=4, hnsw_ef_search=1, rerank=1), 200),
+    ("ivf-sq8", dict(ivf_nlist=76, ivf_nprobe=1, rerank=1), 12),
 ])
-@pytest.mark.parametrize("n_far", [12, 200])
 def test_growth_then_exhaustive_scan_settles_short_results(data, kind, settings, n_far):
     """A starved index (tiny graph / one probed list) misses a far filter every round; the search
     grows its effort and then scans the eligible vectors, so the answer is the exact one."""
