@@ -54,6 +54,7 @@ Start by indexing imagery into a store (a folder), then query it:
   xvision history grid10-32631-664000-5612120 --store hesbaye-store
   xvision similar grid10-32631-664000-5612120 --date 2021-06-01 --store hesbaye-store
   xvision export --store hesbaye-store --format csv --out records.csv
+  xvision reindex --store hesbaye-store --index-type ivf-pq      (large stores: approximate search)
   xvision train --store hesbaye-store --imagery ../shared/data/worldcereal-hesbaye --out tiny-model
   xvision eval --model tiny-model --store hesbaye-store
   xvision describe grid10-32631-664000-5612120 --date 2021-06-01 --store hesbaye-store --model tiny-model
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Inputs may be: a multi-band GeoTIFF with band descriptions (or --bands), a folder of "
             "per-band files (*_B04.tif, SAFE IMG_DATA *.jp2), a STAC Item JSON with local assets, or a "
             "folder holding any of these.\n\nexample:\n  xvision index ../shared/data/worldcereal-hesbaye "
-            "--grid 10 --store hesbaye-store"
+            "--grid 10 --store hesbaye-store\n  xvision index ../shared/data/worldcereal-hesbaye --grid 10 "
+            "--store hesbaye-store --workers 2    (embedding on 2 local Dask workers)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
