@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
     parser.add_argument("--use", action="append", default=[], metavar="NAME=FILE",
                         help="take NAME's output from FILE (an earlier run of the same command) instead of running it")
+    parser.add_argument("--also", action="append", default=[], metavar="TITLE=FILE",
+                        help="append another run's output (e.g. a targeted re-run) as its own section")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md", help="markdown file to write")
     args = parser.parse_args(argv)
     reuse = dict(item.split("=", 1) for item in args.use)
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         lines = [line for line in output.splitlines() if line.strip()]
         headlines.append((name, lines[-1] if lines else "(no output)"))
         sections.append(f"## {name}\n\n`{shown}`\n\n" + "\n".join(_markdown(lines)) + "\n")
+    for item in args.also:
+        title, file = item.split("=", 1)
+        lines = [line for line in Path(file).read_text().splitlines() if line.strip()]
+        sections.append(f"## {title}\n\n" + "\n".join(_markdown(lines)) + "\n")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     summary = ["| benchmark | result |", "|---|---|", *[f"| {n} | `{h}` |" for n, h in headlines]]
     text = (f"# Benchmark results\n\nWritten by `make bench` (benchmarks/report.py) on {stamp}.\n\n"
