@@ -112,7 +112,15 @@ class ClassCondition:
 
 @dataclass(frozen=True)
 class QueryPlan:
-    """Everything the parser understood of one question (and what it did not, in `notes`)."""
+    """Everything the parser understood of one question (and what it did not, in `notes`).
+
+    `window` is the main date window (None: no date asked, the retrievers use the latest
+    acquisitions); `compare_windows` the same calendar window in earlier years (or another window
+    the question compares with). For "similar", `places.parcel_ids` is the reference parcel and
+    `attributes` / area / `window` restrict the candidates; `k` is how many results are wanted
+    (for "rank" without a number, every parcel). `date_rule` is the convention applied, worded
+    for the answer; `reference_date` the "today" it is relative to.
+    """
 
     question: str
     lang: Lang
@@ -127,6 +135,8 @@ class QueryPlan:
     reference_date: dt.date
     date_rule: str
     notes: tuple[str, ...] = ()
+    #: For "rank": "desc" (highest first) or "asc" (lowest first); None when not asked.
+    order: Literal["asc", "desc"] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(self)
