@@ -89,6 +89,17 @@ class Assistant:
         self._finish(dict(total or {}))
 
 
+def _longest_analysis(view: StoreView, tokenizer, sample: int = 256) -> int:
+    """Tokens of the longest stored analysis (of a sample) plus a margin: a generated analysis needs no
+    more, and a model that loops then stops there instead of at the card's (higher) limit."""
+    records = view.records()
+    if records.empty or tokenizer is None:
+        return 256
+    rows = records.sample(min(sample, len(records)), random_state=0)
+    texts = [str(t) for c in ("analysis", "analysis_fr") if c in rows for t in rows[c] if t]
+    return max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts) + 24 if texts else 256
+
+
 def _load_chat_model(choice: ModelChoice, view: StoreView, max_new_tokens: int | None):
     """The chosen model as a chat model, its writer role and its prompts."""
     import torch
@@ -100,7 +111,7 @@ def _load_chat_model(choice: ModelChoice, view: StoreView, max_new_tokens: int |
     if torch.cuda.is_available():
         model = model.to("cuda")
     training = (choice.card or {}).get("training") or {}
-    limit = max_new_tokens or int(training.get("max_new_tokens") or 256)
+    limit = max_new_tokens or min(int(training.get("max_new_tokens") or 256), _longest_analysis(view, model.tokenizer))
     chat = XVisionChatModel(model=model, store=view, max_new_tokens=limit, model_name=str(choice.path))
     writer = "answer" if chat.chat_template else "analysis"
     return chat, writer, training.get("prompts")

@@ -55,11 +55,12 @@ MAX_HISTORY_PARCELS = 5
 FOCUS_INTENTS = ("describe", "compare", "similar")
 
 
-def default_parse(question: str, context: StoreContext, today: dt.date | None = None) -> QueryPlan:
+def default_parse(question: str, context: StoreContext, today: dt.date | None = None,
+                  lang: str | None = None) -> QueryPlan:
     """The project's question parser (imported late: the chain can be built with another one)."""
     from assistant.parsing import parse
 
-    return parse(question, context, today=today)
+    return parse(question, context, today=today, lang=lang)
 
 
 def _as_date(value: Any) -> dt.date | None:
@@ -134,12 +135,12 @@ def build_chain(
         context, _ = facts.get()
         day = _as_date(state.get("today")) or today
         warnings: list[str] = []
+        lang = state.get("lang") if state.get("lang") in ("en", "fr") else None
         try:
-            plan = parse(question, context, today=day)
+            plan = parse(question, context, today=day, lang=lang)
         except Exception as exc:  # an answer, never a traceback: the parser's failure is reported
             plan = None
             warnings.append(f"the question could not be read ({type(exc).__name__}: {exc})")
-        lang = state.get("lang")
         if plan is not None and lang in ("en", "fr") and plan.lang != lang:
             plan = dataclasses.replace(plan, lang=lang)
         return {"question": question, "plan": plan, "lang": (plan.lang if plan else lang) or "en",
@@ -196,7 +197,8 @@ def build_chain(
         if plan is None or plan.intent != "similar" or focus is None or not C.usable(focus, state["suspects"]):
             return []
         places = plan.places
-        window = plan.compare_windows[0] if plan.compare_windows else None
+        # The plan's window (or a comparison window) restricts the candidates as well as the focus date.
+        window = plan.compare_windows[0] if plan.compare_windows else plan.window
         return similar.invoke(similar_query(
             focus.metadata["record_id"], k=plan.k or 5,
             date_from=window.start.isoformat() if window else None, date_to=window.end.isoformat() if window else None,

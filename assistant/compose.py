@@ -253,8 +253,9 @@ def rank(out: Composition, lang: str, plan, docs: Sequence[Document], suspects: 
     else:
         column = column_of(plan.index)
         latest = [items[-1] for items in parcels.values() if items[-1].metadata.get(column) is not None]
-        latest.sort(key=lambda d: d.metadata[column], reverse=True)
-        out.add(say(lang, "rank_order", index=_label(column), label=label))
+        lowest_first = getattr(plan, "order", None) == "asc"
+        latest.sort(key=lambda d: d.metadata[column], reverse=not lowest_first)
+        out.add(say(lang, "rank_order_asc" if lowest_first else "rank_order", index=_label(column), label=label))
         for d in latest[:MAX_LISTED]:
             out.add(say(lang, "record_short", pid=d.metadata["parcel_id"], date=d.metadata["date"],
                         values=values_text(d, (column,))) + ";")

@@ -27,6 +27,8 @@ from indexer.analysis import classify, read_classes, says_unusable
 from assistant.documents import INDEX_NAMES, STAT_COLUMNS
 
 _ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+# "percentiles 10-90" / "10th-90th": the names of the NDVI percentiles analyses quote, not facts.
+_PERCENTILE_NAMES = re.compile(r"\b10(?:th)?\s*[-\u2013]\s*90(?:th)?\b")
 # A number standing alone, with its sign: not the "2" of "Sentinel-2", the "10" of "10th" nor a digit of an id.
 _NUMBER = re.compile(r"(?:(?<![\w.])([+\-\u2212])|(?<![\w.+\-\u2212]))(\d+(?:\.\d+)?)(?!\w|\.\d)")
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
@@ -46,7 +48,7 @@ def strip_identifiers(text: str, identifiers: Iterable[str] = ()) -> str:
     """`text` without ISO dates and the given identifiers (parcel ids), which hold digits but no facts."""
     for ident in sorted({str(i) for i in identifiers if i}, key=len, reverse=True):
         text = text.replace(ident, " ")
-    return _ISO_DATE.sub(" ", text)
+    return _PERCENTILE_NAMES.sub(" ", _ISO_DATE.sub(" ", text))
 
 
 def numbers(text: str) -> list[tuple[str, str]]:

@@ -115,7 +115,10 @@ class StoreView:
         ids = [int(i) for i in record_ids]
         if not ids:
             return self._table().iloc[0:0]
-        return self.store.by_ids(ids)
+        try:
+            return self.store.by_ids(ids)
+        except KeyError:
+            raise NotFoundError.about(self.path, f"no record with id(s) {ids[:5]}", field="record_id", value=ids) from None
 
     def vectors(self, record_ids: Sequence[int]) -> np.ndarray:
         """Embeddings of `record_ids`, in that order (float32, one row each)."""
