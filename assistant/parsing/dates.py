@@ -352,7 +352,7 @@ def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[M
     take(r"\bcette\s+semaine\b", lambda m: last_unit(m, "week", "this"))
     take(r"\bcette\s+annee\b", lambda m: last_unit(m, "year", "this"))
     # --- comparisons against every earlier year
-    take(r"\b(?:previous|earlier|past|prior|other)\s+(?:years|seasons)\b|\bles\s+(?:annees|saisons)\s+(?:precedentes|passees|anterieures)\b|\bles\s+autres\s+annees\b",
+    take(r"\b(?:previous|earlier|past|prior|other)\s+(?:years|seasons)\b|\b(?:les|aux|des)\s+(?:annees|saisons)\s+(?:precedentes|passees|anterieures)\b|\b(?:les|aux|des)\s+autres\s+(?:annees|saisons)\b",
          lambda m: Mention(m.start(), m.end(), m.group().strip(), "earlier"))
     # --- bare months, seasons and years
     take(rf"\b({_MONTH_FULL})\b",
