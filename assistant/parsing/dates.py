@@ -60,7 +60,7 @@ import re
 from dataclasses import dataclass, replace
 
 from assistant.plan import DateWindow
-from assistant.parsing.text import NUMBER, blank, to_int
+from assistant.parsing.text import NUMBER, blank, source_span, to_int
 
 MONTHS: dict[str, int] = {
     "january": 1, "jan": 1, "janvier": 1, "janv": 1,
@@ -236,8 +236,8 @@ def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[M
             a, b = b, a  # month first only when the second cannot be a month
         return day_mention(m, y, b, a)
     take(r"\b(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})\b(?![.,]\d)", dmy)
-    take(rf"\b(\d{{1,2}})(?:st|nd|rd|th|er|e)?\s+(?:of\s+)?({_MONTH_ALL})\b\.?(?:,?\s+({_YEAR})\b)?",
-         lambda m: day_mention(m, int(m[3]) if m[3] else None, MONTHS[m[2]], int(m[1])))
+    take(rf"\b(\d{{1,2}})(?:st|nd|rd|th|er|e)?(?:\s+|\s*-\s*)(?:of\s+)?({_MONTH_ALL})\b\.?(?:,?\s+({_YEAR})\b|\s*-\s*({_YEAR})\b)?",
+         lambda m: day_mention(m, int(m[3] or m[4]) if (m[3] or m[4]) else None, MONTHS[m[2]], int(m[1])))
     take(rf"\b({_MONTH_ALL})\b\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?![\d.,]\d)\b(?:,?\s+({_YEAR})\b)?",
          lambda m: day_mention(m, int(m[3]) if m[3] else None, MONTHS[m[1]], int(m[2])))
     # --- parts of months, months with a year
@@ -549,10 +549,12 @@ def _range_joined(text: str, a: Mention, b: Mention) -> bool:
     return gap in ("and", "et", "and the", "et le") and opener is not None
 
 
-def _since(text: str, m: Mention) -> bool:
-    return re.search(r"(?:\bsince|\bdepuis|\bfrom|\ba partir d[eu']?|\bstarting(?: from| in| on)?|\bafter|\bapres)\s*"
-                     r"(?:the\s+|le\s+|l')?(?:(?:month|mois)\s+(?:of|de|d')\s*)?$",
-                     text[max(0, m.start - 24):m.start]) is not None
+def _since(text: str, m: Mention) -> int | None:
+    """Where "since / depuis / from ..." starts right before `m`, or None."""
+    lo = max(0, m.start - 32)
+    hit = re.search(r"(?:\bsince|\bdepuis|\bfrom|\ba partir d[eu']?|\bstarting(?: from| in| on)?|\bafter|\bapres)\s*"
+                    r"(?:the\s+|le\s+|l')?(?:(?:month|mois)\s+(?:of|de|d')\s*)?$", text[lo:m.start])
+    return lo + hit.start() if hit else None
 
 
 _COMPARE = re.compile(
@@ -578,9 +580,14 @@ class DateReading:
 
 
 def read_dates(text: str, ref: dt.date, hemi: str, lang: str, ref_source: str,
-               oldest: dt.date | None = None, compare_verb: bool = False) -> DateReading:
-    """Read every date expression of the folded `text` into a main window and compared windows."""
+               oldest: dt.date | None = None, compare_verb: bool = False,
+               original: str | None = None) -> DateReading:
+    """Read every date expression of the folded `text` into a main window and compared windows.
+
+    `original` (the question before folding) gives the rules the question's own words."""
     mentions, work, notes = find_mentions(text, ref, hemi, lang)
+    own = (lambda s, e: source_span(original, text, s, e)) if original is not None else (lambda s, e: text[s:e].strip())
+    mentions = [replace(m, text=own(m.start, m.end) or m.text) for m in mentions]
     marker = _COMPARE.search(text)
     cut = marker.start() if marker else len(text)
     main_ms = [m for m in mentions if m.start < cut]
@@ -618,7 +625,7 @@ def read_dates(text: str, ref: dt.date, hemi: str, lang: str, ref_source: str,
                     else:
                         wb, _ = resolve(b, ref, hemi, lang)
                 if wb.end >= wa.start:
-                    expr = text[a.start:b.end].strip()
+                    expr = own(a.start, b.end)
                     w = DateWindow(wa.start, wb.end, f"{wa.label} - {wb.label}")
                     windows.append((w, replace(a, end=b.end, text=expr)))
                     rules.append(rule_text("range", lang, expr, w, ref))
@@ -628,9 +635,10 @@ def read_dates(text: str, ref: dt.date, hemi: str, lang: str, ref_source: str,
             except ValueError:
                 pass
         w, rule = resolve(a, ref, hemi, lang)
-        if _since(text, a) and w.start <= ref:
+        since = _since(text, a)
+        if since is not None and w.start <= ref:
             w = DateWindow(w.start, ref, f"{w.start.isoformat()} to {ref.isoformat()}")
-            rule = rule_text("since", lang, text[max(0, a.start - 8):a.end].strip(), w, ref)
+            rule = rule_text("since", lang, own(since, a.end), w, ref)
             ranged = True
         elif a.rule == "past_n":
             ranged = True

@@ -88,7 +88,7 @@ _RANK = re.compile(r"\b(?:which|what)\s+(?:of\s+the\s+)?(?:(?!(?:did|does|do|is|
                    r"\b(?:rank\w*|sort\w*|order\s+by|list|highest|lowest|greenest|driest|wettest|best|worst|top|most|least|strongest|weakest|"
                    r"how\s+many|any\s+(?:parcels?|fields?)|show\s+(?:me\s+)?(?:all\s+)?(?:the\s+)?(?:parcels?|fields?)\s+(?:with|where|that)|find\s+(?:the\s+)?(?:parcels?|fields?)|"
                    r"quel(?:le)?s\s+(?:\w+\s+)?(?:parcelles|champs)|quelles?\s+(?:parcelles?|champs?)\b|lesquel\w*|class\w*|trie\w*|"
-                   r"le\s+plus|la\s+plus|les\s+plus|le\s+moins|la\s+moins|les\s+moins|meilleur\w*|pire\w*|combien\s+de|y\s+a-t-il\s+des)\b")
+                   r"(?:le|la|les)\s+plus(?!\s+(?:proches?|semblables?|similaires?)\b)|le\s+moins|la\s+moins|les\s+moins|meilleur\w*|pire\w*|combien\s+de|y\s+a-t-il\s+des)\b")
 _COMPARE_WORD = re.compile(r"\b(?:compar\w*|versus|vs|difference|differ\w*|contrast\w*|than|par\s+rapport|against|ecart|changed?\s+from)\b")
 _HISTORY = re.compile(r"\b(?:history|historic\w*|trends?|over\s+time|evolution|evolv\w*|evolu\w*|time\s*series|timeline|"
                       r"progress\w*|over\s+the\s+(?:season|year)|through\s+the\s+season|throughout|historique|tendance\w*|au\s+fil|"

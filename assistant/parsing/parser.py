@@ -93,7 +93,7 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
     hemi, lat = _hemisphere(ctx, places, chosen)
     compare_verb = bool(re.search(r"\bcompar\w*\b", place.text))
     dates = read_dates(place.text, ref, hemi, chosen, source,
-                       oldest=min(ctx.dates) if ctx.dates else None, compare_verb=compare_verb)
+                       oldest=min(ctx.dates) if ctx.dates else None, compare_verb=compare_verb, original=text)
     notes.extend(dates.notes)
     ask = read_ask(dates.text, text, condition, words=work)
     notes.extend(ask.notes or [])

@@ -45,7 +45,7 @@ CROP_LEXICON: dict[str, str] = {
     "ble": "wheat", "froment": "wheat", "ble dur": "durum wheat",
     "orge d'hiver": "winter barley", "escourgeon": "winter barley", "orge de printemps": "spring barley",
     "orge": "barley",
-    "maize": "maize", "corn": "maize",
+    "maize": "maize", "maiz": "maize", "corn": "maize",
     "betterave sucriere": "sugar beet", "betterave a sucre": "sugar beet", "sugarbeet": "sugar beet",
     "betterave": "beet",
     "pomme de terre": "potato", "patate": "potato",
@@ -329,6 +329,16 @@ def read_places(text: str, ctx: StoreContext) -> PlaceReading:
             out.unresolved.append(expr)
             if not any(expr.split()[-1] in n for n in out.notes):
                 out.notes.append(f"{expr}: no such parcel in the store")
+    nearest = re.search(r"\b(?:nearest|closest|le\s+plus\s+proche|la\s+plus\s+proche)\b", text)
+    if nearest and out.radius_m is not None and (points or out.point is not None):
+        # "the parcel nearest to <point> within 300 m": the distance is a snapping limit.
+        snap, out.radius_m = out.radius_m, None
+        if out.point is not None and not points:
+            points = [(radius_end or 0, out.point, f"({out.point[0]:.6f}, {out.point[1]:.6f})")]
+        out.point = None
+        for pos, (lon, lat), expr in points:
+            _resolve_point(out, ctx, lon, lat, expr, snap_m=snap)
+        points = []
     for pos, (lon, lat), expr in points:
         if out.radius_m is not None and out.point is None:
             out.point = (lon, lat)
@@ -352,24 +362,40 @@ def read_places(text: str, ctx: StoreContext) -> PlaceReading:
     return out
 
 
-def _resolve_point(out: PlaceReading, ctx: StoreContext, lon: float, lat: float, expr: str) -> None:
+def _nearest(ctx: StoreContext, lon: float, lat: float) -> tuple[float, str]:
+    """(metres, parcel) of the parcel containing or nearest to the point."""
+    from shapely.geometry import Point
+
+    here = Point(lon, lat)
+    inside = [pid for pid, g in ctx.geometries.items() if g.covers(here)]
+    if inside:
+        return 0.0, sorted(inside)[0]
+    # Rough ranking in degrees (longitude scaled by cos(lat)), exact metres for the best few.
+    scale = math.cos(math.radians(lat)) or 1e-9
+    rough = sorted(
+        (math.hypot((x - lon) * scale, y - lat) if pid not in ctx.geometries
+         else ctx.geometries[pid].distance(here), pid) for pid, (x, y) in ctx.points.items())
+    return min((_distance_to(ctx, pid, lon, lat), pid) for _, pid in rough[:5])
+
+
+def _resolve_point(out: PlaceReading, ctx: StoreContext, lon: float, lat: float, expr: str,
+                   snap_m: float = SNAP_DISTANCE_M) -> None:
     if not ctx.points:
         out.point = (lon, lat)
         out.unresolved.append(expr)
         out.notes.append(f"point ({lon:.6f}, {lat:.6f}): the store has no parcel locations")
         return
-    dists = sorted((_distance_to(ctx, pid, lon, lat), pid) for pid in ctx.points)
-    d, pid = dists[0]
+    d, pid = _nearest(ctx, lon, lat)
     if d == 0.0:
         out.notes.append(f"point ({lon:.6f}, {lat:.6f}) lies in parcel {pid}")
-    elif d <= SNAP_DISTANCE_M:
+    elif d <= snap_m:
         out.notes.append(f"point ({lon:.6f}, {lat:.6f}) lies in no parcel; nearest is {pid}, "
-                         f"{d:.0f} m away (within {SNAP_DISTANCE_M:.0f} m)")
+                         f"{d:.0f} m away (within {snap_m:g} m)")
     else:
         out.point = out.point or (lon, lat)
         out.unresolved.append(expr)
         out.notes.append(f"point ({lon:.6f}, {lat:.6f}) lies in no parcel; nearest is {pid}, "
-                         f"{d:.0f} m away (more than {SNAP_DISTANCE_M:.0f} m)")
+                         f"{d:.0f} m away (more than {snap_m:g} m)")
         return
     out.point = out.point or (lon, lat)
     if pid not in out.parcel_ids:

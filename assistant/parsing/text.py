@@ -22,15 +22,23 @@ _REPLACE = {
 
 def fold(text: str) -> str:
     """Lower-case, strip accents (NFD, so "°" and "″" keep their meaning), unify punctuation."""
-    # "maïs" (maize) and "mais" (but) differ only by the diaeresis: read the crop before folding.
-    text = re.sub(r"\bmaïs\b", "maize", unicodedata.normalize("NFC", text.lower()))
+    # "maïs" (maize) and "mais" (but) differ only by the diaeresis: read the crop before folding
+    # ("maiz", same length, so that offsets still point into the question; the lexicon knows it).
+    text = re.sub(r"\bmaïs\b", "maiz", unicodedata.normalize("NFC", text.lower()))
     for a, b in _REPLACE.items():
         text = text.replace(a, b)
     text = unicodedata.normalize("NFD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))
     # Typed without the accent, "mais" is the crop only after an article ("de mais", "du mais").
-    text = re.sub(r"\b(de|du|le|les|des|au) mais\b", r"\1 maize", text)
+    text = re.sub(r"\b(de|du|le|les|des|au) mais\b", r"\1 maiz", text)
     return re.sub(r"[\t\r\n\f\v]", " ", text)
+
+
+def source_span(original: str, folded: str, start: int, end: int) -> str:
+    """The question's own words for a span of the folded text (the folded ones when folding
+    changed the length, e.g. "≤" -> "<=")."""
+    same = len(unicodedata.normalize("NFC", original)) == len(folded)
+    return (unicodedata.normalize("NFC", original) if same else folded)[start:end].strip()
 
 
 def blank(text: str, start: int, end: int) -> str:
