@@ -304,7 +304,7 @@ def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[M
         return Mention(m.start(), m.end(), m.group().strip(), "year", year=y, rule="ago_year",
                        years_back=(n,))
     take(rf"\b({NUMBER}|a|an)\s+(days?|weeks?|months?|years?)\s+ago\b", lambda m: ago(m, m[1], m[2]))
-    take(rf"\bil\s+y\s+a\s+({NUMBER})\s+(jours?|semaines?|mois|ans?|annees?)\b", lambda m: ago(m, m[1], m[2]))
+    take(rf"\bil\s+y\s+a\s+({NUMBER}|un|une)\s+(jours?|semaines?|mois|ans?|annees?)\b", lambda m: ago(m, m[1], m[2]))
 
     def past_n(m, n_tok: str | None, unit_tok: str):
         n = to_int(n_tok) if n_tok else 1

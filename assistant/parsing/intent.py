@@ -49,8 +49,10 @@ _OPS: tuple[tuple[str, str], ...] = (
     (">", r">|above|over|exceed(?:s|ed|ing)?|greater\s+than|more\s+than|higher\s+than|superieure?s?\s+a|au[- ]dessus\s+de|plus\s+de|plus\s+(?:haut|eleve|grand)e?s?\s+que|depass\w*|rises?\s+above|rose\s+above"),
 )
 _OP_RE = "|".join(f"(?P<op{i}>{pat})" for i, (_, pat) in enumerate(_OPS))
-_FILLER = r"(?:\s+(?:mean|average|moyen(?:ne)?|value|valeur|was|is|were|are|est|etait|etaient|sont|of|de|du|d'|stayed|remained|reste|restait|a|had|has|of\s+the|values?))*"
-_COND_RE = re.compile(rf"(?P<idx>{'|'.join(_INDEX_WORDS.values())}){_FILLER}\s*(?:{_OP_RE})\s*(?:a\s+|de\s+|than\s+)?{_NUM}(?![\d.])")
+# Up to six words between the index and the comparison ("NDVI of parcel 3 in June was below 0.3"),
+# none of them a decimal number (that would be the value of something else).
+_GAP = r"(?:\s+(?!(?:and|et|or|ou)\b)(?![-+]?\d*[.,]\d)[^\s<>=]+){0,6}?"
+_COND_RE = re.compile(rf"(?P<idx>{'|'.join(_INDEX_WORDS.values())}){_GAP}\s*(?:{_OP_RE})\s*(?:a\s+|de\s+|than\s+)?{_NUM}(?![\d.])")
 _COND_RE_REV = re.compile(rf"(?:{_OP_RE})\s*{_NUM}\s+(?:of\s+|d'|de\s+|en\s+)?(?P<idx>{'|'.join(_INDEX_WORDS.values())})\b")
 
 # (pattern, aspect, label): words people use for the classes of CLASS_RULES.
@@ -85,8 +87,8 @@ _SIMILAR = re.compile(r"\b(?:similar\w*|resembl\w*|look(?:s|ing)?\s+like\s+(?:th
                       r"same\s+(?:behaviou?r|profile)\s+as|semblables?|similaires?|ressembl\w*|analogues?|comparables?\s+a|comme\s+la\s+parcelle|"
                       r"proches?\s+de\s+la\s+parcelle|nearest\s+neighbou?rs?|closest\s+(?:match|parcels?|fields?))\b")
 _RANK = re.compile(r"\b(?:which|what)\s+(?:of\s+the\s+)?(?:(?!(?:did|does|do|is|was|are|were|has|had|have|about)\b)\w+\s+)?(?:parcels?|fields?|plots?|ones)\b|\bwhich\s+(?:\w+\s+)?(?:had|have|has|were|was|are|is|show\w*)\b|"
-                   r"\b(?:rank\w*|sort\w*|order\s+by|list|highest|lowest|greenest|driest|wettest|best|worst|top|most|least|strongest|weakest|"
-                   r"how\s+many|any\s+(?:parcels?|fields?)|show\s+(?:me\s+)?(?:all\s+)?(?:the\s+)?(?:parcels?|fields?)\s+(?:with|where|that)|find\s+(?:the\s+)?(?:parcels?|fields?)|"
+                   r"\b(?:rank\w*|sort\w*|order\s+by|highest|lowest|greenest|driest|wettest|best|worst|top|most(?!\s+recent)|least|strongest|weakest|"
+                   r"how\s+many|any\s+(?:parcels?|fields?)|is\s+there|are\s+there|y\s+a-t-il|existe-t-il|show\s+(?:me\s+)?(?:all\s+)?(?:the\s+)?(?:parcels?|fields?)\s+(?:with|where|that)|find\s+(?:the\s+)?(?:parcels?|fields?)|"
                    r"quel(?:le)?s\s+(?:\w+\s+)?(?:parcelles|champs)|quelles?\s+(?:parcelles?|champs?)\b|lesquel\w*|class\w*|trie\w*|"
                    r"(?:le|la|les)\s+plus(?!\s+(?:proches?|semblables?|similaires?)\b)|le\s+moins|la\s+moins|les\s+moins|meilleur\w*|pire\w*|combien\s+de|y\s+a-t-il\s+des)\b")
 _COMPARE_WORD = re.compile(r"\b(?:compar\w*|versus|vs|difference|differ\w*|contrast\w*|than|par\s+rapport|against|ecart|changed?\s+from)\b")
@@ -148,7 +150,11 @@ def read_condition(text: str) -> tuple[Condition | None, str]:
             except ValueError:
                 continue
             if idx:
-                return Condition(idx, op, value), blank(text, m.start(), m.end())
+                # Blank the comparison and its number only: the words between stay for the others.
+                op_start = min(m.start(k) for k, v in m.groupdict().items() if k.startswith("op") and v)
+                start = m.start() if pattern is _COND_RE_REV else op_start
+                end = m.start("idx") if pattern is _COND_RE_REV else m.end()
+                return Condition(idx, op, value), blank(text, start, end)
     return None, text
 
 

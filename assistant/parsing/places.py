@@ -270,7 +270,10 @@ def read_places(text: str, ctx: StoreContext) -> PlaceReading:
                 pt = (b, a) if first_lat else (a, b)
                 pt = pt if abs(pt[1]) <= 90 and abs(pt[0]) <= 180 else None
             else:
-                pt = _order(float(m["a"]), None, float(m["b"]), None, ctx, out.notes)
+                a, b = float(m["a"]), float(m["b"])
+                if abs(a) <= 1 and abs(b) <= 1 and min(_near_store(ctx, a, b), _near_store(ctx, b, a)) > _SWAP_DISTANCE_M:
+                    continue  # "0.35, 0.40" are index values, not a point in the Gulf of Guinea
+                pt = _order(a, None, b, None, ctx, out.notes)
             if pt is None:
                 out.notes.append(f"not a coordinate: {m.group().strip()!r}")
             else:

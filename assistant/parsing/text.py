@@ -53,7 +53,10 @@ NUMBER_WORDS = {
     "huit": 8, "neuf": 9, "dix": 10, "onze": 11, "douze": 12, "quinze": 15, "vingt": 20,
 }
 #: A number as digits or as an English/French word (the caller converts with `to_int`).
-NUMBER = r"(?:\d+|" + "|".join(sorted((w for w in NUMBER_WORDS if len(w) > 2), key=len, reverse=True)) + ")"
+# "a", "an", "un", "une" are articles far more often than numbers: only patterns that expect them
+# ("a week ago", "il y a une semaine") list them.
+NUMBER = r"(?:\d+|" + "|".join(sorted((w for w in NUMBER_WORDS if len(w) > 2 and w != "une"), key=len,
+                                       reverse=True)) + ")"
 
 
 def to_int(token: str) -> int | None:
@@ -69,7 +72,7 @@ _FR = set("""le la les des du de un une et est sont ou quel quelle quels quelles
 parcelle parcelles champ champs dans avec sur pour par entre depuis mois annee an semaine jour
 dernier derniere derniers dernieres passe passee cette cet ce ces ete hiver printemps automne
 janvier fevrier avril mai juin juillet aout septembre octobre novembre decembre rapport au aux
-il y a t elle plus moins que qui leur sa son etait ont avait semblables similaires ressemblent
+il t elle plus moins que qui leur sa son etait ont avait semblables similaires ressemblent
 etat vigueur hydrique stress humidite indice saison hier aujourd toutes tous lesquelles
 betterave ble orge prairie pomme terre""".split())
 _EN = set("""the of and is are was were which what how in on at for with by between since month

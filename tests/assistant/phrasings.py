@@ -98,6 +98,12 @@ PHRASINGS: list[dict] = [
          window=("2019-01-01", "2019-12-31"), note="no such parcel"),
     dict(q="ndvi of field 1 on 2019-02-30", lang="en", intent="describe", parcels=[1], index="ndvi",
          note="not a date"),
+    dict(q="Was the NDVI of parcel 3 in June 2019 below 0.3?", lang="en", intent="describe", parcels=[3],
+         window=("2019-06-01", "2019-06-30"), index="ndvi", cond=("ndvi", "<", 0.3)),
+    dict(q="What was the most recent NDVI of parcel 3?", lang="en", intent="describe", parcels=[3], index="ndvi"),
+    dict(q="NDVI values 0.35, 0.40 for parcel 3", lang="en", intent="describe", parcels=[3], index="ndvi"),
+    dict(q="parcel 3 on 15-Jun-2019", lang="en", intent="describe", parcels=[3],
+         window=("2019-06-15", "2019-06-15")),
     # ------------------------------------------------------------------ English: history
     dict(q="Show the NDVI trend of field 001 between April and June", lang="en", intent="history", parcels=[1],
          window=("2019-04-01", "2019-06-30"), index="ndvi"),
@@ -177,6 +183,8 @@ PHRASINGS: list[dict] = [
     dict(q="which grass fields within 0.5 km of 50°44'46\"N 4°03'47\"E had NDVI under .25 yesterday",
          lang="en", intent="rank", attrs={CROP: ["Permanent grass crops"]}, radius=500.0, point=(4.0631, 50.7461),
          window=("2019-11-26", "2019-11-26"), index="ndvi", cond=("ndvi", "<", 0.25)),
+    dict(q="Is there a parcel with NDVI above 0.8 in May 2019?", lang="en", intent="rank", all=True,
+         window=("2019-05-01", "2019-05-31"), index="ndvi", cond=("ndvi", ">", 0.8)),
     # ------------------------------------------------------------------ English: unknown
     dict(q="What is the capital of France?", lang="en", intent="unknown"),
     dict(q="asdkjh qwe 123", lang="en", intent="unknown"),
@@ -287,6 +295,10 @@ PHRASINGS: list[dict] = [
          window=("2019-06-01", "2019-06-30"), index="ndvi", order="desc"),
     dict(q="quelles parcelles de toutes les parcelles avaient un sol nu en mars 2019", lang="fr", intent="rank",
          all=True, window=("2019-03-01", "2019-03-31"), index="savi", cls=("cover", "bare_soil")),
+    dict(q="Y a-t-il une parcelle sèche en juillet 2019 ?", lang="fr", intent="rank", all=True,
+         window=("2019-07-01", "2019-07-31"), index="ndmi", cls=("moisture", "low"), k=19),
+    dict(q="la parcelle 3 il y a une semaine", lang="fr", intent="describe", parcels=[3],
+         window=("2019-11-18", "2019-11-24")),
     # ------------------------------------------------------------------ French: unknown
     dict(q="Quelle est la capitale de la France ?", lang="fr", intent="unknown"),
     dict(q="bonjour, comment ça va ?", lang="fr", intent="unknown"),
