@@ -274,8 +274,6 @@ def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[M
     take(rf"\b({_MONTH_FULL})\s+(dernier|passe)\b",
          lambda m: Mention(m.start(), m.end(), m.group().strip(), "month", month=MONTHS[m[1]], rel="last"))
     # --- relative expressions resolved at once
-    rel: list[tuple[str, str]] = []
-
     def fixed(m, window: DateWindow, rule: str):
         return Mention(m.start(), m.end(), m.group().strip(), "fixed", window=window, rule=rule)
 

@@ -30,9 +30,7 @@ from dataclasses import dataclass
 from assistant.plan import ClassCondition, Condition
 from assistant.parsing.text import NUMBER, blank, to_int
 from indexer.analysis import RULE_BY_ASPECT, read_classes
-from indexer.core.indices import INDICES
 
-INDEX_NAMES = tuple(i.name for i in INDICES)
 _INDEX_WORDS = {
     "ndvi": r"ndvi|vegetation\s+index|indice\s+de\s+vegetation|greenness|greener|greenest|verdure|plus\s+verte?s?",
     "ndmi": r"ndmi|moisture\s+index|indice\s+d'humidite",

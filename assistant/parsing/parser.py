@@ -26,15 +26,21 @@ _DOMAIN = re.compile(r"\b(?:parcels?|fields?|plots?|crops?|farm\w*|parcelles?|ch
                      r"observations?|indices?|index|harvest\w*|recolte|moisson|semis|sowing|sown|agricult\w*|agronom\w*)\b")
 
 
-def _hemisphere(ctx: StoreContext, places, lang: str) -> tuple[str, float | None]:
+def _hemisphere(ctx: StoreContext, places: Places) -> str:
+    """'south' when what the question is about lies south of the equator: its parcels, else the
+    parcels matching its attributes, else its point, else all parcels; 'north' when unknown."""
     ids = list(places.parcel_ids)
     if not ids and places.attributes:
         ids = [p for p, attrs in ctx.parcel_attributes.items()
                if all(attrs.get(col) in values for col, values in places.attributes.items())]
-    lat = ctx.latitude(ids) if (ids or ctx.points) else None
-    if lat is None and places.point is not None:
+    located = [p for p in ids if p in ctx.points]
+    if located:
+        lat = ctx.latitude(located)
+    elif places.point is not None:
         lat = places.point[1]
-    return ("south" if lat is not None and lat < 0 else "north"), lat
+    else:
+        lat = ctx.latitude()
+    return "south" if lat is not None and lat < 0 else "north"
 
 
 def parse(question: str, context: StoreContext | None = None, today: dt.date | None = None,
@@ -90,7 +96,7 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
                     point=place.point, radius_m=place.radius_m, bbox=place.bbox,
                     all_parcels=place.all_parcels, unresolved=tuple(place.unresolved))
     notes.extend(place.notes)
-    hemi, lat = _hemisphere(ctx, places, chosen)
+    hemi = _hemisphere(ctx, places)
     compare_verb = bool(re.search(r"\bcompar\w*\b", place.text))
     dates = read_dates(place.text, ref, hemi, chosen, source,
                        oldest=min(ctx.dates) if ctx.dates else None, compare_verb=compare_verb, original=text)

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 
 from assistant.plan import StoreContext
-from assistant.parsing.text import blank
+from assistant.parsing.text import blank, fold
 
 SNAP_DISTANCE_M = 100.0
 _SWAP_DISTANCE_M = 50_000.0
@@ -410,7 +410,7 @@ def _read_attributes(work: str, ctx: StoreContext, out: PlaceReading) -> str:
     runs: dict[tuple[str, ...], list[tuple[str, str, bool]]] = {}
     for col, values in ctx.attributes.items():
         for value in values:
-            toks = tuple(t for t, _, _ in canonical_tokens(_fold_value(value)))
+            toks = tuple(t for t, _, _ in canonical_tokens(fold(value)))
             # Numeric values (codes, areas) never match: a number in a question is a day, an id ...
             if not toks or _is_number(value):
                 continue
@@ -448,9 +448,3 @@ def _read_attributes(work: str, ctx: StoreContext, out: PlaceReading) -> str:
         else:
             i += 1
     return work
-
-
-def _fold_value(value: str) -> str:
-    from assistant.parsing.text import fold
-
-    return fold(value)
