@@ -176,6 +176,7 @@ class Mention:
     window: DateWindow | None = None   # kind "fixed": already resolved
     rule: str | None = None
     years_back: tuple[int, ...] = ()   # kind "shift": comparison offsets
+    day0: int | None = None    # "from 1 to 15 June": the first day of a range inside one month
 
 
 def _valid_day(y: int, m: int, d: int) -> bool:
@@ -236,6 +237,16 @@ def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[M
             a, b = b, a  # month first only when the second cannot be a month
         return day_mention(m, y, b, a)
     take(r"\b(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})\b(?![.,]\d)", dmy)
+    def day_range(m):
+        y = int(m[4]) if m[4] else None
+        first, last = int(m[1]), int(m[2])
+        mention = day_mention(m, y, MONTHS[m[3]], last)
+        if mention.kind == "invalid" or not 1 <= first < last:
+            return mention if mention.kind == "invalid" else None
+        return replace(mention, day0=first)
+    # "from 1 to 15 June 2019", "du 1er au 15 juin", "1-15 June": one month, two days.
+    take(rf"\b(\d{{1,2}})(?:st|nd|rd|th|er|e)?\s*(?:-|to|until|au|a|et|and)\s*(\d{{1,2}})(?:st|nd|rd|th|er|e)?\s+(?:of\s+)?"
+         rf"({_MONTH_ALL})\b\.?(?:,?\s+({_YEAR})\b)?", day_range)
     take(rf"\b(\d{{1,2}})(?:st|nd|rd|th|er|e)?(?:\s+|\s*-\s*)(?:of\s+)?({_MONTH_ALL})\b\.?(?:,?\s+({_YEAR})\b|\s*-\s*({_YEAR})\b)?",
          lambda m: day_mention(m, int(m[3] or m[4]) if (m[3] or m[4]) else None, MONTHS[m[2]], int(m[1])))
     take(rf"\b({_MONTH_ALL})\b\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?![\d.,]\d)\b(?:,?\s+({_YEAR})\b)?",
@@ -478,6 +489,10 @@ def resolve(m: Mention, ref: dt.date, hemi: str, lang: str, anchor_year: int | N
     if m.kind == "fixed":
         assert m.window is not None and m.rule is not None
         return m.window, rule_text(m.rule, lang, m.text, m.window, ref)
+    if m.kind == "day" and m.day0 is not None:
+        one, _ = resolve(replace(m, day0=None), ref, hemi, lang, anchor_year)
+        w = DateWindow(one.start.replace(day=m.day0), one.end, f"{one.start.replace(day=m.day0)} to {one.end}")
+        return w, rule_text("range", lang, m.text, w, ref)
     if m.kind == "day":
         assert m.month and m.day
         if m.year or anchor_year:
@@ -638,7 +653,7 @@ def read_dates(text: str, ref: dt.date, hemi: str, lang: str, ref_source: str,
             w = DateWindow(w.start, ref, f"{w.start.isoformat()} to {ref.isoformat()}")
             rule = rule_text("since", lang, own(since, a.end), w, ref)
             ranged = True
-        elif a.rule == "past_n":
+        elif a.rule == "past_n" or a.day0 is not None:
             ranged = True
         windows.append((w, a))
         rules.append(rule)

@@ -224,3 +224,51 @@ def test_parse_never_raises_with_any_today_and_no_store(text, today):
     assert plan.reference_date == today
     assert not any("internal parser error" in n for n in plan.notes), plan.notes
     json.dumps(plan.to_dict())
+
+
+# ----------------------------------------------------------------------------- grammar properties
+_EN_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+              "October", "November", "December")
+_FR_MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+              "octobre", "novembre", "décembre")
+_days = st.dates(min_value=dt.date(1950, 1, 1), max_value=dt.date(2099, 12, 31))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_days, st.integers(0, 4))
+def test_any_exact_date_in_any_common_format_is_that_day(flanders, day, style):
+    text = [day.isoformat(), f"{day.day:02d}/{day.month:02d}/{day.year}", f"{day.day} {_EN_MONTHS[day.month - 1]} {day.year}",
+            f"{_EN_MONTHS[day.month - 1]} {day.day}, {day.year}", f"le {day.day} {_FR_MONTHS[day.month - 1]} {day.year}"][style]
+    plan = parse(f"parcel 7 on {text}", flanders)
+    assert _span(plan.window) == (day.isoformat(), day.isoformat())
+    assert plan.places.parcel_ids == ("Flanders31UES-007",)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1950, 2099), st.integers(1, 12), st.booleans())
+def test_any_month_with_a_year_is_the_whole_month(flanders, year, month, french):
+    name = (_FR_MONTHS if french else _EN_MONTHS)[month - 1]
+    plan = parse(f"{'la parcelle 3 en' if french else 'parcel 3 in'} {name} {year}", flanders)
+    last = (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).isoformat()
+    assert _span(plan.window) == (f"{year}-{month:02d}-01", last)
+    assert plan.lang == ("fr" if french else "en")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1951, 2099), st.sampled_from([("spring", 3), ("summer", 6), ("autumn", 9), ("winter", 12)]))
+def test_any_northern_season_with_a_year(flanders, year, season):
+    name, first = season
+    plan = parse(f"parcel 3 in {name} {year}", flanders)
+    start = dt.date(year - 1 if first == 12 else year, first, 1)
+    assert plan.window.start == start
+    assert (plan.window.end.month, plan.window.end.year) == ((2, year) if first == 12 else (first + 2, year))
+
+
+@settings(max_examples=100, deadline=None)
+@given(_days)
+def test_last_month_is_the_calendar_month_before_today(flanders, today):
+    plan = parse("parcel 1 last month", flanders, today=today)
+    first_of_this = today.replace(day=1)
+    assert plan.window.end == first_of_this - dt.timedelta(days=1)
+    assert plan.window.start == plan.window.end.replace(day=1)
+    assert plan.window.end < today
