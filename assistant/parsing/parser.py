@@ -90,7 +90,7 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
         notes.append(f"a range of index values is not a supported filter: {m.group()!r}; "
                      "ask for one bound (below / above)")
         work = blank(work, m.start("rng"), m.end("rng"))
-    place = read_places(work, ctx)
+    place = read_places(work, ctx, original=text)
     places = Places(parcel_ids=tuple(place.parcel_ids),
                     attributes={k: tuple(v) for k, v in place.attributes.items()},
                     point=place.point, radius_m=place.radius_m, bbox=place.bbox,

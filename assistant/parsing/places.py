@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 
 from assistant.plan import StoreContext
-from assistant.parsing.text import blank, fold
+from assistant.parsing.text import blank, fold, source_span
 
 SNAP_DISTANCE_M = 100.0
 _SWAP_DISTANCE_M = 50_000.0
@@ -233,9 +233,11 @@ def _order(a: float, ah: str | None, b: float, bh: str | None, ctx: StoreContext
     return lon, lat
 
 
-def read_places(text: str, ctx: StoreContext) -> PlaceReading:
-    """Read the places of the folded `text`; blank what was understood."""
+def read_places(text: str, ctx: StoreContext, original: str | None = None) -> PlaceReading:
+    """Read the places of the folded `text`; blank what was understood. `original` (the question
+    before folding) lets unresolved places be quoted in the question's own words."""
     out = PlaceReading()
+    own = (lambda a, b: source_span(original, text, a, b)) if original is not None else (lambda a, b: text[a:b].strip())
     work = text
     # bbox first: its four numbers are not coordinates pairs.
     if m := _BBOX.search(work):
@@ -277,7 +279,7 @@ def read_places(text: str, ctx: StoreContext) -> PlaceReading:
             if pt is None:
                 out.notes.append(f"not a coordinate: {m.group().strip()!r}")
             else:
-                points.append((m.start(), pt, m.group().strip()))
+                points.append((m.start(), pt, own(m.start(), m.end())))
             work = blank(work, m.start(), m.end())
     # Parcel ids as stored, then prefix-less references.
     mentions: list[tuple[int, list[str], str]] = []
@@ -357,7 +359,7 @@ def read_places(text: str, ctx: StoreContext) -> PlaceReading:
             out.unresolved.append(f"within {out.radius_m:g} m")
             out.radius_m = None
     # Attribute values.
-    work = _read_attributes(work, ctx, out)
+    work = _read_attributes(work, ctx, out, own)
     if m := _ALL.search(work):
         out.all_parcels = True
         work = blank(work, m.start(), m.end())
@@ -405,7 +407,7 @@ def _resolve_point(out: PlaceReading, ctx: StoreContext, lon: float, lat: float,
         out.parcel_ids.append(pid)
 
 
-def _read_attributes(work: str, ctx: StoreContext, out: PlaceReading) -> str:
+def _read_attributes(work: str, ctx: StoreContext, out: PlaceReading, own) -> str:
     # value tokens -> (column, value); every contiguous run of a text value's tokens indexes it.
     runs: dict[tuple[str, ...], list[tuple[str, str, bool]]] = {}
     for col, values in ctx.attributes.items():
@@ -424,7 +426,7 @@ def _read_attributes(work: str, ctx: StoreContext, out: PlaceReading) -> str:
                         continue
                     runs.setdefault(sub, []).append((col, value, sub == toks))
     if not runs:
-        return work
+        return _unknown_crops(work, ctx, out, own)
     longest = max(len(k) for k in runs)
     toks = canonical_tokens(work)
     i = 0
@@ -432,7 +434,10 @@ def _read_attributes(work: str, ctx: StoreContext, out: PlaceReading) -> str:
         for n in range(min(longest, len(toks) - i), 0, -1):
             key = tuple(t for t, _, _ in toks[i:i + n])
             hits = runs.get(key)
-            if not hits:
+            # The words of one lexicon entry ("blé dur" = durum wheat) match together or not at all.
+            splits = (i > 0 and toks[i - 1][1:] == toks[i][1:]) or (
+                i + n < len(toks) and toks[i + n][1:] == toks[i + n - 1][1:])
+            if not hits or splits:
                 continue
             exact = [h for h in hits if h[2]]
             chosen = exact or hits
@@ -447,4 +452,30 @@ def _read_attributes(work: str, ctx: StoreContext, out: PlaceReading) -> str:
             break
         else:
             i += 1
+    return _unknown_crops(work, ctx, out, own)
+
+
+#: Crop words (canonical, stemmed) that name a crop even when the store has no such value.
+_CROP_WORDS = {_stem(w) for v in CROP_LEXICON.values() for w in v.split()} - _GENERIC | {
+    _stem(w) for w in ("rice", "cotton", "sorghum", "millet", "onion", "carrot", "bean", "lettuce", "tomato",
+                       "hemp", "tobacco", "clover", "cabbage", "chicory", "leek", "spinach", "riz", "coton")}
+_CROP_WORDS -= {"sugar", "durum", "permanent", "spring", "winter"}
+
+
+def _unknown_crops(work: str, ctx: StoreContext, out: PlaceReading, own) -> str:
+    """Crop words left after matching: a place the store does not hold ("the rice fields")."""
+    toks = [t for t in canonical_tokens(work) if t[0] in _CROP_WORDS]
+    groups: list[tuple[int, int]] = []
+    for _, start, end in toks:
+        if groups and not work[groups[-1][1]:start].strip():
+            groups[-1] = (groups[-1][0], end)
+        else:
+            groups.append((start, end))
+    for start, end in groups:
+        said = own(start, end)
+        out.unresolved.append(said)
+        known = sorted({v for vals in ctx.attributes.values() for v in vals if _is_text_value(v)})
+        out.notes.append(f"{said!r} matches no attribute value in the store" +
+                         (f" (text values: {', '.join(known[:12])})" if known else " (the store has no text attributes)"))
+        work = blank(work, start, end)
     return work
