@@ -16,12 +16,13 @@ the plan (`date_rule`):
 - "early / mid / late June" ("début / mi- / fin juin"): days 1-10, 11-20, 21-end of that month.
 - A year alone ("in 2019", "en 2019"): the whole calendar year.
 - Seasons are meteorological (three whole months), following the hemisphere of the parcels'
-  mean latitude (the named parcels, else the matching parcels, else every parcel; north when
-  unknown). North: spring = March-May, summer = June-August, autumn = September-November,
+  mean latitude (the named parcels, else the parcels matching the attributes, else the
+  question's point, else every parcel; north when unknown). North: spring = March-May, summer = June-August, autumn = September-November,
   winter = December-February; south: the opposite. A December-February season carries the year
   of its January ("winter 2019" = 2018-12-01 to 2019-02-28; "winter 2018/19" is the same).
-  A season without a year: the latest that began on or before the reference date; "last
-  summer" / "l'été dernier": the latest that ended before it.
+  A season without a year ("in summer", "en été"): the latest that began on or before the
+  reference date; "this summer" / "cet été": the same, up to the reference date; "last summer" /
+  "l'été dernier": the latest that ended before the reference date.
 - "this season" / "cette saison": the meteorological season containing the reference date, up to
   it; "last season": the season before that one.
 - "today" / "yesterday": the reference date / the day before.
@@ -35,6 +36,7 @@ the plan (`date_rule`):
 - "the last/past N days|weeks|months|years" ("les N derniers mois", "depuis 3 mois"): from the
   reference date minus that span to the reference date. "the past month" is the past 1 month.
 - "since X" / "depuis X" / "from X" (without an end): from the start of X to the reference date.
+- Days of one month ("from 1 to 15 June 2019", "du 1er au 15 juin"): those days, inclusive.
 - Ranges ("between April and June", "from 1 May to 15 June 2019", "d'avril à juin", "April-June
   2019"): from the start of the first expression to the end of the second. A year given on one
   side applies to both (the first side a year earlier when it would fall after the second);
@@ -45,9 +47,12 @@ the plan (`date_rule`):
   calendar days in that year; "previous years" / "past seasons" / "les années précédentes" = the
   main window in every earlier year back to the oldest acquisition; another expression
   ("par rapport à l'automne dernier") = its own window, moved back a year at a time when it does
-  not start before the main window. Without a main window of its own, the main window is the
-  compared window moved forward by whole years to the latest one that began on or before the
-  reference date (clipped to it), else the reference date's calendar month up to it.
+  not start before the main window. A question with no main window of its own: with "last
+  year" / a year / "previous years", the main window is the reference date's calendar month up
+  to the reference date ("compared with last year" on 2019-11-27 = 2019-11-01..27 against
+  2018-11-01..27); with another expression, that expression's window moved forward by whole
+  years to the latest one that began on or before the reference date, clipped to it ("par
+  rapport à l'automne dernier" on 2019-11-27 = autumn 2019 up to 2019-11-27 against autumn 2018).
 - Several expressions with no range word and no comparison word between them: the latest is the
   main window, the others are compared with it.
 """

@@ -11,14 +11,17 @@ Rules (the plan's notes say which applied):
   endings, through a small EN/FR crop lexicon ("blé d'hiver" = winter wheat, "maïs" = maize,
   "corn" = maize, "betterave" = beet, "pomme de terre" = potato, "prairie" = grass ...). An
   exact value wins over values that only contain the words ("barley" = Barley, not Winter barley;
-  "wheat" = Winter wheat when no value is just "wheat").
+  "wheat" = Winter wheat when no value is just "wheat"); the words of one lexicon entry match
+  together ("blé dur" = durum wheat, not Winter wheat). Numeric values (codes, areas) are never
+  matched. A crop word that matches no stored value ("the rice fields") is an unresolved place.
 - Coordinates: decimal degrees ("50.746, 4.063", "50.746N 4.063E", "lat 50.746 lon 4.063") or
   degrees-minutes(-seconds) ("50°44'46\"N 4°03'47\"E"). A pair without hemisphere letters or
   labels is read latitude first (the order of maps and GPS apps) unless the first cannot be a
   latitude, or unless only the swapped order lies within 50 km of the store's parcels.
   A point resolves to the parcel that contains it, else to the nearest parcel within
-  `SNAP_DISTANCE_M` (100 m); otherwise it stays a point, unresolved, with the nearest parcel and
-  its distance in the notes.
+  `SNAP_DISTANCE_M` (100 m) or within the distance the question states ("the parcel nearest to
+  <point> within 300 m"); otherwise it stays a point, unresolved, with the nearest parcel and its
+  distance in the notes.
 - Areas: "within 2 km of <parcel or point>" ("à moins de 2 km de", "dans un rayon de 500 m
   autour de") -> `point` + `radius_m` (a parcel anchor stands for its representative point);
   "bbox 4.05,50.74,4.07,50.75" -> `bbox` (min lon, min lat, max lon, max lat; the order of
