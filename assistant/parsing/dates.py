@@ -13,7 +13,11 @@ the plan (`date_rule`):
 - Month without a year ("in July", "en juillet"): the latest such month that began on or
   before the reference date. "last July" / "juillet dernier": the latest July that ended before
   the reference date.
-- "early / mid / late June" ("début / mi- / fin juin"): days 1-10, 11-20, 21-end of that month.
+- "early / mid / late June" ("début / mi- / fin juin"): days 1-10, 11-20, 21-end of that month;
+  "the first / second / third / fourth / last week of June": days 1-7, 8-14, 15-21, 22-28, the
+  month's last 7 days.
+- A weekday ("on Monday", "lundi"): the latest such day on or before the reference date; "last
+  Monday" / "lundi dernier": the latest before it. Next to a date ("Monday 3 June") it is ignored.
 - A year alone ("in 2019", "en 2019"): the whole calendar year.
 - Seasons are meteorological (three whole months), following the hemisphere of the parcels'
   mean latitude (the named parcels, else the parcels matching the attributes, else the
@@ -106,6 +110,13 @@ SEASON_START = {
     "south": {"spring": 9, "summer": 12, "autumn": 3, "winter": 6},
 }
 _SEASON = r"(?:spring|summer|autumn|fall|winter|printemps|ete|automne|hiver)"
+_WEEKDAYS = {"monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "friday": 4, "saturday": 5, "sunday": 6,
+             "lundi": 0, "mardi": 1, "mercredi": 2, "jeudi": 3, "vendredi": 4, "samedi": 5, "dimanche": 6}
+_WEEKDAY = "|".join(_WEEKDAYS)
+_WEEK_PART = {"first": "week1", "1st": "week1", "premiere": "week1", "second": "week2", "2nd": "week2",
+              "deuxieme": "week2", "seconde": "week2", "third": "week3", "3rd": "week3", "troisieme": "week3",
+              "fourth": "week4", "4th": "week4", "quatrieme": "week4", "last": "week_last", "derniere": "week_last"}
+_ORDINAL_WEEK = "|".join(_WEEK_PART)
 _YEAR = r"(?:19|20)\d{2}"
 
 
@@ -207,6 +218,19 @@ _UNIT = {"day": "day", "days": "day", "jour": "day", "jours": "day", "week": "we
          "year": "year", "years": "year", "an": "year", "ans": "year", "annee": "year", "annees": "year"}
 
 
+class _WdMatch:
+    """A match of "last monday" or "lundi dernier", seen through one group name."""
+
+    def __init__(self, m: re.Match[str]) -> None:
+        self._m = m
+
+    def __getitem__(self, key: str) -> str:
+        return self._m["wd"] or self._m["wd2"]
+
+    def __getattr__(self, name: str):
+        return getattr(self._m, name)
+
+
 def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[Mention], str, list[str]]:
     """All date expressions in the folded `text` (left to right), the text with them blanked,
     and notes about things that looked like dates but are not (31/02/2019)."""
@@ -232,6 +256,9 @@ def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[M
             return Mention(m.start(), m.end(), m.group().strip(), "invalid")
         return Mention(m.start(), m.end(), m.group().strip(), "day", year=y, month=mo, day=d)
 
+    # A weekday next to a date ("Monday 3 June 2019", "lundi 3 juin") adds nothing to it.
+    for m in list(re.finditer(rf"\b(?:{_WEEKDAY})\b,?(?=\s*(?:the\s+|le\s+)?\d)", work)):
+        work = blank(work, m.start(), m.end())
     # --- exact days
     take(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b",
          lambda m: day_mention(m, int(m[1]), int(m[2]), int(m[3])))
@@ -256,7 +283,10 @@ def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[M
          lambda m: day_mention(m, int(m[3] or m[4]) if (m[3] or m[4]) else None, MONTHS[m[2]], int(m[1])))
     take(rf"\b({_MONTH_ALL})\b\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?![\d.,]\d)\b(?:,?\s+({_YEAR})\b)?",
          lambda m: day_mention(m, int(m[3]) if m[3] else None, MONTHS[m[1]], int(m[2])))
-    # --- parts of months, months with a year
+    # --- weeks and parts of months, months with a year
+    take(rf"\b(?:the\s+|la\s+)?({_ORDINAL_WEEK})\s+(?:week|semaine)\s+(?:of|de|d')\s*({_MONTH_ALL})\b(?:\s+(?:of\s+)?({_YEAR})\b)?",
+         lambda m: Mention(m.start(), m.end(), m.group().strip(), "month", year=int(m[3]) if m[3] else None,
+                           month=MONTHS[m[2]], part=_WEEK_PART[m[1]]))
     take(rf"(?<![\w-])({_PART_RE})\s*-?\s*({_MONTH_ALL})\b(?:\s+(?:of\s+)?({_YEAR})\b)?",
          lambda m: Mention(m.start(), m.end(), m.group().strip(), "month", year=int(m[3]) if m[3] else None,
                            month=MONTHS[m[2]], part=_PART[m[1]]))
@@ -368,6 +398,16 @@ def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[M
     # --- comparisons against every earlier year
     take(r"\b(?:previous|earlier|past|prior|other)\s+(?:years|seasons)\b|\b(?:les|aux|des)\s+(?:annees|saisons)\s+(?:precedentes|passees|anterieures)\b|\b(?:les|aux|des)\s+autres\s+(?:annees|saisons)\b",
          lambda m: Mention(m.start(), m.end(), m.group().strip(), "earlier"))
+    def weekday(m, last: bool):
+        wd = _WEEKDAYS[m["wd"]]
+        back = (ref.weekday() - wd) % 7
+        if last and back == 0:
+            back = 7
+        d = ref - dt.timedelta(days=back)
+        return fixed(m, DateWindow(d, d, d.isoformat()), "weekday_last" if last else "weekday")
+    take(rf"\b(?:last|previous)\s+(?P<wd>{_WEEKDAY})\b|\b(?P<wd2>{_WEEKDAY})\s+(?:dernier|passe)\b",
+         lambda m: weekday(_WdMatch(m), True))
+    take(rf"\b(?:(?:on|this|ce)\s+)?(?P<wd>{_WEEKDAY})\b", lambda m: weekday(m, False))
     # --- bare months, seasons and years
     take(rf"\b({_MONTH_FULL})\b",
          lambda m: Mention(m.start(), m.end(), m.group().strip(), "month", month=MONTHS[m[1]]))
@@ -398,6 +438,9 @@ RULES = {
         "month_noyear": "{expr} = {label}, the latest {name} that began on or before the reference date {ref}",
         "month_last": "{expr} = {label}, the latest {name} that ended before the reference date {ref}",
         "month_part": "{expr} = {start} to {end} (early = days 1-10, mid = 11-20, late = 21 to the end of the month)",
+        "month_week": "{expr} = {start} to {end} (first week = days 1-7, second 8-14, third 15-21, fourth 22-28, last = the month's last 7 days)",
+        "weekday": "{expr} = {start}, the latest such weekday on or before the reference date {ref}",
+        "weekday_last": "{expr} = {start}, the latest such weekday before the reference date {ref}",
         "season": "{expr} = {label} ({start} to {end}), meteorological seasons, {hemi}ern hemisphere",
         "season_noyear": "{expr} = {label} ({start} to {end}), the latest {name} that began on or before the reference date {ref} (meteorological, {hemi}ern hemisphere)",
         "season_last": "{expr} = {label} ({start} to {end}), the latest {name} that ended before the reference date {ref} (meteorological, {hemi}ern hemisphere)",
@@ -437,6 +480,9 @@ RULES = {
         "month_noyear": "{expr} = {label}, le dernier mois de {name} commencé au plus tard à la date de référence {ref}",
         "month_last": "{expr} = {label}, le dernier mois de {name} terminé avant la date de référence {ref}",
         "month_part": "{expr} = du {start} au {end} (début = jours 1-10, mi = 11-20, fin = du 21 à la fin du mois)",
+        "month_week": "{expr} = du {start} au {end} (première semaine = jours 1-7, deuxième 8-14, troisième 15-21, quatrième 22-28, dernière = les 7 derniers jours du mois)",
+        "weekday": "{expr} = {start}, le dernier tel jour de la semaine au plus tard à la date de référence {ref}",
+        "weekday_last": "{expr} = {start}, le dernier tel jour de la semaine avant la date de référence {ref}",
         "season": "{expr} = {label} (du {start} au {end}), saisons météorologiques, hémisphère {hemi}",
         "season_noyear": "{expr} = {label} (du {start} au {end}), la dernière saison ({name}) commencée au plus tard à la date de référence {ref} (météorologique, hémisphère {hemi})",
         "season_last": "{expr} = {label} (du {start} au {end}), la dernière saison ({name}) terminée avant la date de référence {ref} (météorologique, hémisphère {hemi})",
@@ -520,10 +566,13 @@ def resolve(m: Mention, ref: dt.date, hemi: str, lang: str, anchor_year: int | N
             else:
                 w, key = _latest(cands, lambda w: w.start <= ref), "month_noyear"
         if m.part:
-            lo, hi = {"early": (1, 10), "mid": (11, 20), "late": (21, 31)}[m.part]
-            hi = min(hi, w.end.day)
-            w = DateWindow(w.start.replace(day=lo), w.start.replace(day=hi), f"{m.part} {w.label}")
-            key = "month_part"
+            last = w.end.day
+            lo, hi = {"early": (1, 10), "mid": (11, 20), "late": (21, last), "week1": (1, 7), "week2": (8, 14),
+                      "week3": (15, 21), "week4": (22, 28), "week_last": (last - 6, last)}[m.part]
+            label = {"week1": "first week of", "week2": "second week of", "week3": "third week of",
+                     "week4": "fourth week of", "week_last": "last week of"}.get(m.part, m.part)
+            w = DateWindow(w.start.replace(day=lo), w.start.replace(day=hi), f"{label} {w.label}")
+            key = "month_week" if m.part.startswith("week") else "month_part"
         return w, rule_text(key, lang, m.text, w, ref, name=name)
     if m.kind == "season":
         if m.rel == "current":
