@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -244,7 +245,10 @@ def build_chain(
                             f"{'French' if state['lang'] == 'fr' else 'English'}.\nRecords:\n{context_lines(state)}")
             messages = [SystemMessage(content=instructions), record_message(state["question"], rid)]
         try:
-            out["generated"] = str(model.invoke(messages).content)
+            if writer == "analysis":
+                out["generated"], out["generation_stopped"] = _gated_stream(model, messages, focus.metadata)
+            else:
+                out["generated"] = str(model.invoke(messages).content)
         except Exception as exc:  # a failing generator must not cost the answer: compose without it
             out["warnings"] = [*state["warnings"], f"the generator failed ({type(exc).__name__}: {exc}); "
                                                    "the answer uses the records' own analyses"]
@@ -287,8 +291,9 @@ def build_chain(
                 else:
                     out["analysis"] = {"text": stored, "source": "stored", "rejected": generated,
                                        "problems": list(verdict.problems)}
+                    stopped = " (generation stopped at the first sentence the gate rejected)" if state.get("generation_stopped") else ""
                     notes.append("generated analysis set aside (" + "; ".join(verdict.problems)
-                                 + "); the record's own analysis is used instead")
+                                 + f"){stopped}; the record's own analysis is used instead")
         elif generated is not None and writer == "answer":
             bad = evidence_of(state).ungrounded(generated)
             verdict = check_analysis(generated, focus.metadata) if focus is not None else None
@@ -347,6 +352,29 @@ def build_chain(
         | RunnableLambda(ground_step, name="ground").with_config(run_name="ground")
         | RunnableLambda(compose_step, name="compose").with_config(run_name="compose")
     )
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+
+
+def _gated_stream(model: BaseChatModel, messages: list, meta: Mapping) -> tuple[str, bool]:
+    """The model's analysis, streamed; reading stops at the first complete sentence the grounding
+    gate rejects (the text would be set aside anyway), which stops the generator too.
+    Returns (text, stopped early)."""
+    text = ""
+    checked = 0
+    stream = model.stream(messages)
+    try:
+        for chunk in stream:
+            text += str(chunk.content)
+            ends = [m.end() for m in _SENTENCE_END.finditer(text, checked)]
+            if ends:
+                checked = ends[-1]
+                if not check_analysis(text[:checked], meta).ok:
+                    return text, True
+    finally:
+        stream.close()
+    return text, False
 
 
 def _archive_years(store: StoreView) -> list[int]:

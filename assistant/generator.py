@@ -31,6 +31,25 @@ DEFAULT_PROMPTS = {"en": "Describe the agronomic state of this parcel.",
                    "fr": "Décris l'état agronomique de cette parcelle."}
 
 
+class GenerationCancelled(Exception):
+    """Raised inside `generate` (from the streamer) when the consumer of a stream stopped reading."""
+
+
+class _CancellableStreamer(TextIteratorStreamer):
+    """A TextIteratorStreamer whose producer stops at the next token once `cancel()` is called:
+    a stream closed early (e.g. by the grounding gate) does not keep the CPU busy to the end."""
+
+    cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def put(self, value) -> None:
+        if self.cancelled:
+            raise GenerationCancelled()
+        super().put(value)
+
+
 def record_message(text: str, record_id: int) -> HumanMessage:
     """A human message asking about the record `record_id` (its visual tokens go to the generator)."""
     return HumanMessage(content=text, additional_kwargs={RECORD_KEY: int(record_id)})
@@ -95,24 +114,34 @@ class XVisionChatModel(BaseChatModel):
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         features, ids = self._inputs(messages)
-        streamer = TextIteratorStreamer(self.model.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = _CancellableStreamer(self.model.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
 
         def work() -> None:
             try:
                 self.model.generate(features, ids, max_new_tokens=self.max_new_tokens, streamer=streamer)
+            except GenerationCancelled:
+                streamer.end()
             except BaseException as exc:  # re-raised in the caller's thread below
                 failure.append(exc)
                 streamer.end()
 
         worker = threading.Thread(target=work, daemon=True)
         worker.start()
-        for piece in streamer:
-            if not piece:
-                continue
-            if run_manager is not None:
-                run_manager.on_llm_new_token(piece)
-            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
-        worker.join()
+        finished = False
+        try:
+            for piece in streamer:
+                if not piece:
+                    continue
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(piece)
+                yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            finished = True
+        finally:
+            if not finished:  # the consumer closed the stream early: stop the producer, read to its end
+                streamer.cancel()
+                for _ in streamer:
+                    pass
+            worker.join()
         if failure:
             raise failure[0]

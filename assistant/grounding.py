@@ -5,8 +5,10 @@ Two checks:
 * `check_analysis(text, record)` — a generated analysis against its own record: every class it
   states (read back with `indexer.analysis.read_classes`) must be the class the record's indices
   give (`classify`); it must not call a usable observation unusable or state classes for an
-  unusable one; every number must be one of the record's values, and a number in a sentence that
-  names an index (NDVI, NDMI, ...) must be a statistic of that index. Any failure rejects the text
+  unusable one; every number must be one of the record's values: in a sentence that states a
+  class, the statistic of that class's rule (the NDVI mean for vigor, ...; the NDVI spread and
+  percentiles for uniformity); in one that only names an index (NDVI, NDMI, ...), a statistic of
+  that index. Any failure rejects the text
   (the answer then uses the record's stored analysis, and says so).
 * `Evidence.ungrounded(text)` — a whole answer against every retrieved record: each number must be
   a record value at the precision written (2 decimals for indices, whole percent for fractions),
@@ -22,7 +24,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from indexer.analysis import classify, read_classes, says_unusable
+from indexer.analysis import RULE_BY_ASPECT, classify, read_classes, says_unusable
 
 from assistant.documents import INDEX_NAMES, STAT_COLUMNS
 
@@ -171,14 +173,24 @@ def check_analysis(text: str, meta: Mapping) -> AnalysisCheck:
     percents = {int(round(100 * x)) for c in PERCENT_COLUMNS if (x := _finite(meta.get(c))) is not None}
     every = _record_values(meta, STAT_COLUMNS)
     for sentence in _SENTENCE.split(strip_identifiers(text, [str(meta.get("parcel_id", ""))])):
+        # A sentence stating a class quotes that class's statistic ("high vigor (NDVI 0.71)" is the
+        # NDVI mean, not its 90th percentile); otherwise a number goes with the index it names.
+        aspects = read_classes(sentence)
         named = {m.group(1).lower() for m in _INDEX_WORD.finditer(sentence)}
-        own = _record_values(meta, [f"{i}_{s}" for i in named for s in ("mean", "median", "p10", "p90", "std")])
+        if aspects:
+            columns = [RULE_BY_ASPECT[a].stat for a in aspects]
+            if "uniformity" in aspects:
+                columns += ["ndvi_p10", "ndvi_p90"]
+            allowed, where = _record_values(meta, columns), f" for {'/'.join(sorted(columns))}"
+        elif named:
+            columns = [f"{i}_{s}" for i in named for s in ("mean", "median", "p10", "p90", "std")]
+            allowed, where = _record_values(meta, columns), f" for {'/'.join(sorted(n.upper() for n in named))}"
+        else:
+            allowed, where = every, ""
         for sign, digits in numbers(sentence):
             written = f"-{digits}" if sign == "-" else digits
             if "." not in digits and int(digits) in percents:
                 continue
-            allowed = own if named else every
             if written not in allowed:
-                where = f" for {'/'.join(sorted(n.upper() for n in named))}" if named else ""
                 problems.append(f"states {written}{where}, which the record does not hold")
     return AnalysisCheck(not problems, tuple(problems), stated)

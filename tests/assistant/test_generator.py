@@ -69,6 +69,17 @@ def test_wrapper_generates_from_the_record_the_message_names(chat):
         model.invoke("no record named")
 
 
+def test_closing_a_stream_early_stops_the_generator_thread(chat):
+    import threading
+
+    model, view = chat
+    before = threading.active_count()
+    stream = model.stream([record_message("Describe the agronomic state of this parcel.", _rid(view, "farm-01", "2022-05-30"))])
+    first = next(stream)
+    stream.close()  # what the chain's gate does on the first rejected sentence
+    assert first.content and threading.active_count() == before
+
+
 def test_chain_with_the_tiny_model_cites_store_values_and_gates_its_text(chat):
     model, view = chat
     plan = make_plan("farm-05 in August 2023", "describe", ["farm-05"], window("2023-08-01", "2023-08-31", "August 2023"))

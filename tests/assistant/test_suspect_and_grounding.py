@@ -87,6 +87,10 @@ def test_analysis_check_rejects_a_wrong_number_a_wrong_class_and_misread_clouds(
     assert not verdict.ok and any("0.66" in p for p in verdict.problems)
     # The NDMI value quoted as NDVI: a value the record holds, but not for that index.
     assert not check_analysis("Vegetation shows high vigor (NDVI 0.23).", META).ok
+    # The NDVI 90th percentile quoted as the vigor class's value (the mean).
+    assert not check_analysis("Vigorous vegetation across the parcel, NDVI 0.80.", META).ok
+    assert check_analysis("NDVI ranges from 0.61 to 0.80 (10th-90th percentile), showing moderate heterogeneity.",
+                          {**META, "ndvi_std": 0.07}).ok
     wrong_class = "Vegetation shows low vigor (NDVI 0.71)."
     verdict = check_analysis(wrong_class, META)
     assert not verdict.ok and any("vigor 'low'" in p for p in verdict.problems)
