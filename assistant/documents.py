@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from langchain_core.documents import Document
 
 from assistant.store_access import record_attributes
+from indexer.core.schema import INDEX_NAMES, MEAN_COLUMNS, STAT_COLUMNS, TEXT_COLUMNS
 
-INDEX_NAMES: tuple[str, ...] = ("ndvi", "ndwi", "ndmi", "savi", "evi", "ndre")
-STATISTICS: tuple[str, ...] = ("mean", "median", "p10", "p90", "std")
-STAT_COLUMNS: tuple[str, ...] = tuple(f"{i}_{s}" for i in INDEX_NAMES for s in STATISTICS)
-MEAN_COLUMNS: tuple[str, ...] = tuple(f"{i}_mean" for i in INDEX_NAMES)
+__all__ = ["DESCRIBE_COLUMNS", "INDEX_NAMES", "MEAN_COLUMNS", "STAT_COLUMNS", "analysis_text", "citation",
+           "record_metadata", "to_document", "to_documents", "unique_citations"]
+
 #: The statistics a description rests on: every mean, and NDVI's spread and percentiles.
 DESCRIBE_COLUMNS: tuple[str, ...] = (*MEAN_COLUMNS, "ndvi_std", "ndvi_p10", "ndvi_p90")
 _SCALARS = ("record_id", "parcel_id", "date", "valid", "invalid_reason", "valid_fraction", "cloud_fraction",
@@ -47,7 +47,7 @@ def record_metadata(row: Mapping) -> dict:
     for column in STAT_COLUMNS:
         meta[column] = _clean(row.get(column))
     meta["attributes"] = {str(k): _clean(v) for k, v in record_attributes(row).items()}
-    meta["analysis_fr"] = str(row.get("analysis_fr") or "")
+    meta["analysis_fr"] = str(row.get(TEXT_COLUMNS["fr"]) or "")
     return meta
 
 
@@ -55,7 +55,7 @@ def to_document(row: Mapping, **extra: object) -> Document:
     """A record as a Document; `extra` (e.g. `score`, `distance`, `window`) joins its metadata."""
     meta = record_metadata(row)
     meta.update(extra)
-    return Document(page_content=str(row.get("analysis") or ""), metadata=meta, id=str(meta["record_id"]))
+    return Document(page_content=str(row.get(TEXT_COLUMNS["en"]) or ""), metadata=meta, id=str(meta["record_id"]))
 
 
 def to_documents(frame, **extra: object) -> list[Document]:

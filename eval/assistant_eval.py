@@ -309,10 +309,12 @@ def score(q: Question, result: dict) -> dict[str, bool]:
 
 def build_store(name: str, rasters_dir: Path, parcels: Path, work: Path) -> Path:
     from indexer.pipeline import IndexConfig, index
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 
     store = work / f"{name}-store"
     if not (store / "manifest.json").is_file():
-        index(IndexConfig(store=store, inputs=(str(rasters_dir),), parcels=parcels, progress=False))
+        index(IndexConfig(store=store, inputs=(str(rasters_dir),), parcels=parcels, progress=False),
+              build_encoder(DEFAULT_ENCODER))
     return store
 
 

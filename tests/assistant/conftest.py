@@ -15,6 +15,7 @@ from assistant.plan import ClassCondition, Condition, DateWindow, Places, QueryP
 from assistant.store_access import StoreView
 from eval import farm
 from indexer.pipeline import IndexConfig, index
+from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,8 @@ def farm_dir(tmp_path_factory) -> Path:
 def farm_store(farm_dir, tmp_path_factory) -> Path:
     """The generated farm (3 seasons x 9 dates x 6 parcels) indexed with the default encoder."""
     store = tmp_path_factory.mktemp("farm-store") / "store"
-    index(IndexConfig(store=store, inputs=(str(farm_dir),), parcels=farm_dir / "parcels.geojson", progress=False))
+    index(IndexConfig(store=store, inputs=(str(farm_dir),), parcels=farm_dir / "parcels.geojson", progress=False),
+          build_encoder(DEFAULT_ENCODER))
     return store
 
 
