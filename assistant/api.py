@@ -39,11 +39,13 @@ class Assistant:
     """Questions about one store, answered by the chain of `assistant.chain`."""
 
     def __init__(self, view: StoreView, chain: Runnable, choice: ModelChoice | None = None,
-                 today: dt.date | None = None) -> None:
+                 today: dt.date | None = None, model=None) -> None:
         self.view = view
         self.chain = chain
         self.choice = choice
         self.today = today
+        #: The chat model the chain generates with (`XVisionChatModel`), None without a generator.
+        self.model = model
         #: The full result of the last `ask` or finished `stream`.
         self.last_result: dict | None = None
 
@@ -63,7 +65,7 @@ class Assistant:
             today = dt.date.fromisoformat(today)
         chain = build_chain(view, model, parse=parse, writer=writer, prompts=prompts,
                             model_notes=tuple(choice.notes), today=today)
-        return cls(view, chain, choice, today)
+        return cls(view, chain, choice, today, model)
 
     def _input(self, question: str, lang: str | None, today: dt.date | None) -> dict:
         return {"question": question, "lang": lang, "today": today or self.today}
@@ -112,6 +114,8 @@ def _load_chat_model(choice: ModelChoice, view: StoreView, max_new_tokens: int |
         model = model.to("cuda")
     training = (choice.card or {}).get("training") or {}
     limit = max_new_tokens or min(int(training.get("max_new_tokens") or 256), _longest_analysis(view, model.tokenizer))
-    chat = XVisionChatModel(model=model, store=view, max_new_tokens=limit, model_name=str(choice.path))
+    # One thread for the tiny profile on the CPU (see XVisionChatModel.threads); larger models keep torch's default.
+    threads = 1 if (choice.card or {}).get("profile") == "tiny" and not torch.cuda.is_available() else None
+    chat = XVisionChatModel(model=model, store=view, max_new_tokens=limit, model_name=str(choice.path), threads=threads)
     writer = "answer" if chat.chat_template else "analysis"
     return chat, writer, training.get("prompts")

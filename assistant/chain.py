@@ -345,13 +345,14 @@ def build_chain(
             similar=comp.similar, history=comp.history, warnings=warnings,
         )
 
-    return (
+    chain = (
         RunnableLambda(plan_step, name="plan").with_config(run_name="plan")
         | retrieve
         | RunnableLambda(generate_step, name="generate").with_config(run_name="generate")
         | RunnableLambda(ground_step, name="ground").with_config(run_name="ground")
         | RunnableLambda(compose_step, name="compose").with_config(run_name="compose")
     )
+    return chain
 
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")

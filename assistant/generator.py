@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -50,6 +51,20 @@ class _CancellableStreamer(TextIteratorStreamer):
         super().put(value)
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Run with `n` intra-op torch threads (None: leave the setting alone), then restore it."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def record_message(text: str, record_id: int) -> HumanMessage:
     """A human message asking about the record `record_id` (its visual tokens go to the generator)."""
     return HumanMessage(content=text, additional_kwargs={RECORD_KEY: int(record_id)})
@@ -68,7 +83,10 @@ class XVisionChatModel(BaseChatModel):
     """`xvision_model.XVisionModel` behind `BaseChatModel` (`invoke`, `stream`, callbacks).
 
     `model` is a loaded XVisionModel (with its tokenizer), `store` the `StoreView` the record ids
-    refer to. Greedy decoding, `max_new_tokens` at most.
+    refer to. Greedy decoding, `max_new_tokens` at most. `threads` sets torch's intra-op threads
+    while generating (None: unchanged): the tiny profile's 256-wide matrices are too small to share
+    between cores, and on a busy 2-core machine one thread decodes ~10x faster than two (measured:
+    100 tokens in 0.52 s against 5.3 s, load average 5).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -76,6 +94,7 @@ class XVisionChatModel(BaseChatModel):
     store: StoreView
     max_new_tokens: int = 256
     model_name: str = "xvision"
+    threads: int | None = None
 
     @property
     def _llm_type(self) -> str:
@@ -105,7 +124,8 @@ class XVisionChatModel(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         features, ids = self._inputs(messages)
-        rows = self.model.generate(features, ids, max_new_tokens=self.max_new_tokens)
+        with torch_threads(self.threads):
+            rows = self.model.generate(features, ids, max_new_tokens=self.max_new_tokens)
         text = self.model.tokenizer.decode(rows[0], skip_special_tokens=True)
         message = AIMessage(content=text, response_metadata={"model_name": self.model_name,
                                                              RECORD_KEY: message_record_id(messages)})
@@ -119,7 +139,8 @@ class XVisionChatModel(BaseChatModel):
 
         def work() -> None:
             try:
-                self.model.generate(features, ids, max_new_tokens=self.max_new_tokens, streamer=streamer)
+                with torch_threads(self.threads):
+                    self.model.generate(features, ids, max_new_tokens=self.max_new_tokens, streamer=streamer)
             except GenerationCancelled:
                 streamer.end()
             except BaseException as exc:  # re-raised in the caller's thread below
