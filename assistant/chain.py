@@ -44,7 +44,7 @@ from assistant import compose as C
 from assistant.documents import DESCRIBE_COLUMNS, MEAN_COLUMNS, analysis_text, unique_citations
 from assistant.generator import DEFAULT_PROMPTS, record_message
 from assistant.grounding import Evidence, check_analysis
-from assistant.plan import QueryPlan, StoreContext
+from assistant.plan import DateWindow, QueryPlan, StoreContext
 from assistant.retrievers import (HistoryRetriever, SimilarRetriever, TargetRetriever, history_query, similar_query,
                                   target_query)
 from assistant.store_access import StoreView
@@ -91,6 +91,28 @@ class _StoreFacts:
     def get(self) -> tuple[StoreContext, dict]:
         self._refresh()
         return self.context, self.suspects
+
+
+def _shift_year(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def past_seasons(plan: QueryPlan, dates: list[str]) -> list[DateWindow]:
+    """For a history over less than a year: the same calendar window in each earlier year the store
+    covers (labelled by its dates), so the answer can set this season against the past ones."""
+    w = plan.window
+    if w is None or (w.end - w.start).days >= 365 or not dates:
+        return []
+    first = dt.date.fromisoformat(dates[0])
+    out = []
+    for years in range(1, w.start.year - first.year + 1):
+        start, end = _shift_year(w.start, years), _shift_year(w.end, years)
+        if end >= first:
+            out.append(DateWindow(start, end, f"{start.isoformat()} to {end.isoformat()}"))
+    return out
 
 
 def _window(plan: QueryPlan) -> tuple[str | None, str | None, str]:
@@ -187,6 +209,8 @@ def build_chain(
         windows += [(w.start.isoformat(), w.end.isoformat(), w.label) for w in plan.compare_windows]
         if plan.intent == "compare" and plan.window is None:
             windows.insert(0, (None, plan.reference_date.isoformat(), plan.reference_date.isoformat()))
+        if plan.intent == "history" and not plan.compare_windows:
+            windows += [(w.start.isoformat(), w.end.isoformat(), w.label) for w in past_seasons(plan, store.dates())]
         docs: list[Document] = []
         for pid in parcels:
             docs += history.invoke(history_query(pid, windows))
@@ -442,7 +466,7 @@ def compose_answer(state: dict, store: StoreView) -> C.Composition:
             in_window = [d for d in docs if plan.window is None or d.metadata.get("window") == plan.window.label]
             C.trend(comp, lang, pid, label, in_window, suspects, column)
             comp.history += C.history_rows(docs, suspects, column)
-            for w in plan.compare_windows:
+            for w in plan.compare_windows or past_seasons(plan, store.dates()):
                 past = [d for d in docs if d.metadata.get("window") == w.label]
                 _peak_compare(comp, lang, column, in_window, past, suspects, w.label, pid)
     elif plan.intent in ("describe", "compare", "similar"):

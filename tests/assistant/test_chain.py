@@ -241,3 +241,16 @@ def test_answer_writer_mode_keeps_a_grounded_answer_and_rejects_an_invented_numb
     out = _ask(view, plan, FakeListChatModel(responses=[invented]), writer="answer")
     assert invented not in out["answer"] and out["answer"].startswith("Parcel farm-04 on 2023-06-24: NDVI")
     assert any("set aside" in n for n in out["plan"]["notes"])
+
+
+def test_history_sets_the_window_against_the_same_window_of_past_seasons(view):
+    plan = make_plan("NDVI of farm-05 in summer 2022", "history", ["farm-05"],
+                     window("2022-06-01", "2022-08-31", "summer 2022"), index="ndvi")
+    out = _ask(view, plan)
+    windows = {h["window"] for h in out["history"]}
+    assert windows == {"summer 2022", "2021-06-01 to 2021-08-31"}  # the store starts in 2021
+    peak_2022 = max(h["ndvi_mean"] for h in out["history"] if h["window"] == "summer 2022" and h["valid"])
+    peak_2021 = max(h["ndvi_mean"] for h in out["history"] if h["window"] != "summer 2022" and h["valid"])
+    assert peak_2022 < peak_2021  # the drought summer
+    assert f"NDVI {peak_2022:.2f} on" in out["answer"] and f"against {peak_2021:.2f} on" in out["answer"]
+    _grounded(out, view)
