@@ -283,6 +283,8 @@ def rank(out: Composition, lang: str, plan, docs: Sequence[Document], suspects: 
     if len(matched) > MAX_LISTED:
         out.add(say(lang, "and_more", n=len(matched) - MAX_LISTED))
         out.counts.append(len(matched) - MAX_LISTED)
+        for d in matched[MAX_LISTED:]:  # not listed in the text, but the count rests on them: cited
+            out.cite(d, (column,))
 
 
 def similar_items(out: Composition, lang: str, focus: Document, docs: Sequence[Document]) -> None:

@@ -13,7 +13,8 @@ B04, B08 and SCL with rasterio, masks the parcel (pixel centres inside the polyg
 (1, 3, 8, 9, 10), and takes the mean NDVI of the rest with numpy; a date is usable for a parcel
 when at least 30 % of its pixels remain. Suspect dates follow the rule the assistant documents
 (`assistant/suspect.py`), re-implemented here on these numpy values. The questions are written
-from templates (English and French) over parcels and dates drawn with a fixed seed.
+from templates (English and French, dates in ISO, "20 June 2019", "June 20, 2019" or
+"20/06/2019" form) over parcels and dates drawn with a fixed seed.
 
 A question scores on each check that applies to it:
 * cites: the expected (parcel, date) pairs are among the answer's citations (rank: the cited
@@ -155,6 +156,23 @@ class Question:
     any_of: list[tuple[str, str]] = field(default_factory=list)  # at least one of these cited
 
 
+#: Phrasings of a describe question ({p}: the parcel as a user types it, {d}: the date in some format).
+DESCRIBE_TEMPLATES = (
+    "How is parcel {p} doing on {d}?",
+    "What did field {p} look like on {d}?",
+    "NDVI of parcel {p} on {d}",
+    "Quel était l'état de la parcelle {p} le {d} ?",
+    "Comment va le champ {p} le {d} ?",
+)
+
+
+def date_formats(d: str) -> list[str]:
+    """The same date written the ways people write it: ISO, '20 June 2019', 'June 20, 2019', '20/06/2019'."""
+    day = dt.date.fromisoformat(d)
+    return [d, f"{day.day} {MONTHS_EN[day.month - 1]} {day.year}", f"{MONTHS_EN[day.month - 1]} {day.day}, {day.year}",
+            day.strftime("%d/%m/%Y")]
+
+
 def _month_label(d: str, lang: str = "en") -> str:
     y, m = int(d[:4]), int(d[5:7])
     return f"{(MONTHS_EN if lang == 'en' else MONTHS_FR)[m - 1]} {y}"
@@ -183,7 +201,8 @@ def questions_for(truth: Truth, short_id, seed: int = 0, n: int = 6) -> list[Que
     qs: list[Question] = []
     usable = [(p, d) for p in truth.parcels for d in truth.dates if truth.usable(p, d)]
     for p, d in rng.sample(usable, min(n, len(usable))):
-        qs.append(Question(f"How is parcel {short_id(p)} doing on {d}?", "describe", [(p, d)], [(d, truth.ndvi[(p, d)])]))
+        text = rng.choice(DESCRIBE_TEMPLATES).format(p=short_id(p), d=rng.choice(date_formats(d)))
+        qs.append(Question(text, "describe", [(p, d)], [(d, truth.ndvi[(p, d)])]))
     # A month: the latest usable date in it.
     for p, d in rng.sample(usable, min(n // 2, len(usable))):
         start, end = _month_bounds(d)

@@ -254,3 +254,23 @@ def test_history_sets_the_window_against_the_same_window_of_past_seasons(view):
     assert peak_2022 < peak_2021  # the drought summer
     assert f"NDVI {peak_2022:.2f} on" in out["answer"] and f"against {peak_2021:.2f} on" in out["answer"]
     _grounded(out, view)
+
+
+def test_rank_cites_every_match_even_beyond_the_listed_ones(view, monkeypatch):
+    from assistant import compose
+
+    monkeypatch.setattr(compose, "MAX_LISTED", 2)
+    plan = make_plan("NDVI below 0.7 in July 2023", "rank", win=window("2023-07-01", "2023-07-31", "July 2023"),
+                     condition=Condition("ndvi", "<", 0.7))
+    out = _ask(view, plan)
+    # The hazy 2023-07-19 scene is suspect, so July 2023 has no usable non-suspect record: nothing to rank.
+    assert "No parcel meets that in July 2023" in out["answer"]
+    plan = make_plan("NDVI below 0.7 in August 2022", "rank", win=window("2022-08-01", "2022-08-31", "August 2022"),
+                     condition=Condition("ndvi", "<", 0.7))
+    out = _ask(view, plan)
+    records = view.records()
+    august = records[(records.date >= "2022-08-01") & (records.date <= "2022-08-31") & records.valid]
+    expected = sorted(august[august.ndvi_mean < 0.7].parcel_id)
+    assert len(expected) > 2 and sorted(c["parcel_id"] for c in out["citations"]) == expected
+    assert f"… and {len(expected) - 2} more." in out["answer"]
+    _grounded(out, view)
