@@ -116,6 +116,8 @@ class XVisionChatModel(BaseChatModel):
             roles = {"human": "user", "ai": "assistant", "system": "system"}
             chat = [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
             ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
+            if hasattr(ids, "keys"):  # transformers 5 returns a BatchEncoding
+                ids = ids["input_ids"]
         else:
             prompt = next(str(m.content) for m in reversed(messages) if isinstance(m, HumanMessage))
             ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]

@@ -124,3 +124,25 @@ def test_a_model_of_another_encoder_is_not_used(model_dir, farm_store, tmp_path)
     assert any("does not fit this store" in w and "croma-large" in w for w in result["warnings"])
     assert any("composed from the records' own analyses" in n for n in result["plan"]["notes"])
     assert result["plan"]["analysis_source"] == "stored" and "Parcel farm-01 on 2023-05-30" in result["answer"]
+
+
+def test_a_model_with_a_chat_template_reads_the_whole_conversation(chat):
+    from langchain_core.messages import SystemMessage
+
+    model, view = chat
+    tokenizer = model.model.tokenizer
+    saved = getattr(tokenizer, "chat_template", None)
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
+    try:
+        assert model.chat_template
+        rid = _rid(view, "farm-02", "2022-05-30")
+        messages = [SystemMessage(content="Records: parcel farm-02 ..."), record_message("How is farm-02?", rid)]
+        text = model.invoke(messages).content
+        ids = tokenizer.apply_chat_template([{"role": "system", "content": "Records: parcel farm-02 ..."},
+                                             {"role": "user", "content": "How is farm-02?"}],
+                                            add_generation_prompt=True, tokenize=True)["input_ids"]
+        direct = model.model.generate(torch.from_numpy(view.vectors([rid])), [list(ids)], max_new_tokens=24)[0]
+        assert text == tokenizer.decode(direct, skip_special_tokens=True)
+    finally:
+        tokenizer.chat_template = saved
