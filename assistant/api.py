@@ -91,6 +91,17 @@ class Assistant:
         self._finish(dict(total or {}))
 
 
+def writer_of(card: dict, has_chat_template: bool) -> str:
+    """"answer" when the model is an instruct model that can write the answer from the retrieved
+    records (the card says ``"writer": "answer"``, or its base model is an *Instruct* checkpoint
+    with a chat template); else "analysis": it writes a record's analysis, as it was trained to
+    (the tiny profile, and the full profile fine-tuned from a base Qwen2)."""
+    if card.get("writer") in ("answer", "analysis"):
+        return card["writer"]
+    instruct = any(tag in str(card.get("base_model", "")).lower() for tag in ("instruct", "-chat", "-it"))
+    return "answer" if instruct and has_chat_template else "analysis"
+
+
 def _longest_analysis(view: StoreView, tokenizer, sample: int = 256) -> int:
     """Tokens of the longest stored analysis (of a sample) plus a margin: a generated analysis needs no
     more, and a model that loops then stops there instead of at the card's (higher) limit."""
@@ -117,5 +128,5 @@ def _load_chat_model(choice: ModelChoice, view: StoreView, max_new_tokens: int |
     # One thread for the tiny profile on the CPU (see XVisionChatModel.threads); larger models keep torch's default.
     threads = 1 if (choice.card or {}).get("profile") == "tiny" and not torch.cuda.is_available() else None
     chat = XVisionChatModel(model=model, store=view, max_new_tokens=limit, model_name=str(choice.path), threads=threads)
-    writer = "answer" if chat.chat_template else "analysis"
+    writer = writer_of(choice.card or {}, chat.chat_template)
     return chat, writer, training.get("prompts")

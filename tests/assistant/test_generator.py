@@ -146,3 +146,13 @@ def test_a_model_with_a_chat_template_reads_the_whole_conversation(chat):
         assert text == tokenizer.decode(direct, skip_special_tokens=True)
     finally:
         tokenizer.chat_template = saved
+
+
+def test_writer_role_follows_the_model_card():
+    from assistant.api import writer_of
+
+    assert writer_of({"profile": "tiny", "base_model": "base"}, False) == "analysis"
+    assert writer_of({"profile": "full", "base_model": "Qwen/Qwen2-1.5B"}, True) == "analysis"  # base LM, own template
+    assert writer_of({"profile": "full", "base_model": "Qwen/Qwen2-1.5B-Instruct"}, True) == "answer"
+    assert writer_of({"base_model": "Qwen/Qwen2-1.5B-Instruct"}, False) == "analysis"
+    assert writer_of({"writer": "answer"}, False) == "answer"
