@@ -431,7 +431,13 @@ def compose_answer(state: dict, store: StoreView) -> C.Composition:
         comp.add(say(lang, "unknown_parcel", names=", ".join(f"'{u}'" for u in places.unresolved), n=len(ids),
                      examples=examples))
         comp.counts.append(len(ids))
+        values = StoreContext.from_store(store).attributes
+        if values:
+            comp.add(say(lang, "known_values", values="; ".join(
+                f"{k.removeprefix('attr_')}: {', '.join(v[:12])}" for k, v in values.items() if v)))
         return comp
+    if places.unresolved:
+        comp.add(say(lang, "unknown_some", names=", ".join(f"'{u}'" for u in places.unresolved)))
     start, end, label = _window(plan)
     if plan.window is not None and not state["targets"] and not state["history"]:
         dates = store.dates()

@@ -48,7 +48,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "date_rule": "Dates: {rule}.",
         "model_none": "no generator model fits this store's encoder ({encoder}); answers are composed from the records' own analyses",
         "empty_store": "The store at {path} holds no records yet, so there is nothing to answer from. Index imagery into it first.",
-        "unknown_parcel": "There is no parcel {names} in this store. It holds {n} parcels, for example: {examples}.",
+        "unknown_parcel": "Nothing in this store is called {names}. It holds {n} parcels, for example: {examples}.",
+        "known_values": "Parcel attributes it knows: {values}.",
+        "unknown_some": "Nothing in this store is called {names}; the answer covers the rest.",
         "no_place": "Which parcel do you mean? This store holds {n} parcels, for example: {examples}.",
         "empty_area": "No parcel of this store matches {what}. Known values: {known}.",
         "no_acquisition": ("No acquisition in {label} ({start} to {end}). The archive runs from {first} to {last}; "
@@ -100,7 +102,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "date_rule": "Dates : {rule}.",
         "model_none": "aucun modèle générateur ne correspond à l'encodeur de cette base ({encoder}) ; les réponses sont composées à partir des analyses des enregistrements",
         "empty_store": "La base {path} ne contient encore aucun enregistrement : rien à répondre. Indexez-y d'abord des images.",
-        "unknown_parcel": "Il n'y a pas de parcelle {names} dans cette base. Elle contient {n} parcelles, par exemple : {examples}.",
+        "unknown_parcel": "Rien dans cette base ne s'appelle {names}. Elle contient {n} parcelles, par exemple : {examples}.",
+        "known_values": "Attributs de parcelle connus : {values}.",
+        "unknown_some": "Rien dans cette base ne s'appelle {names} ; la réponse porte sur le reste.",
         "no_place": "De quelle parcelle parlez-vous ? Cette base contient {n} parcelles, par exemple : {examples}.",
         "empty_area": "Aucune parcelle de cette base ne correspond à {what}. Valeurs connues : {known}.",
         "no_acquisition": ("Aucune acquisition en {label} ({start} au {end}). L'archive va du {first} au {last} ; "

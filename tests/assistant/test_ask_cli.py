@@ -47,7 +47,8 @@ def test_text_output_is_the_answer_then_a_sources_table(capsys, farm_store):
 @pytest.mark.parametrize("question, expected", [
     ("Comment allait la parcelle farm-01 le 24 juin 2021 ?", "aucune observation exploitable le 2021-06-24"),
     ("How was farm-03 on 2023-07-19?", "is suspect"),
-    ("How is parcel farm-99 doing?", "There is no parcel"),
+    ("How is parcel farm-99 doing?", "Nothing in this store is called"),
+    ("How are the rice fields doing in June 2022?", "crop: grassland, maize, sugar beet, winter wheat"),
     ("How was farm-01 in June 2030?", "No acquisition in"),
     ("qwxz vbnm ???", "I answer questions about the 6 parcels"),
     ("What is the capital of France?", "I answer questions about"),

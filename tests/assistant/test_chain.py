@@ -180,7 +180,7 @@ def test_similar_lists_other_parcels_with_distances(view):
 
 def test_questions_it_cannot_answer_get_a_helpful_answer(view, tmp_path):
     cases = {
-        "unknown parcel": (make_plan("how is parcel 99?", unresolved=["99"]), "There is no parcel '99'"),
+        "unknown parcel": (make_plan("how is parcel 99?", unresolved=["99"]), "Nothing in this store is called '99'"),
         "outside the archive": (make_plan("farm-01 in June 2030", "describe", ["farm-01"],
                                           window("2030-06-01", "2030-06-30", "June 2030")), "No acquisition in June 2030"),
         "off topic": (make_plan("what is the capital of France?", "unknown"), "I answer questions about the 6 parcels"),
