@@ -257,8 +257,8 @@ def build_chain(
         out = {**state, "generated": None}
         if model is None or plan is None or focus is None or not C.usable(focus, state["suspects"]):
             return out
-        if writer == "analysis" and plan.intent not in FOCUS_INTENTS:
-            return out
+        if writer == "analysis" and (plan.intent not in FOCUS_INTENTS or _parcels_compared(plan, state["targets"])):
+            return out  # no analysis in these answers: nothing to generate
         rid = focus.metadata["record_id"]
         if writer == "analysis":
             messages = [record_message(prompts.get(state["lang"], prompts["en"]), rid)]
@@ -301,7 +301,8 @@ def build_chain(
         focus, generated, lang = state["focus"], state["generated"], state["lang"]
         out = {**state, "analysis": None, "answer_text": None}
         notes = list(state["notes"])
-        if focus is not None and writer == "analysis" and state["plan"] is not None and state["plan"].intent in FOCUS_INTENTS:
+        if (focus is not None and writer == "analysis" and state["plan"] is not None and state["plan"].intent in FOCUS_INTENTS
+                and not _parcels_compared(state["plan"], state["targets"])):
             stored = analysis_text(focus, lang)
             if generated is None:
                 out["analysis"] = {"text": stored, "source": "stored"}
@@ -402,6 +403,11 @@ def _gated_stream(model: BaseChatModel, messages: list, meta: Mapping) -> tuple[
     return text, False
 
 
+def _parcels_compared(plan: QueryPlan, targets: list[Document]) -> bool:
+    """A comparison of several parcels with each other (not with past seasons)."""
+    return plan.intent == "compare" and not plan.compare_windows and len({d.metadata["parcel_id"] for d in targets}) > 1
+
+
 def _archive_years(store: StoreView) -> list[int]:
     dates = store.dates()
     return sorted({int(d[:4]) for d in dates}) if dates else []
@@ -478,7 +484,18 @@ def compose_answer(state: dict, store: StoreView) -> C.Composition:
     elif plan.intent in ("describe", "compare", "similar"):
         focus = state["focus"]
         listed = list(by_parcel.items())
-        if len(listed) > 1 and plan.intent == "describe":
+        if _parcels_compared(plan, state["targets"]):
+            # "Compare A and B": each parcel's observation of the window set against the first one's.
+            chosen = [(pid, C.pick(docs, suspects)) for pid, docs in listed[:C.MAX_LISTED]]
+            first = next((d for _, d in chosen if C.usable(d, suspects)), None)
+            for pid, d in chosen:
+                if not C.usable(d, suspects):
+                    _not_usable(comp, lang, d, by_parcel[pid], suspects)
+                elif d is first:
+                    C.describe_record(comp, lang, d, (column,))
+                elif first is not None and d.metadata.get(column) is not None and first.metadata.get(column) is not None:
+                    C.compare_parcels(comp, lang, column, d, first)
+        elif len(listed) > 1 and plan.intent == "describe":
             comp.add(say(lang, "multi_head", n=len(listed), which=_which(plan, lang)))
             comp.counts.append(len(listed))
             for pid, docs in listed[:C.MAX_LISTED]:

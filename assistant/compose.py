@@ -159,6 +159,19 @@ def compare_pair(out: Composition, lang: str, column: str, a: Document, b: Docum
     return delta
 
 
+def compare_parcels(out: Composition, lang: str, column: str, a: Document, b: Document) -> int:
+    """Say "NDVI a for A on da against b for B on db, +delta" (two parcels); returns the delta in hundredths."""
+    x, y = a.metadata[column], b.metadata[column]
+    delta = hundredths(x) - hundredths(y)
+    direction = say(lang, "higher" if delta > 0 else "lower" if delta < 0 else "same")
+    out.add(say(lang, "compare_parcels", index=_label(column), a=num(x), pa=a.metadata["parcel_id"],
+                da=a.metadata["date"], b=num(y), pb=b.metadata["parcel_id"], db=b.metadata["date"],
+                delta=signed(delta), direction=direction))
+    out.cite(a, (column,))
+    out.cite(b, (column,))
+    return delta
+
+
 def history_rows(docs: Sequence[Document], suspects: Mapping[str, SuspectDate], column: str) -> list[dict]:
     return [{"parcel_id": d.metadata["parcel_id"], "date": d.metadata["date"], "record_id": d.metadata["record_id"],
              "window": d.metadata.get("window"), column: d.metadata.get(column), "valid": d.metadata["valid"],

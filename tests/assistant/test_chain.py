@@ -274,3 +274,14 @@ def test_rank_cites_every_match_even_beyond_the_listed_ones(view, monkeypatch):
     assert len(expected) > 2 and sorted(c["parcel_id"] for c in out["citations"]) == expected
     assert f"… and {len(expected) - 2} more." in out["answer"]
     _grounded(out, view)
+
+
+def test_compare_two_parcels_names_both(view):
+    plan = make_plan("Compare farm-01 and farm-02 in June 2022", "compare", ["farm-01", "farm-02"],
+                     window("2022-06-01", "2022-06-30", "June 2022"))
+    out = _ask(view, plan)
+    a, b = _row(view, "farm-02", "2022-06-24"), _row(view, "farm-01", "2022-06-24")
+    delta = round(a["ndvi_mean"], 2) - round(b["ndvi_mean"], 2)
+    assert (f"NDVI {a['ndvi_mean']:.2f} for farm-02 on 2022-06-24 against {b['ndvi_mean']:.2f} for farm-01 on "
+            f"2022-06-24, {'+' if delta >= 0 else '-'}{abs(delta):.2f}") in out["answer"]
+    _grounded(out, view)
