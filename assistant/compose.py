@@ -133,14 +133,16 @@ def report_unusable(out: Composition, lang: str, doc: Document, parcel_docs: Seq
 
 def report_suspect(out: Composition, lang: str, doc: Document, suspect: SuspectDate,
                    parcel_docs: Sequence[Document], column: str = "ndvi_mean") -> None:
+    """Say the acquisition is suspect, with this parcel's value beside its values on the neighbouring dates."""
     meta = doc.metadata
-    around = [d for d in parcel_docs if d.metadata["date"] in (suspect.previous, suspect.next) and d.metadata.get(column) is not None]
-    values = [f"{_label(column)} {num(meta[column])} on {meta['date']}" if lang == "en" else f"{_label(column)} {num(meta[column])} le {meta['date']}"]
-    for d in around:
-        values.append((f"{num(d.metadata[column])} on {d.metadata['date']}" if lang == "en"
-                       else f"{num(d.metadata[column])} le {d.metadata['date']}"))
+    around = [d for d in parcel_docs if d.metadata["date"] in (suspect.previous, suspect.next)
+              and d.metadata.get(column) is not None]
+    values = say(lang, "value_on", index=_label(column), v=num(meta[column]), date=meta["date"])
+    if around:
+        values += say(lang, "against", items=", ".join(
+            say(lang, "value_on", index="", v=num(d.metadata[column]), date=d.metadata["date"]).strip() for d in around))
     out.add(say(lang, "suspect", date=meta["date"], n=suspect.n_parcels, previous=suspect.previous,
-                next=suspect.next, values=(" against " if lang == "en" else " contre ").join([values[0], ", ".join(values[1:])]) if len(values) > 1 else values[0]))
+                next=suspect.next, pid=meta["parcel_id"], values=values))
     out.counts.append(suspect.n_parcels)
     out.cite(doc, (column,))
     for d in around:

@@ -17,7 +17,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "nearest_usable": "Nearest usable dates for {pid}: {dates}.",
         "no_usable_at_all": "Parcel {pid} has no usable observation in the store.",
         "suspect": ("The acquisition of {date} is suspect: the values jump scene-wide against the neighbouring "
-                    "dates ({n} parcels compared, {previous} and {next}); here {values}. Treat it as an artefact "
+                    "dates ({n} parcels compared, {previous} and {next}); parcel {pid}: {values}. Treat it as an artefact "
                     "(haze, thin cloud or shadow), not as the crop's condition."),
         "suspect_excluded": "Left out of the trend as suspect (scene-wide jump): {dates}.",
         "analysis_generated": "Analysis (generated from the record's imagery, checked against its indices): {text}",
@@ -62,6 +62,8 @@ TEXTS: dict[str, dict[str, str]] = {
                       "\"Which parcels were water-stressed in {year}?\""),
         "nothing": "No record of {pid} in {label}.",
         "cloud_pct": "{p} % cloud",
+        "value_on": "{index} {v} on {date}",
+        "against": " against {items}",
     },
     "fr": {
         "record": "Parcelle {pid} le {date} : {values} ({valid} % de pixels valides, {cloud} % de nuages).",
@@ -72,7 +74,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "nearest_usable": "Dates exploitables les plus proches pour {pid} : {dates}.",
         "no_usable_at_all": "La parcelle {pid} n'a aucune observation exploitable dans la base.",
         "suspect": ("L'acquisition du {date} est suspecte : les valeurs sautent sur toute la scène par rapport aux "
-                    "dates voisines ({n} parcelles comparées, {previous} et {next}) ; ici {values}. C'est "
+                    "dates voisines ({n} parcelles comparées, {previous} et {next}) ; parcelle {pid} : {values}. C'est "
                     "probablement un artefact (brume, nuage fin ou ombre), pas l'état de la culture."),
         "suspect_excluded": "Écartées de la tendance car suspectes (saut sur toute la scène) : {dates}.",
         "analysis_generated": "Analyse (générée à partir de l'image de l'enregistrement, vérifiée sur ses indices) : {text}",
@@ -117,6 +119,8 @@ TEXTS: dict[str, dict[str, str]] = {
                       "parcelle {pid} le {last} ? » ou « Quelles parcelles étaient en stress hydrique en {year} ? »"),
         "nothing": "Aucun enregistrement de {pid} en {label}.",
         "cloud_pct": "{p} % de nuages",
+        "value_on": "{index} {v} le {date}",
+        "against": " contre {items}",
     },
 }
 
