@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/assistant_latency.py --no-model          # answers from stored analyses
 
 The store defaults to the real worldcereal-flanders sample (19 LPIS parcels x 72 dates), indexed
-once into `--work` (default ``.bench-assistant/``); the model defaults to the bundled demo model
+once into `--work` (default: ``xvision-bench-assistant`` in the system temp folder); the model defaults to the bundled demo model
 (`assistant.models.BUNDLED_MODEL`) when it exists. The assistant is opened once (model loaded,
 store facts and suspect dates computed) and every question is asked once before timing, so the
 figures are warm: parse, retrieve, generate (tiny profile, greedy, stopped early by the grounding
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", type=Path, help="store folder (default: worldcereal-flanders indexed into --work)")
     parser.add_argument("--model", type=Path, help="generator folder (default: the bundled demo model when present)")
     parser.add_argument("--no-model", action="store_true", help="no generator: answers composed from stored analyses")
-    parser.add_argument("--work", type=Path, default=ROOT / ".bench-assistant", help="where the default store is built")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "xvision-bench-assistant",
+                        help="where the default store is built (default: a folder in the system temp dir)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each question (default 5)")
     args = parser.parse_args(argv)
 
