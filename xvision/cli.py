@@ -232,6 +232,36 @@ Example:
     p.add_argument("--lang", default="en", choices=("en", "fr"), help="language")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_describe)
+
+    p = sub.add_parser(
+        "ask",
+        help="ask a question about the parcels in a store, in English or French",
+        description=(
+            "Answer a question in plain words about a parcel on a date, its history, a comparison with "
+            "past seasons, similar parcels, or which parcels meet a condition. Every number in the "
+            "answer is a stored record's value (or the difference of two), cited with parcel, date, "
+            "index values, valid and cloud fractions and source. Unusable (cloudy) and suspect "
+            "(scene-wide jump) observations are reported as such, never read as the crop's condition."
+        ),
+        epilog=(
+            "examples:\n"
+            '  xvision ask "How is parcel Flanders31UES-001 doing in June 2019?" --store flanders-store\n'
+            '  xvision ask "Which parcels had NDVI below 0.3 in July 2019?" --store flanders-store --json\n'
+            '  xvision ask "Comment va la parcelle 001 en octobre 2019 par rapport à octobre 2018 ?" --store flanders-store'
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("question", metavar="QUESTION", help="the question, in quotes")
+    p.add_argument("--store", required=True, type=Path, help="store folder written by `xvision index`")
+    p.add_argument("--model", type=Path,
+                   help="generator folder written by `xvision train` (default: the store's registered model, else "
+                        "the bundled demo model, else answers composed from the stored analyses)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"question", "plan", "answer", "citations", "similar", "history", "warnings"} as JSON')
+    p.add_argument("--lang", choices=("en", "fr"), help="language of the answer (default: the question's)")
+    p.add_argument("--today", type=_date,
+                   help="reference date for 'last month', 'this season'... (default: the newest acquisition)")
+    p.set_defaults(func=_cmd_ask)
     return parser
 
 
@@ -382,6 +412,29 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     print(f"\nfrom the indices (reference):\n  {result['reference']}\n")
     for name, value in result["indices"].items():
         print(f"  {name:<16} {value:8.3f}" if isinstance(value, float) else f"  {name:<16} {value}")
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from assistant.api import Assistant
+
+    assistant = Assistant.open(args.store, args.model, today=args.today)
+    result = assistant.ask(args.question, lang=args.lang)
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        return 0
+    print(result["answer"])
+    if result["citations"]:
+        print("\nsources:")
+        print(f"  {'parcel':<22} {'date':<10} {'valid':>5} {'cloud':>5}  indices")
+        for c in result["citations"]:
+            values = ", ".join(f"{k.removesuffix('_mean')} {v:.3f}" for k, v in c["indices"].items() if v is not None)
+            valid = "-" if c["valid_fraction"] is None else f"{100 * c['valid_fraction']:.0f}%"
+            cloud = "-" if c["cloud_fraction"] is None else f"{100 * c['cloud_fraction']:.0f}%"
+            print(f"  {c['parcel_id']:<22} {c['date']:<10} {valid:>5} {cloud:>5}  {values or '(not usable)'}"
+                  f"  [{Path(c['source']).name if c['source'] else '?'}]")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
