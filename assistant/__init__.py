@@ -9,7 +9,11 @@ def __getattr__(name: str):
         from assistant.api import Assistant
 
         return Assistant
+    if name == "encoder_for":
+        from assistant.indexing import encoder_for
+
+        return encoder_for
     raise AttributeError(name)
 
 
-__all__ = ["Assistant"]
+__all__ = ["Assistant", "encoder_for"]

@@ -831,7 +831,8 @@ class Store:
 
     def parcels(self) -> gpd.GeoDataFrame:
         """One row per parcel: ``parcel_id``, its newest geometry and its ``attr_*`` attributes."""
-        table = self._live_table().sort_values("date")
+        table = self._live_table()
+        table = table.sort_values("date") if len(table) else table
         columns = ["parcel_id", *attribute_columns(table), "geometry"]
         latest = table.drop_duplicates("parcel_id", keep="last")[columns]
         return gpd.GeoDataFrame(latest.sort_values("parcel_id").reset_index(drop=True), geometry="geometry",

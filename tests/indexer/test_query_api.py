@@ -208,3 +208,9 @@ def test_schema_2_single_generation_store_opens(tmp_path):
 
 def test_fold_is_case_and_accent_insensitive():
     assert fold("Betterave  SUCRIÈRE") == fold("betterave sucriere") == "betterave sucriere"
+
+
+def test_empty_store_answers_with_empty_tables(tmp_path):
+    s = Store.open_or_create(tmp_path / "empty", ENCODER)
+    assert s.parcels().empty and s.dates() == [] and s.records().empty
+    assert s.search(np.ones(DIM, np.float32), 3) == []
