@@ -159,6 +159,8 @@ PHRASINGS: list[dict] = [
     dict(q="top 3 fields similar to Flanders31UES-004 among the winter wheat", lang="en", intent="similar",
          parcels=[4], attrs={CROP: ["Winter wheat"]}, k=3),
     dict(q="Which fields look like parcel 12?", lang="en", intent="similar", parcels=[12], k=5),
+    dict(q="Which fields looked like Flanders31UES-002 in September 2019?", lang="en", intent="similar",
+         parcels=[2], k=5, window=("2019-09-01", "2019-09-30")),
     dict(q="ten parcels most like field 9 in May 2019", lang="en", intent="similar", parcels=[9], k=10,
          window=("2019-05-01", "2019-05-31")),
     dict(q="maize fields resembling parcel 7 last month, k=4", lang="en", intent="similar", parcels=[7],
