@@ -51,11 +51,13 @@ def _open(model_dir: str | Path, store_dir: str | Path) -> tuple[XVisionModel, d
     if card.get("encoder") != store.encoder_id:
         raise EncoderMismatchError(
             f"{store.path}: holds {store.encoder_id!r} embeddings but the model in {model_dir} was trained on "
-            f"{card.get('encoder')!r} embeddings; index the imagery with --encoder {card.get('encoder')}"
+            f"{card.get('encoder')!r} embeddings; index the imagery with the {card.get('encoder')} encoder",
+            path=store.path, field="encoder", value=card.get("encoder"),
         )
     in_dim = card.get("adapter", {}).get("in_dim")
     if in_dim is not None and in_dim != store.manifest.get("dimension", in_dim):
-        raise EncoderMismatchError(f"{store.path}: embeddings are {store.manifest['dimension']}-d, the model expects {in_dim}-d")
+        raise EncoderMismatchError(f"{store.path}: embeddings are {store.manifest['dimension']}-d, the model expects {in_dim}-d",
+                                   path=store.path, field="dimension", value=store.manifest["dimension"])
     model = load_model(model_dir, merge=True)
     if torch.cuda.is_available():
         model = model.to("cuda")
@@ -87,9 +89,9 @@ def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str = "en", bat
     scores each record in English and in French. `limit` keeps the first records by record_id.
     """
     if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}", field="batch_size", value=batch_size)
     if limit is not None and limit < 1:
-        raise InputError(f"limit must be >= 1, got {limit}")
+        raise InputError(f"limit must be >= 1, got {limit}", field="limit", value=limit)
     model, card, store = _open(model_dir, store_dir)
     split = Split.load(model_dir)
     held_out = split is not None and same_store(split.store, store_fingerprint(store))

@@ -20,9 +20,9 @@ from xvision_model.artifacts import load_model, read_card
 from xvision_model.evaluate import describe, evaluate, score_analysis
 from xvision_model.finetune import TINY, Split, build_pairs, held_out_parcels, train
 from xvision_model.finetune.dataset import SPLIT_NAME, UNOBSERVED_PREFIX, store_fingerprint, with_unobserved
-from xvision_model.finetune.profiles import AugmentSettings, StageSettings, TinyLMSettings
-from xvision_model.finetune.train import _length_bucketed
-from xvision_model.lm import PICKLE_SUFFIXES, LoraSettings
+from xvision_model.finetune.batches import length_bucketed
+from xvision_model.finetune.profiles import AugmentSettings, StageSettings
+from xvision_model.lm import PICKLE_SUFFIXES, LoraSettings, TinyLMSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -169,7 +169,7 @@ def test_length_bucketed_batches_cover_every_row_once_with_less_padding():
     targets = [[0] * int(n) for n in rng.integers(80, 190, size=1003)]
 
     def steps(seed, pool):
-        return _length_bucketed(targets, 8, torch.Generator().manual_seed(seed), pool_steps=pool)
+        return length_bucketed(targets, 8, torch.Generator().manual_seed(seed), pool_steps=pool)
 
     bucketed = steps(1, 32)
     assert sorted(i for step in bucketed for i in step) == list(range(len(targets)))

@@ -66,7 +66,7 @@ def test_near_misses_cost_less_than_far_ones_and_the_target_peaks_on_the_answer(
     gauss = torch.exp(-0.5 * (table.values - 61.0) ** 2)
     target = gauss / gauss.sum()
     entropy = float(-(target * target.clamp_min(1e-30).log()).sum())  # the loss's minimum
-    assert float(loss) == pytest.approx(entropy, abs=0.05)
+    assert loss.item() == pytest.approx(entropy, abs=0.05)
     assert int(logits.argmax()) == answer
 
 

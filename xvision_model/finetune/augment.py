@@ -42,9 +42,12 @@ from indexer.core.errors import InputError
 from xvision_model.encoders import Encoder, build_encoder
 from xvision_model.finetune.dataset import STAT_COLUMNS, Pair, PairSet
 from xvision_model.finetune.profiles import AugmentSettings
+from xvision_model.finetune.seeds import derive_seed, numpy_rng
 
 #: A re-read chip whose embedding has a lower cosine to the stored one is not the indexed chip.
 MIN_COSINE = 0.995
+#: Chips per encoder call (and per spyndex call, which copies every pixel to float64).
+BATCH_SIZE = 64
 
 
 def augment_chips(chips: np.ndarray, settings: AugmentSettings, rng: np.random.Generator) -> np.ndarray:
@@ -134,7 +137,7 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
     bands = tuple(store.manifest["encoder"]["bands"])
     with tqdm(total=len(rows) * (1 + settings.copies), desc="augment", unit="chip", disable=not progress) as bar:
         chips, valid = read_chips(store, records, imagery, progress=bar.update)
-        reread = _encode(encoder, chips, valid, settings.batch_size)
+        reread = _encode(encoder, chips, valid, BATCH_SIZE)
         cosine = np.sum(reread * pairs.features[rows], axis=1)
         worst = int(np.argmin(cosine))
         if cosine[worst] < MIN_COSINE:
@@ -144,12 +147,12 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
                 f"match its stored embedding (cosine {cosine[worst]:.3f}); is it the file that was indexed, "
                 "with the same read options?"
             )
-        rng = np.random.default_rng([seed, 0xA06])
+        rng = numpy_rng(seed, "augment")
         features, stats, extra_records = [], [], []
         for _ in range(settings.copies):
             changed = augment_chips(chips, settings, rng)
-            features.append(_encode(encoder, changed, valid, settings.batch_size))
-            for record, values in zip(records, _statistics(changed, valid, bands, settings.batch_size)):
+            features.append(_encode(encoder, changed, valid, BATCH_SIZE))
+            for record, values in zip(records, _statistics(changed, valid, bands, BATCH_SIZE)):
                 stats.append([values[c] for c in STAT_COLUMNS])
                 extra_records.append({**{k: v for k, v in record.items() if k != "geometry"}, **values})
             bar.update(len(rows))
@@ -170,8 +173,8 @@ def _append(pairs: PairSet, rows: list[int], features: np.ndarray, stats: np.nda
                 continue
             new_row = start + copy * len(rows) + position[pair.row]
             record = records[new_row - start]
-            seed = (analysis_seed(pair.parcel_id, pair.date) + 7919 * (copy + 1)) % 2**64
-            text = write_analysis(record, valid=True, lang=pair.lang, seed=seed)
+            phrasing = derive_seed(analysis_seed(pair.parcel_id, pair.date), "augment", copy)
+            text = write_analysis(record, valid=True, lang=pair.lang, seed=phrasing)
             added.append(Pair(row=new_row, record_id=pair.record_id, parcel_id=pair.parcel_id, date=pair.date,
                               lang=pair.lang, prompt=pair.prompt, text=text, valid=True))
     return pairs.extended(features, stats, records, added)
