@@ -22,6 +22,11 @@ from xvision_model.lm import merge_lora
 from xvision_model.splice import SpliceBatch, splice
 
 TokenRows = Sequence[Sequence[int]] | torch.Tensor
+#: The instruction each analysis answers, per language (training and generation use the same).
+PROMPTS: dict[str, str] = {
+    "en": "Describe the agronomic state of this parcel.",
+    "fr": "Décris l'état agronomique de cette parcelle.",
+}
 
 
 class XVisionModel(nn.Module):

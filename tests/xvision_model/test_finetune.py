@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,17 +13,18 @@ import pytest
 import torch
 
 import make_rasters
-from indexer.analysis import EVALUATED_ASPECTS, read_classes, says_unusable
+from indexer.analysis import EVALUATED_ASPECTS, read_classes, says_unusable, write_analysis
 from indexer.pipeline import IndexConfig, index
 from indexer.store import Store
 from indexer.core.errors import InputError, WeightsError
 from xvision_model.artifacts import load_model, read_card
-from xvision_model.evaluate import describe, evaluate, score_analysis
+from xvision_model.evaluate import Scores, describe, evaluate, score_analysis
 from xvision_model.finetune import TINY, Split, build_pairs, held_out_parcels, train
-from xvision_model.finetune.dataset import SPLIT_NAME, UNOBSERVED_PREFIX, store_fingerprint, with_unobserved
+from xvision_model.finetune.dataset import SPLIT_NAME, UNOBSERVED_PREFIX, store_fingerprint, store_vectors, with_unobserved
 from xvision_model.finetune.batches import length_bucketed
 from xvision_model.finetune.profiles import AugmentSettings, StageSettings
 from xvision_model.lm import PICKLE_SUFFIXES, LoraSettings, TinyLMSettings
+from xvision_model.writer import failures, parse_sentence, split_sentences, write_analyses
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -146,6 +148,36 @@ def test_evaluate_scores_held_out_parcels(trained, small_store):
     for value in [scores["overall"], scores["all_three"], *scores["per_aspect"].values()]:
         assert 0.0 <= value <= 1.0
     assert evaluate(out, small_store, limit=3)["n"] == 3
+    # The scores are the tally of what the model wrote for each held-out record, aspect by aspect.
+    store = Store.open(small_store)
+    held = store.records[store.records["parcel_id"].isin(Split.load(out).held_out)].sort_values("record_id")
+    rows = held.to_dict("records")
+    model = load_model(out, merge=True).eval()
+    features = torch.from_numpy(store_vectors(store, held["record_id"].tolist()))
+    written = write_analyses(model, features, rows, "en", max_new_tokens=read_card(out)["training"]["max_new_tokens"])
+    verdicts = [score_analysis(a.generated, r, bool(r["valid"])) for a, r in zip(written, rows)]
+    for aspect in EVALUATED_ASPECTS:
+        assert scores["per_aspect"][aspect] == pytest.approx(np.mean([v[aspect] for v in verdicts]))
+    assert scores["overall"] == pytest.approx(np.mean([ok for v in verdicts for ok in v.values()]))
+    assert scores["all_three"] == pytest.approx(np.mean([all(v.values()) for v in verdicts]))
+    raw_missing = np.mean([failures(a.raw, r)["missing_aspect"] for a, r in zip(written, rows)])
+    assert scores["failures"]["raw"]["missing_aspect"] == pytest.approx(raw_missing)
+    assert scores["failures"]["shown"] == {"repeated_sentence": 0.0, "missing_aspect": 0.0, "unusable_as_usable": 0.0}
+
+
+def test_scores_of_known_texts():
+    """The tally itself: the records' own analyses score 1, a wrong vigor class costs exactly vigor."""
+    rng = np.random.default_rng(4)
+    records = [{"ndvi_mean": v, "ndmi_mean": m, "savi_mean": c, "valid_fraction": 1.0}
+               for v, m, c in rng.uniform(-0.1, 0.9, (40, 3))]
+    right, wrong_vigor = Scores(), Scores()
+    for i, record in enumerate(records):
+        right.add(write_analysis(record, seed=i), record, True)
+        lie = {**record, "ndvi_mean": 0.9 if record["ndvi_mean"] < 0.5 else 0.1}
+        wrong_vigor.add(write_analysis(lie, seed=i), record, True)
+    assert right.result() == {"overall": 1.0, "per_aspect": {a: 1.0 for a in EVALUATED_ASPECTS}, "all_three": 1.0}
+    assert wrong_vigor.result()["per_aspect"] == {"vigor": 0.0, "moisture": 1.0, "cover": 1.0}
+    assert wrong_vigor.result()["overall"] == pytest.approx(2 / 3) and wrong_vigor.result()["all_three"] == 0.0
 
 
 def test_evaluate_other_store_scores_every_record(trained, tmp_path):
@@ -153,6 +185,41 @@ def test_evaluate_other_store_scores_every_record(trained, tmp_path):
     other = _index([make_rasters.write_l2a_stack(tmp_path)], tmp_path / "other")
     scores = evaluate(out, other, lang="fr")
     assert scores["held_out"] is False and scores["n"] == len(Store.open(other))
+
+
+def test_batched_single_and_streamed_writing_agree(trained, small_store):
+    """The trained model writes sentences, loops and drops aspects; all three paths show the same."""
+    model = load_model(trained[1], merge=True).eval()
+    store = Store.open(small_store)
+    records = store.records.sort_values("record_id").iloc[:5].to_dict("records")
+    records[3] = {**records[3], "valid": False, "invalid_reason": "cloud", "valid_fraction": 0.1}
+    features = torch.from_numpy(store_vectors(store, [r["record_id"] for r in records]))
+    batched = write_analyses(model, features, records, max_new_tokens=60, batch_size=3)
+    for i, record in enumerate(records):
+        single = write_analyses(model, features[i:i + 1], [record], max_new_tokens=60)[0]
+        pieces = []
+        streamed = write_analyses(model, features[i:i + 1], [record], max_new_tokens=60, on_text=pieces.append)[0]
+        assert single == streamed == batched[i]
+        assert " ".join(pieces) == streamed.text
+    # Whatever the model decoded, what users read fails in none of the three ways.
+    for analysis, record in zip(batched, records):
+        assert not any(failures(analysis.text, record).values()), analysis
+        if record["valid"]:
+            assert all(n == 1 for n in _aspect_counts(analysis.text).values())
+            stated = set(re.findall(r"(?<![\w-])-?\d+\.\d+", analysis.text))
+            assert stated <= {f"{v:.2f}" for v in record.values() if isinstance(v, float)}
+    assert any(a.raw != a.generated for a in batched)  # the decoded text did need the grammar
+
+
+def _aspect_counts(text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for sentence in split_sentences(text):
+        parsed = parse_sentence(sentence, "en")
+        assert parsed is not None, sentence  # every sentence shown is a grammar sentence
+        if parsed[0].kind == "aspect":
+            counts[parsed[0].aspect] = counts.get(parsed[0].aspect, 0) + 1
+    return counts
+
 
 
 def test_describe_reports_indices_beside_the_text(trained, small_store):

@@ -125,6 +125,11 @@ def test_sampling_is_reproducible_with_a_seed(model):
         torch.manual_seed(7)
         runs.append(model.generate(features, prompts, max_new_tokens=8, do_sample=True, temperature=1.5, top_p=0.9))
     assert runs[0] == runs[1] and all(len(r) <= 8 for r in runs[0])
+    # Sampling really samples: another seed draws other tokens, and the draw is not the greedy path.
+    torch.manual_seed(8)
+    other = model.generate(features, prompts, max_new_tokens=8, do_sample=True, temperature=1.5, top_p=0.9)
+    assert other != runs[0]
+    assert runs[0] != model.generate(features, prompts, max_new_tokens=8)
 
 
 def test_generate_text_decodes(model):

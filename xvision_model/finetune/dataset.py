@@ -24,12 +24,8 @@ from indexer.chips import MIN_VALID_FRACTION
 from indexer.core.errors import InputError, StoreError
 from indexer.store import Store
 from xvision_model.finetune.seeds import derive_seed, numpy_rng
+from xvision_model.model import PROMPTS
 
-#: The instruction each analysis answers, per language.
-PROMPTS: dict[str, str] = {
-    "en": "Describe the agronomic state of this parcel.",
-    "fr": "Décris l'état agronomique de cette parcelle.",
-}
 #: Record column holding the analysis text of each language.
 TEXT_COLUMNS: dict[str, str] = {"en": "analysis", "fr": "analysis_fr"}
 LANG_CHOICES: tuple[str, ...] = ("en", "fr", "both")
