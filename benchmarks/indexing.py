@@ -85,7 +85,7 @@ def bare_forward(encoder, chips: torch.Tensor, masks: torch.Tensor, batch: int) 
 def end_to_end(encoder, files: list[Path], batch: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         config = IndexConfig(store=Path(tmp) / "store", inputs=tuple(map(str, files)), grid=GRID,
-                             encoder=encoder.spec.id, batch_size=batch, progress=True)
+                             batch_size=batch, progress=True)
         start = time.perf_counter()
         summary = index(config, encoder=encoder)
         elapsed = time.perf_counter() - start
