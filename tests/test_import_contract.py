@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "indexer.pipeline": 2,
     "xvision_model.finetune": 2,
     "xvision_model.evaluate": 2,
+    "xvision_model.writer": 2,  # what users read: the generator held to the analysis grammar (indexer.analysis)
     "assistant": 3,
     "ui": 4,
     "xvision": 4,  # the command line: nothing imports it

@@ -32,14 +32,11 @@ from indexer.analysis import EVALUATED_ASPECTS, classify, read_classes, says_unu
 from indexer.core.errors import EncoderMismatchError, InputError
 from indexer.store import Store
 from xvision_model.artifacts import load_model, read_card
-from xvision_model.finetune.dataset import (
-    PROMPTS, TEXT_COLUMNS, Split, build_pairs, languages, same_store, store_fingerprint, store_vectors,
-)
+from indexer.core.schema import STAT_COLUMNS, TEXT_COLUMNS
+from xvision_model.finetune.dataset import PROMPTS, Split, build_pairs, languages, same_store, store_fingerprint
 from xvision_model.model import XVisionModel
 from xvision_model.writer import DEFAULT_MAX_NEW_TOKENS, failures, write_analyses
 
-#: Record columns reported next to a generated analysis.
-INDEX_SUFFIXES = ("_mean", "_median", "_p10", "_p90", "_std")
 FAILURES = ("repeated_sentence", "missing_aspect", "unusable_as_usable")
 
 
@@ -180,19 +177,18 @@ def describe(model_dir: str | Path, store_dir: str | Path, parcel_id: str, date:
     code = languages(lang)[0] if lang != "both" else "en"
     model, card, store = _open(model_dir, store_dir)
     record = store.record(str(parcel_id), str(date))
-    features = torch.from_numpy(store_vectors(store, [int(record["record_id"])]))
+    features = torch.from_numpy(store.vectors([int(record["record_id"])]))
     analysis = write_analyses(model, features, [record.to_dict()], code, prompt=_prompt(card, code),
                               max_new_tokens=_max_new_tokens(card))[0]
     valid = bool(record["valid"])
     indices = {}
-    for name, value in record.items():
-        if isinstance(name, str) and name.endswith(INDEX_SUFFIXES):
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                continue
-            if math.isfinite(number):
-                indices[name] = round(number, 4)
+    for name in STAT_COLUMNS:
+        try:
+            number = float(record.get(name))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            indices[name] = round(number, 4)
     return {
         "parcel_id": str(parcel_id),
         "date": str(date),

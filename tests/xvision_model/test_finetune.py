@@ -21,7 +21,7 @@ from indexer.core.errors import InputError, WeightsError
 from xvision_model.artifacts import load_model, read_card
 from xvision_model.evaluate import Scores, describe, evaluate, score_analysis
 from xvision_model.finetune import TINY, Split, build_pairs, held_out_parcels, train
-from xvision_model.finetune.dataset import SPLIT_NAME, UNOBSERVED_PREFIX, store_fingerprint, store_vectors, with_unobserved
+from xvision_model.finetune.dataset import SPLIT_NAME, UNOBSERVED_PREFIX, store_fingerprint, with_unobserved
 from xvision_model.finetune.batches import length_bucketed
 from xvision_model.finetune.profiles import AugmentSettings, StageSettings
 from xvision_model.lm import PICKLE_SUFFIXES, LoraSettings, TinyLMSettings
@@ -151,10 +151,10 @@ def test_evaluate_scores_held_out_parcels(trained, small_store):
     assert evaluate(out, small_store, limit=3)["n"] == 3
     # The scores are the tally of what the model wrote for each held-out record, aspect by aspect.
     store = Store.open(small_store)
-    held = store.records[store.records["parcel_id"].isin(Split.load(out).held_out)].sort_values("record_id")
+    held = store.records()[store.records()["parcel_id"].isin(Split.load(out).held_out)].sort_values("record_id")
     rows = held.to_dict("records")
     model = load_model(out, merge=True).eval()
-    features = torch.from_numpy(store_vectors(store, held["record_id"].tolist()))
+    features = torch.from_numpy(store.vectors(held["record_id"].tolist()))
     written = write_analyses(model, features, rows, "en", max_new_tokens=read_card(out)["training"]["max_new_tokens"])
     verdicts = [score_analysis(a.generated, r, bool(r["valid"])) for a, r in zip(written, rows)]
     for aspect in EVALUATED_ASPECTS:
@@ -192,9 +192,9 @@ def test_batched_single_and_streamed_writing_agree(trained, small_store):
     """The trained model writes sentences, loops and drops aspects; all three paths show the same."""
     model = load_model(trained[1], merge=True).eval()
     store = Store.open(small_store)
-    records = store.records.sort_values("record_id").iloc[:5].to_dict("records")
+    records = store.records().sort_values("record_id").iloc[:5].to_dict("records")
     records[3] = {**records[3], "valid": False, "invalid_reason": "cloud", "valid_fraction": 0.1}
-    features = torch.from_numpy(store_vectors(store, [r["record_id"] for r in records]))
+    features = torch.from_numpy(store.vectors([r["record_id"] for r in records]))
     batched = write_analyses(model, features, records, max_new_tokens=60, batch_size=3)
     for i, record in enumerate(records):
         single = write_analyses(model, features[i:i + 1], [record], max_new_tokens=60)[0]

@@ -11,8 +11,7 @@ import torch
 from indexer.analysis import EVALUATED_ASPECTS, read_classes, says_unusable, write_analysis
 from indexer.pipeline import IndexConfig, index
 from indexer.store import Store
-from xvision_model.finetune.dataset import store_vectors
-from xvision_model.lm import LoraSettings
+from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 from xvision_model.tiny import build_tiny_model
 from xvision_model.writer import (
     SentenceFilter, failures, grammar_text, parse_sentence, split_sentences, unusable_text, write_analyses,
@@ -116,18 +115,18 @@ def clouded_store(shared_data, tmp_path_factory):
     files = sorted(folder.glob("S2_L2A_Flanders31UES_2018-0*.tif"))[:8]
     store = tmp_path_factory.mktemp("flanders") / "store"
     index(IndexConfig(store=store, inputs=tuple(map(str, files)), parcels=folder / "parcels_Flanders31UES.gpkg",
-                      progress=False))
+                      progress=False), build_encoder(DEFAULT_ENCODER))
     return store
 
 
 @pytest.mark.parametrize("lang, column", [("en", "analysis"), ("fr", "analysis_fr")])
 def test_every_unusable_record_of_a_real_store_is_shown_unusable_with_its_reason(model, clouded_store, lang, column):
     store = Store.open(clouded_store)
-    table = store.records.sort_values("record_id")
+    table = store.records().sort_values("record_id")
     unusable = table[~table["valid"].astype(bool)]
     assert len(unusable) >= 40 and table["valid"].any()  # clouds on most of these dates
     rows = unusable.to_dict("records")
-    features = torch.from_numpy(store_vectors(store, unusable["record_id"].tolist()))
+    features = torch.from_numpy(store.vectors(unusable["record_id"].tolist()))
     # The model here never learned what an embedding means: whatever it writes, the rule holds.
     written = write_analyses(model, features[:, :8], rows, lang, max_new_tokens=24)
     reasons = {"en": {"cloud": "cloud", "nodata": "no valid data"}, "fr": {"cloud": "nuage", "nodata": "aucune donnée"}}

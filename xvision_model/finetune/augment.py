@@ -37,7 +37,7 @@ from indexer.sources import reread_chips
 from indexer.store import Store
 from indexer.core.errors import InputError
 from xvision_model.encoders import Encoder, build_encoder
-from xvision_model.finetune.dataset import STAT_COLUMNS, Pair, PairSet
+from xvision_model.finetune.dataset import CLASS_STAT_COLUMNS, Pair, PairSet
 from xvision_model.finetune.profiles import AugmentSettings
 from xvision_model.finetune.seeds import derive_seed, numpy_rng
 
@@ -128,7 +128,7 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
             changed = augment_chips(chips, settings, rng)
             features.append(_encode(encoder, changed, valid, BATCH_SIZE))
             for record, values in zip(records, _statistics(changed, valid, bands, BATCH_SIZE)):
-                stats.append([values[c] for c in STAT_COLUMNS])
+                stats.append([values[c] for c in CLASS_STAT_COLUMNS])
                 extra_records.append({**{k: v for k, v in record.items() if k != "geometry"}, **values})
             bar.update(len(rows))
     return _append(pairs, rows, np.concatenate(features), np.asarray(stats, np.float32), extra_records)

@@ -15,22 +15,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pandas as pd
 
 from indexer.analysis import CLASS_RULES, analysis_seed, write_analysis
 from indexer.chips import MIN_VALID_FRACTION
-from indexer.core.errors import InputError, StoreError
+from indexer.core.errors import InputError
+from indexer.core.schema import TEXT_COLUMNS
 from indexer.store import Store
 from xvision_model.finetune.seeds import derive_seed, numpy_rng
 from xvision_model.model import PROMPTS
 
-#: Record column holding the analysis text of each language.
-TEXT_COLUMNS: dict[str, str] = {"en": "analysis", "fr": "analysis_fr"}
 LANG_CHOICES: tuple[str, ...] = ("en", "fr", "both")
 #: Record statistics behind the classes an analysis states (auxiliary training targets).
-STAT_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(rule.stat for rule in CLASS_RULES))
+CLASS_STAT_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(rule.stat for rule in CLASS_RULES))
 SPLIT_NAME = "split.json"
 #: Share of the parcels held out for validation.
 VAL_FRACTION = 0.2
@@ -60,7 +58,7 @@ class Pair:
 @dataclass
 class PairSet:
     """Examples and the embeddings they use: `features[pair.row]` is the pair's vector and
-    `stats[pair.row]` its record's `STAT_COLUMNS` (NaN where missing)."""
+    `stats[pair.row]` its record's `CLASS_STAT_COLUMNS` (NaN where missing)."""
 
     features: np.ndarray
     pairs: list[Pair]
@@ -142,25 +140,7 @@ def with_unobserved(pairs: PairSet, share: float = UNOBSERVED_SHARE, seed: int =
         added.append(Pair(row=start + k, record_id=-1 - k, parcel_id=parcel_id, date=date, lang=lang,
                           prompt=prompts[lang], text=text, valid=False))
     zeros = np.zeros((count, pairs.features.shape[1]), np.float32)
-    return pairs.extended(zeros, np.full((count, len(STAT_COLUMNS)), np.nan, np.float32), records, added)
-
-
-def store_vectors(store: Store, record_ids: Sequence[int]) -> np.ndarray:
-    """[N, dim] float32 embeddings of `record_ids`, looked up by FAISS id."""
-    index = store.index
-    wanted = np.asarray(record_ids, dtype=np.int64)
-    try:
-        # IndexIDMap2 over a flat index: read everything at once, then order by id.
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        inner = faiss.downcast_index(index.index)
-        vectors = inner.reconstruct_n(0, inner.ntotal)
-        position = pd.Series(np.arange(len(ids)), index=ids)
-        missing = np.setdiff1d(wanted, ids)
-        if missing.size:
-            raise StoreError(f"{store.path}: records {missing[:5].tolist()} have no embedding in the index")
-        return np.ascontiguousarray(vectors[position.loc[wanted].to_numpy()], dtype=np.float32)
-    except AttributeError:  # another index type: one lookup per id
-        return np.stack([store.vector(int(i)) for i in wanted]).astype(np.float32)
+    return pairs.extended(zeros, np.full((count, len(CLASS_STAT_COLUMNS)), np.nan, np.float32), records, added)
 
 
 def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None = None,
@@ -181,7 +161,7 @@ def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None =
             "there is nothing to learn the analyses from", path=store.path
         )
     table = table.sort_values("record_id")
-    features = store_vectors(store, table["record_id"].to_numpy())
+    features = store.vectors(table["record_id"].to_numpy())
     pairs = []
     for row, rec in enumerate(table.itertuples(index=False)):
         for code in langs:
@@ -196,7 +176,7 @@ def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None =
                          field="lang", value=lang)
     stats = np.column_stack([
         pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float64) if c in table else np.full(len(table), np.nan)
-        for c in STAT_COLUMNS
+        for c in CLASS_STAT_COLUMNS
     ]).astype(np.float32)
     return PairSet(features, pairs, stats, table.drop(columns="geometry", errors="ignore").to_dict("records"))
 
