@@ -53,8 +53,9 @@ class TrainingCard:
 
     `prompts` (language -> instruction) and `max_new_tokens` are what generation uses;
     `store` is the training store's fingerprint (`finetune.dataset.store_fingerprint`), `split`
-    the file naming the held-out parcels; `imagery` the sources chips were re-read from (None:
-    the stored embeddings only); `profile` the full `Profile` as a dict.
+    the file naming the held-out parcels; `imagery` the folders given to find moved rasters in;
+    `augmentation` the spectral augmentation of chips re-read from the records' sources (None:
+    trained on the stored embeddings only); `profile` the full `Profile` as a dict.
     """
 
     store: dict

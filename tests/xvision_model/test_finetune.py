@@ -22,6 +22,7 @@ from xvision_model.artifacts import load_model, read_card
 from xvision_model.evaluate import Scores, describe, evaluate, score_analysis
 from xvision_model.finetune import TINY, Split, build_pairs, held_out_parcels, train
 from xvision_model.finetune.dataset import SPLIT_NAME, UNOBSERVED_PREFIX, store_fingerprint, with_unobserved
+from xvision_model.finetune.augment import require_sources
 from xvision_model.finetune.batches import length_bucketed
 from xvision_model.finetune.profiles import AugmentSettings, StageSettings
 from xvision_model.lm import PICKLE_SUFFIXES, LoraSettings, TinyLMSettings
@@ -58,7 +59,8 @@ def small_store(hesbaye_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(small_store, hesbaye_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft") / "model"
-    return train(small_store, out, profile=QUICK, progress=False, seed=0, imagery=[hesbaye_dir]), out
+    # No imagery named: the chips are re-read from the sources the store recorded.
+    return train(small_store, out, profile=QUICK, progress=False, seed=0), out
 
 
 def _log(out: Path) -> list[dict]:
@@ -115,6 +117,7 @@ def test_training_lowers_validation_loss_and_writes_a_model(trained, small_store
     card = read_card(out)
     assert card["encoder"] == "spectral-v2" and card["profile"] == "tiny"
     assert card["training"]["held_out_parcels"] == result.held_out_parcels > 0
+    assert card["training"]["augmentation"]["copies"] == 1  # chips re-read from the recorded sources
     held = json.loads((out / SPLIT_NAME).read_text())["held_out"]
     assert len(held) == result.held_out_parcels
     model = load_model(out)
@@ -262,6 +265,27 @@ def test_score_analysis_rules():
     assert not any(score_analysis(text, stats, valid=False).values())
 
 
+def test_training_finds_its_imagery_or_says_which_is_missing(hesbaye_dir, tmp_path):
+    imagery = tmp_path / "imagery"
+    imagery.mkdir()
+    shutil.copy(hesbaye_dir / f"S2_L2A_hesbaye_{DATES[0]}.tif", imagery)
+    store = _index([imagery], tmp_path / "store", grid=32)
+    moved = tmp_path / "moved"
+    imagery.rename(moved)
+    with pytest.raises(InputError) as err:
+        train(store, tmp_path / "model", profile=QUICK, progress=False)
+    missing = str(imagery / f"S2_L2A_hesbaye_{DATES[0]}.tif")
+    assert missing in str(err.value) and err.value.field == "imagery" and err.value.value == [missing]
+    assert not (tmp_path / "model" / "checkpoint").exists()  # refused before any training
+    pairs = build_pairs(Store.open(store))
+    assert require_sources(Store.open(store), pairs, [moved]) == 1  # found by name where it moved
+    # Training on the stored embeddings alone is a choice, and the card says so.
+    short = dataclasses.replace(QUICK, text_stage=dataclasses.replace(QUICK.text_stage, epochs=1),
+                                vision_stage=dataclasses.replace(QUICK.vision_stage, epochs=1))
+    train(store, tmp_path / "model", profile=short, progress=False, reread=False)
+    assert read_card(tmp_path / "model")["training"]["augmentation"] is None
+
+
 def test_store_without_valid_records_is_refused(tmp_path):
     store = _index([make_rasters.write_fully_clouded_stack(tmp_path)], tmp_path / "clouded", grid=16)
     assert not Store.open(store).records()["valid"].any()
@@ -289,7 +313,7 @@ def test_tiny_profile_on_hesbaye_is_faithful(hesbaye_dir, bigearthnet_dir, tmp_p
     augmentation, >= 0.95 on held-out parcels and >= 0.90 on imagery it never saw (BigEarthNet
     patches on a 20 px grid plus generated rasters, unusable cloudy cells included)."""
     store = _index(sorted(hesbaye_dir.glob("S2_L2A_hesbaye_*.tif")), tmp_path / "store", grid=10)
-    train(store, tmp_path / "model", progress=False, imagery=[hesbaye_dir])
+    train(store, tmp_path / "model", progress=False)
     assert evaluate(tmp_path / "model", store)["overall"] >= 0.95
     unseen = _index([bigearthnet_dir], tmp_path / "unseen", grid=20)
     generated = make_rasters.write_all(tmp_path / "generated")

@@ -19,9 +19,10 @@ surface types and atmospheres shift the bands independently), `o` an additive ha
 `s_b` a random spectrum mixed in with weight `a` (a sub-pixel share of snow, water, rock, dry
 grass ... whose spectra no region of the training store has). Values are clipped to [0, 1].
 
-Chips are re-read with the indexer's reader and chip code (same window, resampling and masks).
-The store keeps only each record's file name, so `imagery` names where the rasters are; every
-re-read chip is checked against its stored embedding before it is used.
+Chips are re-read from each record's recorded source with the indexer's own re-read
+(`indexer.sources`: same reader, window, resampling and masks); `imagery` names folders to look in
+when the rasters were moved. Every re-read chip is checked against its stored embedding before it
+is used.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from indexer.core.indices import chip_statistics
-from indexer.sources import reread_chips
+from indexer.sources import locate_sources, reread_chips
 from indexer.store import Store
 from indexer.core.errors import InputError
 from xvision_model.encoders import Encoder, build_encoder
@@ -71,6 +72,24 @@ def read_chips(store: Store, records: Sequence[dict], imagery: Sequence[str | Pa
     """
     spec = store.manifest["encoder"]
     return reread_chips(records, tuple(spec["bands"]), int(spec["input_size"]), imagery, progress=progress)
+
+
+def require_sources(store: Store, pairs: PairSet, imagery: Sequence[str | Path] = ()) -> int:
+    """How many distinct sources the valid pairs' chips will be re-read from; InputError naming
+    every source found neither at its recorded path nor under `imagery` (checked before any work)."""
+    sources = sorted({str(pairs.records[p.row].get("source")) for p in pairs.pairs if p.valid and p.record_id >= 0})
+    lookup = locate_sources(sources, imagery)
+    if lookup.missing:
+        shown = ", ".join(lookup.missing[:5]) + (f" and {len(lookup.missing) - 5} more" if len(lookup.missing) > 5 else "")
+        where = f" nor under {', '.join(map(str, imagery))}" if imagery else ""
+        raise InputError(
+            f"{store.path}: {len(lookup.missing)} of the {len(sources)} rasters its records were indexed from are not "
+            f"at their recorded path{where}: {shown}; training re-reads their chips for its spectral augmentation",
+            path=lookup.missing[0], field="imagery", value=list(lookup.missing),
+            hint="name the folder the rasters were moved to, or train on the stored embeddings only "
+                 "(weaker on imagery unlike the store's)",
+        )
+    return len(sources)
 
 
 def _encode(encoder: Encoder, chips: np.ndarray, valid: np.ndarray, batch_size: int) -> np.ndarray:
@@ -120,7 +139,7 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
             raise InputError(
                 f"{rec['source']}: the chip of {rec['parcel_id']} {rec['date']} re-read from this file does not "
                 f"match its stored embedding (cosine {cosine[worst]:.3f}); is it the file that was indexed, "
-                "with the same read options?"
+                "with the same read options?", path=rec["source"], field="imagery",
             )
         rng = numpy_rng(seed, "augment")
         features, stats, extra_records = [], [], []

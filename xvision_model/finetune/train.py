@@ -33,7 +33,7 @@ from indexer.core.errors import InputError
 from indexer.store import Store
 from xvision_model.artifacts import StageRecord, TrainingCard, save_model
 from xvision_model.finetune import build
-from xvision_model.finetune.augment import augmented_pairs
+from xvision_model.finetune.augment import augmented_pairs, require_sources
 from xvision_model.finetune.batches import length_bucketed, lr_at, make_optimizer, steps_per_epoch
 from xvision_model.finetune.checkpoint import (
     CHECKPOINT_DIR, STATE_NAME, load_optimizer, load_params, read_state, save_checkpoint, trainable,
@@ -152,6 +152,7 @@ def train(
     base_model: str | None = None,
     batch_size: int | None = None,
     imagery: Sequence[str | Path] | None = None,
+    reread: bool = True,
 ) -> TrainResult:
     """Train a generator on the store in `store_dir` and write a complete model directory to `out_dir`.
 
@@ -161,9 +162,14 @@ def train(
     (a directory or a cached hub id; default $XVISION_QWEN2_PATH, then Qwen/Qwen2-1.5B).
     `resume=True` continues from `out_dir/checkpoint` (same store, profile and language); asking
     for more epochs than were run extends training. Without it, any previous checkpoint and log
-    in `out_dir` are replaced. `imagery`: the rasters the store was indexed from (files or
-    folders); with it, each training parcel's chip is re-read and the profile's spectral
-    augmentation (`finetune.augment`) adds perturbed copies with recomputed analyses.
+    in `out_dir` are replaced.
+
+    Each training record's chip is re-read from the raster the store recorded as its source, and
+    the profile's spectral augmentation (`finetune.augment`) adds perturbed copies with recomputed
+    analyses: that is what makes the generator hold up on imagery unlike the store's.
+    `imagery`: folders (or files) to look in when the rasters were moved. A source found nowhere
+    is an InputError naming it (field "imagery"), raised before any training; `reread=False`
+    trains on the stored embeddings only, knowingly (the card records it).
 
     Raises InputError for an empty store or one without valid records, WeightsError when the
     full profile's base model is not available locally.
@@ -186,6 +192,7 @@ def train(
                          field="resume", value=True)
     if state is not None:
         imagery = state.get("imagery") if imagery is None else imagery  # augment as the interrupted run did
+        reread = state.get("reread", reread)
         for key, value in (("profile", prof.name), ("lang", lang)):
             if state.get(key) != value:
                 raise InputError(f"{checkpoint}: the checkpoint was trained with {key}={state.get(key)!r}, not {value!r}",
@@ -200,16 +207,15 @@ def train(
         split = Split.of(store, pairs)
         split.save(out_dir)
         state = {"profile": prof.name, "lang": lang, "seed": seed, "stages_done": [], "stage_results": {},
-                 "imagery": [str(p) for p in imagery] if imagery else None,
+                 "imagery": [str(p) for p in imagery] if imagery else None, "reread": reread,
                  "stage": "text" if prof.builds_base else "vision", "epoch": 0, "step": 0}
 
-    # -- the examples
+    # -- the examples: the stored ones, chips re-read from their sources and augmented, "unusable" ones
     train_pairs = pairs.select(split.held_out, keep=False)
-    if imagery and prof.augment is not None:
-        train_pairs = augmented_pairs(train_pairs, store, imagery, prof.augment, seed=seed, progress=progress)
-    elif not imagery and prof.augment is not None and prof.augment.copies:
-        warnings.warn(f"no imagery given: profile {prof.name!r} trains on the stored embeddings only, without its "
-                      "spectral augmentation; expect weaker analyses on imagery unlike the store's", stacklevel=2)
+    augment = prof.augment if reread and prof.augment is not None and prof.augment.copies else None
+    if augment is not None:
+        require_sources(store, train_pairs, imagery or ())
+        train_pairs = augmented_pairs(train_pairs, store, imagery or (), augment, seed=seed, progress=progress)
     train_pairs = with_unobserved(train_pairs, seed=seed)
     val_pairs = pairs.select(split.held_out, keep=True)
     if len(train_pairs) == 0:
@@ -273,8 +279,7 @@ def train(
                 "vision": _stage_record(state, prof.vision_stage)},
         profile=prof.to_dict(), seed=seed, device=str(device),
         dtype="bfloat16 autocast" if bf16 else "float32",
-        seconds=round(seconds, 1), imagery=state.get("imagery"),
-        augmentation=asdict(prof.augment) if state.get("imagery") and prof.augment else None,
+        seconds=round(seconds, 1), imagery=state.get("imagery"), augmentation=None if augment is None else asdict(augment),
     )
     model_dir = save_model(model, out_dir, encoder_id=store.encoder_id, profile=prof.name, base_model=source, training=card)
     log({"event": "done", "model_dir": str(model_dir), "seconds": round(seconds, 1)})
