@@ -22,7 +22,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from peft import PeftModel
 
 from indexer.core.errors import WeightsError
 from xvision_model.adapter import VisionAdapter

@@ -29,18 +29,19 @@ scored one record at a time in every path.
 
 from __future__ import annotations
 
-import math
 import re
 import string
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
 import torch
 from transformers.generation.streamers import BaseStreamer
 
 from indexer.analysis import (
-    CLOSINGS, EVALUATED_ASPECTS, INTROS, INVALID, INVALID_FOLLOWUPS, LANGS, NO_INDEX, PHRASES, RULE_BY_ASPECT,
+    CLOSINGS, EVALUATED_ASPECTS, classify, INTROS, INVALID, INVALID_FOLLOWUPS, LANGS, NO_INDEX, PHRASES, RULE_BY_ASPECT,
     VALID_FRACTION, analysis_seed, read_classes, says_unusable, write_analysis,
 )
 from indexer.core.errors import InputError
@@ -109,11 +110,8 @@ def parse_sentence(sentence: str, lang: str) -> tuple[Form, bool] | None:
 
 
 def _finite(value: object) -> float | None:
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
+    number = pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").iloc[0]  # None, text -> NaN
+    return float(number) if np.isfinite(number) else None
 
 
 def _values(form: Form, record: Mapping[str, object]) -> dict[str, str] | None:
@@ -144,7 +142,8 @@ def render(form: Form, record: Mapping[str, object], lang: str, with_fraction: b
 
 def required_aspects(record: Mapping[str, object]) -> tuple[str, ...]:
     """The evaluated aspects the record has a value for: each must be stated exactly once."""
-    return tuple(a for a in EVALUATED_ASPECTS if _finite(record.get(RULE_BY_ASPECT[a].stat)) is not None)
+    known = classify(record)
+    return tuple(a for a in EVALUATED_ASPECTS if a in known)
 
 
 #: (text so far, candidate continuations) -> index of the chosen one.
