@@ -98,3 +98,13 @@ def stat_scale(pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
     return np.nan_to_num(mean), np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
+
+
+def token_rows(train_pairs: PairSet, val_pairs: PairSet, tokenizer: PreTrainedTokenizerBase, *, prompts: list[str],
+               max_length: int | None, visual_tokens: int, marks: bool) -> tuple[Encoded, Encoded]:
+    """Training and validation token rows; targets cut so that [visual | prompt | target + EOS]
+    fits `max_length` positions; statistics standardized by the training records'."""
+    longest_prompt = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts)
+    max_target = (max_length or 10**9) - visual_tokens - longest_prompt - 1
+    scale = stat_scale(train_pairs)
+    return encode(train_pairs, tokenizer, max_target, scale, marks), encode(val_pairs, tokenizer, max_target, scale)

@@ -38,12 +38,12 @@ from xvision_model.finetune.batches import length_bucketed, lr_at, make_optimize
 from xvision_model.finetune.checkpoint import (
     CHECKPOINT_DIR, STATE_NAME, load_optimizer, load_params, read_state, save_checkpoint, trainable,
 )
-from xvision_model.finetune.dataset import PROMPTS, Split, build_pairs, languages, same_store, with_unobserved
+from xvision_model.finetune.dataset import PROMPTS, PairSet, Split, build_pairs, languages, same_store, with_unobserved
 from xvision_model.finetune.loss import Objective, token_loss, validation_loss
 from xvision_model.finetune.numbers import DecimalTokens
 from xvision_model.finetune.profiles import Profile, StageSettings, get_profile
 from xvision_model.finetune.seeds import torch_generator
-from xvision_model.finetune.tokens import Encoded, encode, stat_scale
+from xvision_model.finetune.tokens import Encoded, token_rows
 from xvision_model.model import XVisionModel
 
 LOG_NAME = "train_log.jsonl"
@@ -185,30 +185,8 @@ def train(
         warnings.warn(f"profile {prof.name!r} is meant for encoder {prof.encoder!r}; "
                       f"{store.path} holds {store.encoder_id!r} embeddings", stacklevel=2)
 
-    # -- where to start: a fresh run, or the last checkpoint of an interrupted one
-    state = read_state(checkpoint) if resume else None
-    if resume and state is None:
-        raise InputError(f"{checkpoint}: no checkpoint to resume from; train from the start first", path=checkpoint,
-                         field="resume", value=True)
-    if state is not None:
-        imagery = state.get("imagery") if imagery is None else imagery  # augment as the interrupted run did
-        reread = state.get("reread", reread)
-        for key, value in (("profile", prof.name), ("lang", lang)):
-            if state.get(key) != value:
-                raise InputError(f"{checkpoint}: the checkpoint was trained with {key}={state.get(key)!r}, not {value!r}",
-                                 path=checkpoint, field=key, value=value)
-        split = Split.load(out_dir)
-        if split is None or not same_store(split.store, Split.of(store, pairs).store):
-            raise InputError(f"{out_dir}: the checkpoint was trained on another store than {store.path}", path=out_dir)
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (out_dir / LOG_NAME, checkpoint / STATE_NAME):
-            stale.unlink(missing_ok=True)
-        split = Split.of(store, pairs)
-        split.save(out_dir)
-        state = {"profile": prof.name, "lang": lang, "seed": seed, "stages_done": [], "stage_results": {},
-                 "imagery": [str(p) for p in imagery] if imagery else None, "reread": reread,
-                 "stage": "text" if prof.builds_base else "vision", "epoch": 0, "step": 0}
+    state, split = _start_or_resume(store, pairs, prof, out_dir, lang, seed, imagery, reread, resume)
+    imagery, reread = state["imagery"], state["reread"]  # a resumed run augments as the interrupted one did
 
     # -- the examples: the stored ones, chips re-read from their sources and augmented, "unusable" ones
     train_pairs = pairs.select(split.held_out, keep=False)
@@ -235,13 +213,11 @@ def train(
     # The decimal table scans the whole vocabulary (151k entries for Qwen2): only when a stage uses it.
     if any(stage.decimal_sigma > 0 for stage in prof.stages) and (decimals := DecimalTokens.of(tokenizer)):
         objective.decimals = decimals.to(device)
-    max_positions = getattr(lm.config, "max_position_embeddings", None) or 10**9
-    longest_prompt = max(len(tokenizer(PROMPTS[c], add_special_tokens=False)["input_ids"]) for c in langs)
-    max_target = max_positions - prof.num_tokens - longest_prompt - 1
-    scale = stat_scale(train_pairs)
     # Fact marks cost a scan of every text per epoch: only when a stage weights facts.
     marks = any(stage.fact_weight != 1.0 for stage in prof.stages)
-    train_data, val_data = encode(train_pairs, tokenizer, max_target, scale, marks), encode(val_pairs, tokenizer, max_target, scale)
+    train_data, val_data = token_rows(train_pairs, val_pairs, tokenizer, prompts=[PROMPTS[c] for c in langs],
+                                      max_length=getattr(lm.config, "max_position_embeddings", None),
+                                      visual_tokens=prof.num_tokens, marks=marks)
     stage_args = dict(objective=objective, checkpoint=checkpoint, log=log, seed=seed, progress=progress)
 
     # -- stage 1 (tiny): the base LM learns the analyses as text
@@ -288,6 +264,38 @@ def train(
         train_loss=state.get("train_loss"), val_loss=state.get("val_loss"), n_train=len(train_pairs),
         n_val=len(val_pairs), held_out_parcels=len(split.held_out), seconds=seconds, resumed=resume, device=str(device),
     )
+
+
+def _start_or_resume(store: Store, pairs: PairSet, prof: Profile, out_dir: Path, lang: str, seed: int,
+                     imagery: Sequence[str | Path] | None, reread: bool, resume: bool) -> tuple[dict, Split]:
+    """The state to start from and the split: a fresh run's (old log and checkpoint state dropped),
+    or the last checkpoint of an interrupted run on the same store, profile and language."""
+    checkpoint = out_dir / CHECKPOINT_DIR
+    if not resume:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (out_dir / LOG_NAME, checkpoint / STATE_NAME):
+            stale.unlink(missing_ok=True)
+        split = Split.of(store, pairs)
+        split.save(out_dir)
+        return {"profile": prof.name, "lang": lang, "seed": seed, "stages_done": [], "stage_results": {},
+                "imagery": [str(p) for p in imagery] if imagery else None, "reread": reread,
+                "stage": "text" if prof.builds_base else "vision", "epoch": 0, "step": 0}, split
+    state = read_state(checkpoint)
+    if state is None:
+        raise InputError(f"{checkpoint}: no checkpoint to resume from; train from the start first", path=checkpoint,
+                         field="resume", value=True)
+    for key, value in (("profile", prof.name), ("lang", lang)):
+        if state.get(key) != value:
+            raise InputError(f"{checkpoint}: the checkpoint was trained with {key}={state.get(key)!r}, not {value!r}",
+                             path=checkpoint, field=key, value=value)
+    split = Split.load(out_dir)
+    if split is None or not same_store(split.store, Split.of(store, pairs).store):
+        raise InputError(f"{out_dir}: the checkpoint was trained on another store than {store.path}", path=out_dir)
+    if imagery is not None:
+        state["imagery"] = [str(p) for p in imagery]
+    state.setdefault("imagery", None)
+    state.setdefault("reread", reread)
+    return state, split
 
 
 def _stage_record(state: dict, settings: StageSettings) -> StageRecord:
