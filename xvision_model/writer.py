@@ -273,19 +273,28 @@ class Analysis:
 def _chooser(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int]) -> Chooser:
     """Scores continuations by the model's mean token log-likelihood after [visual | prompt | text]."""
     tokenizer = model.tokenizer
+    chosen: dict[tuple[str, tuple[str, ...]], int] = {}  # the shown and the model's text often ask the same
 
     @torch.no_grad()
     def choose(prefix: str, candidates: list[str]) -> int:
+        key = (prefix, tuple(candidates))
+        if key not in chosen:
+            chosen[key] = _best(prefix, candidates)
+        return chosen[key]
+
+    def _best(prefix: str, candidates: list[str]) -> int:
         head = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
         tails = [tokenizer((" " if prefix else "") + c, add_special_tokens=False)["input_ids"] for c in candidates]
         n = len(candidates)
         batch = model.splice(features.expand(n, -1), [prompt_ids] * n, [head + t for t in tails])
-        logp = model.run(batch).logits.float().log_softmax(-1)
-        end = logp.shape[1] - (1 if model.eos_token_id is not None else 0)  # rows end [... | tail | EOS]
+        logits = model.run(batch).logits
+        end = logits.shape[1] - (1 if model.eos_token_id is not None else 0)  # rows end [... | tail | EOS]
         scores = []
         for r, tail in enumerate(tails):
-            positions = torch.arange(end - len(tail), end, device=logp.device)
-            scores.append(logp[r, positions - 1, batch.labels[r, positions]].mean().item())
+            positions = torch.arange(end - len(tail), end, device=logits.device)
+            # Position t predicts token t + 1; only the tail's positions reach the vocabulary-wide softmax.
+            logp = logits[r, positions - 1].float().log_softmax(-1)
+            scores.append(logp.gather(1, batch.labels[r, positions, None]).mean().item())
         return max(range(n), key=scores.__getitem__)
 
     return choose
