@@ -332,7 +332,8 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     if result.get("generated") is not None:
         print(f"\ngenerated ({args.model}):\n  {result['text']}")
         if result["generated"] != result["text"]:
-            print(f"\nthe model's own text (the record is not valid, so it is shown the text above):\n  {result['generated']}")
+            print("\nthe model's own text (the record is not valid, so it is shown the text above):\n  "
+                  + (result["generated"] or "(no sentence of the analysis grammar)"))
     print(f"\nfrom the indices (reference):\n  {result['reference']}\n")
     for name, value in result["indices"].items():
         print(f"  {name:<16} {value:8.3f}" if isinstance(value, float) else f"  {name:<16} {value}")

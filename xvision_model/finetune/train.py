@@ -249,7 +249,8 @@ def train(
     longest_target = max(len(t) for t in train_data.targets + val_data.targets)
     card = TrainingCard(
         store=split.store, lang=lang, prompts={code: PROMPTS[code] for code in langs},
-        max_new_tokens=int(math.ceil(longest_target * MAX_NEW_TOKENS_FACTOR)) + 1,
+        # Room for the target and its EOS within the LM's positions, as training cut the targets.
+        max_new_tokens=min(int(math.ceil(longest_target * MAX_NEW_TOKENS_FACTOR)) + 1, train_data.max_target + 1),
         n_train=len(train_pairs), n_val=len(val_pairs), held_out_parcels=len(split.held_out),
         stages={**{k: StageRecord(**v) for k, v in state.get("stage_results", {}).items()},
                 "vision": _stage_record(state, prof.vision_stage)},
