@@ -20,7 +20,7 @@ TEXTS = ["La parcelle montre une vigueur élevée (NDVI 0.72).", "Humidité faib
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    model = build_tiny_model(TEXTS, in_dim=16, mode="gap", num_tokens=4, vocab_size=300, hidden=32, layers=2,
+    model = build_tiny_model(TEXTS, in_dim=16, num_tokens=4, vocab_size=300, hidden=32, layers=2,
                              heads=4, kv_heads=2, intermediate=64, max_positions=128,
                              lora=LoraSettings(r=4, alpha=8), seed=0).eval()
     root = tmp_path_factory.mktemp("int8")
