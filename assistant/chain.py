@@ -261,7 +261,7 @@ def build_chain(
             return out  # no analysis in these answers: nothing to generate
         rid = focus.metadata["record_id"]
         if writer == "analysis":
-            messages = [record_message(prompts.get(state["lang"], prompts["en"]), rid)]
+            messages = [record_message(prompts.get(state["lang"], prompts["en"]), rid, lang=state["lang"])]
         else:
             instructions = ("Answer the question from these Sentinel-2 parcel records only. Name the parcel, the "
                             "date and the values for every statement; quote values with 2 decimals; do not "

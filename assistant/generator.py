@@ -25,8 +25,10 @@ from transformers import TextIteratorStreamer
 
 from assistant.store_access import StoreView
 from indexer.core.errors import InputError
+from xvision_model.writer import write_analyses
 
 RECORD_KEY = "record_id"
+LANG_KEY = "lang"
 #: The instruction the tiny profile was trained on, per language (a model card's own prompts win).
 DEFAULT_PROMPTS = {"en": "Describe the agronomic state of this parcel.",
                    "fr": "Décris l'état agronomique de cette parcelle."}
@@ -65,9 +67,10 @@ def torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def record_message(text: str, record_id: int) -> HumanMessage:
-    """A human message asking about the record `record_id` (its visual tokens go to the generator)."""
-    return HumanMessage(content=text, additional_kwargs={RECORD_KEY: int(record_id)})
+def record_message(text: str, record_id: int, lang: str = "en") -> HumanMessage:
+    """A human message asking about the record `record_id` (its visual tokens go to the generator),
+    in `lang` (the language the analysis is written in)."""
+    return HumanMessage(content=text, additional_kwargs={RECORD_KEY: int(record_id), LANG_KEY: lang})
 
 
 def message_record_id(messages: Sequence[BaseMessage]) -> int | None:
@@ -123,26 +126,66 @@ class XVisionChatModel(BaseChatModel):
             ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         return features, [list(ids)]
 
+    def _analysis_request(self, messages: Sequence[BaseMessage]) -> tuple[torch.Tensor, dict, str, str]:
+        """For a model without a chat template: the record's embedding, its row, language and prompt."""
+        rid = message_record_id(messages)
+        features, _ = self._inputs(messages)
+        record = self.store.by_ids([rid]).iloc[0].to_dict()
+        lang = next((m.additional_kwargs.get(LANG_KEY) for m in reversed(messages)
+                     if m.additional_kwargs.get(LANG_KEY)), "en")
+        prompt = next(str(m.content) for m in reversed(messages) if isinstance(m, HumanMessage))
+        return features, record, lang, prompt
+
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        features, ids = self._inputs(messages)
-        with torch_threads(self.threads):
-            rows = self.model.generate(features, ids, max_new_tokens=self.max_new_tokens)
-        text = self.model.tokenizer.decode(rows[0], skip_special_tokens=True)
+        if not self.chat_template:
+            # The tiny profile writes the record's analysis: shown as the writer holds it to the
+            # analysis grammar (each aspect once, no sentence twice, numbers from the record, the
+            # unusable text for a record flagged not valid).
+            features, record, lang, prompt = self._analysis_request(messages)
+            with torch_threads(self.threads):
+                text = write_analyses(self.model, features, [record], lang, prompt=prompt,
+                                      max_new_tokens=self.max_new_tokens)[0].text
+        else:
+            features, ids = self._inputs(messages)
+            with torch_threads(self.threads):
+                rows = self.model.generate(features, ids, max_new_tokens=self.max_new_tokens)
+            text = self.model.tokenizer.decode(rows[0], skip_special_tokens=True)
         message = AIMessage(content=text, response_metadata={"model_name": self.model_name,
                                                              RECORD_KEY: message_record_id(messages)})
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        features, ids = self._inputs(messages)
         streamer = _CancellableStreamer(self.model.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
+        if not self.chat_template:
+            features, record, lang, prompt = self._analysis_request(messages)
+
+            def write() -> None:
+                # The writer hands over its shown text sentence by sentence; a stream closed early
+                # raises GenerationCancelled from `put` at the next sentence.
+                first = [True]
+
+                def on_text(sentence: str) -> None:
+                    streamer.on_finalized_text(sentence if first[0] else " " + sentence)
+                    if streamer.cancelled:
+                        raise GenerationCancelled()
+                    first[0] = False
+
+                write_analyses(self.model, features, [record], lang, prompt=prompt,
+                               max_new_tokens=self.max_new_tokens, on_text=on_text)
+                streamer.end()
+        else:
+            features, ids = self._inputs(messages)
+
+            def write() -> None:
+                self.model.generate(features, ids, max_new_tokens=self.max_new_tokens, streamer=streamer)
 
         def work() -> None:
             try:
                 with torch_threads(self.threads):
-                    self.model.generate(features, ids, max_new_tokens=self.max_new_tokens, streamer=streamer)
+                    write()
             except GenerationCancelled:
                 streamer.end()
             except BaseException as exc:  # re-raised in the caller's thread below

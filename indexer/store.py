@@ -574,6 +574,7 @@ class Store:
         """
         if not self._dirty:
             return
+        self.path.mkdir(parents=True, exist_ok=True)  # a new store's first commit, even an empty one
         if self.layout_upgraded:
             # One-time rewrite of a single-generation store as segments.
             self.compact()
@@ -587,6 +588,8 @@ class Store:
             self._segments.append(Segment.open(self.path, entry))
             self._staged, self._staged_deleted = None, np.empty(0, np.int64)
             self._changed()
+        elif not (self.path / MANIFEST).is_file():
+            self._publish_manifest(self._segments_entries())  # a new store committed empty still is one
         self._dirty = False
         self.migrated_from = None
         self._remove_stale()

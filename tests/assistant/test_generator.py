@@ -12,6 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from indexer.analysis import read_classes
+from xvision_model.writer import write_analyses
+
 from assistant.api import Assistant
 from assistant.chain import build_chain
 from assistant.generator import XVisionChatModel, record_message
@@ -58,10 +61,13 @@ def test_wrapper_generates_from_the_record_the_message_names(chat):
     rid = _rid(view, "farm-03", "2022-05-30")
     prompt = "Describe the agronomic state of this parcel."
     text = model.invoke([record_message(prompt, rid)]).content
-    # The same as the generator called directly on that record's stored embedding.
-    ids = [model.model.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
-    direct = model.model.generate(torch.from_numpy(view.vectors([rid])), ids, max_new_tokens=24)[0]
-    assert text == model.model.tokenizer.decode(direct, skip_special_tokens=True) and text
+    # The same as the generator's writer (the grammar-held text users see) called directly on that
+    # record's stored embedding.
+    record = view.by_ids([rid]).iloc[0].to_dict()
+    direct = write_analyses(model.model, torch.from_numpy(view.vectors([rid])), [record], "en", prompt=prompt,
+                            max_new_tokens=24)[0]
+    assert text == direct.text and text
+    assert read_classes(text).keys() >= {"vigor", "moisture", "cover"}  # every aspect, whatever was decoded
     assert "".join(chunk.content for chunk in model.stream([record_message(prompt, rid)])) == text
     other = model.invoke([record_message(prompt, _rid(view, "farm-03", "2021-03-15"))]).content
     assert other != text  # another record, other visual tokens
