@@ -1,0 +1,36 @@
+"""Fixtures of the app tests: a store of the repository's own Flanders demo data (both seasons).
+
+Built with the real indexer from `data/worldcereal-flanders` (the demo data a clone carries), on
+a subset of dates so that it takes seconds: clear and clouded dates, and the October pair a year
+apart that the past-season comparison needs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from uidata import DATES, FLANDERS, REPO
+
+
+@pytest.fixture(scope="session")
+def flanders_store(tmp_path_factory) -> Path:
+    """A store of 19 LPIS parcels x 9 dates; read-only by convention (copy it to write)."""
+    from indexer.pipeline import IndexConfig, index
+
+    store = tmp_path_factory.mktemp("ui") / "flanders-store"
+    files = tuple(str(FLANDERS / f"S2_L2A_Flanders31UES_{d}.tif") for d in DATES)
+    index(IndexConfig(store=store, inputs=files, parcels=FLANDERS / "parcels_Flanders31UES.gpkg", progress=False))
+    return store
+
+
+@pytest.fixture
+def app_env(flanders_store, tmp_path, monkeypatch) -> Path:
+    """Point the app at the test store (AppTest cannot pass script arguments); uploads go to tmp."""
+    monkeypatch.setenv("XVISION_UI_STORE", str(flanders_store))
+    monkeypatch.setenv("XVISION_UI_DATA_DIR", str(tmp_path / "uploads"))
+    monkeypatch.delenv("XVISION_UI_MODEL", raising=False)
+    monkeypatch.chdir(REPO)  # thumbnails find the rasters under ./data
+    return flanders_store
