@@ -117,7 +117,7 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     encoder = _encoder(args.encoder, args.precision)
-    files = _files(args.records)
+    files = _files(args.records())
     chips, masks = _chips(files, encoder)
     bare, reference = bare_forward(encoder, chips, masks, args.batch_size)
     e2e, n = end_to_end(encoder, files, args.batch_size)

@@ -10,11 +10,13 @@ describes the field, not its neighbours or a black border) and flagged in `chip_
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import geometry_mask
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
@@ -53,6 +55,15 @@ class ParcelChip:
         return "cloud" if self.cloud_fraction * (1 - self.nodata_fraction) >= self.nodata_fraction else "nodata"
 
 
+# geometry_mask is always given the window's own transform, yet when extraction runs in the
+# indexing thread rasterio's rasterize (features.py) now and then reports its scratch in-memory
+# raster as "not georeferenced" (seen on multi-date runs, never single-threaded; the masks are
+# right: tests compare them with the known parcel geometry). The warning says nothing about the
+# user's data, so only that warning, only from rasterio.features, is silenced, once, at import:
+# `warnings.catch_warnings` would not be thread-safe here.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.features")
+
+
 def parcel_window(scene: Scene, geometry: BaseGeometry) -> Window:
     """A square pixel window around the parcel with a margin (may extend past the raster)."""
     inv = ~scene.transform
@@ -85,6 +96,17 @@ def extract(
 ) -> ParcelChip:
     """Statistics and encoder chip for one parcel from a window read around it."""
     return extract_many([(obs, geometry, parcel_id)], bands, size)[0]
+
+
+def extract_parcels(scene: Scene, geometries: list[BaseGeometry], parcel_ids: list[str], bands: tuple[str, ...],
+                    size: int) -> list[ParcelChip]:
+    """Read each parcel's window from `scene` (geometries in the scene CRS) and extract its chip.
+
+    The one window-and-extract step: indexing and every re-read of a stored record's chip
+    (`indexer.sources`) go through it, so a re-read chip is the chip that was indexed.
+    """
+    reads = [(scene.read(parcel_window(scene, g)), g, str(p)) for g, p in zip(geometries, parcel_ids)]
+    return extract_many(reads, bands, size)
 
 
 def extract_many(

@@ -249,7 +249,8 @@ def _ids_from_column(gdf: gpd.GeoDataFrame, column: str, source: Path) -> pd.Ser
         row = int(np.flatnonzero(empty.to_numpy())[0])
         raise InputError(
             f"{source}: id column {column!r} has {int(empty.sum())} rows without an id "
-            f"(first at row {row}); pass --id-column with a complete column"
+            f"(first at row {row}); name an id column that is complete",
+            path=source, field="id_column", value=column,
         )
     counts = ids.value_counts()
     duplicated = counts[counts > 1]
@@ -257,7 +258,8 @@ def _ids_from_column(gdf: gpd.GeoDataFrame, column: str, source: Path) -> pd.Ser
         example, times = duplicated.index[0], int(duplicated.iloc[0])
         raise InputError(
             f"{source}: id column {column!r} has duplicate ids, e.g. {example!r} ({times} rows); "
-            "pass --id-column with a unique column"
+            "name an id column that is unique",
+            path=source, field="id_column", value=column,
         )
     return ids
 

@@ -5,6 +5,9 @@ encoder runs in the calling thread on batches. The two overlap (rasterio, numpy 
 the GIL), and the bounded queue keeps memory flat however many rasters are given. Records are
 committed every `commit_every` records and at the end; a failure discards only what was not yet
 committed.
+
+The encoder is handed to `index` by its caller (the command line builds it from the model's
+registry): the pipeline composes reader, encoder and store without importing the model package.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import datetime as dt
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import geopandas as gpd
 import numpy as np
@@ -24,12 +28,22 @@ import torch
 from tqdm import tqdm
 
 from indexer.analysis import analysis_seed, write_analysis
-from indexer.chips import MIN_VALID_FRACTION, ParcelChip, extract_many, parcel_window
+from indexer.chips import MIN_VALID_FRACTION, ParcelChip, extract_parcels
+from indexer.core.errors import InputError
+from indexer.core.schema import ATTRIBUTE_PREFIX, attributes_from_json
 from indexer.parcels import Parcels, attributes_json, grid_parcels, in_footprint, read_parcels
 from indexer.reader import ReadOptions, Scene, discover_inputs, open_scene
 from indexer.store import Store, write_lock
-from indexer.core.errors import InputError
-from xvision_model.encoders import DEFAULT_ENCODER, Encoder, build_encoder
+
+
+class ChipEncoder(Protocol):
+    """What indexing needs of an encoder (`xvision_model.encoders.Encoder` is one)."""
+
+    spec: object  # .id, .bands, .input_size, .dim
+
+    def manifest(self) -> dict: ...
+
+    def __call__(self, chips: torch.Tensor, valid: torch.Tensor): ...  # -> output with .gap [N, dim]
 
 
 #: Parcels extracted together (index statistics are computed in one spyndex pass per chunk).
@@ -46,8 +60,6 @@ class IndexConfig:
     id_column: str | None = None
     grid: int | None = None
     read: ReadOptions = field(default_factory=ReadOptions)
-    encoder: str = DEFAULT_ENCODER
-    encoder_options: dict = field(default_factory=dict)
     batch_size: int = 8
     commit_every: int = 2048
     min_valid_fraction: float = MIN_VALID_FRACTION
@@ -56,11 +68,14 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         if (self.parcels is None) == (self.grid is None):
-            raise InputError("give either --parcels FILE or --grid N (N x N pixel cells as pseudo-parcels)")
+            raise InputError("give either a parcels file or a grid size (N x N pixel cells as pseudo-parcels)",
+                             field="parcels")
         if self.grid is not None and self.grid <= 0:
-            raise InputError(f"--grid must be a positive number of pixels, got {self.grid}")
+            raise InputError(f"the grid size must be a positive number of pixels, got {self.grid}", field="grid",
+                             value=self.grid)
         if not 0 <= self.min_valid_fraction <= 1:
-            raise InputError(f"--min-valid must be between 0 and 1, got {self.min_valid_fraction}")
+            raise InputError(f"the minimum valid fraction must be between 0 and 1, got {self.min_valid_fraction}",
+                             field="min_valid_fraction", value=self.min_valid_fraction)
 
 
 @dataclass
@@ -73,9 +88,11 @@ class IndexSummary:
     flagged: Counter = field(default_factory=Counter)  # reason -> records kept but not valid
     skipped: Counter = field(default_factory=Counter)  # reason -> parcel-dates not indexed
     store_records: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"scenes read: {self.scenes}", f"records added: {self.added}", f"records replaced: {self.replaced}"]
+        out = [*self.notes, f"scenes read: {self.scenes}", f"records added: {self.added}",
+               f"records replaced: {self.replaced}"]
         for reason, n in sorted(self.flagged.items()):
             out.append(f"records kept but flagged not valid ({reason}): {n}")
         for reason, n in sorted(self.skipped.items()):
@@ -94,8 +111,12 @@ class _Work:
     chip: ParcelChip
 
 
-def index(config: IndexConfig, encoder: Encoder | None = None) -> IndexSummary:
-    """Run the indexing described by `config` and return its summary."""
+def index(config: IndexConfig, encoder: ChipEncoder, progress: Callable[[int, int], None] | None = None) -> IndexSummary:
+    """Run the indexing described by `config` with `encoder` and return its summary.
+
+    `progress(done, total)` is called after every batch (besides the tqdm bar when
+    `config.progress`), for front ends that draw their own progress.
+    """
     summary = IndexSummary()
     scenes = [open_scene(p, config.read) for p in discover_inputs(config.inputs)]  # validate all first
     summary.scenes = len(scenes)
@@ -109,11 +130,14 @@ def index(config: IndexConfig, encoder: Encoder | None = None) -> IndexSummary:
         raise InputError(
             f"{config.parcels}: no parcel overlaps any of the {len(scenes)} raster(s)"
             if parcels is not None
-            else "no grid cell fits in the rasters"
+            else "no grid cell fits in the rasters",
+            path=config.parcels, field="parcels",
         )
-    encoder = encoder or build_encoder(config.encoder, **config.encoder_options)
     with write_lock(config.store):
         store = Store.open_or_create(config.store, encoder.manifest())
+        if store.migrated_from is not None:
+            summary.notes.append(f"store upgraded from record schema version {store.migrated_from} to "
+                                 f"{store.manifest['schema_version']} (parcel attributes became attr_* columns)")
         bar = tqdm(total=total, desc="indexing", unit="record", disable=not config.progress)
         pending: list[tuple[gpd.GeoDataFrame, np.ndarray]] = []
         n_pending = 0
@@ -139,6 +163,8 @@ def index(config: IndexConfig, encoder: Encoder | None = None) -> IndexSummary:
                 pending.append((rows, vectors))
                 n_pending += len(batch)
                 bar.update(len(batch))
+                if progress:
+                    progress(bar.n, total)
                 if n_pending >= config.commit_every:
                     flush()
             flush()
@@ -156,13 +182,14 @@ def _plan(
     for scene in scenes:
         if parcels is None:
             cells = grid_parcels(scene.crs, scene.transform, scene.width, scene.height, grid)
-            cells["attributes"] = "{}"
             cells["source_crs"] = cells.crs.to_string()
             plan.append((scene, cells))
             continue
-        gdf = parcels.gdf.copy()
-        gdf["attributes"] = attributes_json(gdf)
-        gdf = gdf[["parcel_id", "attributes", "geometry"]]
+        # The parcels file's own columns become typed attr_* columns, through the same JSON-safe
+        # conversion (dates, bytes, NaN) that schema-1 stores used.
+        attrs = attributes_from_json(pd.Series(attributes_json(parcels.gdf), index=parcels.gdf.index))
+        gdf = gpd.GeoDataFrame(pd.concat([parcels.gdf[["parcel_id"]], attrs], axis=1),
+                               geometry=parcels.gdf.geometry, crs=parcels.gdf.crs)
         gdf["source_crs"] = parcels.gdf.crs.to_string()
         kept, outside = in_footprint(gdf, scene.crs, scene.bounds)
         summary.skipped["outside raster footprint"] += outside
@@ -170,7 +197,7 @@ def _plan(
     return plan
 
 
-def _produce(plan, encoder: Encoder, config: IndexConfig) -> Iterator[_Work]:
+def _produce(plan, encoder: ChipEncoder, config: IndexConfig) -> Iterator[_Work]:
     """Run extraction in a thread; yield its results in order (errors re-raised here)."""
     out: queue.Queue = queue.Queue(maxsize=config.queue_size)
     done = object()
@@ -185,8 +212,8 @@ def _produce(plan, encoder: Encoder, config: IndexConfig) -> Iterator[_Work]:
                         if stop.is_set():
                             return
                         chunk = rows[start : start + EXTRACT_CHUNK]
-                        reads = [(scene.read(parcel_window(scene, p.geometry)), p.geometry, p["parcel_id"]) for p in chunk]
-                        chips = extract_many(reads, encoder.spec.bands, encoder.spec.input_size)
+                        chips = extract_parcels(scene, [p.geometry for p in chunk], [p["parcel_id"] for p in chunk],
+                                                encoder.spec.bands, encoder.spec.input_size)
                         for parcel, chip in zip(chunk, chips):
                             out.put(_Work(scene, parcel, parcel["source_crs"], chip))
             out.put(done)
@@ -220,7 +247,7 @@ def _batches(items: Iterator[_Work], size: int) -> Iterator[list[_Work]]:
         yield batch
 
 
-def _embed(batch: list[_Work], encoder: Encoder, config: IndexConfig) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+def _embed(batch: list[_Work], encoder: ChipEncoder, config: IndexConfig) -> tuple[gpd.GeoDataFrame, np.ndarray]:
     chips = torch.from_numpy(np.stack([w.chip.chip for w in batch]))
     valid = torch.from_numpy(np.stack([w.chip.chip_valid for w in batch]))
     with torch.inference_mode():
@@ -240,7 +267,7 @@ def _embed(batch: list[_Work], encoder: Encoder, config: IndexConfig) -> tuple[g
     return gpd.GeoDataFrame(rows, geometry=wgs84, crs="EPSG:4326"), vectors
 
 
-def _record(work: _Work, encoder: Encoder, config: IndexConfig) -> dict:
+def _record(work: _Work, encoder: ChipEncoder, config: IndexConfig) -> dict:
     chip, scene = work.chip, work.scene
     date = scene.date.isoformat()
     valid = chip.is_valid(config.min_valid_fraction)
@@ -250,7 +277,7 @@ def _record(work: _Work, encoder: Encoder, config: IndexConfig) -> dict:
     return {
         "parcel_id": chip.parcel_id,
         "date": date,
-        "source": scene.name,
+        "source": str(scene.origin or scene.name),
         "tile": scene.tile or "",
         "level": scene.level,
         "source_crs": work.source_crs,
@@ -267,6 +294,6 @@ def _record(work: _Work, encoder: Encoder, config: IndexConfig) -> dict:
         "imputed_bands": ",".join(f"{m}<-{s}" for m, s in chip.imputed.items()),
         "radiometry": f"offset {scene.radiometry.offset:g}, scale {scene.radiometry.scale:g} ({scene.radiometry.source})",
         "encoder": encoder.spec.id,
-        "attributes": work.parcel.get("attributes", "{}"),
         "indexed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **{k: v for k, v in work.parcel.items() if isinstance(k, str) and k.startswith(ATTRIBUTE_PREFIX)},
     }

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.core.bands import BOA_ADD_OFFSET, QUANTIFICATION_VALUE
+from indexer.core.bands import BOA_ADD_OFFSET, BOA_OFFSET_BASELINE, QUANTIFICATION_VALUE
 
 #: First day of products processed with baseline 04.00 (used only when no baseline is known).
 BASELINE_0400_START = dt.date(2022, 1, 25)
@@ -78,7 +78,7 @@ def choose_radiometry(
 ) -> Radiometry:
     """Pick offset and scale for one product.
 
-    Precedence: the user's `--boa-offset`, an offset written in the product's own metadata, its
+    Precedence: the offset the user forces (`ReadOptions.boa_offset`), an offset written in the product's own metadata, its
     processing baseline, and only then the acquisition date (baseline 04.00 started on
     2022-01-25; reprocessed archives may differ, which is why metadata wins).
     """
@@ -89,7 +89,7 @@ def choose_radiometry(
     if explicit_offset is not None:
         return Radiometry(float(explicit_offset), QUANTIFICATION_VALUE, "metadata offset")
     if baseline is not None:
-        offset = BOA_ADD_OFFSET if baseline >= 4.0 else 0.0
+        offset = BOA_ADD_OFFSET if baseline >= parse_baseline(BOA_OFFSET_BASELINE) else 0.0
         return Radiometry(offset, QUANTIFICATION_VALUE, f"baseline {baseline:05.2f}")
     if date is not None and date >= BASELINE_0400_START:
         return Radiometry(BOA_ADD_OFFSET, QUANTIFICATION_VALUE, "date (no baseline in metadata)")

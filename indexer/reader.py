@@ -1,6 +1,6 @@
 """Open Sentinel-2 acquisitions in their three common layouts and read windows on the 10 m grid.
 
-* a multi-band GeoTIFF whose band descriptions name the bands (or `--bands` gives the order);
+* a multi-band GeoTIFF whose band descriptions name the bands (or the caller gives the band order);
 * a folder of one acquisition's per-band files at mixed 10/20/60 m resolution (also a SAFE
   granule's `IMG_DATA`), warped onto the grid of the finest band;
 * a STAC Item JSON whose assets point to local GeoTIFF / COG files.
@@ -96,6 +96,8 @@ class Scene:
     nodata: dict[str, tuple[float, ...]]
     level: str  # "L1C", "L2A" or "unknown"
     tile: str | None = None
+    #: The path the acquisition was opened from (what a record's ``source`` names).
+    origin: Path | None = None
     _stack: ExitStack | None = field(default=None, repr=False)
     _datasets: dict[tuple[Path, str], object] = field(default_factory=dict, repr=False)
 
@@ -251,6 +253,7 @@ def open_scene(path: str | Path, options: ReadOptions | None = None) -> Scene:
     else:
         raise InputError(f"{path}: not a GeoTIFF/JP2 raster, band folder or STAC item JSON")
     _check_has_data(scene)
+    scene.origin = path.resolve()
     return scene
 
 
@@ -367,7 +370,7 @@ def _open_stack(path: Path, options: ReadOptions) -> Scene:
         nodata = _nodata_of(src)
         date = options.date or _date_from_tags(tags) or date_from_text(path.name)
         if date is None:
-            raise InputError(f"{path}: no acquisition date in tags or file name; pass --date YYYY-MM-DD")
+            raise InputError(f"{path}: no acquisition date in tags or file name; give the date explicitly", path=path, field="date")
         level = _level_from_text(" ".join([tags.get("PROCESSING_LEVEL", ""), tags.get("PRODUCT", ""), path.name])) or "unknown"
         baseline = parse_baseline(tags.get("PROCESSING_BASELINE")) or baseline_from_name(path.name)
         offset_tag = tags.get("BOA_ADD_OFFSET") or tags.get("RADIO_ADD_OFFSET")
@@ -401,9 +404,10 @@ def _stack_band_names(src, path: Path, given: tuple[str, ...] | None) -> list[st
     if given:
         if len(given) != src.count:
             raise InputError(
-                f"{path}: --bands names {len(given)} bands ({','.join(given)}) but the file has {src.count}"
+                f"{path}: the band order given names {len(given)} bands ({','.join(given)}) but the file has {src.count}",
+                path=path, field="bands", value=",".join(given),
             )
-        return [_checked_band(b, path, "--bands") for b in given]
+        return [_checked_band(b, path, "the band order given") for b in given]
     names: list[str] = []
     for i, desc in enumerate(src.descriptions):
         name = normalize_band_name(desc) if desc else None
@@ -411,11 +415,12 @@ def _stack_band_names(src, path: Path, given: tuple[str, ...] | None) -> list[st
             described = ", ".join(repr(d) for d in src.descriptions)
             raise InputError(
                 f"{path}: band {i + 1} of {src.count} is not named as a Sentinel-2 band "
-                f"(descriptions: {described}); pass --bands with {src.count} names, e.g. --bands B02,B03,B04,..."
+                f"(descriptions: {described}); give the band order ({src.count} names, e.g. B02,B03,B04,...)",
+                path=path, field="bands", value=described,
             )
         names.append(name)
     if len(set(names)) != len(names):
-        raise InputError(f"{path}: duplicate band names in descriptions {names}")
+        raise InputError(f"{path}: duplicate band names in descriptions {names}", path=path, field="bands", value=names)
     return names
 
 
@@ -424,7 +429,8 @@ def _checked_band(label: str, path: Path, where: str) -> str:
         return "SKIP"
     name = normalize_band_name(label)
     if name is None:
-        raise InputError(f"{path}: {where} value {label!r} is not a Sentinel-2 band (B01..B12, B8A, SCL, or SKIP)")
+        raise InputError(f"{path}: {where} value {label!r} is not a Sentinel-2 band (B01..B12, B8A, SCL, or SKIP)",
+                         path=path, field="bands", value=label)
     return name
 
 
@@ -500,7 +506,8 @@ def _scene_from_band_files(
     if date is None:
         date = date_from_text(text)
     if date is None:
-        raise InputError(f"{where}: no acquisition date in metadata or names; pass --date YYYY-MM-DD")
+        raise InputError(f"{where}: no acquisition date in metadata or names; give the date explicitly", path=where,
+                         field="date")
     # The 10 m grid: the finest band's own grid (B02/B03/B04/B08 in a full product).
     _, transform, width, height = min(grids.values(), key=lambda g: g[0])
     radiometry = choose_radiometry(
@@ -606,11 +613,13 @@ def _check_has_data(scene: Scene) -> None:
 
 
 def parse_bands_option(value: str) -> tuple[str, ...]:
-    """`--bands B02,B03,B04` -> ('B02', 'B03', 'B04'), validated."""
+    """A band order "B02,B03,B04" -> ('B02', 'B03', 'B04'), validated."""
     labels = tuple(v.strip() for v in value.split(",") if v.strip())
     if not labels:
-        raise InputError("--bands is empty; give a comma-separated list like B02,B03,B04,B08")
+        raise InputError("the band order is empty; give a comma-separated list like B02,B03,B04,B08", field="bands",
+                         value=value)
     for label in labels:
         if label.upper() != "SKIP" and normalize_band_name(label) is None:
-            raise InputError(f"--bands: {label!r} is not a Sentinel-2 band (B01..B12, B8A, SCL, or SKIP)")
+            raise InputError(f"band order: {label!r} is not a Sentinel-2 band (B01..B12, B8A, SCL, or SKIP)",
+                             field="bands", value=label)
     return labels

@@ -30,7 +30,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,9 +40,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from indexer.core.errors import EncoderMismatchError, StoreError
-
-SCHEMA_VERSION = 1
+from indexer.core.errors import EncoderMismatchError, InputError, NotFoundError, StoreError
+from indexer.core.schema import (
+    LEGACY_ATTRIBUTES, READABLE_VERSIONS, SCHEMA_VERSION, attribute_columns, attributes_from_json,
+    validate,
+)
+from indexer.filters import RecordFilter
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 _GEN_FILE = re.compile(r"^(index|records)-(\d{6})\.(faiss|parquet)(\.tmp)?$")
@@ -89,43 +93,71 @@ def write_lock(path: str | Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-class Store:
-    """An opened store. Mutations are staged in memory until `commit()`."""
+class Hit(NamedTuple):
+    """One search result: the record id and its cosine similarity to the query."""
 
-    def __init__(self, path: Path, manifest: dict, index: faiss.Index, records: gpd.GeoDataFrame) -> None:
+    record_id: int
+    score: float
+
+
+class Store:
+    """An opened store. Mutations are staged in memory until `commit()`.
+
+    Read it through the query API: `records(filter)`, `search(vector, k, filter)`,
+    `vectors(ids)`, `by_ids(ids)`, `history(parcel_id)`, `record(parcel_id, date)`,
+    `parcels()`, `dates()`.
+    """
+
+    def __init__(self, path: Path, manifest: dict, index: faiss.Index, table: gpd.GeoDataFrame,
+                 migrated_from: int | None = None) -> None:
         self.path = path
         self.manifest = manifest
         self.index = index
-        self.records = records
-        self._dirty = False
+        self._table = table
+        #: The schema version the store was written with, when it was older and upgraded on open.
+        self.migrated_from = migrated_from
+        self._dirty = migrated_from is not None
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path) -> Store:
-        """Open an existing store and verify it against its manifest."""
+        """Open an existing store and verify it against its manifest.
+
+        A store of an older schema version is upgraded in memory (`migrated_from` says from
+        which); the next commit writes it in the current version.
+        """
         path = Path(path)
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
-            raise StoreError(f"{path}: not an XVision store (no {MANIFEST}); create one with `xvision index ... --store {path}`")
+            raise StoreError(f"{path}: not an XVision store (no {MANIFEST}); index imagery into it first",
+                             path=path, field="store")
         try:
             manifest = json.loads(manifest_path.read_text())
         except ValueError as exc:
-            raise StoreError(f"{manifest_path}: unreadable manifest ({exc})") from None
-        if manifest.get("schema_version") != SCHEMA_VERSION:
-            raise StoreError(f"{manifest_path}: schema version {manifest.get('schema_version')} is not {SCHEMA_VERSION}")
+            raise StoreError(f"{manifest_path}: unreadable manifest ({exc})", path=manifest_path) from None
+        version = manifest.get("schema_version")
+        if version not in READABLE_VERSIONS:
+            raise StoreError(f"{manifest_path}: schema version {version} is not one this version reads "
+                             f"({', '.join(map(str, READABLE_VERSIONS))})", path=manifest_path, value=version)
         files = manifest["files"]
         index_path, records_path = path / files["index"], path / files["records"]
         for file, key in ((index_path, "index_sha256"), (records_path, "records_sha256")):
             if not file.is_file():
-                raise StoreError(f"{file}: missing, the store does not match its manifest")
+                raise StoreError(f"{file}: missing, the store does not match its manifest", path=file)
             if _sha256(file) != files[key]:
-                raise StoreError(f"{file}: checksum differs from {MANIFEST}; the store is corrupt")
+                raise StoreError(f"{file}: checksum differs from {MANIFEST}; the store is corrupt", path=file)
         index = faiss.read_index(str(index_path))
-        records = gpd.read_parquet(records_path)
+        table = gpd.read_parquet(records_path)
         count = manifest["count"]
-        if index.ntotal != count or len(records) != count:
-            raise StoreError(f"{path}: manifest says {count} records, index has {index.ntotal}, table has {len(records)}")
-        return cls(path, manifest, index, records)
+        if index.ntotal != count or len(table) != count:
+            raise StoreError(f"{path}: manifest says {count} records, index has {index.ntotal}, table has {len(table)}",
+                             path=path)
+        migrated_from = None
+        if version != SCHEMA_VERSION:
+            table = _upgrade(table, version)
+            manifest = {**manifest, "schema_version": SCHEMA_VERSION}
+            migrated_from = version
+        return cls(path, manifest, index, table, migrated_from)
 
     @classmethod
     def open_or_create(cls, path: str | Path, encoder: dict) -> Store:
@@ -136,9 +168,10 @@ class Store:
             store.check_encoder(encoder)
             return store
         if path.exists() and not path.is_dir():
-            raise StoreError(f"{path}: exists and is not a directory")
+            raise StoreError(f"{path}: exists and is not a directory", path=path, field="store")
         if path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith(".")):
-            raise StoreError(f"{path}: directory is not empty and has no {MANIFEST}; refusing to write a store into it")
+            raise StoreError(f"{path}: directory is not empty and has no {MANIFEST}; refusing to write a store into it",
+                             path=path, field="store")
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "encoder": encoder,
@@ -152,7 +185,8 @@ class Store:
             "files": None,
         }
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(encoder["dim"]))
-        return cls(path, manifest, index, gpd.GeoDataFrame({"record_id": pd.Series(dtype="int64")}, geometry=[], crs="EPSG:4326"))
+        empty = gpd.GeoDataFrame({"record_id": pd.Series(dtype="int64")}, geometry=[], crs="EPSG:4326")
+        return cls(path, manifest, index, empty)
 
     def check_encoder(self, encoder: dict) -> None:
         """Raise EncoderMismatchError when `encoder` would write vectors incomparable with ours."""
@@ -163,28 +197,42 @@ class Store:
                     f"{self.path}: store was written by encoder {ours.get('id')!r} "
                     f"(weights {str(ours.get('weights_sha256'))[:12]}), not {encoder.get('id')!r} "
                     f"(weights {str(encoder.get('weights_sha256'))[:12]}): {key} differs. "
-                    f"Use --encoder {ours.get('id')} or another --store."
+                    f"Index with encoder {ours.get('id')!r}, or into another store.",
+                    path=self.path, field="encoder", value=encoder.get("id"), hint=str(ours.get("id")),
                 )
 
     @property
     def encoder_id(self) -> str:
         return self.manifest["encoder"]["id"]
 
+    @property
+    def dimension(self) -> int:
+        return int(self.manifest["dimension"])
+
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._table)
 
     # -- writing ---------------------------------------------------------------------------
     def upsert(self, rows: gpd.GeoDataFrame, vectors: np.ndarray) -> tuple[int, int]:
         """Add records, or replace those whose (parcel_id, date) is already stored.
 
-        `rows` carries every record column except `record_id`; returns (added, replaced).
+        `rows` carries every record column of the schema except `record_id` (checked: a missing
+        or mistyped column is an InputError naming it), plus any ``attr_*`` parcel attributes;
+        returns (added, replaced).
         """
         if len(rows) != len(vectors):
             raise ValueError("one vector per row")
-        rows = rows.drop_duplicates(["parcel_id", "date"], keep="last")
-        vectors = vectors[rows.index.to_numpy()] if len(rows) != len(vectors) else vectors
+        validate(rows)
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            raise InputError(f"{self.path}: vectors of shape {vectors.shape} do not fit the store's "
+                             f"{self.dimension}-d embeddings", path=self.path, field="vectors")
         rows = rows.reset_index(drop=True)
-        key = self.records.set_index(["parcel_id", "date"])["record_id"] if len(self.records) else pd.Series(dtype="int64")
+        rows = rows.drop_duplicates(["parcel_id", "date"], keep="last")
+        vectors = vectors[rows.index.to_numpy()]
+        rows = rows.reset_index(drop=True)
+        table = self._table
+        key = table.set_index(["parcel_id", "date"])["record_id"] if len(table) else pd.Series(dtype="int64")
         existing = [key.get((p, d)) for p, d in zip(rows["parcel_id"], rows["date"])]
         ids = np.empty(len(rows), dtype=np.int64)
         next_id = int(self.manifest["next_id"])
@@ -198,11 +246,11 @@ class Store:
                 replaced_ids.append(int(rid))
         if replaced_ids:
             self.index.remove_ids(np.asarray(replaced_ids, dtype=np.int64))
-            self.records = self.records[~self.records["record_id"].isin(replaced_ids)]
+            table = table[~table["record_id"].isin(replaced_ids)]
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         rows = rows.assign(record_id=ids)
-        frames = [f for f in (self.records, rows) if len(f)]
-        self.records = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs="EPSG:4326")
+        frames = [f for f in (table, rows) if len(f)]
+        self._table = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs="EPSG:4326")
         self.manifest["next_id"] = next_id
         self._dirty = True
         return len(rows) - len(replaced_ids), len(replaced_ids)
@@ -211,7 +259,7 @@ class Store:
         """Remove records by id (ids of the others do not change)."""
         ids = np.asarray(sorted(set(int(i) for i in record_ids)), dtype=np.int64)
         removed = int(self.index.remove_ids(ids))
-        self.records = self.records[~self.records["record_id"].isin(ids)].reset_index(drop=True)
+        self._table = self._table[~self._table["record_id"].isin(ids)].reset_index(drop=True)
         self._dirty = True
         return removed
 
@@ -228,13 +276,14 @@ class Store:
         index_tmp, records_tmp = self.path / f"{index_name}.tmp", self.path / f"{records_name}.tmp"
         faiss.write_index(self.index, str(index_tmp))
         _publish(index_tmp, self.path / index_name)
-        table = self.records.sort_values("record_id").reset_index(drop=True)
+        table = self._table.sort_values("record_id").reset_index(drop=True)
         table.to_parquet(records_tmp, index=False)
         _publish(records_tmp, self.path / records_name)
         manifest = dict(self.manifest)
         manifest.update(
             generation=gen,
             count=len(table),
+            schema_version=SCHEMA_VERSION,
             updated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             files={
                 "index": index_name,
@@ -247,8 +296,9 @@ class Store:
         tmp.write_text(json.dumps(manifest, indent=2))
         _publish(tmp, self.path / MANIFEST)
         self.manifest = manifest
-        self.records = table
+        self._table = table
         self._dirty = False
+        self.migrated_from = None
         self._remove_stale(keep={index_name, records_name})
 
     def _remove_stale(self, keep: set[str]) -> None:
@@ -256,35 +306,111 @@ class Store:
             if _GEN_FILE.match(file.name) and file.name not in keep:
                 file.unlink(missing_ok=True)
 
-    # -- reading ---------------------------------------------------------------------------
-    def find(self, parcel_id: str, date: str | None = None) -> pd.DataFrame:
-        """Records of a parcel (all dates, or one), sorted by date."""
-        rows = self.records[self.records["parcel_id"] == str(parcel_id)]
-        if date is not None:
-            rows = rows[rows["date"] == date]
-        return rows.sort_values("date")
+    # -- reading: the query API --------------------------------------------------------------
+    def records(self, filter: RecordFilter | None = None) -> gpd.GeoDataFrame:
+        """The records passing `filter` (all of them without one), in record_id order."""
+        if filter is None:
+            return self._table
+        return self._table[filter.mask(self._table)]
+
+    def by_ids(self, record_ids: Sequence[int]) -> gpd.GeoDataFrame:
+        """The records with these ids, in the order given (NotFoundError naming an unknown id)."""
+        ids = [int(i) for i in record_ids]
+        table = self._table.set_index("record_id")
+        unknown = [i for i in ids if i not in table.index]
+        if unknown:
+            raise NotFoundError(f"{self.path}: no record with id {unknown[0]}", path=self.path,
+                                field="record_id", value=unknown[0])
+        return gpd.GeoDataFrame(table.loc[ids].reset_index(), geometry="geometry", crs=self._table.crs)
+
+    def vectors(self, record_ids: Sequence[int]) -> np.ndarray:
+        """The stored embeddings of these records, float32 [n, dim], in the order given."""
+        ids = np.asarray([int(i) for i in record_ids], dtype=np.int64)
+        if not len(ids):
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        try:
+            return np.asarray(self.index.reconstruct_batch(ids), dtype=np.float32).reshape(len(ids), -1)
+        except RuntimeError:
+            unknown = next(int(i) for i in ids if i not in set(self._table["record_id"].tolist()))
+            raise NotFoundError(f"{self.path}: no embedding for record id {unknown}", path=self.path,
+                                field="record_id", value=unknown) from None
+
+    def vector(self, record_id: int) -> np.ndarray:
+        """The stored embedding of one record, float32 [dim]."""
+        return self.vectors([record_id])[0]
+
+    def search(self, vector: np.ndarray, k: int, filter: RecordFilter | None = None) -> list[Hit]:
+        """The `k` records nearest to `vector` by cosine similarity, best first, among those
+        passing `filter`: exactly ``min(k, number of matching records)`` hits."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"the number of results must be a positive integer, got {k!r}", field="k", value=k)
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if query.shape[1] != self.dimension:
+            raise InputError(f"query vector has {query.shape[1]} dimensions, the store's embeddings {self.dimension}",
+                             field="vector", value=query.shape[1])
+        if filter is None:
+            k = min(int(k), self.index.ntotal)
+            params = None
+        else:
+            allowed = self._table["record_id"].to_numpy(np.int64)[filter.mask(self._table)]
+            k = min(int(k), len(allowed))
+            # An ID selector restricts the search itself, so a filter that few records pass still
+            # returns k hits (no over-fetch and retry); the flat index makes it exact.
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        if k == 0:
+            return []
+        scores, ids = self.index.search(query, k, params=params)
+        return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def find(self, parcel_id: str, date: str | None = None) -> gpd.GeoDataFrame:
+        """Records of a parcel (all dates, or one), sorted by date; empty when there are none."""
+        dates = None if date is None else [date]
+        return self.records(RecordFilter(parcel_ids=[str(parcel_id)], dates=dates)).sort_values("date")
+
+    def history(self, parcel_id: str, date_from: str | dt.date | None = None,
+                date_to: str | dt.date | None = None) -> gpd.GeoDataFrame:
+        """Every record of one parcel in the window (inclusive), oldest first.
+
+        NotFoundError when the store has no such parcel; an empty table when it has, but no
+        record in the window.
+        """
+        rows = self.find(parcel_id)
+        if rows.empty:
+            raise NotFoundError(f"{self.path}: no parcel {parcel_id!r} in the store", path=self.path,
+                                field="parcel_id", value=parcel_id)
+        window = RecordFilter(date_from=date_from, date_to=date_to)
+        return rows[window.mask(rows)]
 
     def record(self, parcel_id: str, date: str) -> pd.Series:
-        """The record of (parcel, date), or StoreError naming what exists."""
+        """The record of (parcel, date), or NotFoundError naming the dates that exist."""
         rows = self.find(parcel_id, date)
         if rows.empty:
             dates = self.find(parcel_id)["date"].tolist()
             if not dates:
-                raise StoreError(f"{self.path}: no parcel {parcel_id!r} in the store")
-            raise StoreError(f"{self.path}: parcel {parcel_id!r} has no record on {date} (dates: {', '.join(dates)})")
+                raise NotFoundError(f"{self.path}: no parcel {parcel_id!r} in the store", path=self.path,
+                                    field="parcel_id", value=parcel_id)
+            raise NotFoundError(f"{self.path}: parcel {parcel_id!r} has no record on {date} (dates: {', '.join(dates)})",
+                                path=self.path, field="date", value=date)
         return rows.iloc[0]
 
-    def vector(self, record_id: int) -> np.ndarray:
-        return self.index.reconstruct(int(record_id))
+    def parcels(self) -> gpd.GeoDataFrame:
+        """One row per parcel: ``parcel_id``, its newest geometry and its ``attr_*`` attributes."""
+        table = self._table.sort_values("date")
+        columns = ["parcel_id", *attribute_columns(table), "geometry"]
+        latest = table.drop_duplicates("parcel_id", keep="last")[columns]
+        return gpd.GeoDataFrame(latest.sort_values("parcel_id").reset_index(drop=True), geometry="geometry",
+                                crs=self._table.crs)
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The k nearest record ids by cosine similarity."""
-        k = min(k, self.index.ntotal)
-        if k == 0:
-            return []
-        scores, ids = self.index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+    def dates(self) -> list[str]:
+        """The acquisition dates in the store, oldest first."""
+        return sorted(self._table["date"].astype(str).unique().tolist()) if len(self._table) else []
 
-    def by_ids(self, record_ids: list[int]) -> pd.DataFrame:
-        table = self.records.set_index("record_id")
-        return table.loc[record_ids].reset_index()
+
+def _upgrade(table: gpd.GeoDataFrame, version: int) -> gpd.GeoDataFrame:
+    """A record table of schema `version` in the current schema (nothing is dropped: version 1's
+    JSON ``attributes`` become ``attr_*`` columns)."""
+    if version == 1 and LEGACY_ATTRIBUTES in table.columns:
+        attrs = attributes_from_json(table[LEGACY_ATTRIBUTES])
+        table = table.drop(columns=[LEGACY_ATTRIBUTES])
+        table = gpd.GeoDataFrame(pd.concat([table, attrs], axis=1), geometry="geometry", crs=table.crs)
+    return table

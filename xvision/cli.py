@@ -10,6 +10,38 @@ from pathlib import Path
 
 from indexer.core.errors import XVisionError
 
+#: How this command line words a library error's `field`: the option that sets it.
+FLAG_FOR_FIELD: dict[str, str] = {
+    "date": "--date YYYY-MM-DD",
+    "bands": "--bands B02,B03,... (SKIP for others)",
+    "boa_offset": "--boa-offset",
+    "parcels": "--parcels FILE or --grid N",
+    "grid": "--grid N",
+    "id_column": "--id-column",
+    "min_valid_fraction": "--min-valid",
+    "encoder": "--encoder {hint}",
+    "weights": "--weights or $XVISION_CROMA_WEIGHTS",
+    "k": "-k",
+    "format": "--format",
+    "store": "--store",
+    "imagery": "--imagery",
+    "resume": "--resume",
+    "base_model": "--base-model or $XVISION_QWEN2_PATH",
+    "lang": "--lang",
+    "limit": "--limit",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+}
+
+
+def word_error(exc: XVisionError) -> str:
+    """The library's one-line message, plus the option that fixes it when there is one."""
+    flag = FLAG_FOR_FIELD.get(exc.field or "")
+    if not flag:
+        return str(exc)
+    return f"{exc} (option: {flag.format(hint=exc.hint or '').strip()})"
+
 DESCRIPTION = """\
 XVision: ask questions about agricultural fields from Sentinel-2 imagery.
 
@@ -192,13 +224,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from indexer.pipeline import IndexConfig, index
     from indexer.reader import ReadOptions, parse_bands_option
 
-    options = {}
-    if args.encoder is None:  # the registry's default, resolved here so --help needs no torch
-        from xvision_model.encoders import DEFAULT_ENCODER
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 
-        args.encoder = DEFAULT_ENCODER
-    if args.encoder.startswith("croma"):
-        options = {"weights": args.weights, "precision": args.precision}
+    name = args.encoder or DEFAULT_ENCODER  # imported here so that --help needs no torch
+    options = {"weights": args.weights, "precision": args.precision} if name.startswith("croma") else {}
     config = IndexConfig(
         store=args.store,
         inputs=tuple(args.inputs),
@@ -210,14 +239,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
             date=args.date,
             boa_offset=args.boa_offset,
         ),
-        encoder=args.encoder,
-        encoder_options=options,
         batch_size=args.batch_size,
         commit_every=args.commit_every,
         min_valid_fraction=args.min_valid,
         progress=not args.quiet,
     )
-    summary = index(config)
+    summary = index(config, build_encoder(name, **options))
     print("\n".join(summary.lines()))
     return 0
 
@@ -294,12 +321,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
+    from indexer.core.schema import MEAN_COLUMNS, TEXT_COLUMNS
+
     date = args.date.isoformat()
     if args.model is None:
         record = _open(args.store).record(args.parcel_id, date)
-        text = record["analysis" if args.lang == "en" else "analysis_fr"]
+        text = record[TEXT_COLUMNS[args.lang]]
         result = {"parcel_id": args.parcel_id, "date": date, "generated": None, "reference": text,
-                  "indices": {k: float(record[k]) for k in record.index if k.endswith("_mean")}}
+                  "indices": {k: float(record[k]) for k in MEAN_COLUMNS}}
     else:
         from xvision_model.evaluate import describe
 
@@ -377,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except XVisionError as exc:
-        print(f"xvision {args.command}: error: {exc}", file=sys.stderr)
+        print(f"xvision {args.command}: error: {word_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"xvision {args.command}: interrupted; the store keeps its last committed state", file=sys.stderr)

@@ -93,7 +93,7 @@ def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str = "en", bat
     model, card, store = _open(model_dir, store_dir)
     split = Split.load(model_dir)
     held_out = split is not None and same_store(split.store, store_fingerprint(store))
-    records = store.records.sort_values("record_id")
+    records = store.records().sort_values("record_id")
     if held_out:
         records = records[records["parcel_id"].astype(str).isin(set(split.held_out))]
         if records.empty:

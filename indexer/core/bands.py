@@ -89,8 +89,6 @@ BAND_FILE_RE = re.compile(
 )
 #: A Sentinel-2 tile id inside a name, e.g. `T31UFS`.
 TILE_RE = re.compile(r"(?:^|_)T(?P<tile>\d{2}[A-Z]{3})(?:_|$)")
-#: A product name: `S2A_MSIL2A_20170613T101031_...`.
-PRODUCT_RE = re.compile(r"S2[ABCD]_MSI(?P<level>L1C|L2A)_(?P<date>\d{8})T\d{6}")
 
 
 def normalize_band_name(name: str) -> str | None:

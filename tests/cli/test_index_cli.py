@@ -41,13 +41,13 @@ def hesbaye_store(tmp_path_factory) -> Path:
 def test_index_real_hesbaye_grid(hesbaye_store, capsys):
     store = Store.open(hesbaye_store)
     assert len(store) == 300 and store.index.ntotal == 300
-    assert sorted(store.records.date.unique()) == list(DATES)
-    assert store.records.valid.all()
+    assert sorted(store.records().date.unique()) == list(DATES)
+    assert store.records().valid.all()
     # The sample lacks B01, B8A and B09: the encoder's policy fills them and the record says so.
-    assert set(store.records.imputed_bands) == {"B01<-B02,B8A<-B08,B09<-B08"}
+    assert set(store.records().imputed_bands) == {"B01<-B02,B8A<-B08,B09<-B08"}
     assert store.manifest["encoder"]["id"] == "spectral-v2"
     assert store.manifest["encoder"]["normalization"]["mean"][0] == pytest.approx(0.034076769)
-    assert store.records.analysis.str.len().min() > 50 and store.records.analysis_fr.str.contains("NDVI").all()
+    assert store.records().analysis.str.len().min() > 50 and store.records().analysis_fr.str.contains("NDVI").all()
 
 
 def test_history_and_similar_json(hesbaye_store, capsys):
@@ -68,12 +68,12 @@ def test_similar_parcels_are_spectrally_similar(hesbaye_store):
 
     store = Store.open(hesbaye_store)
     rng = np.random.default_rng(0)
-    records = store.records.sample(40, random_state=0)
+    records = store.records().sample(40, random_state=0)
     near, rand = [], []
     for _, rec in records.iterrows():
         hits = similar(store, rec.parcel_id, rec.date, 5)
         near.append(np.abs(hits.ndvi_mean - rec.ndvi_mean).mean() + np.abs(hits.ndmi_mean - rec.ndmi_mean).mean())
-        other = store.records.iloc[rng.integers(0, len(store), 5)]
+        other = store.records().iloc[rng.integers(0, len(store), 5)]
         rand.append(np.abs(other.ndvi_mean - rec.ndvi_mean).mean() + np.abs(other.ndmi_mean - rec.ndmi_mean).mean())
     assert np.mean(near) < 0.4 * np.mean(rand)
 
@@ -95,13 +95,13 @@ def test_reindex_replaces_never_duplicates(tmp_path, capsys):
     store = tmp_path / "store"
     one = str(HESBAYE / "S2_L2A_hesbaye_2021-06-01.tif")
     assert main(["index", one, "--grid", "20", "--store", str(store), "--quiet"]) == 0
-    ids = Store.open(store).records.set_index(["parcel_id", "date"]).record_id
+    ids = Store.open(store).records().set_index(["parcel_id", "date"]).record_id
     capsys.readouterr()
     assert main(["index", one, str(HESBAYE / "S2_L2A_hesbaye_2021-07-01.tif"), "--grid", "20",
                  "--store", str(store), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "records added: 25" in out and "records replaced: 25" in out
-    after = Store.open(store).records.set_index(["parcel_id", "date"]).record_id
+    after = Store.open(store).records().set_index(["parcel_id", "date"]).record_id
     assert len(after) == 50
     assert (after.loc[ids.index] == ids).all()
 
@@ -120,8 +120,8 @@ def test_parcels_file_in_another_crs(tmp_path, capsys):
                  "--store", str(store), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "records added: 2" in out and "skipped (outside raster footprint): 1" in out
-    records = Store.open(store).records.set_index("parcel_id")
-    assert json.loads(records.loc["BE-002", "attributes"])["crop"] == "sugar beet"
+    records = Store.open(store).records().set_index("parcel_id")
+    assert records.loc["BE-002", "attr_crop"] == "sugar beet"
     assert records.loc["BE-001", "source_crs"] == "EPSG:3857"
     assert records.loc["BE-001"].geometry.bounds == pytest.approx((5.3215, 50.6305, 5.3245, 50.6325), abs=1e-6)
     assert 200 < records.loc["BE-001", "n_pixels"] < 500  # ~212 m x 222 m at 10 m
@@ -131,7 +131,7 @@ def test_parcels_file_in_another_crs(tmp_path, capsys):
 def test_index_bigearthnet_band_folders(tmp_path, capsys):
     store = tmp_path / "store"
     assert main(["index", str(BEN), "--grid", "40", "--store", str(store), "--quiet"]) == 0
-    records = Store.open(store).records
+    records = Store.open(store).records()
     assert len(records) == 6 * 9
     assert set(records.imputed_bands) == {""}  # all 12 CROMA bands present
     assert records.date.nunique() == 5 and records.tile.str.len().eq(5).all()
@@ -166,9 +166,9 @@ def test_kill_during_index_leaves_store_consistent(tmp_path):
         opened = Store.open(store)  # raises if files and manifest disagree
         n = len(opened)
         assert opened.index.ntotal == n
-        assert not opened.records.duplicated(["parcel_id", "date"]).any()
+        assert not opened.records().duplicated(["parcel_id", "date"]).any()
         # Every stored id has its vector.
-        for rid in opened.records.record_id.sample(min(20, n), random_state=0):
+        for rid in opened.records().record_id.sample(min(20, n), random_state=0):
             assert np.isfinite(opened.vector(rid)).all()
         committed.add(n)
     assert len(committed) > 1, "no kill landed after a commit: the test did not exercise a partial run"

@@ -10,22 +10,14 @@ import pytest
 from shapely.geometry import box
 
 from indexer.store import MANIFEST, Store, write_lock
+from synthetic_records import record_rows
 from indexer.core.errors import EncoderMismatchError, StoreError
 
 ENCODER = {"id": "test-enc", "dim": 4, "weights_sha256": None, "normalization": {"mean": [0.1]}, "bands": ["B04"]}
 
 
 def _rows(keys: list[tuple[str, str]], ndvi: float = 0.5) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame(
-        {
-            "parcel_id": [p for p, _ in keys],
-            "date": [d for _, d in keys],
-            "valid": True,
-            "ndvi_mean": ndvi,
-        },
-        geometry=[box(5.0, 50.0, 5.001, 50.001)] * len(keys),
-        crs="EPSG:4326",
-    )
+    return record_rows(keys, ndvi_mean=ndvi)
 
 
 def _vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -42,7 +34,7 @@ def test_upsert_appends_and_replaces_keeping_ids(tmp_path):
     keys = [("a", "2021-06-01"), ("b", "2021-06-01"), ("a", "2021-07-01")]
     assert store.upsert(_rows(keys), _vectors(3)) == (3, 0)
     store.commit()
-    ids_before = dict(zip(zip(store.records.parcel_id, store.records.date), store.records.record_id))
+    ids_before = dict(zip(zip(store.records().parcel_id, store.records().date), store.records().record_id))
 
     reopened = Store.open(tmp_path / "store")
     new_vectors = _vectors(2, seed=1)
@@ -52,7 +44,7 @@ def test_upsert_appends_and_replaces_keeping_ids(tmp_path):
 
     store = Store.open(tmp_path / "store")
     assert len(store) == 4 and store.index.ntotal == 4
-    assert store.records.duplicated(["parcel_id", "date"]).sum() == 0
+    assert store.records().duplicated(["parcel_id", "date"]).sum() == 0
     rid = ids_before[("a", "2021-06-01")]
     row = store.record("a", "2021-06-01")
     assert row["record_id"] == rid and row["ndvi_mean"] == 0.9
@@ -70,7 +62,7 @@ def test_delete_keeps_other_ids_and_search_agrees(tmp_path):
     assert store.delete([2]) == 1
     store.commit()
     store = Store.open(tmp_path / "store")
-    assert sorted(store.records.record_id) == [0, 1, 3, 4]
+    assert sorted(store.records().record_id) == [0, 1, 3, 4]
     for rid in (0, 1, 3, 4):
         hits = store.search(vecs[rid], 1)
         assert hits[0][0] == rid and hits[0][1] == pytest.approx(1.0, abs=1e-5)
@@ -141,5 +133,5 @@ def test_geometry_is_kept_in_wgs84(tmp_path):
     store.upsert(_rows([("a", "2021-06-01")]), _vectors(1))
     store.commit()
     store = Store.open(tmp_path / "store")
-    assert store.records.crs.to_epsg() == 4326
-    assert store.records.geometry.iloc[0].equals(box(5.0, 50.0, 5.001, 50.001))
+    assert store.records().crs.to_epsg() == 4326
+    assert store.records().geometry.iloc[0].equals(box(5.0, 50.0, 5.001, 50.001))

@@ -11,6 +11,7 @@ import pytest
 
 from indexer.analysis import EVALUATED_ASPECTS, classify, read_classes
 from indexer.pipeline import IndexConfig, index
+from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 from indexer.store import Store
 from indexer.core.errors import InputError
 from xvision_model.finetune.augment import augment_chips, augmented_pairs, read_chips
@@ -28,7 +29,7 @@ def one_date(hesbaye_dir, tmp_path_factory) -> tuple[Path, Path]:
     imagery.mkdir()
     shutil.copy(hesbaye_dir / f"S2_L2A_hesbaye_{DATE}.tif", imagery)
     store = root / "store"
-    index(IndexConfig(store=store, inputs=(str(imagery),), grid=20, progress=False))
+    index(IndexConfig(store=store, inputs=(str(imagery),), grid=20, progress=False), build_encoder(DEFAULT_ENCODER))
     return imagery, store
 
 
@@ -74,7 +75,13 @@ def test_reread_chips_embed_like_the_stored_records(one_date):
 
 
 def test_missing_source_names_the_file(one_date, tmp_path):
-    _, store_dir = one_date
+    # A store whose imagery was moved away: its recorded source paths no longer exist.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(next(one_date[0].glob("*.tif")), moved)
+    store_dir = tmp_path / "store"
+    index(IndexConfig(store=store_dir, inputs=(str(moved),), grid=20, progress=False), build_encoder(DEFAULT_ENCODER))
+    shutil.rmtree(moved)
     store = Store.open(store_dir)
     elsewhere = tmp_path / "other"
     elsewhere.mkdir()
@@ -97,7 +104,7 @@ def test_other_raster_under_the_same_name_is_refused(one_date, hesbaye_dir, tmp_
 def test_read_chips_follows_record_order(one_date):
     imagery, store_dir = one_date
     store = Store.open(store_dir)
-    records = store.records.sort_values("record_id").to_dict("records")
+    records = store.records().sort_values("record_id").to_dict("records")
     chips, valid = read_chips(store, records[::-1][:4], [imagery])
     first, _ = read_chips(store, records[-1:], [imagery])
     assert chips.shape == (4, 12, 120, 120) and valid.shape == (4, 120, 120) and valid.any(axis=(1, 2)).all()

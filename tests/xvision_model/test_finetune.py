@@ -14,6 +14,7 @@ import torch
 import make_rasters
 from indexer.analysis import EVALUATED_ASPECTS, read_classes, says_unusable
 from indexer.pipeline import IndexConfig, index
+from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 from indexer.store import Store
 from indexer.core.errors import InputError, WeightsError
 from xvision_model.artifacts import load_model, read_card
@@ -41,7 +42,7 @@ QUICK = dataclasses.replace(
 
 
 def _index(inputs: list[Path], store: Path, grid: int = 20) -> Path:
-    index(IndexConfig(store=store, inputs=tuple(map(str, inputs)), grid=grid, progress=False))
+    index(IndexConfig(store=store, inputs=tuple(map(str, inputs)), grid=grid, progress=False), build_encoder(DEFAULT_ENCODER))
     return store
 
 
@@ -73,7 +74,7 @@ def test_split_is_by_parcel_without_leak(small_store, tmp_path):
     assert val.parcels.isdisjoint(rest.parcels)
     assert len(val) + len(rest) == len(pairs)
     # Every date of a held-out parcel is held out.
-    dates = store.records.groupby("parcel_id")["date"].nunique()
+    dates = store.records().groupby("parcel_id")["date"].nunique()
     assert len(val) == 2 * sum(dates[p] for p in split.held_out)
     # Deterministic, and about the asked fraction on many ids.
     assert Split.of(store, pairs).held_out == split.held_out
@@ -157,7 +158,7 @@ def test_evaluate_other_store_scores_every_record(trained, tmp_path):
 
 def test_describe_reports_indices_beside_the_text(trained, small_store):
     _, out = trained
-    record = Store.open(small_store).records.iloc[0]
+    record = Store.open(small_store).records().iloc[0]
     info = describe(out, small_store, record["parcel_id"], record["date"])
     assert isinstance(info["generated"], str) and info["reference"] == record["analysis"]
     assert info["indices"]["ndvi_mean"] == pytest.approx(record["ndvi_mean"], abs=1e-4)
@@ -196,7 +197,7 @@ def test_score_analysis_rules():
 
 def test_store_without_valid_records_is_refused(tmp_path):
     store = _index([make_rasters.write_fully_clouded_stack(tmp_path)], tmp_path / "clouded", grid=16)
-    assert not Store.open(store).records["valid"].any()
+    assert not Store.open(store).records()["valid"].any()
     with pytest.raises(InputError, match="valid"):
         train(store, tmp_path / "model", profile=QUICK, progress=False)
 

@@ -26,17 +26,14 @@ re-read chip is checked against its stored embedding before it is used.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import torch
 
-from indexer.chips import extract_many, parcel_window
 from indexer.core.indices import chip_statistics
-from indexer.reader import discover_inputs, open_scene
+from indexer.sources import reread_chips
 from indexer.store import Store
 from indexer.core.errors import InputError
 from xvision_model.encoders import Encoder, build_encoder
@@ -60,39 +57,17 @@ def augment_chips(chips: np.ndarray, settings: AugmentSettings, rng: np.random.G
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def read_chips(store: Store, records: Sequence[dict], imagery: Sequence[str | Path],
+def read_chips(store: Store, records: Sequence[dict], imagery: Sequence[str | Path] = (),
                progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Re-extract the chips of `records` (store rows) from the rasters under `imagery`.
+    """Re-extract the chips of `records` (store rows) from their sources, with the indexer's
+    own re-read (`indexer.sources.reread_chips`): at each record's recorded source path, else
+    by file name under `imagery`.
 
     Returns float32 reflectance [N, C, size, size] and the valid masks [N, size, size], in the
-    order of `records`. InputError naming the file when a record's source is not under
-    `imagery`, or when a re-read chip does not embed like the stored record (other rasters, or
-    read options that differed at indexing time).
+    order of `records`; InputError listing the sources found nowhere.
     """
     spec = store.manifest["encoder"]
-    bands, size = tuple(spec["bands"]), int(spec["input_size"])
-    by_name: dict[str, Path] = {}
-    for path in discover_inputs(imagery):
-        by_name.setdefault(path.name, path)
-    wanted = defaultdict(list)
-    for i, record in enumerate(records):
-        source = str(record["source"])
-        if source not in by_name:
-            roots = ", ".join(map(str, imagery))
-            raise InputError(f"{source}: record {record['parcel_id']} {record['date']} was indexed from this "
-                             f"file, which is not under {roots}; pass the folder it was indexed from")
-        wanted[source].append(i)
-    chips = np.zeros((len(records), len(bands), size, size), dtype=np.float32)
-    valid = np.zeros((len(records), size, size), dtype=bool)
-    for source, rows in wanted.items():
-        with open_scene(by_name[source]) as scene:
-            shapes = gpd.GeoSeries([records[i]["geometry"] for i in rows], crs="EPSG:4326").to_crs(scene.crs)
-            reads = [(scene.read(parcel_window(scene, g)), g, records[i]["parcel_id"]) for i, g in zip(rows, shapes)]
-            for i, chip in zip(rows, extract_many(reads, bands, size)):
-                chips[i], valid[i] = chip.chip, chip.chip_valid
-        if progress:
-            progress(len(rows))
-    return chips, valid
+    return reread_chips(records, tuple(spec["bands"]), int(spec["input_size"]), imagery, progress=progress)
 
 
 def _encode(encoder: Encoder, chips: np.ndarray, valid: np.ndarray, batch_size: int) -> np.ndarray:
@@ -128,7 +103,7 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
     rows = sorted({p.row for p in pairs.pairs if p.valid and p.record_id >= 0})
     if not rows or pairs.records is None:
         return pairs
-    table = store.records.set_index("record_id")
+    table = store.records().set_index("record_id")
     records = [{**pairs.records[r], "geometry": table.loc[pairs.records[r]["record_id"], "geometry"]} for r in rows]
     encoder = encoder or build_encoder(store.encoder_id)
     bands = tuple(store.manifest["encoder"]["bands"])

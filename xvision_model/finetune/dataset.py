@@ -173,7 +173,7 @@ def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None =
     """
     prompts = {**PROMPTS, **(prompts or {})}
     langs = languages(lang)
-    table = store.records if records is None else records
+    table = store.records() if records is None else records
     if len(table) == 0:
         raise InputError(f"{store.path}: the store holds no records; index imagery into it first (xvision index)")
     if records is None and not table["valid"].astype(bool).any():
@@ -226,7 +226,7 @@ def held_out_parcels(parcel_ids: Iterable[str], fraction: float = DEFAULT_VAL_FR
 
 def store_fingerprint(store: Store) -> dict:
     """What identifies a store: creation time, encoder and first record (plus, for the record, path and size)."""
-    records = store.records
+    records = store.records()
     first = records.loc[records["record_id"].idxmin()] if len(records) else None
     return {
         "path": str(Path(store.path).resolve()),

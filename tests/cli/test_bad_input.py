@@ -81,8 +81,8 @@ RASTER_CASES = [
     ("all_nodata", ["--grid", "8"], ["every pixel is nodata"]),
     ("stac_corrupt_asset", ["--grid", "8"], ["asset 'red'", "B04.tif", "unreadable"]),
     ("undated_stack", ["--grid", "8"], ["no acquisition date", "--date"]),
-    ("unnamed_bands", ["--grid", "8", "--bands", "B02,B03"], ["--bands names 2 bands", "the file has 4"]),
-    ("unnamed_bands", ["--grid", "8", "--bands", "B02,B03,B04,B08,B11"], ["--bands names 5 bands", "the file has 4"]),
+    ("unnamed_bands", ["--grid", "8", "--bands", "B02,B03"], ["names 2 bands", "the file has 4", "--bands"]),
+    ("unnamed_bands", ["--grid", "8", "--bands", "B02,B03,B04,B08,B11"], ["names 5 bands", "the file has 4", "--bands"]),
 ]
 
 

@@ -1,0 +1,184 @@
+"""The store's query API: filtered search against brute force, vectors, records, history, the
+record schema check and the upgrade of schema-1 stores."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from shapely.geometry import Point, box
+
+from indexer.core.errors import InputError, NotFoundError
+from indexer.core.schema import SCHEMA_VERSION, STAT_COLUMNS, validate
+from indexer.filters import RecordFilter, fold
+from indexer.store import MANIFEST, Store
+from synthetic_records import record_rows
+
+DIM = 8
+ENCODER = {"id": "test-enc", "dim": DIM, "weights_sha256": None, "normalization": {}, "bands": ["B04"]}
+DATES = ["2021-04-01", "2021-05-01", "2021-06-01", "2021-07-01", "2022-06-01"]
+CROPS = ["Maïs", "winter wheat", "Betterave sucrière", "maize"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    """40 parcels on a 0.01° grid x 5 dates, crops cycling, every 7th record not valid."""
+    rng = np.random.default_rng(0)
+    keys, geoms, crops, valid = [], [], [], []
+    for p in range(40):
+        x, y = 5.0 + 0.01 * (p % 8), 50.0 + 0.01 * (p // 8)
+        for d in DATES:
+            keys.append((f"BE-{p:03d}", d))
+            geoms.append(box(x, y, x + 0.005, y + 0.005))
+            crops.append(CROPS[p % len(CROPS)])
+            valid.append(len(keys) % 7 != 0)
+    vectors = rng.normal(size=(len(keys), DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = record_rows(keys, geometry=geoms, valid=valid, ndvi_mean=list(rng.uniform(0, 0.9, len(keys))))
+    rows["attr_crop"] = pd.array(crops, dtype="string")
+    s = Store.open_or_create(tmp_path_factory.mktemp("q") / "store", ENCODER)
+    s.upsert(rows, vectors)
+    s.commit()
+    return Store.open(s.path)
+
+
+def _brute_force(store: Store, query: np.ndarray, k: int, where: RecordFilter | None) -> list[int]:
+    table = store.records(where)
+    ids = table["record_id"].to_numpy()
+    scores = store.vectors(ids) @ query
+    return [int(i) for i in ids[np.argsort(-scores, kind="stable")][:k]]
+
+
+FILTERS = [
+    None,
+    RecordFilter(date_from="2021-05-01", date_to="2021-06-30"),
+    RecordFilter(dates=["2022-06-01"], valid_only=True),
+    RecordFilter(parcel_ids=["BE-001", "BE-002", "BE-033"]),
+    RecordFilter(exclude_parcel_ids=["BE-000"], exclude_record_ids=[3, 4, 5]),
+    RecordFilter(bbox=(5.0, 50.0, 5.025, 50.015)),
+    RecordFilter(polygon=Point(5.0325, 50.0125).buffer(0.012)),
+    RecordFilter(attributes={"crop": "MAIS"}),
+    RecordFilter(attributes={"attr_crop": ["betterave sucriere", "maize"]}, valid_only=True,
+                 date_from="2021-06-01"),
+    RecordFilter(parcel_ids=["BE-005"], dates=["2021-04-01"]),  # one record
+    RecordFilter(parcel_ids=["nope"]),  # none
+]
+
+
+@pytest.mark.parametrize("where", FILTERS)
+@pytest.mark.parametrize("k", [1, 5, 50, 500])
+def test_filtered_search_equals_brute_force(store, where, k):
+    query = store.vectors([17])[0]
+    hits = store.search(query, k, where)
+    expected = _brute_force(store, query, k, where)
+    assert [h.record_id for h in hits] == expected
+    assert len(hits) == min(k, len(store.records(where)))  # k hits whenever k records match
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_filters_select_what_they_say(store):
+    table = store.records()
+    maize = store.records(RecordFilter(attributes={"crop": "mais"}))
+    assert set(maize["attr_crop"]) == {"Maïs"} and len(maize) == 10 * len(DATES)
+    window = store.records(RecordFilter(date_from="2021-05-01", date_to="2021-06-01"))
+    assert set(window["date"]) == {"2021-05-01", "2021-06-01"}
+    assert store.records(RecordFilter(valid_only=True))["valid"].all()
+    inside = store.records(RecordFilter(bbox=(5.0, 50.0, 5.006, 50.006)))
+    assert set(inside["parcel_id"]) == {"BE-000"}
+    assert len(store.records(RecordFilter())) == len(table)
+
+
+def test_bad_filters_name_the_field(store):
+    with pytest.raises(InputError) as err:
+        store.records(RecordFilter(attributes={"soil": "clay"}))
+    assert err.value.field == "attributes" and "attr_crop" in str(err.value)
+    with pytest.raises(InputError) as err:
+        RecordFilter(date_from="2021-13-01")
+    assert err.value.field == "date_from"
+    with pytest.raises(InputError):
+        RecordFilter(date_from="2021-06-01", date_to="2021-05-01")
+    with pytest.raises(InputError) as err:
+        store.search(np.zeros(DIM), 0)
+    assert err.value.field == "k"
+
+
+def test_vectors_by_ids_and_history(store):
+    ids = [40, 3, 17]
+    vectors = store.vectors(ids)
+    assert vectors.shape == (3, DIM) and vectors.dtype == np.float32
+    assert np.allclose(vectors[1], store.vector(3))
+    assert store.by_ids(ids)["record_id"].tolist() == ids
+    history = store.history("BE-002", date_from="2021-05-01", date_to="2021-12-31")
+    assert history["date"].tolist() == ["2021-05-01", "2021-06-01", "2021-07-01"]
+    assert store.history("BE-002", date_from="2030-01-01").empty
+    with pytest.raises(NotFoundError) as err:
+        store.history("BE-999")
+    assert err.value.field == "parcel_id" and err.value.value == "BE-999"
+    with pytest.raises(NotFoundError) as err:
+        store.record("BE-002", "2021-08-01")
+    assert err.value.field == "date" and "2021-06-01" in str(err.value)
+    with pytest.raises(NotFoundError):
+        store.by_ids([10_000])
+
+
+def test_parcels_and_dates(store):
+    parcels = store.parcels()
+    assert len(parcels) == 40 and list(parcels.columns) == ["parcel_id", "attr_crop", "geometry"]
+    assert store.dates() == DATES
+
+
+def test_upsert_checks_the_schema(tmp_path):
+    s = Store.open_or_create(tmp_path / "s", ENCODER)
+    rows = record_rows([("a", "2021-06-01")]).drop(columns=["ndvi_p10"])
+    with pytest.raises(InputError) as err:
+        s.upsert(rows, np.ones((1, DIM), np.float32))
+    assert err.value.field == "ndvi_p10" and "ndvi_p10" in str(err.value)
+    rows = record_rows([("a", "2021-06-01")], valid="yes")
+    with pytest.raises(InputError) as err:
+        s.upsert(rows, np.ones((1, DIM), np.float32))
+    assert err.value.field == "valid"
+    with pytest.raises(InputError):
+        s.upsert(record_rows([("a", "2021-06-01")]), np.ones((1, DIM + 1), np.float32))
+    assert len(s) == 0
+
+
+def test_schema_validate_accepts_all_nan_statistics():
+    rows = record_rows([("a", "2021-06-01")], **{c: float("nan") for c in STAT_COLUMNS})
+    validate(rows)
+
+
+def test_schema_1_store_opens_with_typed_attributes(tmp_path):
+    """A store written before the schema (attributes as one JSON string) opens, and is written as
+    the current version at the next commit, nothing lost."""
+    s = Store.open_or_create(tmp_path / "old", ENCODER)
+    s.upsert(record_rows([("a", "2021-06-01"), ("b", "2021-06-01")]), np.eye(2, DIM, dtype=np.float32))
+    s.commit()
+    # Rewrite it as schema 1: the JSON column, manifest version 1.
+    table = gpd.read_parquet(s.path / s.manifest["files"]["records"])
+    table["attributes"] = [json.dumps({"crop": "Maïs", "area_ha": 2.5}, ensure_ascii=False), "{}"]
+    table.to_parquet(s.path / s.manifest["files"]["records"], index=False)
+    manifest = json.loads((s.path / MANIFEST).read_text())
+    from indexer.store import _sha256
+
+    manifest["schema_version"] = 1
+    manifest["files"]["records_sha256"] = _sha256(s.path / manifest["files"]["records"])
+    (s.path / MANIFEST).write_text(json.dumps(manifest))
+
+    old = Store.open(s.path)
+    assert old.migrated_from == 1
+    records = old.records().set_index("parcel_id")
+    assert records.loc["a", "attr_crop"] == "Maïs" and records.loc["a", "attr_area_ha"] == 2.5
+    assert pd.isna(records.loc["b", "attr_crop"]) and "attributes" not in records.columns
+    assert len(old.records(RecordFilter(attributes={"crop": "mais"}))) == 1
+    old.commit()
+    reopened = Store.open(s.path)
+    assert reopened.migrated_from is None and reopened.manifest["schema_version"] == SCHEMA_VERSION
+    assert reopened.records().set_index("parcel_id").loc["a", "attr_crop"] == "Maïs"
+
+
+def test_fold_is_case_and_accent_insensitive():
+    assert fold("Betterave  SUCRIÈRE") == fold("betterave sucriere") == "betterave sucriere"
