@@ -49,10 +49,13 @@ def main() -> None:
         st.error(f"The store cannot be opened: {exc}")
         if page.url_path != "add-data":
             st.stop()
-    else:
-        state.init(view.dates, view.clear_dates, list(view.parcels["parcel_id"]))
+        page.run()
+        return
+    state.init(view.dates, view.clear_dates, list(view.parcels["parcel_id"]))
+    try:
+        page.run()
+    finally:  # after the page, so that it shows the selection the page just made
         _sidebar(view, cfg)
-    page.run()
 
 
 main()

@@ -29,6 +29,22 @@ def load(cfg: config.AppConfig):
     return _load(str(cfg.store), str(cfg.model) if cfg.model else None, data.store_token(cfg.store))
 
 
+@st.cache_resource(max_entries=2, show_spinner="Loading the store's encoder…")
+def _encoder(store: str, token: str):
+    from assistant import encoder_for
+
+    return encoder_for(store)
+
+
+def encoder(cfg: config.AppConfig):
+    """The encoder that wrote the store (new records must be comparable with the stored ones)."""
+    try:
+        token = data.store_token(cfg.store)
+    except data.StoreError:
+        token = "new store"
+    return _encoder(str(cfg.store), token)
+
+
 def stream(assistant, question: str) -> Iterator[str]:
     """The answer's text as the assistant streams it, holding the generation lock meanwhile."""
     with _GENERATE:

@@ -41,32 +41,35 @@ def parcel_card(view: data.StoreView, parcel_id: str, date: str) -> None:
     st.write(record["analysis"])
 
 
-def season_chart(view: data.StoreView, parcel_id: str, indices: list[str], date: str | None = None) -> alt.Chart:
-    """Index means over the day of the year, one line per season; unusable dates break the line
-    and are marked as grey ticks (they say nothing about the crop)."""
-    rows = view.seasons(parcel_id)
-    long = rows.melt(id_vars=["date", "season", "doy", "usable", "valid_fraction", "cloud_fraction"],
-                     value_vars=[f"{i}_mean" for i in indices], var_name="index", value_name="value")
-    long["index"] = long["index"].str.removesuffix("_mean").str.upper()
-    long = long.sort_values(["index", "season", "doy"])
+def season_chart(view: data.StoreView, parcel_id: str, index: str, date: str | None = None,
+                 height: int = 200) -> alt.LayerChart:
+    """One index's mean over the year, one line per season on a shared day-of-year axis.
+
+    Unusable dates (clouds, no data, suspect) break the line and are marked by grey ticks along the
+    bottom: they say nothing about the crop. The dashed rule is `date`.
+    """
+    rows = view.seasons(parcel_id).sort_values("date")
+    rows = rows.assign(value=rows[f"{index}_mean"],
+                       # Every season on one calendar (2000 is a leap year: 29 February fits).
+                       day=pd.to_datetime("2000-" + rows["date"].str[5:]),
+                       status=[_status(r) for _, r in rows.iterrows()])
     # A new line segment after every unusable date, so no line is drawn across a gap.
-    long["segment"] = long.groupby(["index", "season"])["usable"].transform(lambda u: (~u).cumsum())
-    usable, unusable = long[long["usable"]], long[~long["usable"]]
-    x = alt.X("doy:Q", title="day of year", scale=alt.Scale(domain=[1, 366]))
-    colour = alt.Color("season:N", title="season")
-    tooltip = ["date:N", "index:N", alt.Tooltip("value:Q", format=".3f"),
-               alt.Tooltip("valid_fraction:Q", format=".0%"), alt.Tooltip("cloud_fraction:Q", format=".0%")]
-    lines = alt.Chart(usable).mark_line(point=True).encode(
-        x=x, y=alt.Y("value:Q", title="mean"), color=colour, detail="segment:N", tooltip=tooltip)
-    gaps = alt.Chart(unusable).mark_tick(thickness=2, size=10, opacity=0.6, color="#9e9e9e").encode(
-        x=x, y=alt.value(0), tooltip=[alt.Tooltip("date:N", title="unusable date"),
-                                       alt.Tooltip("valid_fraction:Q", format=".0%")])
+    rows["segment"] = rows.groupby("season")["usable"].transform(lambda u: (~u).cumsum()).astype(str)
+    rows = rows[["date", "season", "doy", "day", "value", "usable", "segment", "status"]]
+    x = alt.X("day:T", title="day of year", axis=alt.Axis(format="%b"),
+              scale=alt.Scale(domain=["2000-01-01", "2000-12-31"]))
+    base = alt.Chart(rows)
+    tooltip = ["date:N", alt.Tooltip("value:Q", title=index.upper(), format=".3f"), "doy:Q", "status:N"]
+    lines = base.transform_filter(alt.datum.usable).mark_line(point=True).encode(
+        x=x, y=alt.Y("value:Q", title=f"{index.upper()} mean"), color=alt.Color("season:N", title="season"),
+        detail="segment:N", order="doy:Q", tooltip=tooltip)
+    gaps = base.transform_filter(~alt.datum.usable).mark_tick(thickness=2, size=12, color="#9e9e9e").encode(
+        x=x, y=alt.value(height - 6), tooltip=["date:N", "status:N"])
     layers = [lines, gaps]
     if date is not None:
-        doy = pd.Timestamp(date).dayofyear
-        layers.append(alt.Chart(pd.DataFrame({"doy": [doy]})).mark_rule(strokeDash=[4, 3], color="#111").encode(x="doy:Q"))
-    return alt.layer(*layers, data=long).properties(height=170).facet(
-        row=alt.Row("index:N", title=None)).resolve_scale(y="independent")
+        layers.append(alt.Chart(pd.DataFrame({"day": [pd.Timestamp("2000-" + date[5:])]}))
+                      .mark_rule(strokeDash=[4, 3], color="#111111").encode(x="day:T"))
+    return alt.layer(*layers).properties(height=height)
 
 
 def compare_table(view: data.StoreView, parcel_id: str, date: str, days: int) -> pd.DataFrame | None:

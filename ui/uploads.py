@@ -11,17 +11,12 @@ any failure while indexing, leaves the store exactly as it was.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
-import io
 import re
 import shutil
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from tqdm import tqdm
 
 from indexer.core.errors import InputError
 
@@ -29,7 +24,6 @@ RASTER_TYPES = ("tif", "tiff", "jp2")
 PARCEL_TYPES = ("gpkg", "geojson", "json", "zip", "parquet", "geoparquet")
 #: One commit per upload: the run is all or nothing.
 _ONE_COMMIT = 1 << 62
-_PATCH = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -78,42 +72,27 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def index_uploads(store: Path, rasters: list[Path], parcels: Path | None, grid: int | None, encoder: str | None,
+def check(rasters: list[Path], parcels: Path | None) -> None:
+    """Open every saved raster and the parcels file with the indexer's readers (their errors name
+    the file and what is wrong), before anything is indexed."""
+    from indexer.parcels import read_parcels
+    from indexer.reader import discover_inputs, open_scene
+
+    for path in discover_inputs([str(p) for p in rasters]):
+        open_scene(path).close()
+    if parcels is not None:
+        read_parcels(parcels)
+
+
+def index_uploads(store: Path, rasters: list[Path], parcels: Path | None, grid: int | None, encoder,
                   on_progress: Callable[[int, int], None]):
-    """Index the saved uploads into `store` (one commit); returns the pipeline's summary."""
+    """Index the saved uploads into `store` with the store's `encoder`, in one commit; returns the
+    pipeline's summary."""
     from indexer.pipeline import IndexConfig, index
 
-    kwargs = {"encoder": encoder} if encoder else {}
     config = IndexConfig(store=store, inputs=tuple(str(p) for p in rasters), parcels=parcels,
-                         grid=None if parcels else grid, commit_every=_ONE_COMMIT, progress=True, **kwargs)
-    if "on_progress" in inspect.signature(index).parameters:
-        return index(config, on_progress=on_progress)
-    return _with_progress_bar(index, config, on_progress)
-
-
-def _with_progress_bar(index, config, on_progress):
-    """Until the pipeline takes a progress callback: its tqdm bar, swapped for one that reports.
-
-    The swap is module-wide, so runs are serialised (the store takes one writer at a time anyway).
-    """
-    import indexer.pipeline as pipeline
-
-    class Bar(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs["file"] = io.StringIO()  # the server's terminal gets no bar
-            super().__init__(*args, **kwargs)
-
-        def update(self, n=1):
-            super().update(n)
-            on_progress(int(self.n), int(self.total or 0))
-
-    with _PATCH:
-        original = pipeline.tqdm
-        pipeline.tqdm = Bar
-        try:
-            return index(config)
-        finally:
-            pipeline.tqdm = original
+                         grid=None if parcels else grid, commit_every=_ONE_COMMIT, progress=False)
+    return index(config, encoder, progress=on_progress)
 
 
 def discard(paths: list[Path]) -> None:

@@ -19,10 +19,12 @@ from uidata import DATES, FLANDERS, REPO
 def flanders_store(tmp_path_factory) -> Path:
     """A store of 19 LPIS parcels x 9 dates; read-only by convention (copy it to write)."""
     from indexer.pipeline import IndexConfig, index
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 
     store = tmp_path_factory.mktemp("ui") / "flanders-store"
     files = tuple(str(FLANDERS / f"S2_L2A_Flanders31UES_{d}.tif") for d in DATES)
-    index(IndexConfig(store=store, inputs=files, parcels=FLANDERS / "parcels_Flanders31UES.gpkg", progress=False))
+    index(IndexConfig(store=store, inputs=files, parcels=FLANDERS / "parcels_Flanders31UES.gpkg", progress=False),
+          build_encoder(DEFAULT_ENCODER))
     return store
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from indexer.core.errors import XVisionError
-from ui import config, data, uploads
+from ui import chat_backend, config, uploads
 
 cfg = config.parse()
 
@@ -25,10 +25,6 @@ with st.form("add-data"):
     submitted = st.form_submit_button("Index", type="primary")
 
 if submitted:
-    try:
-        encoder = data.open_view(cfg.store).store.encoder_id
-    except XVisionError:
-        encoder = None  # no store yet: the pipeline creates it with the default encoder
     saved: list = []
     bar = st.progress(0.0, text="Checking the files…")
     try:
@@ -38,14 +34,21 @@ if submitted:
             uploads.Upload(parcels.name, parcels.getvalue()) if parcels else None,
             config.MAX_UPLOAD_MB * 1_000_000,
         )
+        uploads.check(saved, parcels_path)
+        bar.progress(0.0, text="Loading the store's encoder…")
         summary = uploads.index_uploads(
-            cfg.store, saved, parcels_path, int(grid), encoder,
+            cfg.store, saved, parcels_path, int(grid), chat_backend.encoder(cfg),
             lambda done, total: bar.progress(done / max(total, 1), text=f"Indexing: {done} / {total} records"),
         )
     except XVisionError as exc:
         uploads.discard(saved)
         bar.empty()
         st.error(f"Nothing was added; the store is unchanged. {exc}")
+    except ImportError as exc:  # the assistant in this build cannot provide the store's encoder
+        uploads.discard(saved)
+        bar.empty()
+        st.error(f"Nothing was added; the store is unchanged. Indexing from the app is not available in this "
+                 f"build ({exc}); index with `xvision index ... --store {cfg.store}` instead.")
     except Exception as exc:  # a failure the indexer did not word: still nothing was committed
         uploads.discard(saved)
         bar.empty()

@@ -48,7 +48,7 @@ with right:
         st.caption("Outlined in blue: parcels the last answer cited — " + ", ".join(st.session_state[state.CITED]))
     if selected:
         panels.parcel_card(view, selected, date)
-        st.altair_chart(panels.season_chart(view, selected, [index], date), width="stretch")
+        st.altair_chart(panels.season_chart(view, selected, index, date, height=180), width="stretch")
         st.page_link("views/parcel.py", label=f"Seasons, past-season comparison and similar parcels of {selected} →")
     else:
         st.info("Click a parcel on the map to see its values, its seasons and parcels like it.")

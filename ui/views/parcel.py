@@ -33,10 +33,11 @@ panels.parcel_card(view, parcel, date)
 
 st.subheader("Seasons")
 chosen = st.multiselect("Indices", data.INDICES, default=["ndvi", "ndmi"], format_func=str.upper)
+for index in chosen:
+    st.altair_chart(panels.season_chart(view, parcel, index, date), width="stretch")
 if chosen:
-    st.altair_chart(panels.season_chart(view, parcel, chosen, date), width="stretch")
-    st.caption("Each line is one season (calendar year) on a shared day-of-year axis; grey ticks at "
-               "the bottom mark dates clouded or not observed, where the line is broken. "
+    st.caption("Each line is one season (calendar year) on a shared day-of-year axis; grey ticks along "
+               "the bottom mark dates clouded, not observed or suspect, where the line is broken. "
                "The dashed rule is the selected date.")
 
 st.subheader("Compared with past seasons")
