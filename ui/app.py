@@ -51,7 +51,7 @@ def main() -> None:
             st.stop()
         page.run()
         return
-    state.init(view.dates, view.clear_dates, list(view.parcels["parcel_id"]))
+    state.init(view.dates, list(view.parcels["parcel_id"]))
     try:
         page.run()
     finally:  # after the page, so that it shows the selection the page just made

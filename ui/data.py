@@ -110,26 +110,39 @@ class StoreView:
         return parcels
 
     @cached_property
+    def _area_of(self) -> pd.Series:
+        return self.parcels.set_index("parcel_id")["area"]
+
+    @cached_property
     def date_quality(self) -> pd.DataFrame:
-        """Per date: records, share not usable (clouds, no data), and whether any record is suspect."""
-        groups = self.records.groupby("date")
+        """Per area and date: records, share not usable (clouds, no data), whether any is suspect."""
+        groups = self.records.assign(area=self.records["parcel_id"].map(self._area_of)).groupby(["area", "date"])
         return pd.DataFrame({
             "records": groups.size(),
             "unusable_share": 1 - groups["valid"].mean(),
             "suspect": groups["suspect"].any(),
         })
 
-    @cached_property
-    def clear_dates(self) -> list[str]:
-        """Dates on which most records are usable."""
-        q = self.date_quality
-        return [d for d in self.dates if q.loc[d, "unusable_share"] < 0.5 and not q.loc[d, "suspect"]]
+    def area_dates(self, area: str) -> list[str]:
+        """The acquisition dates of one area, sorted."""
+        return sorted(self.date_quality.loc[area].index)
 
-    def date_label(self, date: str) -> str:
+    def clear_dates(self, area: str) -> list[str]:
+        """Dates on which most of the area's records are usable."""
+        q = self.date_quality.loc[area]
+        return [d for d in q.index if q.loc[d, "unusable_share"] < 0.5 and not q.loc[d, "suspect"]]
+
+    def quality(self, area: str, date: str) -> pd.Series:
+        return self.date_quality.loc[(area, date)]
+
+    def date_label(self, area: str, date: str) -> str:
         """The date as the slider shows it: ☁ when most records are unusable, ⚠ when some are suspect."""
-        q = self.date_quality.loc[date]
+        q = self.quality(area, date)
         marks = ("☁" if q["unusable_share"] >= 0.5 else "") + ("⚠" if q["suspect"] else "")
         return f"{date} {marks}".strip()
+
+    def area_of(self, parcel_id: str) -> str:
+        return str(self._area_of[parcel_id])
 
     def on_date(self, date: str) -> pd.DataFrame:
         """Every record of one date, by parcel id."""

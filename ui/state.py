@@ -14,17 +14,15 @@ DATE = "xv_date"  # selected acquisition date, ISO
 INDEX = "xv_index"  # index the map colours by
 CITED = "xv_cited"  # parcel ids cited by the last answer (highlighted on the map)
 MESSAGES = "xv_messages"  # chat history: dicts with role, content and, for answers, the result
+AREA = "xv_area"  # the group of nearby parcels the map frames
 MAP_CLICK = "xv_map_click"  # the last clicked feature seen, so an old click is not applied again
 
 
-def init(dates: list[str], clear_dates: list[str], parcels: list[str]) -> None:
-    """Defaults for a new session (and repair of a selection the store no longer has).
-
-    The default date is the latest one on which most parcels were clearly seen.
-    """
+def init(dates: list[str], parcels: list[str]) -> None:
+    """Defaults for a new session (and repair of a selection the store no longer has)."""
     state = st.session_state
     if state.get(DATE) not in dates:
-        state[DATE] = (clear_dates or dates or [None])[-1]
+        state[DATE] = dates[-1] if dates else None
     if state.get(PARCEL) not in parcels:
         state[PARCEL] = None
     state.setdefault(INDEX, "ndvi")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from uidata import DATES, FLANDERS, REPO
+from uidata import DATES, FLANDERS, HESBAYE, REPO
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +25,21 @@ def flanders_store(tmp_path_factory) -> Path:
     files = tuple(str(FLANDERS / f"S2_L2A_Flanders31UES_{d}.tif") for d in DATES)
     index(IndexConfig(store=store, inputs=files, parcels=FLANDERS / "parcels_Flanders31UES.gpkg", progress=False),
           build_encoder(DEFAULT_ENCODER))
+    return store
+
+
+@pytest.fixture(scope="session")
+def two_area_store(flanders_store, tmp_path_factory) -> Path:
+    """The Flanders store plus two Hesbaye months cut into 10 x 10 pixel cells, 90 km away."""
+    import shutil
+
+    from indexer.pipeline import IndexConfig, index
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
+
+    store = tmp_path_factory.mktemp("ui") / "two-areas"
+    shutil.copytree(flanders_store, store)
+    files = tuple(str(HESBAYE / f"S2_L2A_hesbaye_{d}.tif") for d in ("2021-05-01", "2021-06-01"))
+    index(IndexConfig(store=store, inputs=files, grid=10, progress=False), build_encoder(DEFAULT_ENCODER))
     return store
 
 

@@ -73,6 +73,23 @@ def test_clicking_a_parcel_selects_it_and_shows_its_values_and_chart(app_env, mo
     assert _charts(at), "the selected parcel's season chart is drawn beside the map"
 
 
+def test_two_areas_each_get_their_own_dates(two_area_store, app_env, monkeypatch):
+    monkeypatch.setenv("XVISION_UI_STORE", str(two_area_store))
+    at, fake = _app(monkeypatch)
+    at.run()
+    assert not at.exception
+    area = [s for s in at.selectbox if s.label == "Area"][0]
+    assert len(area.options) == 2
+    flanders = set(at.select_slider[0].options)
+    assert any(o.startswith("2019-10-13") for o in flanders) and not any(o.startswith("2021") for o in flanders)
+    other = next(o for o in area.options if o != area.value)
+    area.set_value(other).run()
+    assert not at.exception
+    assert [o.split()[0] for o in at.select_slider[0].options] == ["2021-05-01", "2021-06-01"]
+    assert len(ui.mapview.features(ui.data.open_view(two_area_store), "2021-06-01", "ndvi", other, None, [])
+               ["features"]) == 100
+
+
 def test_cloudy_date_says_so_instead_of_values(app_env, monkeypatch):
     at, _ = _app(monkeypatch)
     at.session_state["xv_parcel"] = PARCEL

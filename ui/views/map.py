@@ -10,24 +10,35 @@ cfg = config.parse()
 view = data.open_view(cfg.store)
 
 st.title("Parcels")
-controls = st.columns([3, 1, 1])
+selected = state.selected_parcel()
+areas = view.areas()
+# The map frames one area (a group of nearby parcels): the selected parcel's, else the last one shown.
+home = view.area_of(selected) if selected else st.session_state.get(state.AREA)
+controls = st.columns([3, 1, 1] if len(areas) > 1 else [3, 1])
+if len(areas) > 1:
+    with controls[2]:
+        area = st.selectbox("Area", areas, index=areas.index(home) if home in areas else 0)
+        if selected and view.area_of(selected) != area:  # another area chosen: its parcel is not shown
+            selected = None
+            state.select_parcel(None)
+else:
+    area = areas[0]
+st.session_state[state.AREA] = area
+dates = view.area_dates(area)
+date = st.session_state[state.DATE]
+if date not in dates:  # snap to the area's own acquisitions: its latest clear one
+    clear = view.clear_dates(area)
+    date = clear[-1] if clear else dates[-1]
 with controls[0]:
-    date = st.select_slider(
-        "Acquisition date (☁ mostly cloudy or no data, ⚠ suspect)",
-        options=view.dates, value=st.session_state[state.DATE], format_func=view.date_label,
-    )
+    date = st.select_slider("Acquisition date (☁ mostly cloudy or no data, ⚠ suspect)", options=dates, value=date,
+                            format_func=lambda d: view.date_label(area, d))
     st.session_state[state.DATE] = date
 with controls[1]:
     index = st.selectbox("Colour by", data.INDICES, index=data.INDICES.index(st.session_state[state.INDEX]),
                          format_func=str.upper)
     st.session_state[state.INDEX] = index
-with controls[2]:
-    areas = view.areas()
-    selected = state.selected_parcel()
-    home = view.parcels.set_index("parcel_id")["area"].get(selected, areas[0]) if selected else areas[0]
-    area = st.selectbox("Area", areas, index=areas.index(home)) if len(areas) > 1 else areas[0]
 
-quality = view.date_quality.loc[date]
+quality = view.quality(area, date)
 if quality["unusable_share"] >= 0.5:
     st.warning(f"{date}: {quality['unusable_share']:.0%} of the parcels are clouded or not observed — "
                "grey parcels show no usable value on this date.")

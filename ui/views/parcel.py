@@ -26,7 +26,7 @@ date = st.session_state[state.DATE]
 if date not in dates:
     date = view.nearest_date(parcel, date) or dates[-1]
 date = st.select_slider("Date", options=dates, value=date,
-                        format_func=lambda d: view.date_label(d))
+                        format_func=lambda d: view.date_label(view.area_of(parcel), d))
 st.session_state[state.DATE] = date
 
 panels.parcel_card(view, parcel, date)
