@@ -74,7 +74,8 @@ demo-cli: setup
 
 # Screenshots of every page for the README, taken by the real-browser test.
 screenshots: setup
-	XVISION_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/ui/test_browser.py -q
+	@DEMO_KEY=$(DEMO_KEY) $(MAKE) --no-print-directory demo-store
+	XVISION_SCREENSHOTS=docs/screenshots XVISION_UI_BROWSER_STORE=$(DEMO_STORE) $(BIN)/pytest tests/ui/test_browser.py -q
 
 bench: setup
 	$(BIN)/python benchmarks/indexing.py

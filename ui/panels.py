@@ -45,8 +45,8 @@ def season_chart(view: data.StoreView, parcel_id: str, index: str, date: str | N
                  height: int = 200) -> alt.LayerChart:
     """One index's mean over the year, one line per season on a shared day-of-year axis.
 
-    Unusable dates (clouds, no data, suspect) break the line and are marked by grey ticks along the
-    bottom: they say nothing about the crop. The dashed rule is `date`.
+    Unusable dates (clouds, no data, suspect) break the line and are marked by faint grey rules:
+    they say nothing about the crop. The dashed rule is `date`.
     """
     rows = view.seasons(parcel_id).sort_values("date")
     rows = rows.assign(value=rows[f"{index}_mean"],
@@ -61,10 +61,10 @@ def season_chart(view: data.StoreView, parcel_id: str, index: str, date: str | N
     base = alt.Chart(rows)
     tooltip = ["date:N", alt.Tooltip("value:Q", title=index.upper(), format=".3f"), "doy:Q", "status:N"]
     lines = base.transform_filter(alt.datum.usable).mark_line(point=True).encode(
-        x=x, y=alt.Y("value:Q", title=f"{index.upper()} mean"), color=alt.Color("season:N", title="season"),
+        x=x, y=alt.Y("value:Q", title=f"{index.upper()} mean"), color=alt.Color("season:N", title="season", scale=alt.Scale(scheme="tableau10")),
         detail="segment:N", order="doy:Q", tooltip=tooltip)
-    gaps = base.transform_filter(~alt.datum.usable).mark_tick(thickness=2, size=12, color="#9e9e9e").encode(
-        x=x, y=alt.value(height - 6), tooltip=["date:N", "status:N"])
+    gaps = base.transform_filter(~alt.datum.usable).mark_rule(strokeWidth=2, opacity=0.3, color="#9e9e9e").encode(
+        x=x, tooltip=["date:N", "status:N"])
     layers = [lines, gaps]
     if date is not None:
         layers.append(alt.Chart(pd.DataFrame({"day": [pd.Timestamp("2000-" + date[5:])]}))

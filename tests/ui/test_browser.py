@@ -39,7 +39,8 @@ def _free_port() -> int:
 def app_url(flanders_store, tmp_path_factory):
     """`xvision ui` serving the test store; yields its URL once it says it is serving."""
     store = tmp_path_factory.mktemp("browser") / "store"
-    shutil.copytree(flanders_store, store)
+    # `make screenshots` points this at the demo store (all 72 Flanders dates) for the README.
+    shutil.copytree(os.environ.get("XVISION_UI_BROWSER_STORE") or flanders_store, store)
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     server = subprocess.Popen(
@@ -97,9 +98,12 @@ def settled(page) -> None:
         pytest.fail("the page shows an exception: " + exception.inner_text())
 
 
-def screenshot(page, shots: list[Path], name: str) -> None:
+def screenshot(page, shots: list[Path], name: str, height: int = 1000) -> None:
+    """Save the page; Streamlit scrolls inside its own container, so a tall page needs a tall viewport."""
+    page.set_viewport_size({"width": 1400, "height": height})
+    settled(page)
     for folder in shots:
-        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(folder / f"{name}.png"))
 
 
 def map_paths(page):
@@ -142,11 +146,11 @@ def test_parcel_page_and_add_data_page_render(app_url, page, shots):
     settled(page)
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
     page.locator('[data-testid="stImage"]').first.wait_for()
-    screenshot(page, shots, "parcel")
+    screenshot(page, shots, "parcel", height=2300)
     page.get_by_role("link", name="Add data").first.click()
     settled(page)
     page.get_by_role("heading", name="Add imagery and parcels").wait_for()
-    screenshot(page, shots, "add-data")
+    screenshot(page, shots, "add-data", height=800)
 
 
 def test_question_gets_a_streamed_answer_citing_a_parcel(app_url, page, shots):

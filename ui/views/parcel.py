@@ -36,8 +36,8 @@ chosen = st.multiselect("Indices", data.INDICES, default=["ndvi", "ndmi"], forma
 for index in chosen:
     st.altair_chart(panels.season_chart(view, parcel, index, date), width="stretch")
 if chosen:
-    st.caption("Each line is one season (calendar year) on a shared day-of-year axis; grey ticks along "
-               "the bottom mark dates clouded, not observed or suspect, where the line is broken. "
+    st.caption("Each line is one season (calendar year) on a shared day-of-year axis; faint grey rules "
+               "mark dates clouded, not observed or suspect, where the line is broken. "
                "The dashed rule is the selected date.")
 
 st.subheader("Compared with past seasons")
