@@ -45,21 +45,24 @@ def encoder(cfg: config.AppConfig):
     return _encoder(str(cfg.store), token)
 
 
-def stream(assistant, question: str) -> Iterator[str]:
-    """The answer's text as the assistant streams it, holding the generation lock meanwhile."""
+def stream(assistant, question: str, result: dict) -> Iterator[str]:
+    """The answer's text as the assistant streams it, under the generation lock; when the stream
+    has ended, `result` receives the whole answer (plan, citations, similar, warnings).
+
+    The assistant keeps that dict in `last_result`; it is copied before the lock is released, so
+    another session's question cannot replace it in between.
+    """
     with _GENERATE:
         yield from assistant.stream(question)
+        last = getattr(assistant, "last_result", None)
+        if isinstance(last, dict):
+            result.update(last)
 
 
-def result(assistant, question: str) -> dict:
-    """The full answer (plan, citations, similar, warnings) of `question`.
-
-    Reuses what `stream` just produced when the assistant keeps it (`last_result`), so the
-    question is not generated twice.
-    """
-    last = getattr(assistant, "last_result", None)
-    if isinstance(last, dict) and last.get("question") == question:
-        return last
+def complete(assistant, question: str, result: dict) -> dict:
+    """The whole answer of the question just streamed (asked again only if the stream left none)."""
+    if result:
+        return result
     with _GENERATE:
         return assistant.ask(question)
 

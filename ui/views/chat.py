@@ -53,8 +53,9 @@ if question:
     with st.chat_message("user"):
         st.markdown(asked)
     with st.chat_message("assistant"):
-        text = st.write_stream(chat_backend.stream(assistant, asked))
-        answer = chat_backend.result(assistant, asked)
+        streamed: dict = {}
+        text = st.write_stream(chat_backend.stream(assistant, asked, streamed))
+        answer = chat_backend.complete(assistant, asked, streamed)
         show_answer(answer)
     st.session_state[state.MESSAGES].append({"role": "assistant", "content": text, "answer": answer})
     st.session_state[state.CITED] = chat_backend.cited_parcels(answer)
