@@ -113,5 +113,12 @@ def parcel_map(view: data.StoreView, date: str, index: str, area: str, selected:
     # Only clicks come back: panning and zooming return nothing, so they do not rerun the page.
     out = st_folium(fmap, key="parcel-map", height=540, use_container_width=True,
                     returned_objects=["last_active_drawing", "last_object_clicked_tooltip"])
-    feature = (out or {}).get("last_active_drawing") or {}
-    return (feature.get("properties") or {}).get("parcel_id")
+    out = out or {}
+    feature = out.get("last_active_drawing") or {}
+    parcel = (feature.get("properties") or {}).get("parcel_id")
+    if parcel is None and out.get("last_object_clicked_tooltip"):
+        # The tooltip of the clicked parcel ("Parcel <id> Crop ..."): the longest known id in it.
+        tooltip = str(out["last_object_clicked_tooltip"])
+        found = [p for p in view.parcels["parcel_id"] if p in tooltip]
+        parcel = max(found, key=len) if found else None
+    return parcel
