@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -68,14 +67,6 @@ def _attributes(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(index=frame.index)
 
 
-@dataclass
-class Citation:
-    """A parcel and date an answer relies on (shown in the table and highlighted on the map)."""
-
-    parcel_id: str
-    date: str
-
-
 class StoreView:
     """Read-only views of one store generation, shaped for the pages."""
 
@@ -99,7 +90,9 @@ class StoreView:
         """One row per parcel: id, polygon (WGS84), the parcel file's attributes, a crop label, an area."""
         first = self.records.sort_values("date").drop_duplicates("parcel_id", keep="last")
         attrs = _attributes(first)
-        label_col = next((c for c in attrs.columns if "crop" in c.lower() and not pd.api.types.is_numeric_dtype(attrs[c])), None)
+        # The crop label: the parcel file's first text column whose name says crop (e.g. crop_name).
+        label_col = next((c for c in attrs.columns
+                          if "crop" in c.lower() and not pd.api.types.is_numeric_dtype(attrs[c])), None)
         parcels = gpd.GeoDataFrame(
             {"parcel_id": first["parcel_id"].to_numpy(),
              "label": (attrs[label_col].fillna("").astype(str).to_numpy() if label_col else ""),

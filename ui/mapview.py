@@ -12,7 +12,6 @@ import base64
 import branca.colormap
 import folium
 import numpy as np
-import streamlit as st
 from streamlit_folium import st_folium
 
 from ui import data

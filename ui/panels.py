@@ -61,7 +61,8 @@ def season_chart(view: data.StoreView, parcel_id: str, index: str, date: str | N
     base = alt.Chart(rows)
     tooltip = ["date:N", alt.Tooltip("value:Q", title=index.upper(), format=".3f"), "doy:Q", "status:N"]
     lines = base.transform_filter(alt.datum.usable).mark_line(point=True).encode(
-        x=x, y=alt.Y("value:Q", title=f"{index.upper()} mean"), color=alt.Color("season:N", title="season", scale=alt.Scale(scheme="tableau10")),
+        x=x, y=alt.Y("value:Q", title=f"{index.upper()} mean"),
+        color=alt.Color("season:N", title="season", scale=alt.Scale(scheme="tableau10")),
         detail="segment:N", order="doy:Q", tooltip=tooltip)
     gaps = base.transform_filter(~alt.datum.usable).mark_rule(strokeWidth=2, opacity=0.3, color="#9e9e9e").encode(
         x=x, tooltip=["date:N", "status:N"])

@@ -44,14 +44,15 @@ def safe_name(name: str, allowed: tuple[str, ...]) -> str:
     return clean
 
 
-def save(data_dir: Path, rasters: list[Upload], parcels: Upload | None, max_bytes: int) -> tuple[list[Path], Path | None]:
+def save(data_dir: Path, rasters: list[Upload], parcels: Upload | None,
+         max_bytes: int) -> tuple[list[Path], Path | None]:
     """Write the uploads into a fresh folder under `data_dir/uploads`; return their paths."""
     if not rasters:
         raise InputError("no raster uploaded", field="rasters")
     for upload in [*rasters, *([parcels] if parcels else [])]:
         if len(upload.data) > max_bytes:
-            raise InputError(f"{upload.name}: {len(upload.data) / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit",
-                             field="file", value=upload.name)
+            raise InputError(f"{upload.name}: {len(upload.data) / 1e6:.1f} MB is over the "
+                             f"{max_bytes / 1e6:.0f} MB limit", field="file", value=upload.name)
     names = [safe_name(u.name, RASTER_TYPES) for u in rasters]
     if len(set(names)) != len(names):
         raise InputError("two rasters have the same name", field="rasters")

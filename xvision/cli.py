@@ -356,7 +356,8 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     from ui.config import MAX_UPLOAD_MB
 
     if not (args.store / "manifest.json").is_file():
-        raise XVisionError(f"{args.store}: not a store (no manifest.json); build one with `xvision index ... --store {args.store}`")
+        raise XVisionError(f"{args.store}: not a store (no manifest.json); "
+                           f"build one with `xvision index ... --store {args.store}`")
     if args.model is not None and not args.model.is_dir():
         raise XVisionError(f"{args.model}: no such model folder; train one with `xvision train --out {args.model}`")
     app = Path(importlib.util.find_spec("ui").submodule_search_locations[0]) / "app.py"
