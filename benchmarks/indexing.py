@@ -85,7 +85,7 @@ def bare_forward(encoder, chips: torch.Tensor, masks: torch.Tensor, batch: int) 
 def end_to_end(encoder, files: list[Path], batch: int) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         config = IndexConfig(store=Path(tmp) / "store", inputs=tuple(map(str, files)), grid=GRID,
-                             encoder=encoder.spec.id, batch_size=batch, progress=True)
+                             batch_size=batch, progress=True)
         start = time.perf_counter()
         summary = index(config, encoder=encoder)
         elapsed = time.perf_counter() - start
@@ -117,7 +117,7 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     encoder = _encoder(args.encoder, args.precision)
-    files = _files(args.records())
+    files = _files(args.records)
     chips, masks = _chips(files, encoder)
     bare, reference = bare_forward(encoder, chips, masks, args.batch_size)
     e2e, n = end_to_end(encoder, files, args.batch_size)
