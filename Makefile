@@ -36,8 +36,7 @@ DEMO_INPUTS = $(sort $(wildcard $(FLANDERS)/*.tif $(FLANDERS)/*.gpkg $(HESBAYE)/
 DEMO_CODE = pyproject.toml $(sort $(wildcard indexer/*.py indexer/core/*.py xvision_model/encoders/*.py))
 DEMO_KEY = $(shell cat $(DEMO_INPUTS) $(DEMO_CODE) | sha256sum | cut -c1-16)
 
-demo: setup
-	@DEMO_KEY=$(DEMO_KEY) $(MAKE) --no-print-directory demo-store
+demo: demo-store
 	@if [ -f $(DEMO_MODEL)/model.json ] || [ -f $(DEMO_MODEL)/config.json ] || ls $(DEMO_MODEL)/*.safetensors >/dev/null 2>&1; then \
 		echo "==> demo model: $(DEMO_MODEL) (committed; rebuild it with make demo-model)"; \
 	else \
@@ -60,21 +59,18 @@ demo-store: setup
 	fi
 
 # Rebuilds the committed demo model reproducibly (fixed seed, the demo store, its own imagery).
-demo-model: setup
-	@DEMO_KEY=$(DEMO_KEY) $(MAKE) --no-print-directory demo-store
+demo-model: demo-store
 	rm -rf $(DEMO_MODEL).tmp
 	$(BIN)/xvision train --store $(DEMO_STORE) --imagery $(FLANDERS) $(HESBAYE) --profile tiny --seed 0 --out $(DEMO_MODEL).tmp
 	rm -rf $(DEMO_MODEL) && mv $(DEMO_MODEL).tmp $(DEMO_MODEL)
 
 # The command-line tour of the demo store (no app).
-demo-cli: setup
-	@DEMO_KEY=$(DEMO_KEY) $(MAKE) --no-print-directory demo-store
+demo-cli: demo-store
 	$(BIN)/xvision history Flanders31UES-001 --store $(DEMO_STORE)
 	$(BIN)/xvision similar Flanders31UES-001 --date 2019-05-16 --store $(DEMO_STORE) -k 5
 
 # Screenshots of every page for the README, taken by the real-browser test.
-screenshots: setup
-	@DEMO_KEY=$(DEMO_KEY) $(MAKE) --no-print-directory demo-store
+screenshots: demo-store
 	XVISION_SCREENSHOTS=docs/screenshots XVISION_UI_BROWSER_STORE=$(DEMO_STORE) $(BIN)/pytest tests/ui/test_browser.py -q
 
 bench: setup
