@@ -64,11 +64,27 @@ class ParcelChip:
 warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.features")
 
 
+#: Pixel coordinates this close to a pixel edge are on it (a millionth of a pixel: 10 µm at 10 m).
+SNAP_PIXELS = 1e-6
+
+
+def _snap(value: float) -> float:
+    """`value` rounded to the pixel edge it lies on up to `SNAP_PIXELS`.
+
+    Parcels drawn on the pixel grid (LPIS polygons often are) come back from a stored record's
+    WGS84 geometry a billionth of a metre off; without snapping, floor/ceil would then move the
+    window by a pixel and a re-read chip would differ from the indexed one.
+    """
+    nearest = round(value)
+    return float(nearest) if abs(value - nearest) < SNAP_PIXELS else value
+
+
 def parcel_window(scene: Scene, geometry: BaseGeometry) -> Window:
     """A square pixel window around the parcel with a margin (may extend past the raster)."""
     inv = ~scene.transform
     minx, miny, maxx, maxy = geometry.bounds
     cols, rows = zip(*(inv @ (x, y) for x, y in ((minx, maxy), (maxx, miny))))
+    cols, rows = [_snap(c) for c in cols], [_snap(r) for r in rows]
     c0, c1 = math.floor(min(cols)), math.ceil(max(cols))
     r0, r1 = math.floor(min(rows)), math.ceil(max(rows))
     side = max(c1 - c0, r1 - r0, 1)
