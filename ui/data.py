@@ -194,12 +194,26 @@ class StoreView:
         return rows[(rows["season"] != str(target.year)) & (gap <= days) & rows["usable"]]
 
     # -- imagery -----------------------------------------------------------------------------
+    @cached_property
+    def _sources(self) -> dict[str, Path]:
+        """Each record source on this machine: its recorded path, else found by name (indexer.sources)
+        under $XVISION_IMAGERY or the app's uploads folder."""
+        from indexer.core.errors import XVisionError
+        from indexer.sources import locate_sources
+
+        lookup = locate_sources(list(self.records["source"].unique()))
+        found = dict(lookup.found)
+        roots = [r for r in _search_roots(self.path) if r.exists()]
+        if lookup.missing and roots:
+            try:
+                found.update(locate_sources(lookup.missing, roots).found)
+            except XVisionError:  # a folder there that holds no readable imagery
+                pass
+        return found
+
     def source_path(self, source: str) -> Path | None:
-        """The raster a record was read from: its stored path, else found by name near the store."""
-        path = Path(source)
-        if path.is_absolute() and path.exists():
-            return path
-        return _find_source(path.name, tuple(str(r) for r in _search_roots(self.path)))
+        """The raster a record was read from, when it is on this machine."""
+        return self._sources.get(str(source))
 
     def thumbnails(self, record: pd.Series, size: int = 112) -> tuple[bytes, bytes] | None:
         """True-colour and false-colour PNGs of a record's parcel, re-read from its source raster."""
@@ -237,16 +251,7 @@ def _areas(parcels: gpd.GeoDataFrame) -> list[str]:
 
 def _search_roots(store: Path) -> list[Path]:
     roots = [Path(p) for p in os.environ.get("XVISION_IMAGERY", "").split(os.pathsep) if p]
-    return [*roots, store.with_name(store.name + "-uploads"), store.parent / "data", Path.cwd() / "data"]
-
-
-@st.cache_data(max_entries=1024, show_spinner=False)
-def _find_source(name: str, roots: tuple[str, ...]) -> Path | None:
-    for root in map(Path, roots):
-        if root.is_dir():
-            for hit in root.rglob(name):
-                return hit
-    return None
+    return [*roots, store.with_name(store.name + "-uploads")]
 
 
 def _png(rgb: np.ndarray) -> bytes:

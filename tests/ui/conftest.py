@@ -7,12 +7,11 @@ apart that the past-season comparison needs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from uidata import DATES, FLANDERS, HESBAYE, REPO
+from uidata import DATES, FLANDERS, HESBAYE
 
 
 @pytest.fixture(scope="session")
@@ -49,5 +48,4 @@ def app_env(flanders_store, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XVISION_UI_STORE", str(flanders_store))
     monkeypatch.setenv("XVISION_UI_DATA_DIR", str(tmp_path / "uploads"))
     monkeypatch.delenv("XVISION_UI_MODEL", raising=False)
-    monkeypatch.chdir(REPO)  # thumbnails find the rasters under ./data
     return flanders_store
