@@ -37,7 +37,7 @@ DEMO_CODE = pyproject.toml $(sort $(wildcard indexer/*.py indexer/core/*.py xvis
 DEMO_KEY = $(shell cat $(DEMO_INPUTS) $(DEMO_CODE) | sha256sum | cut -c1-16)
 
 demo: demo-store
-	@if [ -f $(DEMO_MODEL)/model.json ] || [ -f $(DEMO_MODEL)/config.json ] || ls $(DEMO_MODEL)/*.safetensors >/dev/null 2>&1; then \
+	@if [ -f $(DEMO_MODEL)/model_card.json ]; then \
 		echo "==> demo model: $(DEMO_MODEL) (committed; rebuild it with make demo-model)"; \
 	else \
 		echo "==> demo model missing: training it (about 12 minutes on 2 CPU cores)"; \
