@@ -66,7 +66,8 @@ demo-model: setup
 	rm -rf $(DEMO_TRAIN_STORE) $(DEMO_MODEL).tmp
 	$(BIN)/xvision index $(HESBAYE) --grid 10 --store $(DEMO_TRAIN_STORE)
 	$(BIN)/xvision train --store $(DEMO_TRAIN_STORE) --imagery $(HESBAYE) --profile tiny --seed 0 --out $(DEMO_MODEL).tmp
-	rm -rf $(DEMO_MODEL) $(DEMO_TRAIN_STORE) && mv $(DEMO_MODEL).tmp $(DEMO_MODEL)
+	# The resume checkpoint (optimizer state) is not part of the model.
+	rm -rf $(DEMO_MODEL).tmp/checkpoint $(DEMO_MODEL) $(DEMO_TRAIN_STORE) && mv $(DEMO_MODEL).tmp $(DEMO_MODEL)
 
 # The command-line tour of the demo store (no app).
 demo-cli: demo-store
