@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.xvision-installed
 DEMO_STORE ?= demo-store
 
-.PHONY: setup test test-all demo demo-store demo-model demo-cli screenshots bench clean
+.PHONY: setup test test-all demo demo-store demo-model demo-cli screenshots bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -78,8 +78,13 @@ demo-cli: demo-store
 screenshots: demo-store
 	XVISION_SCREENSHOTS=docs/screenshots XVISION_UI_BROWSER_STORE=$(DEMO_STORE) $(BIN)/pytest tests/ui/test_browser.py -q
 
+# Every benchmark with its defaults (1M-vector search and store: ~45 min on 2 cores), written to
+# benchmarks/RESULTS.md with the machine; bench-quick uses smaller sizes (~5 min).
 bench: setup
-	$(BIN)/python benchmarks/indexing.py
+	$(BIN)/python benchmarks/report.py
+
+bench-quick: setup
+	$(BIN)/python benchmarks/report.py --quick
 
 clean:
 	rm -rf $(VENV) $(DEMO_STORE) $(DEMO_STORE).tmp $(DEMO_STORE)-uploads demo-train-store .pytest_cache

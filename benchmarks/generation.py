@@ -234,11 +234,10 @@ def to_float32(model: XVisionModel) -> None:
 
 
 def to_int8(model: XVisionModel) -> None:
+    # The serving path itself: full-profile models load this way on a CPU (artifacts.load_model).
     if next(model.lm.parameters()).dtype != torch.float32:
         to_float32(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notice
-        torch.ao.quantization.quantize_dynamic(model.lm, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    model.quantize_int8()
 
 
 def bench_shape(shape: Shape, variants: list[str], bandwidth: float, new_tokens: int, repeats: int) -> None:

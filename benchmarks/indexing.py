@@ -3,6 +3,7 @@
     python benchmarks/indexing.py                                  # offline default encoder
     python benchmarks/indexing.py --encoder croma-large --precision bfloat16 --records 48
     python benchmarks/indexing.py --memory                         # peak RSS: 2 vs 10 rasters
+    python benchmarks/indexing.py --dask                           # also 1 and 2 local Dask workers
 
 CROMA without local weights is benchmarked with random initialisation (same compute; the printed
 encoder id says `-random-init`). Numbers are ratios measured side by side in one process, because
@@ -92,6 +93,27 @@ def end_to_end(encoder, files: list[Path], batch: int) -> tuple[float, int]:
     return summary.added / elapsed, summary.added
 
 
+def dask_end_to_end(name: str, precision: str, files: list[Path], batch: int, workers: int) -> float:
+    """Records/s of `index_on_cluster` on a LocalCluster that is already up (its start excluded)."""
+    import functools
+
+    from distributed import Client, LocalCluster
+
+    from indexer.cluster import ClusterConfig, index_on_cluster
+
+    factory = functools.partial(build_encoder, name) if name.startswith("spectral") else \
+        functools.partial(build_encoder, name, precision=precision)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
+            Client(cluster) as client, tempfile.TemporaryDirectory() as tmp:
+        client.run(lambda: None)  # workers up
+        config = IndexConfig(store=Path(tmp) / "store", inputs=tuple(map(str, files)), grid=GRID,
+                             batch_size=batch, progress=False)
+        start = time.perf_counter()
+        summary = index_on_cluster(config, factory, ClusterConfig(scheduler=cluster.scheduler_address,
+                                                                  parcels_per_task=16))
+        return summary.added / (time.perf_counter() - start)
+
+
 def peak_rss_mb(n_files: int) -> float:
     """Peak RSS of a fresh `xvision index` process over `n_files` rasters."""
     files = sorted(HESBAYE.glob("S2_L2A_hesbaye_*.tif"))[:n_files]
@@ -113,6 +135,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--memory", action="store_true", help="also compare peak RSS for 2 vs 10 rasters")
     parser.add_argument("--agreement", action="store_true", help="CROMA: cosine of bfloat16 vs float32 embeddings")
+    parser.add_argument("--dask", action="store_true",
+                        help="also index on a Dask LocalCluster of 1 and 2 worker processes (cluster start-up excluded)")
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -132,6 +156,10 @@ def main() -> None:
         _, alt = bare_forward(encoder, chips, masks, args.batch_size)
         cos = torch.nn.functional.cosine_similarity(reference, alt, dim=1)
         print(f"  {first} vs {other} embeddings: cosine mean {cos.mean():.5f}, min {cos.min():.5f}")
+    if args.dask:
+        for workers in (1, 2):
+            rate = dask_end_to_end(args.encoder, args.precision, files, args.batch_size, workers)
+            print(f"  dask, {workers} worker(s)  : {rate:8.2f} records/s  ({rate / e2e:.2f} x single process)")
     if args.memory:
         small, large = peak_rss_mb(2), peak_rss_mb(10)
         print(f"  peak RSS, 2 rasters: {small:.0f} MB; 10 rasters: {large:.0f} MB; ratio {large / small:.3f}")

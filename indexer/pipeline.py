@@ -138,6 +138,8 @@ def index(config: IndexConfig, encoder: ChipEncoder, progress: Callable[[int, in
         if store.migrated_from is not None:
             summary.notes.append(f"store upgraded from record schema version {store.migrated_from} to "
                                  f"{store.manifest['schema_version']} (parcel attributes became attr_* columns)")
+        if store.layout_upgraded:
+            summary.notes.append("store rewritten once as append-only segments (it had the single-generation layout)")
         bar = tqdm(total=total, desc="indexing", unit="record", disable=not config.progress)
         pending: list[tuple[gpd.GeoDataFrame, np.ndarray]] = []
         n_pending = 0

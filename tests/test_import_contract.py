@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "xvision_model": 1,
     # composing them: the indexing pipeline (the encoder is handed to it), fine-tuning, evaluation
     "indexer.pipeline": 2,
+    "indexer.cluster": 2,  # the pipeline on a Dask cluster (encoder factory handed to it)
     "xvision_model.finetune": 2,
     "xvision_model.evaluate": 2,
     "assistant": 3,
@@ -38,6 +39,7 @@ FORBIDDEN: tuple[tuple[str, str], ...] = (
     ("indexer", "xvision_model"),  # reading code never imports the model ...
     ("xvision_model", "indexer"),  # ... nor the serving model the reading code: they sit side by side
     ("indexer.pipeline", "xvision_model"),  # the encoder is handed to the pipeline
+    ("indexer.cluster", "xvision_model"),  # ... and its factory to the cluster
     ("ui", "xvision_model"),  # the app reaches the model only through the assistant
 )
 

@@ -32,6 +32,10 @@ FLAG_FOR_FIELD: dict[str, str] = {
     "epochs": "--epochs",
     "batch_size": "--batch-size",
     "lr": "--lr",
+    "index_type": "--index-type",
+    "scheduler": "--scheduler tcp://HOST:PORT or --workers N",
+    "workers": "--workers N",
+    "parcels_per_task": "--parcels-per-task",
 }
 
 
@@ -50,6 +54,7 @@ Start by indexing imagery into a store (a folder), then query it:
   xvision history grid10-32631-664000-5612120 --store hesbaye-store
   xvision similar grid10-32631-664000-5612120 --date 2021-06-01 --store hesbaye-store
   xvision export --store hesbaye-store --format csv --out records.csv
+  xvision reindex --store hesbaye-store --index-type ivf-pq      (large stores: approximate search)
   xvision train --store hesbaye-store --imagery ../shared/data/worldcereal-hesbaye --out tiny-model
   xvision eval --model tiny-model --store hesbaye-store
   xvision describe grid10-32631-664000-5612120 --date 2021-06-01 --store hesbaye-store --model tiny-model
@@ -88,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Inputs may be: a multi-band GeoTIFF with band descriptions (or --bands), a folder of "
             "per-band files (*_B04.tif, SAFE IMG_DATA *.jp2), a STAC Item JSON with local assets, or a "
             "folder holding any of these.\n\nexample:\n  xvision index ../shared/data/worldcereal-hesbaye "
-            "--grid 10 --store hesbaye-store"
+            "--grid 10 --store hesbaye-store\n  xvision index ../shared/data/worldcereal-hesbaye --grid 10 "
+            "--store hesbaye-store --workers 2    (embedding on 2 local Dask workers)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -112,7 +118,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of cloud-free parcel pixels below which a record is flagged not valid (default 0.3)")
     p.add_argument("--commit-every", type=int, default=2048, help="records between commits (default 2048)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    dask = p.add_mutually_exclusive_group()
+    dask.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                      help="embed on this running Dask cluster (workers must see the same raster paths); "
+                           "this process stays the store's only writer")
+    dask.add_argument("--workers", type=int, metavar="N", help="start N local Dask worker processes for the embedding")
+    p.add_argument("--parcels-per-task", type=int, default=64,
+                   help="with --scheduler/--workers: parcels of one raster per Dask task (default 64)")
     p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser(
+        "reindex", help="rebuild a store's search index with another index type (and compact it)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Merge all segments of a store into one and build its nearest-neighbour index anew; later commits
+use the same type. Record ids, records and embeddings do not change.
+
+Index types:
+  auto     exact Flat while small (up to 2^24 floats: 262k records at 64-d), else ivf-pq (default)
+  flat     exact search, 4 bytes per dimension in memory (memory-mapped)
+  hnsw     graph over 8-bit codes, re-ranked exactly; slow to build at high dimension
+  ivf-sq8  inverted lists of 8-bit codes, re-ranked exactly
+  ivf-pq   inverted lists of 4-bit product codes (fast scan), re-ranked exactly; smallest
+
+Example:
+  xvision reindex --store hesbaye-store --index-type ivf-pq
+""")
+    p.add_argument("--store", required=True, type=Path, help="store folder")
+    p.add_argument("--index-type", required=True, choices=("auto", "flat", "hnsw", "ivf-sq8", "ivf-pq"),
+                   help="the new index type")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_reindex)
 
     p = sub.add_parser("export", help="write every record to CSV, Parquet or GeoJSON",
                        description="One row per record: parcel_id, date, validity, every index statistic, the analyses.")
@@ -198,6 +234,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_describe)
 
     p = sub.add_parser(
+        "ask",
+        help="ask a question about the parcels in a store, in English or French",
+        description=(
+            "Answer a question in plain words about a parcel on a date, its history, a comparison with "
+            "past seasons, similar parcels, or which parcels meet a condition. Every number in the "
+            "answer is a stored record's value (or the difference of two), cited with parcel, date, "
+            "index values, valid and cloud fractions and source. Unusable (cloudy) and suspect "
+            "(scene-wide jump) observations are reported as such, never read as the crop's condition."
+        ),
+        epilog=(
+            "examples:\n"
+            '  xvision ask "How is parcel Flanders31UES-001 doing in June 2019?" --store flanders-store\n'
+            '  xvision ask "Which parcels had NDVI below 0.3 in July 2019?" --store flanders-store --json\n'
+            '  xvision ask "Comment va la parcelle 001 en octobre 2019 par rapport à octobre 2018 ?" --store flanders-store'
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("question", metavar="QUESTION", help="the question, in quotes")
+    p.add_argument("--store", required=True, type=Path, help="store folder written by `xvision index`")
+    p.add_argument("--model", type=Path,
+                   help="generator folder written by `xvision train` (default: the store's registered model, else "
+                        "the bundled demo model, else answers composed from the stored analyses)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"question", "plan", "answer", "citations", "similar", "history", "warnings"} as JSON')
+    p.add_argument("--lang", choices=("en", "fr"), help="language of the answer (default: the question's)")
+    p.add_argument("--today", type=_date,
+                   help="reference date for 'last month', 'this season'... (default: the newest acquisition)")
+    p.set_defaults(func=_cmd_ask)
+
+    p = sub.add_parser(
         "ui",
         help="open the web app: map, parcel seasons, chat with the assistant, add data",
         description=(
@@ -244,7 +310,16 @@ def _cmd_index(args: argparse.Namespace) -> int:
         min_valid_fraction=args.min_valid,
         progress=not args.quiet,
     )
-    summary = index(config, build_encoder(name, **options))
+    if args.scheduler or args.workers:
+        import functools
+
+        from indexer.cluster import ClusterConfig, index_on_cluster
+
+        cluster = ClusterConfig(scheduler=args.scheduler, workers=args.workers, parcels_per_task=args.parcels_per_task)
+        summary = index_on_cluster(config, functools.partial(build_encoder, name, **options), cluster,
+                                   announce=lambda text: print(text, file=sys.stderr, flush=True))
+    else:
+        summary = index(config, build_encoder(name, **options))
     print("\n".join(summary.lines()))
     return 0
 
@@ -264,6 +339,22 @@ def _print_table(frame, as_json: bool) -> None:
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_columns", None,
                            "display.max_colwidth", 60, "display.float_format", "{:.3f}".format):
         print(frame.to_string(index=False))
+
+
+def _cmd_reindex(args: argparse.Namespace) -> int:
+    from indexer.store import Store, write_lock
+
+    with write_lock(args.store):
+        store = _open(args.store)
+        before = sorted({s["kind"] for s in store.manifest.get("segments", [])}) or ["single generation"]
+        store.compact(index_type=args.index_type, progress=not args.quiet)
+        kinds = sorted({s["kind"] for s in Store.open(args.store).manifest["segments"]})
+    from indexer.ann import MIN_APPROXIMATE
+
+    small = " (fewer than %d records: exact Flat is kept)" % MIN_APPROXIMATE if len(store) < MIN_APPROXIMATE else ""
+    print(f"{args.store}: {len(store)} records, index {', '.join(before)} -> {', '.join(kinds)} "
+          f"(index type {args.index_type}){small}")
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -342,6 +433,29 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     print(f"\nfrom the indices (reference):\n  {result['reference']}\n")
     for name, value in result["indices"].items():
         print(f"  {name:<16} {value:8.3f}" if isinstance(value, float) else f"  {name:<16} {value}")
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from assistant.api import Assistant
+
+    assistant = Assistant.open(args.store, args.model, today=args.today)
+    result = assistant.ask(args.question, lang=args.lang)
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        return 0
+    print(result["answer"])
+    if result["citations"]:
+        print("\nsources:")
+        print(f"  {'parcel':<22} {'date':<10} {'valid':>5} {'cloud':>5}  indices")
+        for c in result["citations"]:
+            values = ", ".join(f"{k.removesuffix('_mean')} {v:.3f}" for k, v in c["indices"].items() if v is not None)
+            valid = "-" if c["valid_fraction"] is None else f"{100 * c['valid_fraction']:.0f}%"
+            cloud = "-" if c["cloud_fraction"] is None else f"{100 * c['cloud_fraction']:.0f}%"
+            print(f"  {c['parcel_id']:<22} {c['date']:<10} {valid:>5} {cloud:>5}  {values or '(not usable)'}"
+                  f"  [{Path(c['source']).name if c['source'] else '?'}]")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 
-from indexer.core.errors import WeightsError
+from indexer.core.errors import InputError, WeightsError
 from xvision_model.adapter import VisionAdapter
 from xvision_model.lm import PICKLE_SUFFIXES, describe_lm, load_base_lm, load_lora, lora_settings_of
 from xvision_model.model import XVisionModel
@@ -92,12 +92,18 @@ def _refuse_pickles(directory: Path) -> None:
 
 
 def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merge: bool = False,
-               base_model: str | Path | None = None, trainable: bool = False) -> XVisionModel:
+               base_model: str | Path | None = None, trainable: bool = False,
+               quantize: str = "auto") -> XVisionModel:
     """Rebuild an `XVisionModel` from `directory`.
 
     `base_model` overrides the card's base LM location (e.g. the same Qwen2 in another folder);
     `merge=True` folds LoRA into the base for inference; `trainable=True` keeps LoRA trainable.
+    `quantize`: "int8" (dynamic int8 Linears, `XVisionModel.quantize_int8`), "none", or "auto":
+    int8 when serving a full-profile model on the CPU (merged, not trainable), its fastest
+    measured path there; the tiny profile and GPUs keep their float weights.
     """
+    if quantize not in ("auto", "int8", "none"):
+        raise InputError(f"quantize must be auto, int8 or none, got {quantize!r}", field="quantize", value=quantize)
     directory = Path(directory)
     card = read_card(directory)
     _refuse_pickles(directory)
@@ -113,6 +119,12 @@ def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merg
     model = XVisionModel(adapter.to(lm.device), lm, tokenizer)
     if merge:
         model.merge_lora()
+    serving_on_cpu = merge and not trainable and lm.device.type == "cpu" and card.get("profile") == "full"
+    if quantize == "int8" or (quantize == "auto" and serving_on_cpu):
+        if not merge or trainable:
+            raise InputError("int8 quantisation is for serving: load with merge=True and trainable=False",
+                             field="quantize", value=quantize)
+        model.quantize_int8()
     return model.train(trainable)
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -136,4 +137,18 @@ class XVisionModel(nn.Module):
     def merge_lora(self) -> XVisionModel:
         """Fold LoRA into the base weights (faster inference); returns self."""
         self.lm = merge_lora(self.lm)
+        return self
+
+    def quantize_int8(self) -> XVisionModel:
+        """Dynamic int8 quantisation of every Linear of the merged LM (int8 weights, float32
+        activations, fbgemm); the adapter stays float. The fastest CPU path measured for the full
+        profile (benchmarks/generation.py, Qwen2-1.5B shape: 5.1 tokens/s against 1.8-2.2 in
+        bfloat16 on a CPU without native bf16): decoding reads every weight once per token, and
+        int8 weights are a quarter of float32's bytes. Returns self."""
+        if isinstance(self.lm, PeftModel):
+            raise InputError("merge LoRA (merge_lora) before quantising the LM")
+        self.lm = self.lm.float()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+            torch.ao.quantization.quantize_dynamic(self.lm, {nn.Linear}, dtype=torch.qint8, inplace=True)
         return self

@@ -151,34 +151,66 @@ def test_schema_validate_accepts_all_nan_statistics():
     validate(rows)
 
 
-def test_schema_1_store_opens_with_typed_attributes(tmp_path):
-    """A store written before the schema (attributes as one JSON string) opens, and is written as
-    the current version at the next commit, nothing lost."""
-    s = Store.open_or_create(tmp_path / "old", ENCODER)
-    s.upsert(record_rows([("a", "2021-06-01"), ("b", "2021-06-01")]), np.eye(2, DIM, dtype=np.float32))
-    s.commit()
-    # Rewrite it as schema 1: the JSON column, manifest version 1.
-    table = gpd.read_parquet(s.path / s.manifest["files"]["records"])
-    table["attributes"] = [json.dumps({"crop": "Maïs", "area_ha": 2.5}, ensure_ascii=False), "{}"]
-    table.to_parquet(s.path / s.manifest["files"]["records"], index=False)
-    manifest = json.loads((s.path / MANIFEST).read_text())
+def _single_generation_store(path, rows, vectors, schema_version: int) -> None:
+    """Write a store in the layout before segments (index-N.faiss + records-N.parquet)."""
+    import faiss
+
     from indexer.store import _sha256
 
-    manifest["schema_version"] = 1
-    manifest["files"]["records_sha256"] = _sha256(s.path / manifest["files"]["records"])
-    (s.path / MANIFEST).write_text(json.dumps(manifest))
+    path.mkdir()
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+    index.add_with_ids(vectors, np.arange(len(rows), dtype=np.int64))
+    faiss.write_index(index, str(path / "index-000001.faiss"))
+    rows.assign(record_id=np.arange(len(rows))).to_parquet(path / "records-000001.parquet", index=False)
+    manifest = {"schema_version": schema_version, "encoder": ENCODER, "dimension": DIM, "index_type": "IDMap2,Flat",
+                "generation": 1, "count": len(rows), "next_id": len(rows),
+                "files": {"index": "index-000001.faiss", "records": "records-000001.parquet",
+                          "index_sha256": _sha256(path / "index-000001.faiss"),
+                          "records_sha256": _sha256(path / "records-000001.parquet")}}
+    (path / MANIFEST).write_text(json.dumps(manifest))
 
-    old = Store.open(s.path)
-    assert old.migrated_from == 1
+
+def test_schema_1_store_opens_with_typed_attributes(tmp_path):
+    """A single-generation store written before the schema (attributes as one JSON string) opens
+    as one segment, and the next commit rewrites it as segments of the current version, nothing lost."""
+    rows = record_rows([("a", "2021-06-01"), ("b", "2021-06-01")])
+    rows["attributes"] = [json.dumps({"crop": "Maïs", "area_ha": 2.5}, ensure_ascii=False), "{}"]
+    vectors = np.eye(2, DIM, dtype=np.float32)
+    _single_generation_store(tmp_path / "old", rows, vectors, schema_version=1)
+
+    old = Store.open(tmp_path / "old")
+    assert old.migrated_from == 1 and old.layout_upgraded
     records = old.records().set_index("parcel_id")
     assert records.loc["a", "attr_crop"] == "Maïs" and records.loc["a", "attr_area_ha"] == 2.5
     assert pd.isna(records.loc["b", "attr_crop"]) and "attributes" not in records.columns
     assert len(old.records(RecordFilter(attributes={"crop": "mais"}))) == 1
+    assert [h.record_id for h in old.search(vectors[1], 1)] == [1]
+    np.testing.assert_array_equal(old.vectors([1, 0]), vectors[[1, 0]])
+    old.upsert(record_rows([("c", "2021-06-01")]), np.eye(1, DIM, 2, dtype=np.float32))
     old.commit()
-    reopened = Store.open(s.path)
+    reopened = Store.open(tmp_path / "old")
     assert reopened.migrated_from is None and reopened.manifest["schema_version"] == SCHEMA_VERSION
+    assert reopened.manifest["layout"] == 2 and not reopened.layout_upgraded
     assert reopened.records().set_index("parcel_id").loc["a", "attr_crop"] == "Maïs"
+    assert reopened.records()["record_id"].tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(reopened.vectors([0, 1]), vectors)
+    names = sorted(p.name for p in (tmp_path / "old").iterdir() if not p.name.startswith("."))
+    assert names == [MANIFEST, reopened.manifest["segments"][0]["name"]]
+
+
+def test_schema_2_single_generation_store_opens(tmp_path):
+    rows = record_rows([("a", "2021-06-01"), ("b", "2021-07-01")])
+    _single_generation_store(tmp_path / "old", rows, np.eye(2, DIM, dtype=np.float32), schema_version=2)
+    old = Store.open(tmp_path / "old")
+    assert old.migrated_from is None and old.layout_upgraded and len(old) == 2
+    assert old.history("a")["date"].tolist() == ["2021-06-01"]
 
 
 def test_fold_is_case_and_accent_insensitive():
     assert fold("Betterave  SUCRIÈRE") == fold("betterave sucriere") == "betterave sucriere"
+
+
+def test_empty_store_answers_with_empty_tables(tmp_path):
+    s = Store.open_or_create(tmp_path / "empty", ENCODER)
+    assert s.parcels().empty and s.dates() == [] and s.records().empty
+    assert s.search(np.ones(DIM, np.float32), 3) == []

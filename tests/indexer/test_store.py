@@ -43,7 +43,7 @@ def test_upsert_appends_and_replaces_keeping_ids(tmp_path):
     reopened.commit()
 
     store = Store.open(tmp_path / "store")
-    assert len(store) == 4 and store.index.ntotal == 4
+    assert len(store) == 4 and store.manifest["count"] == 4
     assert store.records().duplicated(["parcel_id", "date"]).sum() == 0
     rid = ids_before[("a", "2021-06-01")]
     row = store.record("a", "2021-06-01")
@@ -77,15 +77,59 @@ def test_other_encoder_is_refused(tmp_path):
         Store.open_or_create(tmp_path / "store", other)
 
 
-def test_corruption_is_detected(tmp_path):
+def _segment_file(store: Store, name: str, segment: int = -1):
+    return store.path / store.manifest["segments"][segment]["name"] / name
+
+
+def _flip(path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", ["index.faiss", "vectors.npy", "ids.npy", "records.parquet", "deleted.npy"])
+def test_damage_at_a_file_edge_is_detected_at_open(tmp_path, name):
     store = _new(tmp_path)
     store.upsert(_rows([("a", "2021-06-01")]), _vectors(1))
     store.commit()
-    index_file = tmp_path / "store" / store.manifest["files"]["index"]
-    data = bytearray(index_file.read_bytes())
-    data[-1] ^= 0xFF
-    index_file.write_bytes(bytes(data))
-    with pytest.raises(StoreError, match="checksum"):
+    _flip(_segment_file(store, name), -1)
+    with pytest.raises(StoreError, match=f"{name}: size or checksum differs"):
+        Store.open(tmp_path / "store")
+
+
+def test_damage_inside_large_files_is_detected_when_read_or_verified(tmp_path, monkeypatch):
+    """Opening hashes only the first and last MiB of each file; the records file is hashed in
+    full when it is read, vectors and index by verify() (and before compaction)."""
+    import indexer.store
+
+    monkeypatch.setattr(indexer.store, "_EDGE", 4096)  # "edges" of 4 KiB: small files have a middle
+    store = _new(tmp_path)
+    n = 3000
+    keys = [(f"p{i}", "2021-06-01") for i in range(n)]
+    store.upsert(_rows(keys), _vectors(n))
+    store.commit()
+    vectors = _segment_file(store, "vectors.npy")
+    records = _segment_file(store, "records.parquet")
+    size = records.stat().st_size
+    assert size > 3 * 4096 and vectors.stat().st_size > 3 * 4096
+    _flip(records, size // 2)
+    opened = Store.open(tmp_path / "store")  # sizes and edges still match
+    with pytest.raises(StoreError, match="records.parquet: checksum differs"):
+        opened.records()
+    _flip(records, size // 2)
+    _flip(vectors, vectors.stat().st_size // 2)
+    with pytest.raises(StoreError, match="vectors.npy: checksum differs"):
+        Store.open(tmp_path / "store").verify()
+    with pytest.raises(StoreError, match="vectors.npy: checksum differs"):
+        Store.open(tmp_path / "store").compact(index_type="flat")
+
+
+def test_missing_segment_is_reported(tmp_path):
+    store = _new(tmp_path)
+    store.upsert(_rows([("a", "2021-06-01")]), _vectors(1))
+    store.commit()
+    _segment_file(store, "vectors.npy").unlink()
+    with pytest.raises(StoreError, match="vectors.npy: missing"):
         Store.open(tmp_path / "store")
 
 
@@ -101,19 +145,21 @@ def test_manifest_count_mismatch_is_detected(tmp_path):
         Store.open(tmp_path / "store")
 
 
-def test_uncommitted_generation_is_ignored_then_cleaned(tmp_path):
+def test_uncommitted_segment_is_ignored_then_cleaned(tmp_path):
     store = _new(tmp_path)
     store.upsert(_rows([("a", "2021-06-01")]), _vectors(1))
     store.commit()
-    # What a crash between writing the next generation and publishing the manifest leaves.
-    (tmp_path / "store" / "index-000002.faiss").write_bytes(b"partial")
-    (tmp_path / "store" / "records-000002.parquet.tmp").write_bytes(b"partial")
+    first = store.manifest["segments"][0]["name"]
+    # What a crash between writing the next segment and publishing the manifest leaves.
+    (tmp_path / "store" / "seg-000002.tmp").mkdir()
+    (tmp_path / "store" / "seg-000002.tmp" / "records.parquet").write_bytes(b"partial")
+    (tmp_path / "store" / "seg-000009").mkdir()
     reopened = Store.open(tmp_path / "store")
     assert len(reopened) == 1
     reopened.upsert(_rows([("b", "2021-06-01")]), _vectors(1))
     reopened.commit()
     names = sorted(p.name for p in (tmp_path / "store").iterdir() if not p.name.startswith("."))
-    assert names == ["index-000002.faiss", MANIFEST, "records-000002.parquet"]
+    assert names == [MANIFEST, first, reopened.manifest["segments"][1]["name"]]
     assert len(Store.open(tmp_path / "store")) == 2
 
 

@@ -15,13 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pandas as pd
 
 from indexer.analysis import CLASS_RULES, analysis_seed, write_analysis
 from indexer.store import Store
-from indexer.core.errors import InputError, StoreError
+from indexer.core.errors import InputError
 
 #: The instruction each analysis answers, per language.
 PROMPTS: dict[str, str] = {
@@ -147,21 +146,8 @@ def with_unobserved(pairs: PairSet, share: float = UNOBSERVED_SHARE, seed: int =
 
 
 def store_vectors(store: Store, record_ids: Sequence[int]) -> np.ndarray:
-    """[N, dim] float32 embeddings of `record_ids`, looked up by FAISS id."""
-    index = store.index
-    wanted = np.asarray(record_ids, dtype=np.int64)
-    try:
-        # IndexIDMap2 over a flat index: read everything at once, then order by id.
-        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-        inner = faiss.downcast_index(index.index)
-        vectors = inner.reconstruct_n(0, inner.ntotal)
-        position = pd.Series(np.arange(len(ids)), index=ids)
-        missing = np.setdiff1d(wanted, ids)
-        if missing.size:
-            raise StoreError(f"{store.path}: records {missing[:5].tolist()} have no embedding in the index")
-        return np.ascontiguousarray(vectors[position.loc[wanted].to_numpy()], dtype=np.float32)
-    except AttributeError:  # another index type: one lookup per id
-        return np.stack([store.vector(int(i)) for i in wanted]).astype(np.float32)
+    """[N, dim] float32 embeddings of `record_ids` (NotFoundError, a StoreError, for an unknown id)."""
+    return store.vectors(record_ids)
 
 
 def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None = None,
