@@ -25,9 +25,6 @@ from indexer.store import Store
 
 #: The indices the pages offer, in the order the analysis text states them.
 INDICES = ("ndvi", "ndmi", "ndwi", "savi", "evi", "ndre")
-#: Records flagged with one of these columns (when the store has it) are suspect: a scene-wide
-#: jump the cloud mask missed. Shown as such, never as the crop's condition.
-SUSPECT_COLUMNS = ("suspect",)
 #: Parcels closer than this (degrees, ~1 km) are framed together on the map.
 AREA_GAP_DEG = 0.01
 
@@ -73,9 +70,21 @@ class StoreView:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.records = _frame(store).copy()
-        flags = [c for c in SUSPECT_COLUMNS if c in self.records.columns]
-        self.records["suspect"] = self.records[flags].fillna(False).astype(bool).any(axis=1) if flags else False
+        self.records["suspect"] = self._suspect()
         self.records["usable"] = self.records["valid"].astype(bool) & ~self.records["suspect"]
+
+    def _suspect(self) -> pd.Series:
+        """Valid records on acquisitions the assistant's rule finds suspect (a scene-wide jump that
+        comes back), area by area: nearby parcels share their scenes, far ones do not."""
+        from assistant.suspect import find_suspects
+
+        records = self.records
+        area = records["parcel_id"].map(self.parcels.set_index("parcel_id")["area"])
+        suspect = pd.Series(False, index=records.index)
+        for name, group in records.groupby(area):
+            dates = find_suspects(group)
+            suspect |= (area == name) & records["date"].isin(list(dates)) & records["valid"].astype(bool)
+        return suspect
 
     @property
     def path(self) -> Path:

@@ -157,3 +157,25 @@ def test_chat_page_without_a_parcel_invites_a_question(app_env, monkeypatch):
     citations = at.dataframe[0].value
     assert PARCEL in set(citations["parcel"])
     assert PARCEL in at.session_state["xv_cited"]
+
+
+def test_a_suspect_acquisition_is_marked_and_not_read_as_the_crop(tmp_path, monkeypatch):
+    """2018-11-12 over Flanders: every parcel's NDVI drops and comes back five days later (the
+    assistant's suspect rule), although the cloud mask passed the scene."""
+    from indexer.pipeline import IndexConfig, index
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
+
+    store = tmp_path / "store"
+    files = tuple(str(FLANDERS / f"S2_L2A_Flanders31UES_{d}.tif") for d in ("2018-10-18", "2018-11-12", "2018-11-17"))
+    index(IndexConfig(store=store, inputs=files, parcels=FLANDERS / "parcels_Flanders31UES.gpkg", progress=False),
+          build_encoder(DEFAULT_ENCODER))
+    monkeypatch.setenv("XVISION_UI_STORE", str(store))
+    at, _ = _app(monkeypatch)
+    at.session_state["xv_parcel"] = PARCEL
+    at.session_state["xv_date"] = "2018-11-12"
+    at.run()
+    assert not at.exception
+    assert "2018-11-12 ⚠" in at.select_slider[0].options
+    warnings = " ".join(w.value for w in at.warning)
+    assert "suspect" in warnings and "No usable observation" in warnings
+    assert not at.metric
