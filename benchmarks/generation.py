@@ -85,10 +85,10 @@ def shapes() -> dict[str, Shape]:
     return {
         # The tiny profile: spectral-v2 gap vector (64-d) -> 8 tokens; float32 ("auto" on CPU).
         "tiny": Shape("tiny (Qwen2 h256 x4, vocab 1000)", tiny, torch.float32,
-                      AdapterConfig(mode="gap", in_dim=64, lm_hidden=256, num_tokens=8), (64,), 64, 32, 3),
-        # Full profile: CROMA-large patch tokens (225 x 1024) -> 8 x 8 = 64 tokens; bf16.
+                      AdapterConfig(in_dim=64, lm_hidden=256, num_tokens=8), (64,), 64, 32, 3),
+        # Full profile: CROMA-large global vector (1024-d) -> 64 tokens; bf16.
         "1.5b": Shape("Qwen2-1.5B shape (h1536 x28, vocab 151936)", qwen15, torch.bfloat16,
-                      AdapterConfig(mode="patch", in_dim=1024, lm_hidden=1536, num_tokens=64), (225, 1024), 32, 16, 1),
+                      AdapterConfig(in_dim=1024, lm_hidden=1536, num_tokens=64), (1024,), 32, 16, 1),
     }
 
 

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "indexer.cluster": 2,  # the pipeline on a Dask cluster (encoder factory handed to it)
     "xvision_model.finetune": 2,
     "xvision_model.evaluate": 2,
+    "xvision_model.writer": 2,  # what users read: the generator held to the analysis grammar (indexer.analysis)
     "assistant": 3,
     "ui": 4,
     "xvision": 4,  # the command line: nothing imports it

@@ -182,20 +182,24 @@ Example:
             "default) first trains a small Qwen2-architecture LM on the store's analyses, then freezes "
             "it and trains the vision adapter + LoRA on (embedding, analysis) pairs. The full profile "
             "fine-tunes Qwen2-1.5B (local path or cached hub id) with LoRA on a CROMA-Large store. "
-            "Validation uses held-out parcels (no parcel's dates leak into training). With --imagery "
-            "(the rasters the store was indexed from) each training chip is re-read and perturbed "
+            "Validation uses held-out parcels (no parcel's dates leak into training). Each training "
+            "chip is re-read from the raster the store recorded as its source and perturbed "
             "spectrally (brightness, band gains, haze, mixed-in spectra), its indices and analysis "
-            "recomputed: the generator then holds up on imagery unlike the store's."
+            "recomputed: that is what makes the generator hold up on imagery unlike the store's. If "
+            "the rasters were moved, training stops before it starts and lists them: name their new "
+            "folder with --imagery (or, knowingly, --embeddings-only)."
         ),
-        epilog="example:\n  xvision train --store hesbaye-store --imagery ../shared/data/worldcereal-hesbaye "
-               "--profile tiny --out models/tiny",
+        epilog="example:\n  xvision train --store hesbaye-store --out models/tiny",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--store", required=True, type=Path, help="store folder written by `xvision index`")
     p.add_argument("--profile", default="tiny", choices=("tiny", "full"), help="model profile (default tiny)")
     p.add_argument("--out", required=True, type=Path, help="model folder to write")
     p.add_argument("--imagery", type=Path, nargs="+", metavar="PATH",
-                   help="rasters/folders the store was indexed from: enables spectral augmentation (recommended)")
+                   help="folders to find the store's rasters in when they were moved since indexing")
+    p.add_argument("--embeddings-only", action="store_true",
+                   help="do not re-read chips: train on the stored embeddings only, without the spectral "
+                        "augmentation (weaker analyses on imagery unlike the store's)")
     p.add_argument("--epochs", type=int, help="epochs of the vision stage (default: the profile's)")
     p.add_argument("--lr", type=float, help="peak learning rate of the vision stage (default: the profile's)")
     p.add_argument("--batch-size", type=int, help="examples per optimizer step (default: the profile's)")
@@ -213,7 +217,11 @@ Example:
             "For each record of the store's held-out parcels (every record when the model was not "
             "trained on this store), generate the analysis from the embedding alone and check the "
             "vigor, moisture and cover classes it states against the classes of the record's indices. "
-            "Records flagged not valid count as right when the text says the observation is unusable."
+            "Records flagged not valid count as right when the text says the observation is unusable. "
+            "Scores are of the model's own text (held to the analysis grammar, before unusable records "
+            "are shown their unusable text); the shares of outputs with a repeated sentence, a missing "
+            "aspect, or an unusable record described as usable are given for the decoded text and for "
+            "what users see."
         ),
     )
     p.add_argument("--model", required=True, type=Path, help="model folder written by `xvision train`")
@@ -390,7 +398,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     result = train(args.store, args.out, profile=args.profile, epochs=args.epochs, lr=args.lr, resume=args.resume,
                    lang=args.lang, progress=not args.quiet, seed=args.seed, base_model=args.base_model,
-                   batch_size=args.batch_size, imagery=args.imagery)
+                   batch_size=args.batch_size, imagery=args.imagery, reread=not args.embeddings_only)
     print(json.dumps(result.to_dict(), indent=2))
     return 0
 
@@ -407,7 +415,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"overall (record, aspect) accuracy: {scores['overall']:.3f}")
     for aspect, value in scores["per_aspect"].items():
         print(f"  {aspect:<9} {value:.3f}")
-    print(f"all three right: {scores['all_three']:.3f}")
+    print(f"all three right: {scores['all_three']:.3f}  (decoded text, before the grammar: overall "
+          f"{scores['raw']['overall']:.3f}, all three {scores['raw']['all_three']:.3f})")
+    for where, label in (("raw", "decoded text"), ("shown", "what users see")):
+        shares = scores["failures"][where]
+        print(f"{label:<15} repeated sentence {shares['repeated_sentence']:.3f}, missing aspect "
+              f"{shares['missing_aspect']:.3f}, unusable described as usable {shares['unusable_as_usable']:.3f}")
     return 0
 
 
@@ -429,7 +442,10 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         return 0
     print(f"parcel {args.parcel_id} on {date}")
     if result.get("generated") is not None:
-        print(f"\ngenerated ({args.model}):\n  {result['generated']}")
+        print(f"\ngenerated ({args.model}):\n  {result['text']}")
+        if result["generated"] != result["text"]:
+            print("\nthe model's own text (the record is not valid, so it is shown the text above):\n  "
+                  + (result["generated"] or "(no sentence of the analysis grammar)"))
     print(f"\nfrom the indices (reference):\n  {result['reference']}\n")
     for name, value in result["indices"].items():
         print(f"  {name:<16} {value:8.3f}" if isinstance(value, float) else f"  {name:<16} {value}")

@@ -1,13 +1,10 @@
 """The vision adapter: encoder features -> a few visual tokens in the language model's width.
 
-One class, `VisionAdapter`, built from one config, `AdapterConfig`, whose `mode` picks the
-projector (LLaVA's habit: the choice is written next to the weights, so loading rebuilds the same
-module instead of relying on a second copy of the class):
-
-* ``gap``   (the seed's): global embedding [B, in_dim] -> MLP -> [B, num_tokens, lm_hidden].
-* ``patch`` (LLaVA-1.5): the MLP is applied to each patch token [B, P, in_dim] -> [B, P, lm_hidden],
-  then the token grid is average-pooled to `num_tokens` (2-D when both P and num_tokens are
-  perfect squares, e.g. CROMA's 15 x 15 -> 4 x 4; 1-D over the token sequence otherwise).
+One class, `VisionAdapter`, built from one config, `AdapterConfig` (LLaVA's habit: the
+configuration is written next to the weights, so loading rebuilds the same module instead of
+relying on a second copy of the class): the record's global embedding [B, in_dim] -> MLP ->
+[B, num_tokens, lm_hidden]. There is no patch-token projector: a store keeps one embedding per
+record, not the encoder's patch tokens, so nothing could train or feed one.
 
 With ``standardize`` the features are first centred and scaled per dimension by statistics of the
 training features (`set_input_scale`), kept as buffers in the safetensors file: the raw embedding
@@ -22,18 +19,15 @@ On disk: ``adapter.safetensors`` + ``adapter_config.json`` in one directory; nev
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from indexer.core.errors import InputError, WeightsError, require_positive_int
 
-ADAPTER_MODES = ("gap", "patch")
 WEIGHTS_NAME = "adapter.safetensors"
 CONFIG_NAME = "adapter_config.json"
 
@@ -47,7 +41,6 @@ class AdapterConfig:
     per-dimension input scaling (buffers ``input_mean`` / ``input_std``).
     """
 
-    mode: str = "gap"
     in_dim: int = 64
     lm_hidden: int = 896
     num_tokens: int = 8
@@ -56,8 +49,6 @@ class AdapterConfig:
     standardize: bool = False
 
     def __post_init__(self) -> None:
-        if self.mode not in ADAPTER_MODES:
-            raise InputError(f"adapter mode must be one of {ADAPTER_MODES}, got {self.mode!r}")
         for name in ("in_dim", "lm_hidden", "num_tokens", "depth"):
             require_positive_int(getattr(self, name), f"adapter {name}")
         if isinstance(self.hidden_mult, bool) or not isinstance(self.hidden_mult, (int, float)) or self.hidden_mult <= 0:
@@ -74,6 +65,11 @@ class AdapterConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "adapter config") -> AdapterConfig:
+        data = dict(data)
+        # Adapters saved before the patch projector was removed name their (only usable) mode.
+        mode = data.pop("mode", "gap")
+        if mode != "gap":
+            raise WeightsError(f"{source}: adapter mode {mode!r} is no longer supported (only the global-embedding adapter exists)")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -111,40 +107,21 @@ def build_mlp(in_dim: int, hidden: int, out_dim: int, depth: int) -> nn.Sequenti
     return nn.Sequential(*layers)
 
 
-def _square_side(n: int) -> int | None:
-    side = math.isqrt(n)
-    return side if side * side == n else None
-
-
-def pool_tokens(tokens: torch.Tensor, num_tokens: int) -> torch.Tensor:
-    """Average-pool [B, P, H] to [B, num_tokens, H], keeping the 2-D grid when there is one."""
-    b, p, h = tokens.shape
-    if p == num_tokens:
-        return tokens
-    side_in, side_out = _square_side(p), _square_side(num_tokens)
-    if side_in is not None and side_out is not None:
-        # Patches come row-major from the encoder; pooling on the grid keeps neighbours together.
-        grid = tokens.transpose(1, 2).reshape(b, h, side_in, side_in)
-        return F.adaptive_avg_pool2d(grid, side_out).flatten(2).transpose(1, 2)
-    return F.adaptive_avg_pool1d(tokens.transpose(1, 2), num_tokens).transpose(1, 2)
-
-
 class VisionAdapter(nn.Module):
     """Projects encoder output to `config.num_tokens` visual tokens of width `config.lm_hidden`."""
 
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__()
         self.config = config
-        # gap: one vector must become several tokens, so the last layer emits them all at once.
-        out_dim = config.lm_hidden * (config.num_tokens if config.mode == "gap" else 1)
-        self.mlp = build_mlp(config.in_dim, config.hidden_dim, out_dim, config.depth)
+        # One vector must become several tokens, so the last layer emits them all at once.
+        self.mlp = build_mlp(config.in_dim, config.hidden_dim, config.lm_hidden * config.num_tokens, config.depth)
         if config.standardize:
             self.register_buffer("input_mean", torch.zeros(config.in_dim))
             self.register_buffer("input_std", torch.ones(config.in_dim))
 
     @torch.no_grad()
     def set_input_scale(self, features: torch.Tensor) -> None:
-        """Set the standardization from training features [N, in_dim] or [N, P, in_dim].
+        """Set the standardization from training features [N, in_dim].
 
         The std has a floor (1 % of the features' RMS) so that a dimension nearly constant in
         training does not blow up on imagery where it varies.
@@ -159,28 +136,25 @@ class VisionAdapter(nn.Module):
         self.input_std.copy_(flat.std(0).clamp_min(floor))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """[B, in_dim] (gap) or [B, P, in_dim] (patch) -> [B, num_tokens, lm_hidden]."""
+        """[B, in_dim] -> [B, num_tokens, lm_hidden]."""
         cfg = self.config
-        expected_rank = 2 if cfg.mode == "gap" else 3
-        if features.dim() != expected_rank or features.shape[-1] != cfg.in_dim:
-            shape = "[B, in_dim]" if cfg.mode == "gap" else "[B, P, in_dim]"
+        if features.dim() != 2 or features.shape[-1] != cfg.in_dim:
             raise InputError(
-                f"vision adapter ({cfg.mode} mode) expects features {shape} with in_dim={cfg.in_dim}, "
-                f"got {tuple(features.shape)}; was the adapter trained for another encoder?"
+                f"the vision adapter expects features [B, in_dim] with in_dim={cfg.in_dim}, "
+                f"got {tuple(features.shape)}; was the adapter trained for another encoder?",
+                field="features", value=tuple(features.shape),
             )
         features = features.to(self.mlp[0].weight.dtype)
         if cfg.standardize:
             features = (features - self.input_mean.to(features.dtype)) / self.input_std.to(features.dtype)
-        if cfg.mode == "gap":
-            return self.mlp(features).view(features.shape[0], cfg.num_tokens, cfg.lm_hidden)
-        return pool_tokens(self.mlp(features), cfg.num_tokens)
+        return self.mlp(features).view(features.shape[0], cfg.num_tokens, cfg.lm_hidden)
 
     def save(self, directory: str | Path) -> None:
         """Write ``adapter.safetensors`` and ``adapter_config.json`` into `directory`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "mode": self.config.mode})
+        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
         self.config.to_json(directory / CONFIG_NAME)
 
     @classmethod

@@ -1,7 +1,7 @@
 """A model directory: everything needed to rebuild an `XVisionModel`, safetensors and JSON only.
 
     model_dir/
-      model_card.json          encoder id, profile, base model, adapter mode and dims, date
+      model_card.json          encoder id, profile, base model, adapter dims, date, `TrainingCard`
       adapter_config.json      `AdapterConfig`
       adapter.safetensors      vision adapter weights
       lora/                    peft `save_pretrained` (adapter_config.json, adapter_model.safetensors)
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from peft import PeftModel
 
 from indexer.core.errors import InputError, WeightsError
 from xvision_model.adapter import VisionAdapter
@@ -30,13 +30,61 @@ from xvision_model.model import XVisionModel
 from xvision_model.tokenizer import load_tokenizer
 
 CARD_NAME = "model_card.json"
-FORMAT_VERSION = 1
+#: 2: the adapter config has no `mode`, the card a typed `training` section. 1 still loads.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 LORA_DIR, TOKENIZER_DIR, BASE_DIR = "lora", "tokenizer", "base"
 
 
+@dataclass(frozen=True)
+class StageRecord:
+    """How one training stage ended."""
+
+    epochs: int
+    steps: int
+    train_loss: float | None
+    val_loss: float | None
+
+
+@dataclass(frozen=True)
+class TrainingCard:
+    """The ``training`` section of a model card: what the model was trained on and how.
+
+    `prompts` (language -> instruction) and `max_new_tokens` are what generation uses;
+    `store` is the training store's fingerprint (`finetune.dataset.store_fingerprint`), `split`
+    the file naming the held-out parcels; `imagery` the folders given to find moved rasters in;
+    `augmentation` the spectral augmentation of chips re-read from the records' sources (None:
+    trained on the stored embeddings only); `profile` the full `Profile` as a dict.
+    """
+
+    store: dict
+    lang: str
+    prompts: dict[str, str]
+    max_new_tokens: int
+    n_train: int
+    n_val: int
+    held_out_parcels: int
+    stages: dict[str, StageRecord]
+    profile: dict
+    seed: int
+    device: str
+    dtype: str
+    seconds: float
+    imagery: list[str] | None = None
+    augmentation: dict | None = None
+    split: str = "split.json"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainingCard:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["stages"] = {k: StageRecord(**v) for k, v in (data.get("stages") or {}).items() if v is not None}
+        return cls(**data)
+
+
 def save_model(model: XVisionModel, directory: str | Path, *, encoder_id: str, profile: str = "tiny",
-               base_model: str | None = None) -> Path:
-    """Write `model` to `directory`.
+               base_model: str | None = None, training: TrainingCard | None = None) -> Path:
+    """Write `model` to `directory`, its card complete (with `training` when it was trained here).
 
     `base_model` is the path or hub id the LM was loaded from (full profile): then no ``base/`` is
     written. With None (tiny profile) the base LM weights are saved under ``base/``.
@@ -66,6 +114,7 @@ def save_model(model: XVisionModel, directory: str | Path, *, encoder_id: str, p
         "lm": describe_lm(model.lm),
         "lora": None if lora is None else {**lora.__dict__, "target_modules": list(lora.target_modules)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "training": None if training is None else asdict(training),
     }
     (directory / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return directory
@@ -80,9 +129,16 @@ def read_card(directory: str | Path) -> dict:
         card = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise WeightsError(f"{path}: not valid JSON ({exc})") from None
-    if card.get("format_version") != FORMAT_VERSION:
-        raise WeightsError(f"{path}: unsupported format_version {card.get('format_version')!r} (expected {FORMAT_VERSION})")
+    if card.get("format_version") not in READABLE_FORMATS:
+        raise WeightsError(f"{path}: unsupported format_version {card.get('format_version')!r} (expected {FORMAT_VERSION})",
+                           path=path, field="format_version", value=card.get("format_version"))
     return card
+
+
+def training_card(card: dict) -> TrainingCard | None:
+    """The typed training section of a parsed card (None for a model not trained by `finetune`)."""
+    section = card.get("training")
+    return None if not section else TrainingCard.from_dict(section)
 
 
 def _refuse_pickles(directory: Path) -> None:
@@ -128,4 +184,4 @@ def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merg
     return model.train(trainable)
 
 
-__all__ = ["CARD_NAME", "load_model", "read_card", "save_model"]
+__all__ = ["CARD_NAME", "StageRecord", "TrainingCard", "load_model", "read_card", "save_model", "training_card"]

@@ -1,12 +1,19 @@
 """Faithfulness of a trained generator: does the analysis it writes from an embedding state the
-classes the record's own index values give?
+classes the record's own index values give, and does what users read fail in any of the ways a
+reader would notice?
 
 For every scored record the model sees only the embedding (and the training prompt) and writes
-an analysis greedily. For each evaluated aspect (vigor, moisture, cover) the class read back from
-that text (`read_classes`) is compared with the class of the record's statistics (`classify`).
-A record flagged not valid is right on an aspect when the text says the observation is unusable
-(`says_unusable`) and states no class for that aspect. Numbers in generated texts are never
-scored: answers quote them from the record.
+an analysis greedily through `writer.write_analyses`. Class agreement is scored on the model's own
+text held to the analysis grammar (`Analysis.generated`), before the rule that shows unusable
+records their unusable text: the model is measured, not the rule. For each evaluated aspect
+(vigor, moisture, cover) the class read back from that text (`read_classes`) is compared with the
+class of the record's statistics (`classify`). A record flagged not valid is right on an aspect
+when the text says the observation is unusable (`says_unusable`) and states no class for it.
+Numbers are not scored: the grammar writes them from the record.
+
+Three failure shares are reported over every scored record, for the decoded text (`raw`, the
+model unaided) and for what users see (`shown`): a sentence stated twice, an evaluated aspect not
+stated (valid records), and an unusable record described as usable (`writer.failures`).
 
 When the store is the one the model was trained on (same creation time and encoder as recorded
 in ``split.json``), only the parcels held out from training are scored; otherwise every record is.
@@ -22,17 +29,15 @@ import torch
 from tqdm import tqdm
 
 from indexer.analysis import EVALUATED_ASPECTS, classify, read_classes, says_unusable
-from indexer.store import Store
 from indexer.core.errors import EncoderMismatchError, InputError
+from indexer.store import Store
 from xvision_model.artifacts import load_model, read_card
-from xvision_model.finetune.dataset import (
-    PROMPTS, TEXT_COLUMNS, Split, build_pairs, languages, same_store, store_fingerprint, store_vectors,
-)
+from indexer.core.schema import STAT_COLUMNS, TEXT_COLUMNS
+from xvision_model.finetune.dataset import PROMPTS, Split, build_pairs, languages, same_store, store_fingerprint
 from xvision_model.model import XVisionModel
+from xvision_model.writer import DEFAULT_MAX_NEW_TOKENS, failures, write_analyses
 
-DEFAULT_MAX_NEW_TOKENS = 256
-#: Record columns reported next to a generated analysis.
-INDEX_SUFFIXES = ("_mean", "_median", "_p10", "_p90", "_std")
+FAILURES = ("repeated_sentence", "missing_aspect", "unusable_as_usable")
 
 
 def score_analysis(text: str, stats: Mapping[str, object], valid: bool = True) -> dict[str, bool]:
@@ -45,17 +50,45 @@ def score_analysis(text: str, stats: Mapping[str, object], valid: bool = True) -
     return {aspect: stated.get(aspect) == expected[aspect] for aspect in EVALUATED_ASPECTS if aspect in expected}
 
 
+class Scores:
+    """Running class agreement and failure counts over scored (text, record) items."""
+
+    def __init__(self) -> None:
+        self.right = {a: 0 for a in EVALUATED_ASPECTS}
+        self.total = {a: 0 for a in EVALUATED_ASPECTS}
+        self.all_right = 0
+        self.n = 0
+
+    def add(self, text: str, record: Mapping[str, object], valid: bool) -> None:
+        verdict = score_analysis(text, record, valid)
+        for aspect, ok in verdict.items():
+            self.right[aspect] += ok
+            self.total[aspect] += 1
+        self.all_right += bool(verdict) and all(verdict.values())
+        self.n += 1
+
+    def result(self) -> dict:
+        scored = sum(self.total.values())
+        return {
+            "overall": sum(self.right.values()) / scored if scored else math.nan,
+            "per_aspect": {a: self.right[a] / self.total[a] if self.total[a] else math.nan for a in EVALUATED_ASPECTS},
+            "all_three": self.all_right / self.n if self.n else math.nan,
+        }
+
+
 def _open(model_dir: str | Path, store_dir: str | Path) -> tuple[XVisionModel, dict, Store]:
     card = read_card(model_dir)
     store = Store.open(store_dir)
     if card.get("encoder") != store.encoder_id:
         raise EncoderMismatchError(
             f"{store.path}: holds {store.encoder_id!r} embeddings but the model in {model_dir} was trained on "
-            f"{card.get('encoder')!r} embeddings; index the imagery with --encoder {card.get('encoder')}"
+            f"{card.get('encoder')!r} embeddings; index the imagery with the {card.get('encoder')} encoder",
+            path=store.path, field="encoder", value=card.get("encoder"),
         )
     in_dim = card.get("adapter", {}).get("in_dim")
     if in_dim is not None and in_dim != store.manifest.get("dimension", in_dim):
-        raise EncoderMismatchError(f"{store.path}: embeddings are {store.manifest['dimension']}-d, the model expects {in_dim}-d")
+        raise EncoderMismatchError(f"{store.path}: embeddings are {store.manifest['dimension']}-d, the model expects {in_dim}-d",
+                                   path=store.path, field="dimension", value=store.manifest["dimension"])
     model = load_model(model_dir, merge=True)
     if torch.cuda.is_available():
         model = model.to("cuda")
@@ -70,26 +103,23 @@ def _max_new_tokens(card: dict) -> int:
     return int((card.get("training") or {}).get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
 
 
-def _generate(model: XVisionModel, features: torch.Tensor, prompts: list[str], max_new_tokens: int) -> list[str]:
-    ids = [model.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    rows = model.generate(features, ids, max_new_tokens=max_new_tokens)
-    return model.tokenizer.batch_decode(rows, skip_special_tokens=True)
-
-
 def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str = "en", batch_size: int = 32,
              limit: int | None = None, progress: bool = False) -> dict:
     """Score the model in `model_dir` on the records of `store_dir` (held-out parcels only when it
     is the training store).
 
-    Returns ``{"overall", "per_aspect": {aspect: share}, "all_three", "n", "held_out", "lang"}``:
-    `overall` is the share of (record, aspect) pairs right, `all_three` the share of records
-    right on every aspect, `n` the number of scored (record, language) items. `lang` "both"
-    scores each record in English and in French. `limit` keeps the first records by record_id.
+    Returns ``{"overall", "per_aspect": {aspect: share}, "all_three", "n", "held_out", "lang",
+    "raw": {...}, "failures": {"raw": {...}, "shown": {...}}}``: `overall` is the share of
+    (record, aspect) pairs right in the model's grammar text, `all_three` the share of records
+    right on every aspect, `n` the number of scored (record, language) items; `raw` the same
+    scores of the decoded text; `failures` the shares of items with a repeated sentence, a
+    missing aspect, or an unusable record described as usable. `lang` "both" scores each record
+    in English and in French. `limit` keeps the first records by record_id.
     """
     if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}", field="batch_size", value=batch_size)
     if limit is not None and limit < 1:
-        raise InputError(f"limit must be >= 1, got {limit}")
+        raise InputError(f"limit must be >= 1, got {limit}", field="limit", value=limit)
     model, card, store = _open(model_dir, store_dir)
     split = Split.load(model_dir)
     held_out = split is not None and same_store(split.store, store_fingerprint(store))
@@ -104,66 +134,72 @@ def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str = "en", bat
         records = records.iloc[:limit]
     prompts = {code: _prompt(card, code) for code in languages(lang)}
     pairs = build_pairs(store, lang, prompts=prompts, records=records)
-    stats = {int(r["record_id"]): r for r in records.to_dict("records")}
+    rows = {int(r["record_id"]): r for r in records.to_dict("records")}
     max_new = _max_new_tokens(card)
 
-    right = {aspect: 0 for aspect in EVALUATED_ASPECTS}
-    total = {aspect: 0 for aspect in EVALUATED_ASPECTS}
-    all_right = 0
+    model_scores, raw_scores = Scores(), Scores()
+    failed = {where: {f: 0 for f in FAILURES} for where in ("raw", "shown")}
     bar = tqdm(total=len(pairs), desc="evaluate", unit="record", disable=not progress)
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs.pairs[start:start + batch_size]
-        features = torch.from_numpy(pairs.features[[p.row for p in chunk]])
-        texts = _generate(model, features, [p.prompt for p in chunk], max_new)
-        for pair, text in zip(chunk, texts):
-            verdict = score_analysis(text, stats[pair.record_id], pair.valid)
-            for aspect, ok in verdict.items():
-                right[aspect] += ok
-                total[aspect] += 1
-            all_right += bool(verdict) and all(verdict.values())
-        bar.update(len(chunk))
+    for code in languages(lang):
+        chunk_pairs = [p for p in pairs.pairs if p.lang == code]
+        for start in range(0, len(chunk_pairs), batch_size):
+            chunk = chunk_pairs[start:start + batch_size]
+            features = torch.from_numpy(pairs.features[[p.row for p in chunk]])
+            analyses = write_analyses(model, features, [rows[p.record_id] for p in chunk], code,
+                                      prompt=prompts[code], max_new_tokens=max_new, batch_size=batch_size)
+            for pair, analysis in zip(chunk, analyses):
+                record = rows[pair.record_id]
+                model_scores.add(analysis.generated, record, pair.valid)
+                raw_scores.add(analysis.raw, record, pair.valid)
+                for where, text in (("raw", analysis.raw), ("shown", analysis.text)):
+                    for name, bad in failures(text, record).items():
+                        failed[where][name] += bad
+            bar.update(len(chunk))
     bar.close()
-    pairs_scored = sum(total.values())
+    n = len(pairs)
     return {
-        "overall": sum(right.values()) / pairs_scored if pairs_scored else math.nan,
-        "per_aspect": {a: right[a] / total[a] if total[a] else math.nan for a in EVALUATED_ASPECTS},
-        "all_three": all_right / len(pairs),
-        "n": len(pairs),
+        **model_scores.result(),
+        "n": n,
         "held_out": held_out,
         "lang": lang,
+        "raw": raw_scores.result(),
+        "failures": {where: {name: count / n for name, count in counts.items()} for where, counts in failed.items()},
     }
 
 
 def describe(model_dir: str | Path, store_dir: str | Path, parcel_id: str, date: str, lang: str = "en") -> dict:
     """The analysis the model writes for one record, beside the record's computed index values.
 
-    Returns ``{"parcel_id", "date", "valid", "invalid_reason", "generated", "reference",
-    "classes": {"generated", "computed"}, "faithful": {aspect: bool}, "indices": {name: value}}``.
+    Returns ``{"parcel_id", "date", "valid", "invalid_reason", "text" (what users see),
+    "generated" (the model's grammar text), "raw" (decoded), "reference", "classes":
+    {"generated", "computed"}, "faithful": {aspect: bool}, "indices": {name: value}}``.
     """
     code = languages(lang)[0] if lang != "both" else "en"
     model, card, store = _open(model_dir, store_dir)
     record = store.record(str(parcel_id), str(date))
-    features = torch.from_numpy(store_vectors(store, [int(record["record_id"])]))
-    generated = _generate(model, features, [_prompt(card, code)], _max_new_tokens(card))[0]
+    features = torch.from_numpy(store.vectors([int(record["record_id"])]))
+    analysis = write_analyses(model, features, [record.to_dict()], code, prompt=_prompt(card, code),
+                              max_new_tokens=_max_new_tokens(card))[0]
     valid = bool(record["valid"])
     indices = {}
-    for name, value in record.items():
-        if isinstance(name, str) and name.endswith(INDEX_SUFFIXES):
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                continue
-            if math.isfinite(number):
-                indices[name] = round(number, 4)
+    for name in STAT_COLUMNS:
+        try:
+            number = float(record.get(name))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            indices[name] = round(number, 4)
     return {
         "parcel_id": str(parcel_id),
         "date": str(date),
         "valid": valid,
         "invalid_reason": str(record.get("invalid_reason") or ""),
         "valid_fraction": float(record.get("valid_fraction", math.nan)),
-        "generated": generated,
+        "text": analysis.text,
+        "generated": analysis.generated,
+        "raw": analysis.raw,
         "reference": str(record.get(TEXT_COLUMNS[code]) or ""),
-        "classes": {"generated": read_classes(generated), "computed": classify(record) if valid else {}},
-        "faithful": score_analysis(generated, record, valid),
+        "classes": {"generated": read_classes(analysis.generated), "computed": classify(record) if valid else {}},
+        "faithful": score_analysis(analysis.generated, record, valid),
         "indices": indices,
     }

@@ -8,7 +8,7 @@ nothing but ``pytorch_model.bin`` (a pickle) is refused.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -50,33 +50,6 @@ class LoraSettings:
         )
 
 
-@dataclass(frozen=True)
-class LMConfig:
-    """Which base LM to load and how: `source` is a local directory or a cached hub id."""
-
-    source: str
-    dtype: str = "auto"  # "auto": bfloat16 on a CUDA device that supports it, else float32
-    lora: LoraSettings = field(default_factory=LoraSettings)
-
-    def __post_init__(self) -> None:
-        if self.dtype not in ("auto", *DTYPES):
-            raise InputError(f"LM dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
-        if isinstance(self.lora, dict):
-            object.__setattr__(self, "lora", LoraSettings(**self.lora))
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["lora"]["target_modules"] = list(self.lora.target_modules)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LMConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise InputError(f"unknown LM config keys {unknown}")
-        return cls(**data)
-
-
 def resolve_dtype(dtype: str | torch.dtype = "auto") -> torch.dtype:
     """``auto`` -> bfloat16 when CUDA with bf16 support is present, else float32 (CPU bf16 is slow)."""
     if isinstance(dtype, torch.dtype):
@@ -88,19 +61,35 @@ def resolve_dtype(dtype: str | torch.dtype = "auto") -> torch.dtype:
     return DTYPES[dtype]
 
 
-def tiny_qwen2_config(
-    vocab_size: int, hidden: int = 256, layers: int = 4, heads: int = 4, kv_heads: int = 2,
-    intermediate: int = 688, max_positions: int = 512, *, pad_token_id: int | None = None,
-    bos_token_id: int | None = None, eos_token_id: int | None = None,
-) -> Qwen2Config:
-    """A small Qwen2 architecture for the `tiny` profile and tests (tied embeddings, like Qwen2-1.5B)."""
-    if hidden % heads or heads % kv_heads:
-        raise InputError(f"hidden ({hidden}) must divide by heads ({heads}) and heads by kv_heads ({kv_heads})")
+@dataclass(frozen=True)
+class TinyLMSettings:
+    """The tiny profile's Qwen2 architecture and BPE vocabulary size (the one place they are set)."""
+
+    vocab_size: int = 1000
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 688
+    max_positions: int = 512
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.heads or self.heads % self.kv_heads:
+            raise InputError(f"hidden ({self.hidden}) must divide by heads ({self.heads}) and heads by "
+                             f"kv_heads ({self.kv_heads})", field="tiny_lm", value=(self.hidden, self.heads, self.kv_heads))
+
+
+def tiny_qwen2_config(vocab_size: int, arch: TinyLMSettings = TinyLMSettings(), *, pad_token_id: int | None = None,
+                      bos_token_id: int | None = None, eos_token_id: int | None = None) -> Qwen2Config:
+    """A small Qwen2 architecture for the `tiny` profile and tests (tied embeddings, like Qwen2-1.5B).
+
+    `vocab_size` is the trained tokenizer's actual size (`arch.vocab_size` is what BPE aims for).
+    """
     return Qwen2Config(
-        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=kv_heads, intermediate_size=intermediate, max_position_embeddings=max_positions,
-        tie_word_embeddings=True, pad_token_id=pad_token_id, bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id, use_sliding_window=False,
+        vocab_size=vocab_size, hidden_size=arch.hidden, num_hidden_layers=arch.layers,
+        num_attention_heads=arch.heads, num_key_value_heads=arch.kv_heads, intermediate_size=arch.intermediate,
+        max_position_embeddings=arch.max_positions, tie_word_embeddings=True, pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id, eos_token_id=eos_token_id, use_sliding_window=False,
     )
 
 
@@ -168,12 +157,6 @@ def load_lora(lm: PreTrainedModel, directory: str | Path, trainable: bool = Fals
         return PeftModel.from_pretrained(lm, str(directory), is_trainable=trainable, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"{directory}: cannot load LoRA adapter ({' '.join(str(exc).split())[:300]})") from None
-
-
-def load_lm(config: LMConfig, with_lora: bool = True) -> PreTrainedModel | PeftModel:
-    """The base LM named by `config`, with fresh trainable LoRA layers unless `with_lora=False`."""
-    lm = load_base_lm(config.source, dtype=config.dtype)
-    return apply_lora(lm, config.lora) if with_lora else lm
 
 
 def merge_lora(lm: PreTrainedModel | PeftModel) -> PreTrainedModel:

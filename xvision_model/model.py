@@ -23,6 +23,11 @@ from xvision_model.lm import merge_lora
 from xvision_model.splice import SpliceBatch, splice
 
 TokenRows = Sequence[Sequence[int]] | torch.Tensor
+#: The instruction each analysis answers, per language (training and generation use the same).
+PROMPTS: dict[str, str] = {
+    "en": "Describe the agronomic state of this parcel.",
+    "fr": "Décris l'état agronomique de cette parcelle.",
+}
 
 
 class XVisionModel(nn.Module):
@@ -63,23 +68,32 @@ class XVisionModel(nn.Module):
         return isinstance(self.lm, PeftModel)
 
     # -- the shared path ----------------------------------------------------------------------
-    def splice(self, visual_features: torch.Tensor, prompt_ids: TokenRows,
+    def splice(self, visual_features: torch.Tensor | None, prompt_ids: TokenRows,
                target_ids: TokenRows | None = None, **masks: torch.Tensor) -> SpliceBatch:
-        """Adapter, then `splice` (the only place visual and text tokens are combined)."""
-        visual = self.adapter(visual_features.to(next(self.adapter.parameters()).device))
-        return splice(
-            visual, prompt_ids, self.lm.get_input_embeddings(), target_ids=target_ids,
-            eos_id=self.eos_token_id, pad_id=self.pad_token_id, **masks,
-        )
+        """Adapter, then `splice` (the only place visual and text tokens are combined).
 
-    def forward(self, visual_features: torch.Tensor, prompt_ids: TokenRows,
+        `visual_features` None splices zero visual tokens: the text-only LM of the tiny profile's
+        first training stage, through the same positions and padding.
+        """
+        embed = self.lm.get_input_embeddings()
+        if visual_features is None:
+            visual = torch.zeros(len(prompt_ids), 0, embed.embedding_dim, device=embed.weight.device,
+                                 dtype=embed.weight.dtype)
+        else:
+            visual = self.adapter(visual_features.to(next(self.adapter.parameters()).device))
+        return splice(visual, prompt_ids, embed, target_ids=target_ids, eos_id=self.eos_token_id,
+                      pad_id=self.pad_token_id, **masks)
+
+    def run(self, batch: SpliceBatch, **kwargs):
+        """The LM on a spliced batch (`kwargs` go to the LM, e.g. ``labels``)."""
+        return self.lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                       position_ids=batch.position_ids, use_cache=False, **kwargs)
+
+    def forward(self, visual_features: torch.Tensor | None, prompt_ids: TokenRows,
                 target_ids: TokenRows | None = None, **masks: torch.Tensor):
         """LM output for ``[visual | prompt | target + EOS]``; `.loss` covers target tokens only."""
         batch = self.splice(visual_features, prompt_ids, target_ids, **masks)
-        return self.lm(
-            inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids, labels=batch.labels, use_cache=False,
-        )
+        return self.run(batch, labels=batch.labels)
 
     @torch.no_grad()
     def generate(

@@ -26,12 +26,14 @@ IGNORE_INDEX = -100
 
 @dataclass
 class SpliceBatch:
-    """Inputs for a Hugging Face causal LM: all tensors are [B, T] (embeds [B, T, H])."""
+    """Inputs for a Hugging Face causal LM: all tensors are [B, T] (embeds [B, T, H]); `visual`
+    is the [B, V, H] visual tokens spliced in (training reads them for its auxiliary head)."""
 
     inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
     labels: torch.Tensor | None = None
+    visual: torch.Tensor | None = None
 
 
 def _as_rows(ids: Sequence[Sequence[int]] | torch.Tensor, mask: torch.Tensor | None, name: str) -> list[list[int]]:
@@ -108,4 +110,5 @@ def splice(
         attention_mask=attention,
         position_ids=position_ids,
         labels=labels.to(device) if labels is not None else None,
+        visual=visual,
     )

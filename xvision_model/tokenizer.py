@@ -16,7 +16,7 @@ from indexer.core.errors import WeightsError
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `texts`; ids 0, 1, 2 are <pad>, <s>, </s>."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

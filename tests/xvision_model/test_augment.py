@@ -15,7 +15,7 @@ from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 from indexer.store import Store
 from indexer.core.errors import InputError
 from xvision_model.finetune.augment import augment_chips, augmented_pairs, read_chips
-from xvision_model.finetune.dataset import STAT_COLUMNS, build_pairs
+from xvision_model.finetune.dataset import CLASS_STAT_COLUMNS, build_pairs
 from xvision_model.finetune.profiles import AugmentSettings
 
 DATE = "2021-06-01"
@@ -61,12 +61,12 @@ def test_reread_chips_embed_like_the_stored_records(one_date):
             assert not np.allclose(vector, pairs.features[original.row], atol=1e-3)
     # Every text states the classes of its own (augmented) statistics: the labels stay true.
     for extra in augmented.pairs[n:]:
-        stats = dict(zip(STAT_COLUMNS, augmented.stats[extra.row].tolist()))
+        stats = dict(zip(CLASS_STAT_COLUMNS, augmented.stats[extra.row].tolist()))
         expected = classify(stats)
         stated = read_classes(extra.text)
         assert {a: stated.get(a) for a in EVALUATED_ASPECTS} == {a: expected[a] for a in EVALUATED_ASPECTS}
     # The augmentation reaches conditions the region does not have (Hesbaye in June: all vigorous).
-    vigor = {classify(dict(zip(STAT_COLUMNS, augmented.stats[p.row].tolist())))["vigor"] for p in augmented.pairs[n:]}
+    vigor = {classify(dict(zip(CLASS_STAT_COLUMNS, augmented.stats[p.row].tolist())))["vigor"] for p in augmented.pairs[n:]}
     assert len(vigor) >= 2
     # Deterministic for a seed.
     again = augmented_pairs(pairs, store, [imagery], AugmentSettings(copies=2), seed=3)

@@ -278,7 +278,9 @@ def test_missing_weights_names_every_path_and_the_fix(empty_hub, tmp_path, monke
     for path in looked:
         assert str(path) in message
     assert variant.official_url in message and variant.env_var in message
-    assert "--encoder spectral-v2" in message
+    # The fix in the library's own terms (no command-line flag), with the facts as attributes.
+    assert "spectral-v2 encoder" in message and "--" not in message
+    assert info.value.field == "weights" and info.value.path == str(absent)
 
 
 def test_weights_found_in_env_then_hub_cache(empty_hub, tmp_path, monkeypatch):

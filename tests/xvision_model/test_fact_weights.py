@@ -1,4 +1,4 @@
-"""Loss weight on the tokens that state a fact (StageSettings.fact_weight, finetune.train)."""
+"""Loss weight on the tokens that state a fact (StageSettings.fact_weight, finetune.loss)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from indexer.analysis import fact_spans, write_analysis
 from indexer.core.errors import InputError
 from xvision_model.finetune.numbers import DecimalTokens
 from xvision_model.finetune.profiles import StageSettings
-from xvision_model.finetune.train import Encoded, _Context, _fact_weights, _token_loss, _tokenize_targets
+from xvision_model.finetune.loss import Objective, fact_weights, token_loss
+from xvision_model.finetune.tokens import Encoded, tokenize_targets
 from xvision_model.splice import splice
 from xvision_model.tiny import build_tiny_model
 
@@ -32,7 +33,7 @@ def model_and_data():
     texts = _texts()
     model = build_tiny_model(texts, in_dim=6, num_tokens=2, vocab_size=400, hidden=32, layers=1, heads=2,
                              kv_heads=1, intermediate=48, seed=0)
-    targets, facts = _tokenize_targets(model.tokenizer, texts[:6], None, marks=True)
+    targets, facts = tokenize_targets(model.tokenizer, texts[:6], None, marks=True)
     prompt = model.tokenizer("Describe.", add_special_tokens=False)["input_ids"]
     data = Encoded(torch.randn(6, 6), [prompt] * 6, targets, torch.zeros(6, 1), facts=facts)
     return model, data, texts[:6]
@@ -57,18 +58,17 @@ def test_weights_line_up_with_the_labels_of_a_spliced_batch(model_and_data):
     idx = [0, 3, 5]
     batch = splice(torch.zeros(3, 2, embed.embedding_dim), [data.prompts[i] for i in idx], embed,
                    target_ids=[data.targets[i] for i in idx], eos_id=model.eos_token_id, pad_id=model.pad_token_id)
-    weights = _fact_weights(data, idx, batch.labels, StageSettings(epochs=1, lr=1e-3, fact_weight=4.0))
+    weights = fact_weights(data, idx, batch.labels, StageSettings(epochs=1, lr=1e-3, fact_weight=4.0))
     for r, i in enumerate(idx):
         wanted = [t for t, m in zip(data.targets[i], data.facts[i]) if m]
         assert batch.labels[r][weights[r] == 4.0].tolist() == wanted
     assert (weights[batch.labels == -100] == 1.0).all()  # padding, visual, prompt and EOS untouched
-    assert (_fact_weights(data, idx, batch.labels, None) == 1.0).all()  # validation: plain
+    assert (fact_weights(data, idx, batch.labels, None) == 1.0).all()  # validation: plain
 
 
 def test_loss_is_the_phrasing_part_plus_weight_times_the_fact_part(model_and_data):
     model, data, _ = model_and_data
-    ctx = _Context(out_dir=None, checkpoint=None, device=torch.device("cpu"), autocast=False, progress=False, seed=0,
-                   noise_scale=1.0, started=0.0, decimals=DecimalTokens.of(model.tokenizer))
+    ctx = Objective(device=torch.device("cpu"), decimals=DecimalTokens.of(model.tokenizer))
     idx = list(range(6))
     assert ctx.decimals is not None
     model.eval()
@@ -76,7 +76,7 @@ def test_loss_is_the_phrasing_part_plus_weight_times_the_fact_part(model_and_dat
     def loss(weight: float, sigma: float = 1.0) -> float:
         settings = StageSettings(epochs=1, lr=1e-3, fact_weight=weight, decimal_sigma=sigma)
         with torch.no_grad():
-            return float(_token_loss(model, data, idx, visual=True, ctx=ctx, settings=settings)[0])
+            return float(token_loss(model, data, idx, visual=True, objective=ctx, settings=settings)[0])
 
     for sigma in (0.0, 1.0):  # plain cross-entropy and ordinal decimals
         one, three, five = loss(1.0, sigma), loss(3.0, sigma), loss(5.0, sigma)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,18 +13,20 @@ import pytest
 import torch
 
 import make_rasters
-from indexer.analysis import EVALUATED_ASPECTS, read_classes, says_unusable
+from indexer.analysis import EVALUATED_ASPECTS, read_classes, says_unusable, write_analysis
 from indexer.pipeline import IndexConfig, index
 from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 from indexer.store import Store
 from indexer.core.errors import InputError, WeightsError
 from xvision_model.artifacts import load_model, read_card
-from xvision_model.evaluate import describe, evaluate, score_analysis
+from xvision_model.evaluate import Scores, describe, evaluate, score_analysis
 from xvision_model.finetune import TINY, Split, build_pairs, held_out_parcels, train
 from xvision_model.finetune.dataset import SPLIT_NAME, UNOBSERVED_PREFIX, store_fingerprint, with_unobserved
-from xvision_model.finetune.profiles import AugmentSettings, StageSettings, TinyLMSettings
-from xvision_model.finetune.train import _length_bucketed
-from xvision_model.lm import PICKLE_SUFFIXES, LoraSettings
+from xvision_model.finetune.augment import require_sources
+from xvision_model.finetune.batches import length_bucketed
+from xvision_model.finetune.profiles import AugmentSettings, StageSettings
+from xvision_model.lm import PICKLE_SUFFIXES, LoraSettings, TinyLMSettings
+from xvision_model.writer import failures, parse_sentence, split_sentences, write_analyses
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -56,7 +59,8 @@ def small_store(hesbaye_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(small_store, hesbaye_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft") / "model"
-    return train(small_store, out, profile=QUICK, progress=False, seed=0, imagery=[hesbaye_dir]), out
+    # No imagery named: the chips are re-read from the sources the store recorded.
+    return train(small_store, out, profile=QUICK, progress=False, seed=0), out
 
 
 def _log(out: Path) -> list[dict]:
@@ -113,6 +117,7 @@ def test_training_lowers_validation_loss_and_writes_a_model(trained, small_store
     card = read_card(out)
     assert card["encoder"] == "spectral-v2" and card["profile"] == "tiny"
     assert card["training"]["held_out_parcels"] == result.held_out_parcels > 0
+    assert card["training"]["augmentation"]["copies"] == 1  # chips re-read from the recorded sources
     held = json.loads((out / SPLIT_NAME).read_text())["held_out"]
     assert len(held) == result.held_out_parcels
     model = load_model(out)
@@ -147,6 +152,36 @@ def test_evaluate_scores_held_out_parcels(trained, small_store):
     for value in [scores["overall"], scores["all_three"], *scores["per_aspect"].values()]:
         assert 0.0 <= value <= 1.0
     assert evaluate(out, small_store, limit=3)["n"] == 3
+    # The scores are the tally of what the model wrote for each held-out record, aspect by aspect.
+    store = Store.open(small_store)
+    held = store.records()[store.records()["parcel_id"].isin(Split.load(out).held_out)].sort_values("record_id")
+    rows = held.to_dict("records")
+    model = load_model(out, merge=True).eval()
+    features = torch.from_numpy(store.vectors(held["record_id"].tolist()))
+    written = write_analyses(model, features, rows, "en", max_new_tokens=read_card(out)["training"]["max_new_tokens"])
+    verdicts = [score_analysis(a.generated, r, bool(r["valid"])) for a, r in zip(written, rows)]
+    for aspect in EVALUATED_ASPECTS:
+        assert scores["per_aspect"][aspect] == pytest.approx(np.mean([v[aspect] for v in verdicts]))
+    assert scores["overall"] == pytest.approx(np.mean([ok for v in verdicts for ok in v.values()]))
+    assert scores["all_three"] == pytest.approx(np.mean([all(v.values()) for v in verdicts]))
+    raw_missing = np.mean([failures(a.raw, r)["missing_aspect"] for a, r in zip(written, rows)])
+    assert scores["failures"]["raw"]["missing_aspect"] == pytest.approx(raw_missing)
+    assert scores["failures"]["shown"] == {"repeated_sentence": 0.0, "missing_aspect": 0.0, "unusable_as_usable": 0.0}
+
+
+def test_scores_of_known_texts():
+    """The tally itself: the records' own analyses score 1, a wrong vigor class costs exactly vigor."""
+    rng = np.random.default_rng(4)
+    records = [{"ndvi_mean": v, "ndmi_mean": m, "savi_mean": c, "valid_fraction": 1.0}
+               for v, m, c in rng.uniform(-0.1, 0.9, (40, 3))]
+    right, wrong_vigor = Scores(), Scores()
+    for i, record in enumerate(records):
+        right.add(write_analysis(record, seed=i), record, True)
+        lie = {**record, "ndvi_mean": 0.9 if record["ndvi_mean"] < 0.5 else 0.1}
+        wrong_vigor.add(write_analysis(lie, seed=i), record, True)
+    assert right.result() == {"overall": 1.0, "per_aspect": {a: 1.0 for a in EVALUATED_ASPECTS}, "all_three": 1.0}
+    assert wrong_vigor.result()["per_aspect"] == {"vigor": 0.0, "moisture": 1.0, "cover": 1.0}
+    assert wrong_vigor.result()["overall"] == pytest.approx(2 / 3) and wrong_vigor.result()["all_three"] == 0.0
 
 
 def test_evaluate_other_store_scores_every_record(trained, tmp_path):
@@ -154,6 +189,41 @@ def test_evaluate_other_store_scores_every_record(trained, tmp_path):
     other = _index([make_rasters.write_l2a_stack(tmp_path)], tmp_path / "other")
     scores = evaluate(out, other, lang="fr")
     assert scores["held_out"] is False and scores["n"] == len(Store.open(other))
+
+
+def test_batched_single_and_streamed_writing_agree(trained, small_store):
+    """The trained model writes sentences, loops and drops aspects; all three paths show the same."""
+    model = load_model(trained[1], merge=True).eval()
+    store = Store.open(small_store)
+    records = store.records().sort_values("record_id").iloc[:5].to_dict("records")
+    records[3] = {**records[3], "valid": False, "invalid_reason": "cloud", "valid_fraction": 0.1}
+    features = torch.from_numpy(store.vectors([r["record_id"] for r in records]))
+    batched = write_analyses(model, features, records, max_new_tokens=60, batch_size=3)
+    for i, record in enumerate(records):
+        single = write_analyses(model, features[i:i + 1], [record], max_new_tokens=60)[0]
+        pieces = []
+        streamed = write_analyses(model, features[i:i + 1], [record], max_new_tokens=60, on_text=pieces.append)[0]
+        assert single == streamed == batched[i]
+        assert " ".join(pieces) == streamed.text
+    # Whatever the model decoded, what users read fails in none of the three ways.
+    for analysis, record in zip(batched, records):
+        assert not any(failures(analysis.text, record).values()), analysis
+        if record["valid"]:
+            assert all(n == 1 for n in _aspect_counts(analysis.text).values())
+            stated = set(re.findall(r"(?<![\w-])-?\d+\.\d+", analysis.text))
+            assert stated <= {f"{v:.2f}" for v in record.values() if isinstance(v, float)}
+    assert any(a.raw != a.generated for a in batched)  # the decoded text did need the grammar
+
+
+def _aspect_counts(text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for sentence in split_sentences(text):
+        parsed = parse_sentence(sentence, "en")
+        assert parsed is not None, sentence  # every sentence shown is a grammar sentence
+        if parsed[0].kind == "aspect":
+            counts[parsed[0].aspect] = counts.get(parsed[0].aspect, 0) + 1
+    return counts
+
 
 
 def test_describe_reports_indices_beside_the_text(trained, small_store):
@@ -170,7 +240,7 @@ def test_length_bucketed_batches_cover_every_row_once_with_less_padding():
     targets = [[0] * int(n) for n in rng.integers(80, 190, size=1003)]
 
     def steps(seed, pool):
-        return _length_bucketed(targets, 8, torch.Generator().manual_seed(seed), pool_steps=pool)
+        return length_bucketed(targets, 8, torch.Generator().manual_seed(seed), pool_steps=pool)
 
     bucketed = steps(1, 32)
     assert sorted(i for step in bucketed for i in step) == list(range(len(targets)))
@@ -193,6 +263,27 @@ def test_score_analysis_rules():
     unusable = "This acquisition is unusable because of cloud cover."
     assert all(score_analysis(unusable, stats, valid=False).values())
     assert not any(score_analysis(text, stats, valid=False).values())
+
+
+def test_training_finds_its_imagery_or_says_which_is_missing(hesbaye_dir, tmp_path):
+    imagery = tmp_path / "imagery"
+    imagery.mkdir()
+    shutil.copy(hesbaye_dir / f"S2_L2A_hesbaye_{DATES[0]}.tif", imagery)
+    store = _index([imagery], tmp_path / "store", grid=32)
+    moved = tmp_path / "moved"
+    imagery.rename(moved)
+    with pytest.raises(InputError) as err:
+        train(store, tmp_path / "model", profile=QUICK, progress=False)
+    missing = str(imagery / f"S2_L2A_hesbaye_{DATES[0]}.tif")
+    assert missing in str(err.value) and err.value.field == "imagery" and err.value.value == [missing]
+    assert not (tmp_path / "model" / "checkpoint").exists()  # refused before any training
+    pairs = build_pairs(Store.open(store))
+    assert require_sources(Store.open(store), pairs, [moved]) == 1  # found by name where it moved
+    # Training on the stored embeddings alone is a choice, and the card says so.
+    short = dataclasses.replace(QUICK, text_stage=dataclasses.replace(QUICK.text_stage, epochs=1),
+                                vision_stage=dataclasses.replace(QUICK.vision_stage, epochs=1))
+    train(store, tmp_path / "model", profile=short, progress=False, reread=False)
+    assert read_card(tmp_path / "model")["training"]["augmentation"] is None
 
 
 def test_store_without_valid_records_is_refused(tmp_path):
@@ -222,7 +313,7 @@ def test_tiny_profile_on_hesbaye_is_faithful(hesbaye_dir, bigearthnet_dir, tmp_p
     augmentation, >= 0.95 on held-out parcels and >= 0.90 on imagery it never saw (BigEarthNet
     patches on a 20 px grid plus generated rasters, unusable cloudy cells included)."""
     store = _index(sorted(hesbaye_dir.glob("S2_L2A_hesbaye_*.tif")), tmp_path / "store", grid=10)
-    train(store, tmp_path / "model", progress=False, imagery=[hesbaye_dir])
+    train(store, tmp_path / "model", progress=False)
     assert evaluate(tmp_path / "model", store)["overall"] >= 0.95
     unseen = _index([bigearthnet_dir], tmp_path / "unseen", grid=20)
     generated = make_rasters.write_all(tmp_path / "generated")

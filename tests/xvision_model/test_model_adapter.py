@@ -1,4 +1,4 @@
-"""Vision adapter: config validation, both projector modes, safetensors round trip."""
+"""Vision adapter: config validation, the projector, safetensors round trip."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import pytest
 import torch
 
 from indexer.core.errors import InputError, WeightsError
-from xvision_model.adapter import AdapterConfig, VisionAdapter, pool_tokens
+from xvision_model.adapter import AdapterConfig, VisionAdapter
 
+# The patch-token projector was removed (a store keeps no patch tokens): one mode is left.
 CONFIGS = {
-    "gap": AdapterConfig(mode="gap", in_dim=16, lm_hidden=32, num_tokens=4, hidden_mult=2.0),
-    "patch": AdapterConfig(mode="patch", in_dim=16, lm_hidden=32, num_tokens=9, depth=3),
+    "gap": AdapterConfig(in_dim=16, lm_hidden=32, num_tokens=4, hidden_mult=2.0),
+    "deep": AdapterConfig(in_dim=16, lm_hidden=32, num_tokens=9, depth=3),
 }
-FEATURES = {"gap": (3, 16), "patch": (3, 225, 16)}
+FEATURES = {"gap": (3, 16), "deep": (3, 16)}
 
 
-@pytest.mark.parametrize("mode", ["gap", "patch"])
+@pytest.mark.parametrize("mode", ["gap", "deep"])
 def test_output_shape(mode):
     torch.manual_seed(0)
     adapter = VisionAdapter(CONFIGS[mode])
@@ -27,14 +28,14 @@ def test_output_shape(mode):
 
 
 def test_mlp_layout_follows_config():
-    gap, patch = VisionAdapter(CONFIGS["gap"]), VisionAdapter(CONFIGS["patch"])
+    gap, deep = VisionAdapter(CONFIGS["gap"]), VisionAdapter(CONFIGS["deep"])
     assert [type(m).__name__ for m in gap.mlp] == ["Linear", "GELU", "Linear"]
     assert (gap.mlp[0].out_features, gap.mlp[2].out_features) == (64, 4 * 32)
-    assert [type(m).__name__ for m in patch.mlp] == ["Linear", "GELU", "Linear", "GELU", "Linear"]
-    assert patch.mlp[-1].out_features == 32
+    assert [type(m).__name__ for m in deep.mlp] == ["Linear", "GELU", "Linear", "GELU", "Linear"]
+    assert deep.mlp[-1].out_features == 9 * 32
 
 
-@pytest.mark.parametrize("mode", ["gap", "patch"])
+@pytest.mark.parametrize("mode", ["gap", "deep"])
 def test_save_load_round_trip(tmp_path, mode):
     torch.manual_seed(1)
     adapter = VisionAdapter(CONFIGS[mode])
@@ -51,14 +52,23 @@ def test_save_load_round_trip(tmp_path, mode):
 
 
 def test_config_json_round_trip(tmp_path):
-    cfg = CONFIGS["patch"]
+    cfg = CONFIGS["deep"]
     cfg.to_json(tmp_path / "c.json")
-    assert json.loads((tmp_path / "c.json").read_text())["mode"] == "patch"
+    assert json.loads((tmp_path / "c.json").read_text())["depth"] == 3
     assert AdapterConfig.from_json(tmp_path / "c.json") == cfg
 
 
+def test_configs_written_with_a_mode_still_load_and_patch_is_refused(tmp_path):
+    path = tmp_path / "adapter_config.json"
+    path.write_text(json.dumps({"mode": "gap", **CONFIGS["gap"].to_dict()}))
+    assert AdapterConfig.from_json(path) == CONFIGS["gap"]
+    path.write_text(json.dumps({"mode": "patch", **CONFIGS["gap"].to_dict()}))
+    with pytest.raises(WeightsError, match="patch"):
+        AdapterConfig.from_json(path)
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"mode": "linear"}, {"in_dim": 0}, {"num_tokens": -1}, {"depth": 0}, {"hidden_mult": 0}, {"lm_hidden": 2.5},
+    "kwargs", [{"in_dim": 0}, {"num_tokens": -1}, {"depth": 0}, {"hidden_mult": 0}, {"lm_hidden": 2.5},
               {"standardize": "yes"}],
 )
 def test_config_validates(kwargs):
@@ -78,7 +88,7 @@ def test_bad_config_file_names_path(tmp_path):
 
 def test_weights_must_match_config(tmp_path):
     VisionAdapter(CONFIGS["gap"]).save(tmp_path)
-    AdapterConfig(mode="gap", in_dim=16, lm_hidden=32, num_tokens=4, depth=3).to_json(tmp_path / "adapter_config.json")
+    AdapterConfig(in_dim=16, lm_hidden=32, num_tokens=4, depth=3).to_json(tmp_path / "adapter_config.json")
     with pytest.raises(WeightsError, match="adapter.safetensors"):
         VisionAdapter.load(tmp_path)
 
@@ -86,22 +96,11 @@ def test_weights_must_match_config(tmp_path):
 def test_wrong_feature_shape_is_input_error():
     with pytest.raises(InputError, match="in_dim=16"):
         VisionAdapter(CONFIGS["gap"])(torch.randn(2, 8))
-    with pytest.raises(InputError, match="patch"):
-        VisionAdapter(CONFIGS["patch"])(torch.randn(2, 16))
+    with pytest.raises(InputError, match="in_dim=16"):
+        VisionAdapter(CONFIGS["gap"])(torch.randn(2, 225, 16))  # patch tokens: not an input any more
 
 
-def test_pooling_keeps_the_grid():
-    # A 15x15 grid whose value is its row index: 2-D pooling to 3x3 averages 5 rows per output row.
-    grid = torch.arange(15.0).view(15, 1).expand(15, 15).reshape(1, 225, 1)
-    pooled = pool_tokens(grid, 9).view(3, 3)
-    assert torch.allclose(pooled, torch.tensor([2.0, 7.0, 12.0]).view(3, 1).expand(3, 3))
-    # Not square: 1-D pooling over the sequence.
-    assert pool_tokens(torch.randn(2, 225, 4), 8).shape == (2, 8, 4)
-    same = torch.randn(2, 9, 4)
-    assert torch.equal(pool_tokens(same, 9), same)
-
-
-@pytest.mark.parametrize("mode", ["gap", "patch"])
+@pytest.mark.parametrize("mode", ["gap", "deep"])
 def test_standardized_input_is_scaled_by_training_statistics_and_saved(tmp_path, mode):
     torch.manual_seed(3)
     cfg = AdapterConfig(**{**CONFIGS[mode].to_dict(), "standardize": True})

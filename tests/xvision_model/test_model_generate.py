@@ -28,9 +28,9 @@ PROMPTS = ["Analyse :", "Décris la parcelle BE-017 en juin :", "sol"]
 IN_DIM = 16
 
 
-def _build(mode: str):
+def _build():
     model = build_tiny_model(
-        TEXTS, in_dim=IN_DIM, mode=mode, num_tokens=4, vocab_size=300, hidden=32, layers=2, heads=4,
+        TEXTS, in_dim=IN_DIM, num_tokens=4, vocab_size=300, hidden=32, layers=2, heads=4,
         kv_heads=2, intermediate=64, max_positions=128, lora=LoraSettings(r=4, alpha=8), seed=0,
     )
     # At the default init scale (0.02) a 32-wide model emits one token forever; larger weights
@@ -45,27 +45,21 @@ def _build(mode: str):
 
 @pytest.fixture(scope="module")
 def model():
-    return _build("gap")
-
-
-@pytest.fixture(scope="module")
-def patch_model():
-    return _build("patch")
+    return _build()
 
 
 def _ids(model, texts=PROMPTS):
     return [model.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
-def _features(mode, n=len(PROMPTS)):
+def _features(n=len(PROMPTS)):
     torch.manual_seed(2)
-    return torch.randn(n, IN_DIM) if mode == "gap" else torch.randn(n, 225, IN_DIM)
+    return torch.randn(n, IN_DIM)
 
 
-@pytest.mark.parametrize("mode", ["gap", "patch"])
-def test_batched_greedy_equals_per_example(model, patch_model, mode):
-    m = model if mode == "gap" else patch_model
-    features, prompts = _features(mode), _ids(m)
+def test_batched_greedy_equals_per_example(model):
+    m = model
+    features, prompts = _features(), _ids(m)
     free = m.generate(features, prompts, max_new_tokens=12, eos_token_id=-1)
     assert [len(r) for r in free] == [12] * 3  # only new tokens, prompt excluded
     assert len({tuple(r) for r in free}) == 3
@@ -91,7 +85,7 @@ class Collect(BaseStreamer):
 
 
 def test_streamed_tokens_equal_greedy_output(model):
-    features, prompts = _features("gap", 1), _ids(model)[1:2]
+    features, prompts = _features(1), _ids(model)[1:2]
     expected = model.generate(features, prompts, max_new_tokens=10, eos_token_id=-1)[0]
     collect = Collect()
     assert model.generate(features, prompts, max_new_tokens=10, eos_token_id=-1, streamer=collect)[0] == expected
@@ -110,7 +104,7 @@ def test_streamed_tokens_equal_greedy_output(model):
 
 
 def test_merged_and_unmerged_agree(model):
-    features, prompts = _features("gap"), _ids(model)
+    features, prompts = _features(), _ids(model)
     merged = copy.deepcopy(model).merge_lora()
     assert not merged.is_lora and not any("lora_" in n for n, _ in merged.named_parameters())
     with torch.no_grad():
@@ -125,16 +119,21 @@ def test_merged_and_unmerged_agree(model):
 
 
 def test_sampling_is_reproducible_with_a_seed(model):
-    features, prompts = _features("gap"), _ids(model)
+    features, prompts = _features(), _ids(model)
     runs = []
     for _ in range(2):
         torch.manual_seed(7)
         runs.append(model.generate(features, prompts, max_new_tokens=8, do_sample=True, temperature=1.5, top_p=0.9))
     assert runs[0] == runs[1] and all(len(r) <= 8 for r in runs[0])
+    # Sampling really samples: another seed draws other tokens, and the draw is not the greedy path.
+    torch.manual_seed(8)
+    other = model.generate(features, prompts, max_new_tokens=8, do_sample=True, temperature=1.5, top_p=0.9)
+    assert other != runs[0]
+    assert runs[0] != model.generate(features, prompts, max_new_tokens=8)
 
 
 def test_generate_text_decodes(model):
-    texts = model.generate_text(_features("gap", 2), PROMPTS[:2], max_new_tokens=6, eos_token_id=-1)
+    texts = model.generate_text(_features(2), PROMPTS[:2], max_new_tokens=6, eos_token_id=-1)
     assert len(texts) == 2 and all(isinstance(t, str) and t for t in texts)
 
 
@@ -171,7 +170,7 @@ def test_model_directory_round_trip(model, tmp_path):
     _assert_same_tensors(model.lm, loaded.lm)
     assert loaded.tokenizer.get_vocab() == model.tokenizer.get_vocab()
     assert (loaded.pad_token_id, loaded.eos_token_id) == (model.pad_token_id, model.eos_token_id)
-    features, prompts = _features("gap"), _ids(model)
+    features, prompts = _features(), _ids(model)
     assert loaded.generate(features, prompts, max_new_tokens=8) == model.generate(features, prompts, max_new_tokens=8)
 
     merged = load_model(tmp_path / "m", dtype="float32", merge=True)

@@ -69,7 +69,8 @@ def find_weights(variant: CromaVariant) -> Path:
     raise WeightsError(
         f"{variant.id}: no weights file found (looked at: {looked}). Download {variant.official_url} "
         f"on a machine with internet, copy it here and set {variant.env_var}=/path/to/{variant.cache_names[0]}, "
-        f"or use the offline default encoder (--encoder spectral-v2)."
+        f"or use the offline default, the spectral-v2 encoder.", field="weights", path=paths[0] if paths else None,
+        hint=f"set {variant.env_var} or use the spectral-v2 encoder",
     )
 
 

@@ -19,9 +19,10 @@ surface types and atmospheres shift the bands independently), `o` an additive ha
 `s_b` a random spectrum mixed in with weight `a` (a sub-pixel share of snow, water, rock, dry
 grass ... whose spectra no region of the training store has). Values are clipped to [0, 1].
 
-Chips are re-read with the indexer's reader and chip code (same window, resampling and masks).
-The store keeps only each record's file name, so `imagery` names where the rasters are; every
-re-read chip is checked against its stored embedding before it is used.
+Chips are re-read from each record's recorded source with the indexer's own re-read
+(`indexer.sources`: same reader, window, resampling and masks); `imagery` names folders to look in
+when the rasters were moved. Every re-read chip is checked against its stored embedding before it
+is used.
 """
 
 from __future__ import annotations
@@ -33,15 +34,18 @@ import numpy as np
 import torch
 
 from indexer.core.indices import chip_statistics
-from indexer.sources import reread_chips
+from indexer.sources import locate_sources, reread_chips
 from indexer.store import Store
 from indexer.core.errors import InputError
 from xvision_model.encoders import Encoder, build_encoder
-from xvision_model.finetune.dataset import STAT_COLUMNS, Pair, PairSet
+from xvision_model.finetune.dataset import CLASS_STAT_COLUMNS, Pair, PairSet
 from xvision_model.finetune.profiles import AugmentSettings
+from xvision_model.finetune.seeds import derive_seed, numpy_rng
 
 #: A re-read chip whose embedding has a lower cosine to the stored one is not the indexed chip.
 MIN_COSINE = 0.995
+#: Chips per encoder call (and per spyndex call, which copies every pixel to float64).
+BATCH_SIZE = 64
 
 
 def augment_chips(chips: np.ndarray, settings: AugmentSettings, rng: np.random.Generator) -> np.ndarray:
@@ -68,6 +72,24 @@ def read_chips(store: Store, records: Sequence[dict], imagery: Sequence[str | Pa
     """
     spec = store.manifest["encoder"]
     return reread_chips(records, tuple(spec["bands"]), int(spec["input_size"]), imagery, progress=progress)
+
+
+def require_sources(store: Store, pairs: PairSet, imagery: Sequence[str | Path] = ()) -> int:
+    """How many distinct sources the valid pairs' chips will be re-read from; InputError naming
+    every source found neither at its recorded path nor under `imagery` (checked before any work)."""
+    sources = sorted({str(pairs.records[p.row].get("source")) for p in pairs.pairs if p.valid and p.record_id >= 0})
+    lookup = locate_sources(sources, imagery)
+    if lookup.missing:
+        shown = ", ".join(lookup.missing[:5]) + (f" and {len(lookup.missing) - 5} more" if len(lookup.missing) > 5 else "")
+        where = f" nor under {', '.join(map(str, imagery))}" if imagery else ""
+        raise InputError(
+            f"{store.path}: {len(lookup.missing)} of the {len(sources)} rasters its records were indexed from are not "
+            f"at their recorded path{where}: {shown}; training re-reads their chips for its spectral augmentation",
+            path=lookup.missing[0], field="imagery", value=list(lookup.missing),
+            hint="name the folder the rasters were moved to, or train on the stored embeddings only "
+                 "(weaker on imagery unlike the store's)",
+        )
+    return len(sources)
 
 
 def _encode(encoder: Encoder, chips: np.ndarray, valid: np.ndarray, batch_size: int) -> np.ndarray:
@@ -109,7 +131,7 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
     bands = tuple(store.manifest["encoder"]["bands"])
     with tqdm(total=len(rows) * (1 + settings.copies), desc="augment", unit="chip", disable=not progress) as bar:
         chips, valid = read_chips(store, records, imagery, progress=bar.update)
-        reread = _encode(encoder, chips, valid, settings.batch_size)
+        reread = _encode(encoder, chips, valid, BATCH_SIZE)
         cosine = np.sum(reread * pairs.features[rows], axis=1)
         worst = int(np.argmin(cosine))
         if cosine[worst] < MIN_COSINE:
@@ -117,15 +139,15 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
             raise InputError(
                 f"{rec['source']}: the chip of {rec['parcel_id']} {rec['date']} re-read from this file does not "
                 f"match its stored embedding (cosine {cosine[worst]:.3f}); is it the file that was indexed, "
-                "with the same read options?"
+                "with the same read options?", path=rec["source"], field="imagery",
             )
-        rng = np.random.default_rng([seed, 0xA06])
+        rng = numpy_rng(seed, "augment")
         features, stats, extra_records = [], [], []
         for _ in range(settings.copies):
             changed = augment_chips(chips, settings, rng)
-            features.append(_encode(encoder, changed, valid, settings.batch_size))
-            for record, values in zip(records, _statistics(changed, valid, bands, settings.batch_size)):
-                stats.append([values[c] for c in STAT_COLUMNS])
+            features.append(_encode(encoder, changed, valid, BATCH_SIZE))
+            for record, values in zip(records, _statistics(changed, valid, bands, BATCH_SIZE)):
+                stats.append([values[c] for c in CLASS_STAT_COLUMNS])
                 extra_records.append({**{k: v for k, v in record.items() if k != "geometry"}, **values})
             bar.update(len(rows))
     return _append(pairs, rows, np.concatenate(features), np.asarray(stats, np.float32), extra_records)
@@ -145,8 +167,8 @@ def _append(pairs: PairSet, rows: list[int], features: np.ndarray, stats: np.nda
                 continue
             new_row = start + copy * len(rows) + position[pair.row]
             record = records[new_row - start]
-            seed = (analysis_seed(pair.parcel_id, pair.date) + 7919 * (copy + 1)) % 2**64
-            text = write_analysis(record, valid=True, lang=pair.lang, seed=seed)
+            phrasing = derive_seed(analysis_seed(pair.parcel_id, pair.date), "augment", copy)
+            text = write_analysis(record, valid=True, lang=pair.lang, seed=phrasing)
             added.append(Pair(row=new_row, record_id=pair.record_id, parcel_id=pair.parcel_id, date=pair.date,
                               lang=pair.lang, prompt=pair.prompt, text=text, valid=True))
     return pairs.extended(features, stats, records, added)

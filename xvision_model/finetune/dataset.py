@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,27 +19,25 @@ import numpy as np
 import pandas as pd
 
 from indexer.analysis import CLASS_RULES, analysis_seed, write_analysis
-from indexer.store import Store
+from indexer.chips import MIN_VALID_FRACTION
 from indexer.core.errors import InputError
+from indexer.core.schema import TEXT_COLUMNS
+from indexer.store import Store
+from xvision_model.finetune.seeds import derive_seed, numpy_rng
+from xvision_model.model import PROMPTS
 
-#: The instruction each analysis answers, per language.
-PROMPTS: dict[str, str] = {
-    "en": "Describe the agronomic state of this parcel.",
-    "fr": "Décris l'état agronomique de cette parcelle.",
-}
-#: Record column holding the analysis text of each language.
-TEXT_COLUMNS: dict[str, str] = {"en": "analysis", "fr": "analysis_fr"}
 LANG_CHOICES: tuple[str, ...] = ("en", "fr", "both")
 #: Record statistics behind the classes an analysis states (auxiliary training targets).
-STAT_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(rule.stat for rule in CLASS_RULES))
+CLASS_STAT_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(rule.stat for rule in CLASS_RULES))
 SPLIT_NAME = "split.json"
-DEFAULT_VAL_FRACTION = 0.2
+#: Share of the parcels held out for validation.
+VAL_FRACTION = 0.2
 
 
 def languages(lang: str) -> tuple[str, ...]:
     """("en",), ("fr",) or ("en", "fr") for `lang` "en", "fr" or "both"."""
     if lang not in LANG_CHOICES:
-        raise InputError(f"language must be one of {', '.join(LANG_CHOICES)}, got {lang!r}")
+        raise InputError(f"language must be one of {', '.join(LANG_CHOICES)}, got {lang!r}", field="lang", value=lang)
     return ("en", "fr") if lang == "both" else (lang,)
 
 
@@ -60,7 +58,7 @@ class Pair:
 @dataclass
 class PairSet:
     """Examples and the embeddings they use: `features[pair.row]` is the pair's vector and
-    `stats[pair.row]` its record's `STAT_COLUMNS` (NaN where missing)."""
+    `stats[pair.row]` its record's `CLASS_STAT_COLUMNS` (NaN where missing)."""
 
     features: np.ndarray
     pairs: list[Pair]
@@ -103,7 +101,7 @@ class PairSet:
         if variant == 0 or self.records is None:
             return pair.text
         record = self.records[pair.row]
-        seed = (analysis_seed(pair.parcel_id, pair.date) + variant * 0x9E3779B97F4A7C15) % 2**64
+        seed = derive_seed(analysis_seed(pair.parcel_id, pair.date), "rephrase", variant)
         return write_analysis(record, valid=pair.valid, reason=record.get("invalid_reason") or None,
                               lang=pair.lang, seed=seed)
 
@@ -126,7 +124,7 @@ def with_unobserved(pairs: PairSet, share: float = UNOBSERVED_SHARE, seed: int =
     """
     if share <= 0 or not pairs.pairs or any(not p.valid for p in pairs.pairs):
         return pairs
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed, "unobserved")
     count = max(4, int(round(share * len(pairs.pairs))))
     langs = sorted({p.lang for p in pairs.pairs})
     prompts = {p.lang: p.prompt for p in pairs.pairs}
@@ -135,19 +133,14 @@ def with_unobserved(pairs: PairSet, share: float = UNOBSERVED_SHARE, seed: int =
     for k in range(count):
         parcel_id, date = f"{UNOBSERVED_PREFIX}{k}", "1970-01-01"
         record = {"parcel_id": parcel_id, "date": date, "valid": False, "invalid_reason": "cloud",
-                  "valid_fraction": float(rng.uniform(0.0, 0.3)) if k % 2 else 0.0}
+                  "valid_fraction": float(rng.uniform(0.0, MIN_VALID_FRACTION)) if k % 2 else 0.0}
         records.append(record)
         lang = langs[k % len(langs)]
         text = write_analysis(record, valid=False, reason="cloud", lang=lang, seed=analysis_seed(parcel_id, date))
         added.append(Pair(row=start + k, record_id=-1 - k, parcel_id=parcel_id, date=date, lang=lang,
                           prompt=prompts[lang], text=text, valid=False))
     zeros = np.zeros((count, pairs.features.shape[1]), np.float32)
-    return pairs.extended(zeros, np.full((count, len(STAT_COLUMNS)), np.nan, np.float32), records, added)
-
-
-def store_vectors(store: Store, record_ids: Sequence[int]) -> np.ndarray:
-    """[N, dim] float32 embeddings of `record_ids` (NotFoundError, a StoreError, for an unknown id)."""
-    return store.vectors(record_ids)
+    return pairs.extended(zeros, np.full((count, len(CLASS_STAT_COLUMNS)), np.nan, np.float32), records, added)
 
 
 def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None = None,
@@ -161,14 +154,14 @@ def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None =
     langs = languages(lang)
     table = store.records() if records is None else records
     if len(table) == 0:
-        raise InputError(f"{store.path}: the store holds no records; index imagery into it first (xvision index)")
+        raise InputError(f"{store.path}: the store holds no records; index imagery into it first", path=store.path)
     if records is None and not table["valid"].astype(bool).any():
         raise InputError(
             f"{store.path}: none of its {len(table)} records is valid (all cloudy or without data); "
-            "there is nothing to learn the analyses from"
+            "there is nothing to learn the analyses from", path=store.path
         )
     table = table.sort_values("record_id")
-    features = store_vectors(store, table["record_id"].to_numpy())
+    features = store.vectors(table["record_id"].to_numpy())
     pairs = []
     for row, rec in enumerate(table.itertuples(index=False)):
         for code in langs:
@@ -179,10 +172,11 @@ def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None =
                               date=str(rec.date), lang=code, prompt=prompts[code], text=text.strip(),
                               valid=bool(rec.valid)))
     if not pairs:
-        raise InputError(f"{store.path}: no record has an analysis text in {' or '.join(langs)}")
+        raise InputError(f"{store.path}: no record has an analysis text in {' or '.join(langs)}", path=store.path,
+                         field="lang", value=lang)
     stats = np.column_stack([
         pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float64) if c in table else np.full(len(table), np.nan)
-        for c in STAT_COLUMNS
+        for c in CLASS_STAT_COLUMNS
     ]).astype(np.float32)
     return PairSet(features, pairs, stats, table.drop(columns="geometry", errors="ignore").to_dict("records"))
 
@@ -194,7 +188,7 @@ def parcel_position(parcel_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def held_out_parcels(parcel_ids: Iterable[str], fraction: float = DEFAULT_VAL_FRACTION) -> list[str]:
+def held_out_parcels(parcel_ids: Iterable[str], fraction: float = VAL_FRACTION) -> list[str]:
     """The parcels kept for validation: those hashing below `fraction`.
 
     With two parcels or more, at least one is held out and at least one kept for training, so
@@ -252,7 +246,7 @@ class Split:
         self.train_parcels = self.n_parcels - len(self.held_out)
 
     @classmethod
-    def of(cls, store: Store, pairs: PairSet, fraction: float = DEFAULT_VAL_FRACTION) -> Split:
+    def of(cls, store: Store, pairs: PairSet, fraction: float = VAL_FRACTION) -> Split:
         parcels = pairs.parcels
         return cls(held_out_parcels(parcels, fraction), fraction, store_fingerprint(store), len(parcels))
 
@@ -275,4 +269,4 @@ class Split:
             return cls(held_out=data["held_out"], fraction=float(data["fraction"]), store=data.get("store") or {},
                        n_parcels=int(data["n_parcels"]))
         except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{path}: not a readable split file ({exc})") from None
+            raise InputError(f"{path}: not a readable split file ({exc})", path=path) from None

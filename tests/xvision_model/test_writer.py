@@ -1,0 +1,140 @@
+"""What users read (xvision_model.writer): the analysis grammar, fill-ins, the unusable rule."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from indexer.analysis import EVALUATED_ASPECTS, read_classes, says_unusable, write_analysis
+from indexer.pipeline import IndexConfig, index
+from indexer.store import Store
+from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
+from xvision_model.tiny import build_tiny_model
+from xvision_model.writer import (
+    SentenceFilter, failures, grammar_text, parse_sentence, split_sentences, unusable_text, write_analyses,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
+
+RECORD = {"ndvi_mean": 0.72, "ndmi_mean": 0.12, "savi_mean": 0.38, "evi_mean": 0.57, "ndre_mean": 0.21,
+          "ndvi_std": 0.04, "ndvi_p10": 0.61, "ndvi_p90": 0.80, "ndwi_mean": -0.57, "valid_fraction": 1.0,
+          "valid": True, "parcel_id": "p-1", "date": "2021-06-01"}
+#: The loop measured on L1C imagery the model never saw (issue 11), cut off mid-sentence.
+LOOP = ("Vigorous vegetation across the parcel, NDVI 0.72. The parcel is free of surface water (NDWI -0.60). "
+        "The parcel is free of surface water (NDWI -0.60). The parcel is free of surface water (NDWI -0.57). "
+        "SAVI of 0.41 reflects a dense vegetation cover. The parcel is free of surface")
+LOOP_FR = ("Végétation très vigoureuse (NDVI moyen 0.70). Aucune eau de surface détectée (NDWI -0.60). "
+           "Aucune eau de surface détectée (NDWI -0.60). Aucune eau de surface détectée (NDWI -0.60).")
+
+
+def _random_records(n: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    names = ("ndvi_mean", "ndmi_mean", "savi_mean", "evi_mean", "ndre_mean", "ndwi_mean")
+    return [{**dict(zip(names, rng.uniform(-0.3, 0.95, len(names)))), "ndvi_std": rng.uniform(0, 0.2),
+             "ndvi_p10": rng.uniform(0, 0.5), "ndvi_p90": rng.uniform(0.5, 1.0), "valid_fraction": rng.uniform(0.3, 1),
+             "valid": True, "parcel_id": f"p-{i}", "date": "2021-06-01"} for i in range(n)]
+
+
+def _aspect_counts(text: str, lang: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for sentence in split_sentences(text):
+        parsed = parse_sentence(sentence, lang)
+        assert parsed is not None, sentence  # every sentence shown is a grammar sentence
+        if parsed[0].kind == "aspect":
+            counts[parsed[0].aspect] = counts.get(parsed[0].aspect, 0) + 1
+    return counts
+
+
+def _numbers(text: str) -> list[str]:
+    return re.findall(r"(?<![\w-])-?\d+\.\d+", text)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_every_analysis_the_indexer_writes_is_kept_as_it_is(lang):
+    for i, record in enumerate(_random_records(150)):
+        text = write_analysis(record, seed=i, lang=lang)
+        assert grammar_text(text, record, lang) == text
+        unusable = {**record, "valid": False, "invalid_reason": ("cloud", "nodata", "")[i % 3],
+                    "valid_fraction": (0.0, 0.12, 0.29)[i % 3]}
+        text = write_analysis(unusable, valid=False, reason=unusable["invalid_reason"] or None, seed=i, lang=lang)
+        assert grammar_text(text, unusable, lang) == text
+
+
+@pytest.mark.parametrize("lang, raw", [("en", LOOP), ("fr", LOOP_FR)])
+def test_a_loop_becomes_one_statement_per_aspect_with_the_records_numbers(lang, raw):
+    assert failures(raw, RECORD)["repeated_sentence"] and failures(raw, RECORD)["missing_aspect"]
+    asked = []
+
+    def first(prefix, candidates):
+        asked.append(candidates)
+        return 0
+
+    text = grammar_text(raw, RECORD, lang, chooser=first)
+    assert not any(failures(text, RECORD).values())
+    counts = _aspect_counts(text, lang)
+    assert all(counts[a] == 1 for a in EVALUATED_ASPECTS) and max(counts.values()) == 1
+    # The model's own statements stay first, in its order; what it never said is chosen by it.
+    assert split_sentences(text)[0].startswith("Vigorous" if lang == "en" else "Végétation très vigoureuse")
+    assert len(asked) == (1 if lang == "en" else 2)  # moisture (and, in French, cover) were missing
+    # Every number is the record's, at the precision written (the model had written 0.60 and 0.41).
+    record_values = {f"{v:.2f}" for k, v in RECORD.items() if isinstance(v, float)}
+    assert _numbers(text) and set(_numbers(text)) <= record_values
+    assert "-0.57" in text and "-0.60" not in text and "0.41" not in text
+
+
+def test_an_unusable_statement_stays_one_and_a_valid_record_is_still_described():
+    raw = ("Clouds obscure the parcel, so this date is not usable. Vegetation shows low vigor (NDVI 0.10). "
+           "No agronomic conclusion can be drawn from this date.")
+    text = grammar_text(raw, RECORD, "en", chooser=lambda p, c: 0)
+    assert says_unusable(text) and not read_classes(text)  # the model said unusable: its classes go
+    shown = SentenceFilter(RECORD, "en", usable=True)
+    for sentence in split_sentences(raw):
+        shown.feed(sentence)
+    shown.finish(lambda p, c: 0)
+    assert not says_unusable(shown.text) and set(EVALUATED_ASPECTS) <= set(read_classes(shown.text))
+    assert "0.72" in shown.text  # the model's low vigor is kept, with the record's number
+
+
+@pytest.fixture(scope="module")
+def model():
+    """An untrained tiny model: what it writes is noise, which is the point of the rule tested here."""
+    texts = [write_analysis(r, seed=i) for i, r in enumerate(_random_records(60, seed=1))]
+    return build_tiny_model(texts, in_dim=8, num_tokens=2, vocab_size=300, hidden=32, layers=1, heads=2, kv_heads=1,
+                            intermediate=48, max_positions=256, lora=None, seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def clouded_store(shared_data, tmp_path_factory):
+    """Real Flanders acquisitions, clear and clouded, on the real parcels."""
+    folder = shared_data / "worldcereal-flanders"
+    if not folder.is_dir():
+        pytest.skip(f"Flanders samples not present at {folder}")
+    files = sorted(folder.glob("S2_L2A_Flanders31UES_2018-0*.tif"))[:8]
+    store = tmp_path_factory.mktemp("flanders") / "store"
+    index(IndexConfig(store=store, inputs=tuple(map(str, files)), parcels=folder / "parcels_Flanders31UES.gpkg",
+                      progress=False), build_encoder(DEFAULT_ENCODER))
+    return store
+
+
+@pytest.mark.parametrize("lang, column", [("en", "analysis"), ("fr", "analysis_fr")])
+def test_every_unusable_record_of_a_real_store_is_shown_unusable_with_its_reason(model, clouded_store, lang, column):
+    store = Store.open(clouded_store)
+    table = store.records().sort_values("record_id")
+    unusable = table[~table["valid"].astype(bool)]
+    assert len(unusable) >= 40 and table["valid"].any()  # clouds on most of these dates
+    rows = unusable.to_dict("records")
+    features = torch.from_numpy(store.vectors(unusable["record_id"].tolist()))
+    # The model here never learned what an embedding means: whatever it writes, the rule holds.
+    written = write_analyses(model, features[:, :8], rows, lang, max_new_tokens=24)
+    reasons = {"en": {"cloud": "cloud", "nodata": "no valid data"}, "fr": {"cloud": "nuage", "nodata": "aucune donnée"}}
+    for analysis, record in zip(written, rows):
+        assert analysis.text == unusable_text(record, lang) == record[column]
+        assert says_unusable(analysis.text) and not read_classes(analysis.text)
+        assert reasons[lang][record["invalid_reason"]] in analysis.text.lower()
+        assert failures(analysis.text, record) == {"repeated_sentence": False, "missing_aspect": False,
+                                                   "unusable_as_usable": False}
+    # The model's own text is kept apart, for evaluation: here it describes clouds as fields.
+    assert any(failures(a.generated, r)["unusable_as_usable"] for a, r in zip(written, rows))

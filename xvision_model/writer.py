@@ -1,0 +1,393 @@
+"""What users read: the generator's analysis held to the analysis grammar, then the unusable rule.
+
+A greedy decoder can repeat a sentence forever or never reach an aspect (measured on L1C imagery
+the model never saw: "The canopy is free of surface water (NDWI -0.57)." five times, no moisture,
+no cover). So the decoded text is not shown as it is: it is read back sentence by sentence against
+the grammar the analyses are written in (the phrase banks of `indexer.analysis`) and rebuilt:
+
+- a sentence is kept only when it is one of the grammar's sentences in the asked language (an
+  opening, one aspect's class phrase, the unusable statement or its follow-up, a closing remark);
+  anything else (a garbled or cut-off sentence) is dropped;
+- each aspect is stated at most once (the model's first statement wins), every other kind once,
+  so no sentence can appear twice;
+- numbers are written from the record, never decoded (the model wrote "SAVI 0.41" for a record
+  with 0.38): the model chooses the class phrase, the record gives the value;
+- vigor, moisture and cover are each stated exactly once: an aspect the model never reached is
+  chosen by the model itself, by scoring each of that aspect's class phrases (up to the end of the
+  phrase, before any number) by its likelihood after the text so far;
+- a text the model opened as an unusable observation stays one (its class sentences are dropped).
+
+Then the rule: a record flagged not valid is shown the unusable text with its reason
+(`write_analysis(valid=False)`, the record's own stored wording), whatever the model wrote.
+`Analysis.generated` keeps the model's grammar text before that rule, so evaluation measures the
+model, not the rule; `Analysis.raw` keeps the decoded text.
+
+Batched, single and streamed writing agree: the same decoded tokens (greedy decoding is batch
+invariant, `XVisionModel.generate`) go through the same sentence filter, and the fill-ins are
+scored one record at a time in every path.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from indexer.analysis import (
+    CLOSINGS, EVALUATED_ASPECTS, classify, INTROS, INVALID, INVALID_FOLLOWUPS, LANGS, NO_INDEX, PHRASES, RULE_BY_ASPECT,
+    VALID_FRACTION, analysis_seed, read_classes, says_unusable, write_analysis,
+)
+from indexer.core.errors import InputError
+from xvision_model.model import PROMPTS, XVisionModel
+
+DEFAULT_MAX_NEW_TOKENS = 256
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_NUMBER = r"-?\d+(?:\.\d+)?"
+
+
+# -- the grammar ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Form:
+    """One sentence form of the grammar: its kind, what it states, and its template."""
+
+    kind: str  # "intro" | "aspect" | "closing" | "unusable" | "followup" | "no_index"
+    template: str  # with *key phrase* stars and {fields}
+    aspect: str | None = None
+    label: str | None = None  # the aspect's class; for a closing, the vigor class it belongs to
+    pattern: re.Pattern[str] = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text` (each ends with its own "."; decimals never split)."""
+    return [s for s in _SENTENCE_END.split(text.strip()) if s]
+
+
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text.replace("\u2019", "'"))
+    return re.sub(r"\s+", " ", "".join(c for c in text if not unicodedata.combining(c)).lower()).strip()
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    parts = []
+    for literal, name, _, _ in string.Formatter().parse(template.replace("*", "")):
+        text = re.sub(r"\s+", " ", _norm(f"<{literal}>")[1:-1])  # keep the literal's edge spaces
+        parts.append(re.escape(text).replace(r"\ ", r"\s+"))
+        if name == "frac":
+            parts.append(r"(?P<frac>\s*\([^)]*\))?")
+        elif name:
+            parts.append(_NUMBER)
+    return re.compile("".join(parts))
+
+
+def _forms(lang: str) -> list[Form]:
+    forms = [Form("intro", t) for t in INTROS[lang]]
+    forms += [Form("aspect", t, aspect, label) for aspect, labels in PHRASES[lang].items()
+              for label, templates in labels.items() for t in templates]
+    forms += [Form("closing", t, "vigor", label) for label, ts in CLOSINGS[lang].items() for t in ts]
+    forms += [Form("unusable", t, label=reason) for reason, ts in INVALID[lang].items() for t in ts]
+    forms += [Form("followup", t) for t in INVALID_FOLLOWUPS[lang]]
+    forms.append(Form("no_index", NO_INDEX[lang]))
+    return [Form(f.kind, f.template, f.aspect, f.label, _pattern(f.template)) for f in forms]
+
+
+GRAMMAR: dict[str, list[Form]] = {lang: _forms(lang) for lang in LANGS}
+
+
+def parse_sentence(sentence: str, lang: str) -> tuple[Form, bool] | None:
+    """The grammar form `sentence` is written in (and whether it quoted a valid-pixel share), or None."""
+    text = _norm(sentence)
+    for form in GRAMMAR[lang]:
+        if found := form.pattern.fullmatch(text):
+            return form, bool(found.groupdict().get("frac"))
+    return None
+
+
+def _finite(value: object) -> float | None:
+    number = pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").iloc[0]  # None, text -> NaN
+    return float(number) if np.isfinite(number) else None
+
+
+def _values(form: Form, record: Mapping[str, object]) -> dict[str, str] | None:
+    """The template's fields from the record (None when the record lacks one)."""
+    out = {}
+    for _, name, _, _ in string.Formatter().parse(form.template):
+        if not name or name == "frac":
+            continue
+        stat = {"v": RULE_BY_ASPECT[form.aspect].stat if form.aspect else None, "p10": "ndvi_p10",
+                "p90": "ndvi_p90", "pct": "valid_fraction"}[name]
+        value = _finite(record.get(stat)) if stat else None
+        if value is None:
+            return None
+        out[name] = f"{100 * value:.0f}" if name == "pct" else f"{value:.2f}"
+    return out
+
+
+def render(form: Form, record: Mapping[str, object], lang: str, with_fraction: bool = False) -> str | None:
+    """`form` written with the record's values (None when the record lacks one of them)."""
+    values = _values(form, record)
+    if values is None:
+        return None
+    if "{frac}" in form.template:
+        pct = _finite(record.get("valid_fraction"))
+        values["frac"] = VALID_FRACTION[lang].format(pct=f"{100 * pct:.0f}") if with_fraction and pct is not None else ""
+    return form.template.replace("*", "").format(**values)
+
+
+def required_aspects(record: Mapping[str, object]) -> tuple[str, ...]:
+    """The evaluated aspects the record has a value for: each must be stated exactly once."""
+    known = classify(record)
+    return tuple(a for a in EVALUATED_ASPECTS if a in known)
+
+
+#: (text so far, candidate continuations) -> index of the chosen one.
+Chooser = Callable[[str, list[str]], int]
+
+
+class SentenceFilter:
+    """Reads a decoded analysis sentence by sentence and keeps what the grammar allows.
+
+    `usable=True` keeps only a description of the parcel (unusable statements are dropped), for
+    the text a valid record is shown; None lets the model's first statement decide.
+
+    `feed` returns the sentence to show now (re-written with the record's numbers) or None;
+    `finish` returns the sentences that close the text: the aspects never stated (chosen by
+    `chooser`) and a closing remark consistent with the vigor stated.
+    """
+
+    def __init__(self, record: Mapping[str, object], lang: str, *, usable: bool | None = None) -> None:
+        if lang not in GRAMMAR:
+            raise InputError(f"language must be one of {', '.join(GRAMMAR)}, got {lang!r}", field="lang", value=lang)
+        self.record, self.lang = record, lang
+        self.kept: list[str] = []
+        self.stated: dict[str, str] = {}  # aspect -> class
+        self.kinds: set[str] = set()
+        # Whether the text describes the parcel or declares the observation unusable: decided by
+        # the model's first statement unless `usable` is given (the shown text of a valid record).
+        self.unusable: bool | None = None if usable is None else not usable
+        self.closing: Form | None = None
+
+    def feed(self, sentence: str) -> str | None:
+        parsed = parse_sentence(sentence, self.lang)
+        if parsed is None:
+            return None
+        form, with_fraction = parsed
+        if form.kind in ("aspect", "unusable", "no_index") and self.unusable is None:
+            self.unusable = form.kind == "unusable"
+        allowed = {
+            "intro": not self.kept,
+            "aspect": self.unusable is False and form.aspect not in self.stated,
+            "closing": self.unusable is False and self.closing is None,
+            "unusable": self.unusable is True and "unusable" not in self.kinds,
+            "followup": self.unusable is True and "followup" not in self.kinds and "unusable" in self.kinds,
+            "no_index": self.unusable is False and "no_index" not in self.kinds,
+        }[form.kind]
+        if not allowed:
+            return None
+        if form.kind == "closing":  # held back: it closes the text, after any fill-in
+            self.closing = form
+            return None
+        text = render(form, self.record, self.lang, with_fraction)
+        if text is None:
+            return None
+        self.kinds.add(form.kind)
+        if form.kind == "aspect":
+            self.stated[form.aspect] = form.label
+        self.kept.append(text)
+        return text
+
+    def finish(self, chooser: Chooser | None) -> list[str]:
+        if self.unusable:
+            return []
+        out = []
+        for aspect in required_aspects(self.record):
+            if aspect in self.stated or chooser is None:
+                continue
+            forms = [f for f in GRAMMAR[self.lang] if f.kind == "aspect" and f.aspect == aspect
+                     and (f.template.find("{") < 0 or f.template.rfind("*") < f.template.find("{"))]
+            # Each candidate ends with its key phrase: the model picks the class before any number.
+            heads = [f.template[:f.template.rfind("*")].replace("*", "") for f in forms]
+            form = forms[chooser(" ".join(self.kept), heads)]
+            text = render(form, self.record, self.lang)
+            if text is not None:
+                self.kept.append(text)
+                self.stated[aspect] = form.label
+                out.append(text)
+        if self.closing is not None and self.stated.get("vigor") == self.closing.label:
+            out.append(render(self.closing, self.record, self.lang))
+            self.kept.append(out[-1])
+        return out
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.kept)
+
+
+def grammar_text(raw: str, record: Mapping[str, object], lang: str, chooser: Chooser | None = None) -> str:
+    """`raw` held to the grammar (see the module docstring); `chooser` None: no fill-in."""
+    keep = SentenceFilter(record, lang)
+    for sentence in split_sentences(raw):
+        keep.feed(sentence)
+    keep.finish(chooser)
+    return keep.text
+
+
+def unusable_text(record: Mapping[str, object], lang: str) -> str:
+    """The unusable-observation text with its reason, as the indexer writes it for the record."""
+    reason = str(record.get("invalid_reason") or "") or None
+    return write_analysis(record, valid=False, reason=reason, lang=lang,
+                          seed=analysis_seed(str(record.get("parcel_id")), str(record.get("date"))))
+
+
+# -- failures a reader would see ----------------------------------------------------------------------
+def failures(text: str, record: Mapping[str, object]) -> dict[str, bool]:
+    """Which of the three failures `text` shows for `record`: a sentence stated twice, an evaluated
+    aspect not stated (valid records), an unusable record described as usable."""
+    sentences = [_norm(s) for s in split_sentences(text)]
+    valid = bool(record.get("valid", True))
+    stated = read_classes(text)
+    return {
+        "repeated_sentence": len(sentences) != len(set(sentences)),
+        "missing_aspect": valid and any(a not in stated for a in required_aspects(record)),
+        "unusable_as_usable": not valid and (not says_unusable(text) or bool(set(EVALUATED_ASPECTS) & set(stated))),
+    }
+
+
+# -- writing with a model ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Analysis:
+    """One record's analysis: `text` what users see, `generated` the model's grammar text (before
+    the unusable rule), `raw` the decoded text."""
+
+    text: str
+    generated: str
+    raw: str
+
+
+def _chooser(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int]) -> Chooser:
+    """Scores continuations by the model's mean token log-likelihood after [visual | prompt | text]."""
+    tokenizer = model.tokenizer
+    chosen: dict[tuple[str, tuple[str, ...]], int] = {}  # the shown and the model's text often ask the same
+
+    @torch.no_grad()
+    def choose(prefix: str, candidates: list[str]) -> int:
+        key = (prefix, tuple(candidates))
+        if key not in chosen:
+            chosen[key] = _best(prefix, candidates)
+        return chosen[key]
+
+    def _best(prefix: str, candidates: list[str]) -> int:
+        head = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+        tails = [tokenizer((" " if prefix else "") + c, add_special_tokens=False)["input_ids"] for c in candidates]
+        n = len(candidates)
+        batch = model.splice(features.expand(n, -1), [prompt_ids] * n, [head + t for t in tails])
+        logits = model.run(batch).logits
+        end = logits.shape[1] - (1 if model.eos_token_id is not None else 0)  # rows end [... | tail | EOS]
+        scores = []
+        for r, tail in enumerate(tails):
+            positions = torch.arange(end - len(tail), end, device=logits.device)
+            # Position t predicts token t + 1; only the tail's positions reach the vocabulary-wide softmax.
+            logp = logits[r, positions - 1].float().log_softmax(-1)
+            scores.append(logp.gather(1, batch.labels[r, positions, None]).mean().item())
+        return max(range(n), key=scores.__getitem__)
+
+    return choose
+
+
+class _SentenceStreamer(BaseStreamer):
+    """Feeds each complete decoded sentence to the `SentenceFilter`s, passing what the first keeps on."""
+
+    def __init__(self, model: XVisionModel, filters: Sequence[SentenceFilter],
+                 on_text: Callable[[str], None] | None) -> None:
+        self.model, self.filters, self.on_text = model, filters, on_text
+        self.ids: list[int] = []
+        self.done = 0  # sentences fed
+        self.first = True  # the first put() is the prompt (empty with inputs_embeds)
+        self.stopped = False
+
+    def _feed(self, sentences: list[str]) -> None:
+        for sentence in sentences[self.done:]:
+            for k, keep in enumerate(self.filters):
+                if (text := keep.feed(sentence)) is not None and k == 0 and self.on_text is not None:
+                    self.on_text(text)
+        self.done = len(sentences)
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.first:
+            self.first = False
+            return
+        for token in value.flatten().tolist():
+            if self.stopped or token == self.model.eos_token_id:
+                self.stopped = True
+                return
+            self.ids.append(token)
+        # Every piece but the last is a complete sentence (the next one has begun after its ".").
+        self._feed([p for p in _SENTENCE_END.split(self.text.lstrip())[:-1] if p])
+
+    def end(self) -> None:
+        self._feed(split_sentences(self.text))
+
+    @property
+    def text(self) -> str:
+        return self.model.tokenizer.decode(self.ids, skip_special_tokens=True)
+
+
+def _write_one(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int], raw: str | None,
+               record: Mapping[str, object], lang: str, on_text: Callable[[str], None] | None,
+               max_new_tokens: int) -> Analysis:
+    """One record: from its decoded text `raw`, or (None) decoding it now, streamed to `on_text`."""
+    valid = bool(record.get("valid", True))
+    model_text = SentenceFilter(record, lang)
+    filters = [SentenceFilter(record, lang, usable=True), model_text] if valid else [model_text]
+    emit = on_text if valid else None
+    if not valid and on_text is not None:
+        on_text(unusable_text(record, lang))
+    if raw is None:
+        streamer = _SentenceStreamer(model, filters, emit)
+        model.generate(features, [prompt_ids], max_new_tokens=max_new_tokens, streamer=streamer)
+        raw = streamer.text
+    else:
+        for sentence in split_sentences(raw):
+            for keep in filters:
+                keep.feed(sentence)
+    choose = _chooser(model, features, prompt_ids)
+    for k, keep in enumerate(filters):
+        for text in keep.finish(choose):
+            if k == 0 and emit is not None:
+                emit(text)
+    shown = filters[0].text if valid else unusable_text(record, lang)
+    return Analysis(shown, model_text.text, raw)
+
+
+def write_analyses(model: XVisionModel, features: torch.Tensor, records: Sequence[Mapping[str, object]],
+                   lang: str = "en", *, prompt: str | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                   batch_size: int = 32, on_text: Callable[[str], None] | None = None) -> list[Analysis]:
+    """The analyses of `records` (store rows: statistics, `valid`, `invalid_reason`, `parcel_id`,
+    `date`) from their embeddings `features` [N, D], greedy, in `lang` ("en" or "fr").
+
+    `on_text` (one record only) receives the shown text as it is written, sentence by sentence;
+    the pieces joined with spaces are `Analysis.text`.
+    """
+    if len(features) != len(records):
+        raise InputError(f"{len(features)} embeddings for {len(records)} records", field="features", value=len(features))
+    if on_text is not None and len(records) != 1:
+        raise InputError("streaming writes one record at a time", field="records", value=len(records))
+    if model.tokenizer is None:
+        raise InputError("the model has no tokenizer; it cannot write text", field="model")
+    prompt_ids = model.tokenizer(prompt or PROMPTS[lang], add_special_tokens=False)["input_ids"]
+    if on_text is not None:
+        return [_write_one(model, features[:1], prompt_ids, None, records[0], lang, on_text, max_new_tokens)]
+    out: list[Analysis] = []
+    for start in range(0, len(records), batch_size):
+        chunk = features[start:start + batch_size]
+        rows = model.generate(chunk, [prompt_ids] * len(chunk), max_new_tokens=max_new_tokens)
+        for i, raw in enumerate(model.tokenizer.batch_decode(rows, skip_special_tokens=True)):
+            out.append(_write_one(model, chunk[i:i + 1], prompt_ids, raw, records[start + i], lang, None,
+                                  max_new_tokens))
+    return out
