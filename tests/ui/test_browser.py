@@ -27,6 +27,9 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
 MAP_FRAME = 'iframe[title="streamlit_folium.st_folium"]'
+#: The committed demo generator, as `make demo` serves it (answers then go through the real model).
+DEMO_MODEL = REPO / "models" / "tiny-demo"
+MODEL = ["--model", str(DEMO_MODEL)] if (DEMO_MODEL / "model_card.json").is_file() else []
 
 
 def _free_port() -> int:
@@ -45,7 +48,7 @@ def app_url(flanders_store, tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     server = subprocess.Popen(
         [sys.executable, "-m", "xvision.cli", "ui", "--store", str(store), "--port", str(port),
-         "--data-dir", str(store.parent / "uploads")],
+         "--data-dir", str(store.parent / "uploads"), *MODEL],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines = []
