@@ -270,6 +270,27 @@ Example:
     p.add_argument("--today", type=_date,
                    help="reference date for 'last month', 'this season'... (default: the newest acquisition)")
     p.set_defaults(func=_cmd_ask)
+
+    p = sub.add_parser(
+        "ui",
+        help="open the web app: map, parcel seasons, chat with the assistant, add data",
+        description=(
+            "Start the Streamlit app on a store and print its address. Pages: Map (parcels coloured by "
+            "an index on a date; click one to select it), Parcel (its seasons, a date against past "
+            "seasons, parcels that looked alike), Ask (questions answered from the records, with "
+            "citations) and Add data (upload rasters and parcels and index them). Runs until Ctrl+C."
+        ),
+        epilog="example:\n  xvision ui --store demo-store --model models/tiny-demo --port 8501",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--store", required=True, type=Path, help="store folder written by `xvision index`")
+    p.add_argument("--model", type=Path, help="generator model folder (default: answers use the stored analyses)")
+    p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
+    p.add_argument("--data-dir", type=Path,
+                   help="folder the Add data page writes uploads into (default: STORE-uploads beside the store)")
+    p.set_defaults(func=_cmd_ui)
     return parser
 
 
@@ -452,6 +473,62 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    import importlib.util
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from ui.config import MAX_UPLOAD_MB
+
+    if not (args.store / "manifest.json").is_file():
+        raise XVisionError(f"{args.store}: not a store (no manifest.json); "
+                           f"build one with `xvision index ... --store {args.store}`")
+    if args.model is not None and not args.model.is_dir():
+        raise XVisionError(f"{args.model}: no such model folder; train one with `xvision train --out {args.model}`")
+    app = Path(importlib.util.find_spec("ui").submodule_search_locations[0]) / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.headless", "true", "--server.port", str(args.port), "--server.address", args.host,
+        "--server.enableStaticServing", "true", "--server.maxUploadSize", str(MAX_UPLOAD_MB),
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
+        "--", "--store", str(args.store.resolve()),
+    ]
+    if args.model is not None:
+        command += ["--model", str(args.model.resolve())]
+    if args.data_dir is not None:
+        command += ["--data-dir", str(args.data_dir.resolve())]
+    shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
+    url = f"http://{shown}:{args.port}"
+    probe = "127.0.0.1" if args.host in ("127.0.0.1", "0.0.0.0", "localhost") else args.host
+    with socket.socket() as probe_socket:  # a server already there would answer the health check below
+        if probe_socket.connect_ex((probe, args.port)) == 0:
+            raise XVisionError(f"port {args.port} is already in use on {probe}; choose another port", field="port",
+                               value=args.port)
+    print(f"starting the app on {args.store} ...", flush=True)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    # Stopping this command (Ctrl+C or a plain kill) stops the server with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        while server.poll() is None:  # wait for Streamlit's own health check before saying it is up
+            try:
+                with urllib.request.urlopen(f"http://{probe}:{args.port}/_stcore/health", timeout=1) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        if server.poll() is not None:
+            raise XVisionError(f"the app stopped at start (exit code {server.returncode}); is port {args.port} free?")
+        print(f"XVision is serving at {url}  (Ctrl+C to stop)", flush=True)
+        return server.wait()
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> int:

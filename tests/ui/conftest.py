@@ -1,0 +1,51 @@
+"""Fixtures of the app tests: a store of the repository's own Flanders demo data (both seasons).
+
+Built with the real indexer from `data/worldcereal-flanders` (the demo data a clone carries), on
+a subset of dates so that it takes seconds: clear and clouded dates, and the October pair a year
+apart that the past-season comparison needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from uidata import DATES, FLANDERS, HESBAYE
+
+
+@pytest.fixture(scope="session")
+def flanders_store(tmp_path_factory) -> Path:
+    """A store of 19 LPIS parcels x 9 dates; read-only by convention (copy it to write)."""
+    from indexer.pipeline import IndexConfig, index
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
+
+    store = tmp_path_factory.mktemp("ui") / "flanders-store"
+    files = tuple(str(FLANDERS / f"S2_L2A_Flanders31UES_{d}.tif") for d in DATES)
+    index(IndexConfig(store=store, inputs=files, parcels=FLANDERS / "parcels_Flanders31UES.gpkg", progress=False),
+          build_encoder(DEFAULT_ENCODER))
+    return store
+
+
+@pytest.fixture(scope="session")
+def two_area_store(flanders_store, tmp_path_factory) -> Path:
+    """The Flanders store plus two Hesbaye months cut into 10 x 10 pixel cells, 90 km away."""
+    import shutil
+
+    from indexer.pipeline import IndexConfig, index
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
+
+    store = tmp_path_factory.mktemp("ui") / "two-areas"
+    shutil.copytree(flanders_store, store)
+    files = tuple(str(HESBAYE / f"S2_L2A_hesbaye_{d}.tif") for d in ("2021-05-01", "2021-06-01"))
+    index(IndexConfig(store=store, inputs=files, grid=10, progress=False), build_encoder(DEFAULT_ENCODER))
+    return store
+
+
+@pytest.fixture
+def app_env(flanders_store, tmp_path, monkeypatch) -> Path:
+    """Point the app at the test store (AppTest cannot pass script arguments); uploads go to tmp."""
+    monkeypatch.setenv("XVISION_UI_STORE", str(flanders_store))
+    monkeypatch.setenv("XVISION_UI_DATA_DIR", str(tmp_path / "uploads"))
+    monkeypatch.delenv("XVISION_UI_MODEL", raising=False)
+    return flanders_store

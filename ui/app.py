@@ -1,0 +1,61 @@
+"""XVision's Streamlit app: `xvision ui --store DIR [--model DIR] [--port P]` runs this script.
+
+Pages: Map (parcels coloured by an index on a date; click to select), Parcel (time series over
+seasons, compare with past seasons, similar parcels), Ask (chat with the assistant, citing
+records), Add data (index uploaded rasters and parcels). The store and the models are opened once
+and shared by all sessions (`st.cache_resource`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run ui/app.py` puts ui/ on sys.path, not the repository: make `import ui` find this
+# checkout's package (not another installed copy).
+_ROOT = str(Path(__file__).resolve().parents[1])
+if sys.path[0] != _ROOT:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from indexer.core.errors import XVisionError  # noqa: E402
+from ui import config, data, state  # noqa: E402
+
+st.set_page_config(page_title="XVision", layout="wide")
+
+PAGES = [
+    st.Page("views/map.py", title="Map", url_path="map", default=True),
+    st.Page("views/parcel.py", title="Parcel", url_path="parcel"),
+    st.Page("views/chat.py", title="Ask", url_path="ask"),
+    st.Page("views/add_data.py", title="Add data", url_path="add-data"),
+]
+
+
+def _sidebar(view: data.StoreView, cfg: config.AppConfig) -> None:
+    with st.sidebar:
+        st.caption(f"Store `{cfg.store.name}`: {len(view.records)} records, {len(view.parcels)} parcels, "
+                   f"{len(view.dates)} dates ({view.dates[0]} – {view.dates[-1]})" if view.dates else "empty store")
+        parcel = state.selected_parcel()
+        st.caption(f"Selected parcel: **{parcel}**" if parcel else "No parcel selected: click one on the map.")
+
+
+def main() -> None:
+    cfg = config.parse()
+    page = st.navigation(PAGES)
+    try:
+        view = data.open_view(cfg.store)
+    except XVisionError as exc:
+        st.error(f"The store cannot be opened: {exc}")
+        if page.url_path != "add-data":
+            st.stop()
+        page.run()
+        return
+    state.init(view.dates, list(view.parcels["parcel_id"]))
+    try:
+        page.run()
+    finally:  # after the page, so that it shows the selection the page just made
+        _sidebar(view, cfg)
+
+
+main()
