@@ -7,9 +7,17 @@ import re
 
 import pytest
 
+import assistant.models
 from assistant.api import Assistant
 from assistant.models import BUNDLED_MODEL
 from xvision.cli import main
+
+
+@pytest.fixture
+def no_bundled_model(monkeypatch, tmp_path):
+    """As in a clone without the committed demo model: answers are composed from stored analyses."""
+    monkeypatch.setattr(assistant.models, "BUNDLED_MODEL", tmp_path / "no-bundled-model")
+    return tmp_path / "no-bundled-model"
 
 
 def _ask(capsys, *args):
@@ -18,7 +26,7 @@ def _ask(capsys, *args):
     return rc, out.out, out.err
 
 
-def test_json_output_has_the_documented_keys_and_cites_the_store(capsys, farm_store, view):
+def test_json_output_has_the_documented_keys_and_cites_the_store(capsys, farm_store, view, no_bundled_model):
     rc, out, _ = _ask(capsys, "How was farm-02 in September 2022 compared with September 2021?", "--store",
                       str(farm_store), "--json")
     assert rc == 0
@@ -77,14 +85,25 @@ def test_a_folder_that_is_not_a_store_is_a_worded_error(capsys, tmp_path):
     assert rc == 2 and err.startswith("xvision ask: error:") and "not an XVision store" in err
 
 
-def test_python_api_stream_then_last_result(farm_store):
+def test_python_api_stream_then_last_result(farm_store, no_bundled_model):
     assistant = Assistant.open(farm_store)
     assert assistant.choice.origin == "none"
-    if not BUNDLED_MODEL.exists():
-        assert any(str(BUNDLED_MODEL) in n for n in assistant.choice.notes)
+    assert any(str(no_bundled_model) in n for n in assistant.choice.notes)
     pieces = list(assistant.stream("NDVI history of farm-01 in 2022"))
     assert len(pieces) > 1
     result = assistant.last_result
     assert "".join(pieces) == result["answer"] and result["plan"]["intent"] == "history"
     assert result == assistant.ask("NDVI history of farm-01 in 2022")
     assert re.search(r"lowest \S+ on 2022-08-13", result["answer"])  # the drought's low is named
+
+
+@pytest.mark.skipif(not BUNDLED_MODEL.is_dir(), reason="the demo model is not in this checkout")
+def test_the_bundled_demo_model_answers_with_a_grounded_generated_analysis(farm_store, view):
+    """Without --model the assistant uses the committed demo generator (same encoder as the store)."""
+    assistant = Assistant.open(farm_store)
+    assert assistant.choice.origin == "bundled"
+    result = assistant.ask("How was farm-04 on 2023-06-24?")
+    assert "farm-04" in result["answer"] and "2023-06-24" in result["answer"]
+    row = view.records().set_index(["parcel_id", "date"]).loc[("farm-04", "2023-06-24")]
+    cite = next(c for c in result["citations"] if (c["parcel_id"], c["date"]) == ("farm-04", "2023-06-24"))
+    assert all(v == row[k] for k, v in cite["indices"].items())
