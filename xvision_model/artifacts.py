@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,6 +149,24 @@ def _refuse_pickles(directory: Path) -> None:
         raise WeightsError(f"{found[0]}: pickled weights are refused; XVision model directories hold safetensors only")
 
 
+@contextmanager
+def _quiet_loading():
+    """Load without transformers' per-file progress bar ("Loading weights 50/50": a local folder
+    of a few MB loads in milliseconds) and without its FutureWarning that peft's use of
+    `is_gradient_checkpointing` is deprecated: neither says anything to a user of the model."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merge: bool = False,
                base_model: str | Path | None = None, trainable: bool = False,
                quantize: str = "auto") -> XVisionModel:
@@ -166,11 +186,12 @@ def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merg
     adapter = VisionAdapter.load(directory)
     if base_model is None:
         base_model = directory / BASE_DIR if card.get("base_model_stored") else card["base_model"]
-    lm = load_base_lm(base_model, dtype=dtype)
-    if (directory / LORA_DIR).exists():
-        lm = load_lora(lm, directory / LORA_DIR, trainable=trainable)
-    elif card.get("lora") is not None:
-        raise WeightsError(f"{directory / LORA_DIR}: LoRA adapter named in {CARD_NAME} is missing")
+    with _quiet_loading():
+        lm = load_base_lm(base_model, dtype=dtype)
+        if (directory / LORA_DIR).exists():
+            lm = load_lora(lm, directory / LORA_DIR, trainable=trainable)
+        elif card.get("lora") is not None:
+            raise WeightsError(f"{directory / LORA_DIR}: LoRA adapter named in {CARD_NAME} is missing")
     tokenizer = load_tokenizer(directory / TOKENIZER_DIR) if (directory / TOKENIZER_DIR).exists() else None
     model = XVisionModel(adapter.to(lm.device), lm, tokenizer)
     if merge:
