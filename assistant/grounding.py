@@ -19,12 +19,11 @@ Two checks:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from indexer.analysis import RULE_BY_ASPECT, classify, read_classes, says_unusable
+from indexer.analysis import RULE_BY_ASPECT, classify, finite_or_none, read_classes, says_unusable
 
 from assistant.documents import INDEX_NAMES, STAT_COLUMNS
 
@@ -36,14 +35,6 @@ _NUMBER = re.compile(r"(?:(?<![\w.])([+\-\u2212])|(?<![\w.+\-\u2212]))(\d+(?:\.\
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
 _INDEX_WORD = re.compile(r"\b(" + "|".join(INDEX_NAMES) + r")\b", re.IGNORECASE)
 PERCENT_COLUMNS = ("valid_fraction", "cloud_fraction", "nodata_fraction")
-
-
-def _finite(value: object) -> float | None:
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def strip_identifiers(text: str, identifiers: Iterable[str] = ()) -> str:
@@ -79,20 +70,20 @@ class Evidence:
         if date[:4].isdigit():
             self.extras.add(str(int(date[:4])))
         for column in STAT_COLUMNS:
-            x = _finite(meta.get(column))
+            x = finite_or_none(meta.get(column))
             if x is None:
                 continue
             self.values.setdefault(column, set()).update({f"{x:.2f}", f"{x:.1f}", f"{x:.3f}"})
             self.hundredths.setdefault(column, set()).add(_hundredths(x))
         for column in PERCENT_COLUMNS:
-            x = _finite(meta.get(column))
+            x = finite_or_none(meta.get(column))
             if x is not None:
                 self.percents.add(int(round(100 * x)))
 
     def allow(self, *items: object) -> None:
         """Declare extra numbers (counts, thresholds of the question, years of the windows)."""
         for item in items:
-            x = _finite(item)
+            x = finite_or_none(item)
             if x is None:
                 continue
             self.extras.update({str(item), f"{x:g}", f"{x:.2f}", f"{x:.1f}"})
@@ -145,7 +136,7 @@ class AnalysisCheck:
 def _record_values(meta: Mapping, columns: Iterable[str]) -> set[str]:
     out = set()
     for column in columns:
-        x = _finite(meta.get(column))
+        x = finite_or_none(meta.get(column))
         if x is not None:
             out.update({f"{x:.2f}", f"{-x:.2f}" if x < 0 else f"{x:.2f}"})
     return out
@@ -170,7 +161,7 @@ def check_analysis(text: str, meta: Mapping) -> AnalysisCheck:
             problems.append(f"states classes ({', '.join(sorted(stated))}) for an unusable observation")
         if not says_unusable(text):
             problems.append("does not say that the observation is unusable")
-    percents = {int(round(100 * x)) for c in PERCENT_COLUMNS if (x := _finite(meta.get(c))) is not None}
+    percents = {int(round(100 * x)) for c in PERCENT_COLUMNS if (x := finite_or_none(meta.get(c))) is not None}
     every = _record_values(meta, STAT_COLUMNS)
     for sentence in _SENTENCE.split(strip_identifiers(text, [str(meta.get("parcel_id", ""))])):
         # A sentence stating a class quotes that class's statistic ("high vigor (NDVI 0.71)" is the

@@ -292,7 +292,8 @@ _REASON_ALIASES = {"clouds": "cloud", "cloudy": "cloud", "cirrus": "cloud", "no_
 _STARS = re.compile(r"\*([^*]+)\*")
 
 
-def _finite(value: object) -> float | None:
+def finite_or_none(value: object) -> float | None:
+    """`value` as a finite float, or None (missing, NaN, infinite or not a number)."""
     try:
         x = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -382,7 +383,7 @@ def classify(stats: Mapping[str, object]) -> dict[str, str]:
     """Aspect -> label for every rule of CLASS_RULES whose statistic is present and finite."""
     out = {}
     for rule in CLASS_RULES:
-        value = _finite(stats.get(rule.stat))
+        value = finite_or_none(stats.get(rule.stat))
         if value is not None:
             out[rule.aspect] = rule.label(value)
     return out
@@ -408,7 +409,7 @@ def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: s
     if lang not in LANGS:
         raise ValueError(f"lang must be one of {LANGS}, got {lang!r}")
     rng = random.Random(seed)
-    fraction = _finite(stats.get("valid_fraction"))
+    fraction = finite_or_none(stats.get("valid_fraction"))
     pct = None if fraction is None else f"{100 * fraction:.0f}"
 
     if not valid:
@@ -419,13 +420,13 @@ def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: s
         return " ".join((_render(rng.choice(bank), frac=frac), rng.choice(INVALID_FOLLOWUPS[lang])))
 
     classes = classify(stats)
-    values = {"p10": _finite(stats.get("ndvi_p10")), "p90": _finite(stats.get("ndvi_p90"))}
+    values = {"p10": finite_or_none(stats.get("ndvi_p10")), "p90": finite_or_none(stats.get("ndvi_p90"))}
     sentences = []
     for rule in CLASS_RULES:
         if rule.aspect not in classes:
             continue
         available = {k: _fmt(x) for k, x in values.items() if x is not None}
-        available["v"] = _fmt(_finite(stats[rule.stat]))  # type: ignore[arg-type]
+        available["v"] = _fmt(finite_or_none(stats[rule.stat]))  # type: ignore[arg-type]
         templates = [t for t in PHRASES[lang][rule.aspect][classes[rule.aspect]]
                      if _fields(t) <= available.keys()]
         sentences.append(_render(rng.choice(templates), **available))

@@ -35,7 +35,7 @@ from indexer.chips import extract_parcels
 from indexer.core.errors import InputError
 from indexer.parcels import read_parcels
 from indexer.pipeline import (
-    EXTRACT_CHUNK, ChipEncoder, IndexConfig, IndexSummary, _batches, _embed, _plan, _Work,
+    EXTRACT_CHUNK, ChipEncoder, IndexConfig, IndexSummary, RecordWriter, _batches, _embed, _plan, _Work,
 )
 from indexer.reader import ReadOptions, discover_inputs, open_scene
 from indexer.store import Store, write_lock
@@ -181,19 +181,8 @@ def _write_in_order(store: Store, futures, order: dict, config: IndexConfig, sum
                     progress: Callable[[int, int], None] | None) -> None:
     arrived: dict[int, tuple[gpd.GeoDataFrame, np.ndarray]] = {}
     written = 0  # tasks [0, written) are upserted
-    pending, n_pending = [], 0
     bar = tqdm(total=total, desc="indexing (dask)", unit="record", disable=not config.progress)
-
-    def flush() -> None:
-        nonlocal n_pending
-        if pending:
-            rows = gpd.GeoDataFrame(pd.concat([r for r, _ in pending], ignore_index=True), crs="EPSG:4326")
-            added, replaced = store.upsert(rows, np.concatenate([v for _, v in pending]))
-            summary.added += added
-            summary.replaced += replaced
-            pending.clear()
-            n_pending = 0
-        store.commit()
+    writer = RecordWriter(store, summary, config.commit_every)
 
     try:
         for future, (rows, vectors) in as_completed(futures, with_results=True):
@@ -206,16 +195,9 @@ def _write_in_order(store: Store, futures, order: dict, config: IndexConfig, sum
             if progress:
                 progress(bar.n, total)
             while written in arrived:
-                rows, vectors = arrived.pop(written)
+                writer.add(*arrived.pop(written))
                 written += 1
-                for valid, reason in zip(rows["valid"], rows["invalid_reason"]):
-                    if not valid:
-                        summary.flagged[reason] += 1
-                pending.append((rows, vectors))
-                n_pending += len(rows)
-                if n_pending >= config.commit_every:
-                    flush()
-        flush()
+        writer.flush()
     finally:
         bar.close()
 

@@ -141,39 +141,49 @@ def index(config: IndexConfig, encoder: ChipEncoder, progress: Callable[[int, in
         if store.layout_upgraded:
             summary.notes.append("store rewritten once as append-only segments (it had the single-generation layout)")
         bar = tqdm(total=total, desc="indexing", unit="record", disable=not config.progress)
-        pending: list[tuple[gpd.GeoDataFrame, np.ndarray]] = []
-        n_pending = 0
-
-        def flush() -> None:
-            # One upsert per commit: concatenating the table per batch would be quadratic.
-            nonlocal n_pending
-            if pending:
-                rows = gpd.GeoDataFrame(pd.concat([r for r, _ in pending], ignore_index=True), crs="EPSG:4326")
-                added, replaced = store.upsert(rows, np.concatenate([v for _, v in pending]))
-                summary.added += added
-                summary.replaced += replaced
-                pending.clear()
-                n_pending = 0
-            store.commit()
-
+        writer = RecordWriter(store, summary, config.commit_every)
         try:
             for batch in _batches(_produce(plan, encoder, config), config.batch_size):
-                rows, vectors = _embed(batch, encoder, config)
-                for valid, reason in zip(rows["valid"], rows["invalid_reason"]):
-                    if not valid:
-                        summary.flagged[reason] += 1
-                pending.append((rows, vectors))
-                n_pending += len(batch)
+                writer.add(*_embed(batch, encoder, config))
                 bar.update(len(batch))
                 if progress:
                     progress(bar.n, total)
-                if n_pending >= config.commit_every:
-                    flush()
-            flush()
+            writer.flush()
         finally:
             bar.close()
         summary.store_records = len(store)
     return summary
+
+
+class RecordWriter:
+    """Embedded records into the store: counted into the summary, upserted and committed every
+    `commit_every` records (one upsert per commit: concatenating the table per batch would be
+    quadratic). The single writer of a run, in-process or fed by a cluster (`indexer.cluster`)."""
+
+    def __init__(self, store: Store, summary: IndexSummary, commit_every: int) -> None:
+        self.store, self.summary, self.commit_every = store, summary, commit_every
+        self._pending: list[tuple[gpd.GeoDataFrame, np.ndarray]] = []
+        self._n_pending = 0
+
+    def add(self, rows: gpd.GeoDataFrame, vectors: np.ndarray) -> None:
+        for valid, reason in zip(rows["valid"], rows["invalid_reason"]):
+            if not valid:
+                self.summary.flagged[reason] += 1
+        self._pending.append((rows, vectors))
+        self._n_pending += len(rows)
+        if self._n_pending >= self.commit_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Upsert what is pending and commit (a commit is a no-op when nothing changed)."""
+        if self._pending:
+            rows = gpd.GeoDataFrame(pd.concat([r for r, _ in self._pending], ignore_index=True), crs="EPSG:4326")
+            added, replaced = self.store.upsert(rows, np.concatenate([v for _, v in self._pending]))
+            self.summary.added += added
+            self.summary.replaced += replaced
+            self._pending.clear()
+            self._n_pending = 0
+        self.store.commit()
 
 
 def _plan(

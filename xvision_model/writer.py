@@ -35,14 +35,12 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-import pandas as pd
 import torch
 from transformers.generation.streamers import BaseStreamer
 
 from indexer.analysis import (
     CLOSINGS, EVALUATED_ASPECTS, classify, INTROS, INVALID, INVALID_FOLLOWUPS, LANGS, NO_INDEX, PHRASES, RULE_BY_ASPECT,
-    VALID_FRACTION, analysis_seed, read_classes, says_unusable, write_analysis,
+    VALID_FRACTION, analysis_seed, finite_or_none, read_classes, says_unusable, write_analysis,
 )
 from indexer.core.errors import InputError
 from xvision_model.model import PROMPTS, XVisionModel
@@ -109,11 +107,6 @@ def parse_sentence(sentence: str, lang: str) -> tuple[Form, bool] | None:
     return None
 
 
-def _finite(value: object) -> float | None:
-    number = pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").iloc[0]  # None, text -> NaN
-    return float(number) if np.isfinite(number) else None
-
-
 def _values(form: Form, record: Mapping[str, object]) -> dict[str, str] | None:
     """The template's fields from the record (None when the record lacks one)."""
     out = {}
@@ -122,7 +115,7 @@ def _values(form: Form, record: Mapping[str, object]) -> dict[str, str] | None:
             continue
         stat = {"v": RULE_BY_ASPECT[form.aspect].stat if form.aspect else None, "p10": "ndvi_p10",
                 "p90": "ndvi_p90", "pct": "valid_fraction"}[name]
-        value = _finite(record.get(stat)) if stat else None
+        value = finite_or_none(record.get(stat)) if stat else None
         if value is None:
             return None
         out[name] = f"{100 * value:.0f}" if name == "pct" else f"{value:.2f}"
@@ -135,7 +128,7 @@ def render(form: Form, record: Mapping[str, object], lang: str, with_fraction: b
     if values is None:
         return None
     if "{frac}" in form.template:
-        pct = _finite(record.get("valid_fraction"))
+        pct = finite_or_none(record.get("valid_fraction"))
         values["frac"] = VALID_FRACTION[lang].format(pct=f"{100 * pct:.0f}") if with_fraction and pct is not None else ""
     return form.template.replace("*", "").format(**values)
 
