@@ -33,11 +33,10 @@ from tqdm import tqdm
 
 from indexer.chips import extract_parcels
 from indexer.core.errors import InputError
-from indexer.parcels import read_parcels
 from indexer.pipeline import (
-    EXTRACT_CHUNK, ChipEncoder, IndexConfig, IndexSummary, RecordWriter, _batches, _embed, _plan, _Work,
+    EXTRACT_CHUNK, ChipEncoder, IndexConfig, IndexSummary, RecordWriter, _batches, _embed, _Work, prepare,
 )
-from indexer.reader import ReadOptions, discover_inputs, open_scene
+from indexer.reader import ReadOptions, open_scene
 from indexer.store import Store, write_lock
 
 #: Worker address -> its encoder (one per worker process; set up by EncoderPlugin).
@@ -134,22 +133,10 @@ def index_on_cluster(config: IndexConfig, encoder_factory: Callable[[], ChipEnco
     `announce(text)` receives the dashboard address when the cluster is up; `progress(done, total)`
     is called as task results arrive (besides the tqdm bar when `config.progress`).
     """
-    summary = IndexSummary()
-    sources = discover_inputs(config.inputs)
-    scenes = [open_scene(p, config.read) for p in sources]  # validate all first, here
-    summary.scenes = len(scenes)
-    parcels = read_parcels(config.parcels, config.id_column) if config.parcels else None
-    if parcels is not None:
-        for _, reason in parcels.dropped:
-            summary.skipped[f"invalid geometry: {reason}"] += 1
-    plan = _plan(scenes, parcels, config.grid, summary)
+    summary, sources, plan = prepare(config)  # every input checked here, before the cluster starts
     tasks = [(str(source), gdf.iloc[start:start + cluster.parcels_per_task])
              for source, (_, gdf) in zip(sources, plan) for start in range(0, len(gdf), cluster.parcels_per_task)]
     total = sum(len(chunk) for _, chunk in tasks)
-    if total == 0:
-        raise InputError(f"{config.parcels}: no parcel overlaps any of the {len(scenes)} raster(s)"
-                         if parcels is not None else "no grid cell fits in the rasters",
-                         path=config.parcels, field="parcels")
     client, local = _client(cluster)
     try:
         client.register_plugin(EncoderPlugin(encoder_factory))

@@ -117,22 +117,8 @@ def index(config: IndexConfig, encoder: ChipEncoder, progress: Callable[[int, in
     `progress(done, total)` is called after every batch (besides the tqdm bar when
     `config.progress`), for front ends that draw their own progress.
     """
-    summary = IndexSummary()
-    scenes = [open_scene(p, config.read) for p in discover_inputs(config.inputs)]  # validate all first
-    summary.scenes = len(scenes)
-    parcels = read_parcels(config.parcels, config.id_column) if config.parcels else None
-    if parcels is not None:
-        for _, reason in parcels.dropped:
-            summary.skipped[f"invalid geometry: {reason}"] += 1
-    plan = _plan(scenes, parcels, config.grid, summary)
+    summary, _, plan = prepare(config)
     total = sum(len(p) for _, p in plan)
-    if total == 0:
-        raise InputError(
-            f"{config.parcels}: no parcel overlaps any of the {len(scenes)} raster(s)"
-            if parcels is not None
-            else "no grid cell fits in the rasters",
-            path=config.parcels, field="parcels",
-        )
     with write_lock(config.store):
         store = Store.open_or_create(config.store, encoder.manifest())
         if store.migrated_from is not None:
@@ -153,6 +139,31 @@ def index(config: IndexConfig, encoder: ChipEncoder, progress: Callable[[int, in
             bar.close()
         summary.store_records = len(store)
     return summary
+
+
+def prepare(config: IndexConfig) -> tuple[IndexSummary, list[Path], list[tuple[Scene, gpd.GeoDataFrame]]]:
+    """Open and check every input before anything is written: the run's summary so far, the
+    acquisition paths and, per scene, the parcels to extract (`_plan`).
+
+    InputError when no parcel (or grid cell) falls on any raster.
+    """
+    summary = IndexSummary()
+    sources = discover_inputs(config.inputs)
+    scenes = [open_scene(p, config.read) for p in sources]  # validate all first
+    summary.scenes = len(scenes)
+    parcels = read_parcels(config.parcels, config.id_column) if config.parcels else None
+    if parcels is not None:
+        for _, reason in parcels.dropped:
+            summary.skipped[f"invalid geometry: {reason}"] += 1
+    plan = _plan(scenes, parcels, config.grid, summary)
+    if not any(len(p) for _, p in plan):
+        raise InputError(
+            f"{config.parcels}: no parcel overlaps any of the {len(scenes)} raster(s)"
+            if parcels is not None
+            else "no grid cell fits in the rasters",
+            path=config.parcels, field="parcels",
+        )
+    return summary, sources, plan
 
 
 class RecordWriter:
