@@ -271,14 +271,7 @@ def rank(out: Composition, lang: str, plan, docs: Sequence[Document], suspects: 
         lowest_first = getattr(plan, "order", None) == "asc"
         latest.sort(key=lambda d: d.metadata[column], reverse=not lowest_first)
         out.add(say(lang, "rank_order_asc" if lowest_first else "rank_order", index=_label(column), label=label))
-        for d in latest[:MAX_LISTED]:
-            out.add(say(lang, "record_short", pid=d.metadata["parcel_id"], date=d.metadata["date"],
-                        values=values_text(d, (column,))) + ";")
-            out.cite(d, (column,))
-        out.end_list()
-        if len(latest) > MAX_LISTED:
-            out.add(say(lang, "and_more", n=len(latest) - MAX_LISTED))
-            out.counts.append(len(latest) - MAX_LISTED)
+        _list_records(out, lang, latest, column, cite_unlisted=False)
         return
     if not matched:
         out.add(say(lang, "rank_none", label=label, total=total))
@@ -290,16 +283,26 @@ def rank(out: Composition, lang: str, plan, docs: Sequence[Document], suspects: 
         return
     out.add(say(lang, "rank_head", what=what, label=label, n=len(matched), total=total))
     out.counts.append(len(matched))
-    for d in matched[:MAX_LISTED]:
+    _list_records(out, lang, matched, column, cite_unlisted=True)
+
+
+def _list_records(out: Composition, lang: str, docs: Sequence[Document], column: str, *,
+                  cite_unlisted: bool) -> None:
+    """The first `MAX_LISTED` records with their `column` value, then "and N more".
+
+    `cite_unlisted`: the records past the list are cited too (a filter's count rests on them).
+    """
+    for d in docs[:MAX_LISTED]:
         out.add(say(lang, "record_short", pid=d.metadata["parcel_id"], date=d.metadata["date"],
                     values=values_text(d, (column,))) + ";")
         out.cite(d, (column,))
     out.end_list()
-    if len(matched) > MAX_LISTED:
-        out.add(say(lang, "and_more", n=len(matched) - MAX_LISTED))
-        out.counts.append(len(matched) - MAX_LISTED)
-        for d in matched[MAX_LISTED:]:  # not listed in the text, but the count rests on them: cited
-            out.cite(d, (column,))
+    if len(docs) > MAX_LISTED:
+        out.add(say(lang, "and_more", n=len(docs) - MAX_LISTED))
+        out.counts.append(len(docs) - MAX_LISTED)
+        if cite_unlisted:
+            for d in docs[MAX_LISTED:]:
+                out.cite(d, (column,))
 
 
 def similar_items(out: Composition, lang: str, focus: Document, docs: Sequence[Document]) -> None:
