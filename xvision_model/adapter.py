@@ -6,7 +6,14 @@ relying on a second copy of the class): the record's global embedding [B, in_dim
 [B, num_tokens, lm_hidden]. There is no patch-token projector: a store keeps one embedding per
 record, not the encoder's patch tokens, so nothing could train or feed one.
 
-With ``standardize`` the features are first centred and scaled per dimension by statistics of the
+With ``anchor`` (encoders whose embedding is L2-normalized with a constant component, `spectral-v2`)
+the adapter first undoes that normalization: every component is divided by the anchor component,
+which gives back the encoder's features (the index means exactly as the analysis states them) and
+keeps the anchor itself (the inverse of the vector's length). Without it a statistic reaches the
+MLP multiplied by 1 / |f|, which varies from parcel to parcel with everything else in the vector,
+so a class break on NDMI would have to be learned as a break on a ratio.
+
+With ``standardize`` the features are then centred and scaled per dimension by statistics of the
 training features (`set_input_scale`), kept as buffers in the safetensors file: the raw embedding
 dimensions differ in spread by orders of magnitude (an L2-normalized spectral vector's index
 components move by a few hundredths), and a probe on the stored Hesbaye vectors classifies
@@ -38,7 +45,8 @@ class AdapterConfig:
 
     `hidden_mult` sets the MLP's inner width (``hidden_mult * lm_hidden``); `depth` is its number
     of Linear layers (2 = LLaVA's ``mlp2x_gelu``, 1 = a linear projector). `standardize` adds the
-    per-dimension input scaling (buffers ``input_mean`` / ``input_std``).
+    per-dimension input scaling (buffers ``input_mean`` / ``input_std``). `anchor` is the index of
+    the embedding's constant component, or None (see the module docstring).
     """
 
     in_dim: int = 64
@@ -47,6 +55,7 @@ class AdapterConfig:
     hidden_mult: float = 1.0
     depth: int = 2
     standardize: bool = False
+    anchor: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("in_dim", "lm_hidden", "num_tokens", "depth"):
@@ -55,6 +64,10 @@ class AdapterConfig:
             raise InputError(f"adapter hidden_mult must be a positive number, got {self.hidden_mult!r}")
         if not isinstance(self.standardize, bool):
             raise InputError(f"adapter standardize must be true or false, got {self.standardize!r}")
+        if self.anchor is not None and (isinstance(self.anchor, bool) or not isinstance(self.anchor, int)
+                                        or not 0 <= self.anchor < self.in_dim):
+            raise InputError(f"adapter anchor must be a component index below in_dim={self.in_dim}, got {self.anchor!r}",
+                             field="anchor", value=self.anchor)
 
     @property
     def hidden_dim(self) -> int:
@@ -131,9 +144,22 @@ class VisionAdapter(nn.Module):
         flat = features.reshape(-1, features.shape[-1]).double()
         if flat.shape[-1] != self.config.in_dim or len(flat) < 2:
             raise InputError(f"need at least 2 feature rows of width {self.config.in_dim}, got {tuple(features.shape)}")
+        flat = self.unanchor(flat)
         floor = 0.01 * flat.pow(2).mean().sqrt().clamp_min(1e-12)
         self.input_mean.copy_(flat.mean(0))
         self.input_std.copy_(flat.std(0).clamp_min(floor))
+
+    def unanchor(self, features: torch.Tensor) -> torch.Tensor:
+        """[N, in_dim] with every component but the anchor divided by the anchor (identity without
+        one). A zero vector (an observation with no valid pixel) stays zero."""
+        k = self.config.anchor
+        if k is None:
+            return features
+        anchor = features[:, k:k + 1]
+        ratio = features / anchor.clamp_min(torch.finfo(features.dtype).tiny)
+        out = torch.where(anchor > 0, ratio, torch.zeros_like(features))
+        out[:, k] = anchor[:, 0]
+        return out
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[B, in_dim] -> [B, num_tokens, lm_hidden]."""
@@ -144,7 +170,7 @@ class VisionAdapter(nn.Module):
                 f"got {tuple(features.shape)}; was the adapter trained for another encoder?",
                 field="features", value=tuple(features.shape),
             )
-        features = features.to(self.mlp[0].weight.dtype)
+        features = self.unanchor(features.to(self.mlp[0].weight.dtype))
         if cfg.standardize:
             features = (features - self.input_mean.to(features.dtype)) / self.input_std.to(features.dtype)
         return self.mlp(features).view(features.shape[0], cfg.num_tokens, cfg.lm_hidden)

@@ -137,3 +137,39 @@ def test_standardize_is_opt_in_and_old_configs_still_load(tmp_path):
     assert not VisionAdapter.load(tmp_path).config.standardize
     with pytest.raises(InputError, match="width 16"):
         VisionAdapter(AdapterConfig(**{**CONFIGS["gap"].to_dict(), "standardize": True})).set_input_scale(torch.randn(4, 8))
+
+
+def test_anchor_undoes_the_spectral_normalization_so_index_means_reach_the_mlp_as_stated():
+    """spectral-v2's embedding is f / |f| with a constant component: dividing by it gives back f,
+    whose first components are the chip's index means, as `chip_statistics` (the analysis) has them."""
+    from indexer.core.indices import INDICES, chip_statistics
+    from xvision_model.encoders.base import CROMA_BANDS
+    from xvision_model.encoders.registry import anchor_index
+    from xvision_model.encoders.spectral import ANCHOR_INDEX, INDEX_CLIP, SpectralIndexEncoder
+
+    assert anchor_index("spectral-v2") == ANCHOR_INDEX == 63 and anchor_index("croma-large") is None
+    gen = torch.Generator().manual_seed(0)
+    chips = torch.rand(3, len(CROMA_BANDS), 120, 120, generator=gen) * 0.4
+    chips[1] *= 2.5  # a brighter parcel: another vector length
+    valid = torch.ones(3, 120, 120, dtype=torch.bool)
+    valid[2] = False  # nothing observed: the zero vector
+    gap = SpectralIndexEncoder()(chips, valid).gap
+    adapter = VisionAdapter(AdapterConfig(in_dim=64, lm_hidden=8, num_tokens=2, anchor=ANCHOR_INDEX))
+    features = adapter.unanchor(gap)
+    stats = chip_statistics(chips[:2].numpy(), valid[:2].numpy(), CROMA_BANDS)
+    for row, s in zip(features[:2], stats):
+        means = torch.tensor([s[f"{ix.name}_mean"] for ix in INDICES]).clamp(-INDEX_CLIP, INDEX_CLIP)  # as encoded
+        assert torch.allclose(row[:len(INDICES)], means, atol=1e-5)
+    # The anchor component itself stays: 1 / |f|, the length the normalization removed.
+    assert torch.allclose(features[:2, ANCHOR_INDEX], gap[:2, ANCHOR_INDEX])
+    assert torch.equal(features[2], torch.zeros(64))
+    # Training statistics are taken on the same unanchored features the MLP sees.
+    std = VisionAdapter(AdapterConfig(in_dim=64, lm_hidden=8, num_tokens=2, anchor=ANCHOR_INDEX, standardize=True))
+    std.set_input_scale(gap)
+    assert torch.allclose(std.input_mean, features.double().mean(0).float(), atol=1e-6)
+
+
+@pytest.mark.parametrize("anchor", [-1, 16, 2.0, True])
+def test_anchor_must_be_a_component_of_the_input(anchor):
+    with pytest.raises(InputError, match="anchor"):
+        AdapterConfig(in_dim=16, anchor=anchor)

@@ -40,6 +40,16 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {
 }
 
 
+def anchor_index(name: str) -> int | None:
+    """The component of encoder `name`'s embedding that is a constant before its L2 normalization
+    (the adapter divides by it to undo the normalization), or None when it has none."""
+    if name == "spectral-v2":
+        from xvision_model.encoders.spectral import ANCHOR_INDEX
+
+        return ANCHOR_INDEX
+    return None
+
+
 def build_encoder(name: str = DEFAULT_ENCODER, **options: object) -> Encoder:
     """Instantiate encoder `name` (options: `weights`, `precision` for CROMA)."""
     if name not in ENCODERS:

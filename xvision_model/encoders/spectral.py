@@ -96,6 +96,8 @@ INDEX_STD_SCALE = 2.0
 #: Indices are bounded to this range before use (EVI explodes over dark or saturated pixels).
 INDEX_CLIP = 1.5
 ANCHOR = 1.0
+#: Where the anchor sits in the `spectral-v2` embedding (its last component): the adapter divides by it.
+ANCHOR_INDEX = SPEC_V2.dim - 1
 
 
 class SpectralEncoder(Encoder):

@@ -10,6 +10,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from indexer.core.errors import WeightsError
 from xvision_model.adapter import AdapterConfig, VisionAdapter
+from xvision_model.encoders.registry import anchor_index
 from xvision_model.finetune.profiles import Profile
 from xvision_model.finetune.seeds import derive_seed
 from xvision_model.lm import apply_lora, load_base_lm, tiny_qwen2_config
@@ -62,15 +63,17 @@ def text_model(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, in_dim: 
 
 
 def vision_model(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profile: Profile, features: torch.Tensor,
-                 seed: int, device: torch.device) -> XVisionModel:
+                 seed: int, device: torch.device, encoder_id: str | None = None) -> XVisionModel:
     """Adapter (its input scale from the training `features`) + fresh LoRA on `lm`.
 
     The adapter always standardizes its input: the embedding dimensions differ in spread by
-    orders of magnitude (see `xvision_model.adapter`).
+    orders of magnitude (see `xvision_model.adapter`). For an encoder with an anchor component
+    (`encoder_id` "spectral-v2") it first undoes the embedding's L2 normalization.
     """
     torch.manual_seed(derive_seed(seed, "adapter-init"))
+    anchor = anchor_index(encoder_id) if encoder_id is not None else None
     adapter = VisionAdapter(AdapterConfig(in_dim=features.shape[-1], lm_hidden=lm.config.hidden_size,
-                                          num_tokens=profile.num_tokens, standardize=True))
+                                          num_tokens=profile.num_tokens, standardize=True, anchor=anchor))
     adapter.set_input_scale(features)
     return XVisionModel(adapter, apply_lora(lm, profile.lora), tokenizer).to(device)
 

@@ -234,7 +234,7 @@ def train(
 
     # -- stage 2: base frozen, adapter + LoRA learn to describe an embedding
     lm.requires_grad_(False)
-    model = build.vision_model(lm, tokenizer, prof, train_data.features, seed, device)
+    model = build.vision_model(lm, tokenizer, prof, train_data.features, seed, device, encoder_id=store.encoder_id)
     params = trainable(model)
     if prof.vision_stage.aux_weight > 0:
         objective.aux = build.aux_head(lm.config.hidden_size, train_data.stats.shape[1], seed, device)
