@@ -9,11 +9,13 @@ records their unusable text: the model is measured, not the rule. For each evalu
 (vigor, moisture, cover) the class read back from that text (`read_classes`) is compared with the
 class of the record's statistics (`classify`). A record flagged not valid is right on an aspect
 when the text says the observation is unusable (`says_unusable`) and states no class for it.
-Numbers are not scored: the grammar writes them from the record.
+Numbers are not scored as classes: the grammar writes them from the record; whether they are the
+record's is one of the failure shares.
 
-Three failure shares are reported over every scored record, for the decoded text (`raw`, the
+Four failure shares are reported over every scored record, for the decoded text (`raw`, the
 model unaided) and for what users see (`shown`): a sentence stated twice, an evaluated aspect not
-stated (valid records), and an unusable record described as usable (`writer.failures`).
+stated (valid records), an unusable record described as usable, and a number that is not the
+record's value at the precision written (`writer.failures`).
 
 When the store is the one the model was trained on (same creation time and encoder as recorded
 in ``split.json``), only the parcels held out from training are scored; otherwise every record is.
@@ -37,7 +39,7 @@ from xvision_model.finetune.dataset import PROMPTS, Split, build_pairs, language
 from xvision_model.model import XVisionModel
 from xvision_model.writer import DEFAULT_MAX_NEW_TOKENS, failures, write_analyses
 
-FAILURES = ("repeated_sentence", "missing_aspect", "unusable_as_usable")
+FAILURES = ("repeated_sentence", "missing_aspect", "unusable_as_usable", "wrong_number")
 
 
 def score_analysis(text: str, stats: Mapping[str, object], valid: bool = True) -> dict[str, bool]:
@@ -113,7 +115,7 @@ def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str = "en", bat
     (record, aspect) pairs right in the model's grammar text, `all_three` the share of records
     right on every aspect, `n` the number of scored (record, language) items; `raw` the same
     scores of the decoded text; `failures` the shares of items with a repeated sentence, a
-    missing aspect, or an unusable record described as usable. `lang` "both" scores each record
+    missing aspect, an unusable record described as usable, or a number not the record's. `lang` "both" scores each record
     in English and in French. `limit` keeps the first records by record_id.
     """
     if batch_size < 1:
@@ -152,7 +154,7 @@ def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str = "en", bat
                 model_scores.add(analysis.generated, record, pair.valid)
                 raw_scores.add(analysis.raw, record, pair.valid)
                 for where, text in (("raw", analysis.raw), ("shown", analysis.text)):
-                    for name, bad in failures(text, record).items():
+                    for name, bad in failures(text, record, code).items():
                         failed[where][name] += bad
             bar.update(len(chunk))
     bar.close()

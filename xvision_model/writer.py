@@ -12,9 +12,15 @@ the grammar the analyses are written in (the phrase banks of `indexer.analysis`)
   so no sentence can appear twice;
 - numbers are written from the record, never decoded (the model wrote "SAVI 0.41" for a record
   with 0.38): the model chooses the class phrase, the record gives the value;
-- vigor, moisture and cover are each stated exactly once: an aspect the model never reached is
-  chosen by the model itself, by scoring each of that aspect's class phrases (up to the end of the
-  phrase, before any number) by its likelihood after the text so far;
+- vigor, moisture and cover are each stated exactly once, and their class is the model's most
+  probable one: at each aspect (where the model states it, or at the end when it never reached it)
+  every class phrase of that aspect is scored by the model's likelihood after the text so far, up
+  to the end of the phrase and before any number (the record's number is never shown to the
+  model), and a class's probability is the sum over its phrasings. Greedy decoding picks the most
+  probable *token*, which can belong to the less probable class when the other's mass is split
+  over three phrasings, and in "A mean NDVI of {v} points to ..." it decides after a number it
+  decoded itself (0.29 written for 0.31 flips the class at 0.3). The model's sentence is kept
+  when its class is the most probable; otherwise the best phrasing of that class replaces it;
 - a text the model opened as an unusable observation stays one (its class sentences are dropped).
 
 Then the rule: a record flagged not valid is shown the unusable text with its reason
@@ -23,12 +29,13 @@ Then the rule: a record flagged not valid is shown the unusable text with its re
 model, not the rule; `Analysis.raw` keeps the decoded text.
 
 Batched, single and streamed writing agree: the same decoded tokens (greedy decoding is batch
-invariant, `XVisionModel.generate`) go through the same sentence filter, and the fill-ins are
-scored one record at a time in every path.
+invariant, `XVisionModel.generate`) go through the same sentence filter, and the class phrases
+are scored one record at a time, after the same text, in every path.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import unicodedata
@@ -139,8 +146,38 @@ def required_aspects(record: Mapping[str, object]) -> tuple[str, ...]:
     return tuple(a for a in EVALUATED_ASPECTS if a in known)
 
 
-#: (text so far, candidate continuations) -> index of the chosen one.
-Chooser = Callable[[str, list[str]], int]
+#: (text so far, candidate continuations) -> each candidate's log-likelihood after the text.
+Scorer = Callable[[str, list[str]], list[float]]
+
+
+def _heads(aspect: str, lang: str) -> list[Form]:
+    """The aspect's forms that state the class before any number (the ones a class can be scored on)."""
+    return [f for f in GRAMMAR[lang] if f.kind == "aspect" and f.aspect == aspect
+            and (f.template.find("{") < 0 or f.template.rfind("*") < f.template.find("{"))]
+
+
+def _head_text(form: Form) -> str:
+    """The form's words up to the end of its class phrase: "Moisture content is low"."""
+    return form.template[:form.template.rfind("*")].replace("*", "")
+
+
+def decide_class(scorer: Scorer, prefix: str, aspect: str, lang: str) -> tuple[dict[str, float], Form]:
+    """The model's probability of each class of `aspect` after `prefix` (log, summed over the
+    class's phrasings; unnormalized) and the most probable phrasing of the most probable class."""
+    forms = _heads(aspect, lang)
+    scores = scorer(prefix, [_head_text(f) for f in forms])
+    by_class: dict[str, list[float]] = {}
+    for form, score in zip(forms, scores):
+        by_class.setdefault(form.label, []).append(score)
+    total = {label: _logsumexp(values) for label, values in by_class.items()}
+    best = max(total, key=total.__getitem__)  # the first class in the grammar's order on a tie
+    form = max((f for f in forms if f.label == best), key=lambda f: scores[forms.index(f)])
+    return total, form
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
 
 
 class SentenceFilter:
@@ -149,15 +186,19 @@ class SentenceFilter:
     `usable=True` keeps only a description of the parcel (unusable statements are dropped), for
     the text a valid record is shown; None lets the model's first statement decide.
 
+    `scorer` (the model's likelihood of continuations) decides each evaluated aspect's class
+    (`decide_class`); without one the model's decoded class stands and nothing is filled in.
+
     `feed` returns the sentence to show now (re-written with the record's numbers) or None;
-    `finish` returns the sentences that close the text: the aspects never stated (chosen by
-    `chooser`) and a closing remark consistent with the vigor stated.
+    `finish` returns the sentences that close the text: the aspects never stated and a closing
+    remark consistent with the vigor stated.
     """
 
-    def __init__(self, record: Mapping[str, object], lang: str, *, usable: bool | None = None) -> None:
+    def __init__(self, record: Mapping[str, object], lang: str, *, usable: bool | None = None,
+                 scorer: Scorer | None = None) -> None:
         if lang not in GRAMMAR:
             raise InputError(f"language must be one of {', '.join(GRAMMAR)}, got {lang!r}", field="lang", value=lang)
-        self.record, self.lang = record, lang
+        self.record, self.lang, self.scorer = record, lang, scorer
         self.kept: list[str] = []
         self.stated: dict[str, str] = {}  # aspect -> class
         self.kinds: set[str] = set()
@@ -186,6 +227,10 @@ class SentenceFilter:
         if form.kind == "closing":  # held back: it closes the text, after any fill-in
             self.closing = form
             return None
+        if form.kind == "aspect" and self.scorer is not None and form.aspect in required_aspects(self.record):
+            total, best = decide_class(self.scorer, self.text, form.aspect, self.lang)
+            if total.get(form.label, -math.inf) < total[best.label]:
+                form, with_fraction = best, False
         text = render(form, self.record, self.lang, with_fraction)
         if text is None:
             return None
@@ -195,18 +240,14 @@ class SentenceFilter:
         self.kept.append(text)
         return text
 
-    def finish(self, chooser: Chooser | None) -> list[str]:
+    def finish(self) -> list[str]:
         if self.unusable:
             return []
         out = []
         for aspect in required_aspects(self.record):
-            if aspect in self.stated or chooser is None:
+            if aspect in self.stated or self.scorer is None:
                 continue
-            forms = [f for f in GRAMMAR[self.lang] if f.kind == "aspect" and f.aspect == aspect
-                     and (f.template.find("{") < 0 or f.template.rfind("*") < f.template.find("{"))]
-            # Each candidate ends with its key phrase: the model picks the class before any number.
-            heads = [f.template[:f.template.rfind("*")].replace("*", "") for f in forms]
-            form = forms[chooser(" ".join(self.kept), heads)]
+            _, form = decide_class(self.scorer, self.text, aspect, self.lang)
             text = render(form, self.record, self.lang)
             if text is not None:
                 self.kept.append(text)
@@ -222,12 +263,13 @@ class SentenceFilter:
         return " ".join(self.kept)
 
 
-def grammar_text(raw: str, record: Mapping[str, object], lang: str, chooser: Chooser | None = None) -> str:
-    """`raw` held to the grammar (see the module docstring); `chooser` None: no fill-in."""
-    keep = SentenceFilter(record, lang)
+def grammar_text(raw: str, record: Mapping[str, object], lang: str, scorer: Scorer | None = None) -> str:
+    """`raw` held to the grammar (see the module docstring); `scorer` None: the decoded classes
+    stand and nothing is filled in."""
+    keep = SentenceFilter(record, lang, scorer=scorer)
     for sentence in split_sentences(raw):
         keep.feed(sentence)
-    keep.finish(chooser)
+    keep.finish()
     return keep.text
 
 
@@ -239,9 +281,11 @@ def unusable_text(record: Mapping[str, object], lang: str) -> str:
 
 
 # -- failures a reader would see ----------------------------------------------------------------------
-def failures(text: str, record: Mapping[str, object]) -> dict[str, bool]:
-    """Which of the three failures `text` shows for `record`: a sentence stated twice, an evaluated
-    aspect not stated (valid records), an unusable record described as usable."""
+def failures(text: str, record: Mapping[str, object], lang: str = "en") -> dict[str, bool]:
+    """Which failures `text` (in `lang`) shows for `record`: a sentence stated twice, an evaluated
+    aspect not stated (valid records), an unusable record described as usable, a number that is
+    not the record's value at the precision written (or a number in a sentence outside the
+    grammar, which cannot be checked)."""
     sentences = [_norm(s) for s in split_sentences(text)]
     valid = bool(record.get("valid", True))
     stated = read_classes(text)
@@ -249,7 +293,16 @@ def failures(text: str, record: Mapping[str, object]) -> dict[str, bool]:
         "repeated_sentence": len(sentences) != len(set(sentences)),
         "missing_aspect": valid and any(a not in stated for a in required_aspects(record)),
         "unusable_as_usable": not valid and (not says_unusable(text) or bool(set(EVALUATED_ASPECTS) & set(stated))),
+        "wrong_number": any(not _numbers_are_the_records(s, record, lang) for s in split_sentences(text)),
     }
+
+
+def _numbers_are_the_records(sentence: str, record: Mapping[str, object], lang: str) -> bool:
+    parsed = parse_sentence(sentence, lang) if lang in GRAMMAR else None
+    if parsed is None:
+        return re.search(r"\d", sentence) is None
+    rendered = render(parsed[0], record, lang, parsed[1])
+    return rendered is not None and _norm(rendered) == _norm(sentence)
 
 
 # -- writing with a model ----------------------------------------------------------------------------
@@ -263,19 +316,20 @@ class Analysis:
     raw: str
 
 
-def _chooser(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int]) -> Chooser:
-    """Scores continuations by the model's mean token log-likelihood after [visual | prompt | text]."""
+def _scorer(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int]) -> Scorer:
+    """Scores continuations by the model's log-likelihood (summed over their tokens) after
+    [visual | prompt | text]."""
     tokenizer = model.tokenizer
-    chosen: dict[tuple[str, tuple[str, ...]], int] = {}  # the shown and the model's text often ask the same
+    scored: dict[tuple[str, tuple[str, ...]], list[float]] = {}  # the shown and the model's text ask the same
 
     @torch.no_grad()
-    def choose(prefix: str, candidates: list[str]) -> int:
+    def score(prefix: str, candidates: list[str]) -> list[float]:
         key = (prefix, tuple(candidates))
-        if key not in chosen:
-            chosen[key] = _best(prefix, candidates)
-        return chosen[key]
+        if key not in scored:
+            scored[key] = _scores(prefix, candidates)
+        return scored[key]
 
-    def _best(prefix: str, candidates: list[str]) -> int:
+    def _scores(prefix: str, candidates: list[str]) -> list[float]:
         head = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
         tails = [tokenizer((" " if prefix else "") + c, add_special_tokens=False)["input_ids"] for c in candidates]
         n = len(candidates)
@@ -287,10 +341,10 @@ def _chooser(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int])
             positions = torch.arange(end - len(tail), end, device=logits.device)
             # Position t predicts token t + 1; only the tail's positions reach the vocabulary-wide softmax.
             logp = logits[r, positions - 1].float().log_softmax(-1)
-            scores.append(logp.gather(1, batch.labels[r, positions, None]).mean().item())
-        return max(range(n), key=scores.__getitem__)
+            scores.append(logp.gather(1, batch.labels[r, positions, None]).sum().item())
+        return scores
 
-    return choose
+    return score
 
 
 class _SentenceStreamer(BaseStreamer):
@@ -336,8 +390,9 @@ def _write_one(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int
                max_new_tokens: int) -> Analysis:
     """One record: from its decoded text `raw`, or (None) decoding it now, streamed to `on_text`."""
     valid = bool(record.get("valid", True))
-    model_text = SentenceFilter(record, lang)
-    filters = [SentenceFilter(record, lang, usable=True), model_text] if valid else [model_text]
+    score = _scorer(model, features, prompt_ids)
+    model_text = SentenceFilter(record, lang, scorer=score)
+    filters = [SentenceFilter(record, lang, usable=True, scorer=score), model_text] if valid else [model_text]
     emit = on_text if valid else None
     if not valid and on_text is not None:
         on_text(unusable_text(record, lang))
@@ -349,9 +404,8 @@ def _write_one(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int
         for sentence in split_sentences(raw):
             for keep in filters:
                 keep.feed(sentence)
-    choose = _chooser(model, features, prompt_ids)
     for k, keep in enumerate(filters):
-        for text in keep.finish(choose):
+        for text in keep.finish():
             if k == 0 and emit is not None:
                 emit(text)
     shown = filters[0].text if valid else unusable_text(record, lang)

@@ -65,20 +65,22 @@ def test_every_analysis_the_indexer_writes_is_kept_as_it_is(lang):
 
 @pytest.mark.parametrize("lang, raw", [("en", LOOP), ("fr", LOOP_FR)])
 def test_a_loop_becomes_one_statement_per_aspect_with_the_records_numbers(lang, raw):
-    assert failures(raw, RECORD)["repeated_sentence"] and failures(raw, RECORD)["missing_aspect"]
+    assert failures(raw, RECORD, lang)["repeated_sentence"] and failures(raw, RECORD, lang)["missing_aspect"]
+    assert failures(raw, RECORD, lang)["wrong_number"]  # the loop's NDWI -0.60 and SAVI 0.41
     asked = []
 
-    def first(prefix, candidates):
+    def even(prefix, candidates):  # every phrase equally likely: the model's stated classes stand
         asked.append(candidates)
-        return 0
+        return [0.0] * len(candidates)
 
-    text = grammar_text(raw, RECORD, lang, chooser=first)
-    assert not any(failures(text, RECORD).values())
+    text = grammar_text(raw, RECORD, lang, scorer=even)
+    assert not any(failures(text, RECORD, lang).values())
     counts = _aspect_counts(text, lang)
     assert all(counts[a] == 1 for a in EVALUATED_ASPECTS) and max(counts.values()) == 1
     # The model's own statements stay first, in its order; what it never said is chosen by it.
     assert split_sentences(text)[0].startswith("Vigorous" if lang == "en" else "Végétation très vigoureuse")
-    assert len(asked) == (1 if lang == "en" else 2)  # moisture (and, in French, cover) were missing
+    # Every evaluated aspect's class was asked of the model once: where it stated it, or at the end.
+    assert len(asked) == 3
     # Every number is the record's, at the precision written (the model had written 0.60 and 0.41).
     record_values = {f"{v:.2f}" for k, v in RECORD.items() if isinstance(v, float)}
     assert _numbers(text) and set(_numbers(text)) <= record_values
@@ -88,12 +90,12 @@ def test_a_loop_becomes_one_statement_per_aspect_with_the_records_numbers(lang, 
 def test_an_unusable_statement_stays_one_and_a_valid_record_is_still_described():
     raw = ("Clouds obscure the parcel, so this date is not usable. Vegetation shows low vigor (NDVI 0.10). "
            "No agronomic conclusion can be drawn from this date.")
-    text = grammar_text(raw, RECORD, "en", chooser=lambda p, c: 0)
+    text = grammar_text(raw, RECORD, "en", scorer=lambda p, c: [0.0] * len(c))
     assert says_unusable(text) and not read_classes(text)  # the model said unusable: its classes go
-    shown = SentenceFilter(RECORD, "en", usable=True)
+    shown = SentenceFilter(RECORD, "en", usable=True, scorer=lambda p, c: [0.0] * len(c))
     for sentence in split_sentences(raw):
         shown.feed(sentence)
-    shown.finish(lambda p, c: 0)
+    shown.finish()
     assert not says_unusable(shown.text) and set(EVALUATED_ASPECTS) <= set(read_classes(shown.text))
     assert "0.72" in shown.text  # the model's low vigor is kept, with the record's number
 
@@ -134,7 +136,40 @@ def test_every_unusable_record_of_a_real_store_is_shown_unusable_with_its_reason
         assert analysis.text == unusable_text(record, lang) == record[column]
         assert says_unusable(analysis.text) and not read_classes(analysis.text)
         assert reasons[lang][record["invalid_reason"]] in analysis.text.lower()
-        assert failures(analysis.text, record) == {"repeated_sentence": False, "missing_aspect": False,
-                                                   "unusable_as_usable": False}
+        assert failures(analysis.text, record, lang) == {"repeated_sentence": False, "missing_aspect": False,
+                                                         "unusable_as_usable": False, "wrong_number": False}
     # The model's own text is kept apart, for evaluation: here it describes clouds as fields.
     assert any(failures(a.generated, r)["unusable_as_usable"] for a, r in zip(written, rows))
+
+
+def test_the_class_shown_is_the_models_most_probable_summed_over_its_phrasings():
+    """Greedy decoding stated high vigor; the model's likelihoods give moderate vigor more mass in
+    total (two phrasings at 0.3 against one at 0.4): moderate is shown, with the record's number."""
+    from xvision_model.writer import decide_class
+
+    probabilities = {"Vegetation displays high vigor": 0.4, "Vegetation shows moderate vigor": 0.3,
+                     "Medium vigor": 0.3}
+
+    def scorer(prefix, candidates):
+        return [np.log(probabilities.get(c, 1e-6)) for c in candidates]
+
+    total, best = decide_class(scorer, "", "vigor", "en")
+    assert best.label == "moderate" and max(total, key=total.get) == "moderate"
+    assert np.isclose(np.exp(total["moderate"]), 0.6) and np.isclose(np.exp(total["high"]), 0.4)
+    raw = "Vegetation displays high vigor (NDVI 0.31). The canopy looks dry (NDMI 0.05)."
+    text = grammar_text(raw, RECORD, "en", scorer=scorer)
+    assert read_classes(text)["vigor"] == "moderate" and "0.72" in text and "0.31" not in text
+    assert split_sentences(text)[0] == "Vegetation shows moderate vigor (NDVI 0.72)."
+    # Without a scorer the decoded class stands (and nothing is filled in).
+    assert read_classes(grammar_text(raw, RECORD, "en"))["vigor"] == "high"
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_a_number_other_than_the_records_is_a_failure(lang):
+    record = _random_records(1, seed=4)[0]
+    text = write_analysis(record, seed=3, lang=lang)
+    assert not failures(text, record, lang)["wrong_number"]  # what the indexer writes
+    changed = {**record, "ndvi_mean": record["ndvi_mean"] + 0.01}
+    assert failures(text, changed, lang)["wrong_number"]  # NDVI off by 0.01 at two decimals
+    assert failures(text + " Garbled 0.5 sentence.", record, lang)["wrong_number"]  # a number outside the grammar
+    assert not failures(text + " Garbled sentence.", record, lang)["wrong_number"]
