@@ -118,3 +118,17 @@ def test_no_copies_returns_the_same_pairs(one_date):
     assert augmented_pairs(pairs, store, [imagery], dataclasses.replace(AugmentSettings(), copies=0)) is pairs
     with pytest.raises(InputError, match="copies"):
         AugmentSettings(copies=-1)
+
+
+def test_copies_shrink_on_a_large_store_so_training_time_stays_bounded(one_date):
+    settings = AugmentSettings(copies=3, max_examples=4400)
+    assert [settings.copies_for(n) for n in (0, 100, 1000, 1100, 1500, 2300, 9000)] == [0, 3, 3, 3, 1, 1, 1]
+    assert AugmentSettings(copies=0).copies_for(100) == 0
+    with pytest.raises(InputError, match="max_examples"):
+        AugmentSettings(max_examples=0)
+    imagery, store_dir = one_date  # 25 parcels: a budget of 50 examples leaves one copy each
+    store = Store.open(store_dir)
+    pairs = build_pairs(store)
+    valid = sum(p.valid for p in pairs.pairs)
+    augmented = augmented_pairs(pairs, store, [imagery], AugmentSettings(copies=3, max_examples=2 * valid), seed=1)
+    assert len(augmented.pairs) == len(pairs.pairs) + valid

@@ -165,8 +165,12 @@ def test_evaluate_scores_held_out_parcels(trained, small_store):
     assert scores["overall"] == pytest.approx(np.mean([ok for v in verdicts for ok in v.values()]))
     assert scores["all_three"] == pytest.approx(np.mean([all(v.values()) for v in verdicts]))
     raw_missing = np.mean([failures(a.raw, r)["missing_aspect"] for a, r in zip(written, rows)])
+    raw_numbers = np.mean([failures(a.raw, r)["wrong_number"] for a, r in zip(written, rows)])
     assert scores["failures"]["raw"]["missing_aspect"] == pytest.approx(raw_missing)
-    assert scores["failures"]["shown"] == {"repeated_sentence": 0.0, "missing_aspect": 0.0, "unusable_as_usable": 0.0}
+    assert scores["failures"]["raw"]["wrong_number"] == pytest.approx(raw_numbers)
+    # What users see: every number is the record's, by construction.
+    assert scores["failures"]["shown"] == {"repeated_sentence": 0.0, "missing_aspect": 0.0, "unusable_as_usable": 0.0,
+                                           "wrong_number": 0.0}
 
 
 def test_scores_of_known_texts():
@@ -307,17 +311,43 @@ def test_fingerprint_survives_a_move(small_store, tmp_path):
     assert {k: a[k] for k in ("created", "encoder", "first_record")} == {k: b[k] for k in ("created", "encoder", "first_record")}
 
 
+def _flanders(shared_data: Path, store: Path) -> Path:
+    flanders = shared_data / "worldcereal-flanders"
+    index(IndexConfig(store=store, inputs=(str(flanders),), parcels=flanders / "parcels_Flanders31UES.gpkg",
+                      progress=False), build_encoder(DEFAULT_ENCODER))
+    return store
+
+
 @pytest.mark.slow
-def test_tiny_profile_on_hesbaye_is_faithful(hesbaye_dir, bigearthnet_dir, tmp_path):
-    """The documented targets: tiny profile on Hesbaye (10 px grid) with its imagery for the
-    augmentation, >= 0.95 on held-out parcels and >= 0.90 on imagery it never saw (BigEarthNet
-    patches on a 20 px grid plus generated rasters, unusable cloudy cells included)."""
+def test_tiny_profile_on_the_readme_training_store_meets_the_held_out_target(hesbaye_dir, bigearthnet_dir,
+                                                                            shared_data, tmp_path):
+    """The README's training command on the README's store (Hesbaye 10 px cells + BigEarthNet 20 px
+    cells + the Flanders parcels), seed 0: >= 0.97 on held-out parcels (measured 0.973, ~14 min)."""
     store = _index(sorted(hesbaye_dir.glob("S2_L2A_hesbaye_*.tif")), tmp_path / "store", grid=10)
+    _index([bigearthnet_dir], store, grid=20)
+    _flanders(shared_data, store)
     train(store, tmp_path / "model", progress=False)
-    assert evaluate(tmp_path / "model", store)["overall"] >= 0.95
-    unseen = _index([bigearthnet_dir], tmp_path / "unseen", grid=20)
+    scores = evaluate(tmp_path / "model", store)
+    assert scores["held_out"] and scores["overall"] >= 0.97
+    assert not any(scores["failures"]["shown"].values())
+
+
+@pytest.mark.slow
+def test_tiny_profile_meets_the_targets_on_real_imagery_it_never_saw(hesbaye_dir, bigearthnet_dir, shared_data,
+                                                                     tmp_path):
+    """The same command on the store without Flanders, seed 0; on every record of the real Flanders
+    acquisitions (72 dates, clouds included), which it never saw: >= 0.95 overall and >= 0.90 with
+    all three aspects right (measured 0.978 / 0.938); in what users see no repeated sentence, no
+    missing aspect, no unusable record described as usable, no number other than the record's,
+    there and on generated rasters (an L1C band folder, a cloudy stack, a fully clouded date)."""
+    store = _index(sorted(hesbaye_dir.glob("S2_L2A_hesbaye_*.tif")), tmp_path / "store", grid=10)
+    _index([bigearthnet_dir], store, grid=20)
+    train(store, tmp_path / "model", progress=False)
+    scores = evaluate(tmp_path / "model", _flanders(shared_data, tmp_path / "unseen"))
+    assert not scores["held_out"] and scores["overall"] >= 0.95 and scores["all_three"] >= 0.90
+    assert not any(scores["failures"]["shown"].values())
     generated = make_rasters.write_all(tmp_path / "generated")
+    synthetic = tmp_path / "synthetic"
     for name in ("l2a_stack", "l2a_baseline0400", "cloudy_l2a_stack", "l1c_band_folder", "fully_clouded"):
-        _index([generated[name]], unseen, grid=12)
-    scores = evaluate(tmp_path / "model", unseen)
-    assert not scores["held_out"] and scores["overall"] >= 0.90
+        _index([generated[name]], synthetic, grid=12)
+    assert not any(evaluate(tmp_path / "model", synthetic)["failures"]["shown"].values())

@@ -112,24 +112,24 @@ def _statistics(chips: np.ndarray, valid: np.ndarray, bands: Sequence[str], batc
 
 def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path], settings: AugmentSettings,
                     seed: int = 0, encoder: Encoder | None = None, progress: bool = False) -> PairSet:
-    """`pairs` plus `settings.copies` augmented examples of each valid pair (same parcel, same
-    date, same language and prompt; features, statistics and text from the augmented chip).
+    """`pairs` plus augmented examples of each valid pair (same parcel, same date, same language
+    and prompt; features, statistics and text from the augmented chip): `settings.copies` each,
+    or fewer on a store too large for `settings.max_examples` (`AugmentSettings.copies_for`).
 
     `encoder` defaults to the store's own (built from the registry with default options; CROMA
     looks up its weights as usual). Unusable records and synthetic pairs are not augmented.
     """
     from tqdm import tqdm
 
-    if settings.copies == 0:
-        return pairs
     rows = sorted({p.row for p in pairs.pairs if p.valid and p.record_id >= 0})
-    if not rows or pairs.records is None:
+    copies = settings.copies_for(len(rows))
+    if not rows or pairs.records is None or copies == 0:
         return pairs
     table = store.records().set_index("record_id")
     records = [{**pairs.records[r], "geometry": table.loc[pairs.records[r]["record_id"], "geometry"]} for r in rows]
     encoder = encoder or build_encoder(store.encoder_id)
     bands = tuple(store.manifest["encoder"]["bands"])
-    with tqdm(total=len(rows) * (1 + settings.copies), desc="augment", unit="chip", disable=not progress) as bar:
+    with tqdm(total=len(rows) * (1 + copies), desc="augment", unit="chip", disable=not progress) as bar:
         chips, valid = read_chips(store, records, imagery, progress=bar.update)
         reread = _encode(encoder, chips, valid, BATCH_SIZE)
         cosine = np.sum(reread * pairs.features[rows], axis=1)
@@ -143,7 +143,7 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
             )
         rng = numpy_rng(seed, "augment")
         features, stats, extra_records = [], [], []
-        for _ in range(settings.copies):
+        for _ in range(copies):
             changed = augment_chips(chips, settings, rng)
             features.append(_encode(encoder, changed, valid, BATCH_SIZE))
             for record, values in zip(records, _statistics(changed, valid, bands, BATCH_SIZE)):

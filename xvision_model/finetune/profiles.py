@@ -28,9 +28,15 @@ def _check(ok: bool, name: str, value: object, rule: str) -> None:
 @dataclass(frozen=True)
 class AugmentSettings:
     """Spectral augmentation of re-read training chips (`finetune.augment`): how many perturbed
-    copies of each training chip, and how strongly each is perturbed."""
+    copies of each training chip, and how strongly each is perturbed.
+
+    `max_examples` bounds the training set (stored chips plus copies) so that training time does
+    not grow with the store: a store with more records than ``max_examples / (1 + copies)`` gets
+    fewer copies per chip (`copies_for`), at least one.
+    """
 
     copies: int = 3
+    max_examples: int = 4400
     brightness: tuple[float, float] = (0.5, 1.8)  # k, log-uniform
     band_gain_sigma: float = 0.3  # log g_b ~ N(0, sigma)
     haze: tuple[float, float] = (-0.01, 0.04)  # o, uniform (reflectance)
@@ -39,6 +45,14 @@ class AugmentSettings:
     def __post_init__(self) -> None:
         _check(self.copies >= 0, "augmentation copies", self.copies, ">= 0")
         _check(0 <= self.mix_max < 1, "augmentation mix_max", self.mix_max, "in [0, 1)")
+        require_positive_int(self.max_examples, "augmentation max_examples")
+
+    def copies_for(self, n_chips: int) -> int:
+        """Perturbed copies of each of `n_chips` training chips: `copies`, fewer when that would
+        pass `max_examples` (never fewer than one while `copies` > 0)."""
+        if self.copies == 0 or n_chips == 0:
+            return 0
+        return max(1, min(self.copies, self.max_examples // n_chips - 1))
 
 
 @dataclass(frozen=True)
@@ -149,7 +163,7 @@ TINY = Profile(
     text_stage=StageSettings(epochs=2, lr=3e-3, batch_size=16, weight_decay=0.01, rephrase=1.0, decimal_sigma=1.0),
     # Fresh phrasings (else the adapter memorises each record's wording), the statistics head, and
     # 3x weight on the tokens the image decides (docs/experiments.md: feature noise only lost).
-    vision_stage=StageSettings(epochs=4, lr=2e-3, batch_size=8, weight_decay=0.01, rephrase=1.0, aux_weight=0.5,
+    vision_stage=StageSettings(epochs=8, lr=2e-3, batch_size=8, weight_decay=0.01, rephrase=1.0, aux_weight=0.5,
                                decimal_sigma=1.0, fact_weight=3.0),
     encoder="spectral-v2",
     lora=LoraSettings(r=16, alpha=32, dropout=0.0),
