@@ -19,7 +19,7 @@ the grammar the analyses are written in (the phrase banks of `indexer.analysis`)
   model), and a class's probability is the sum over its phrasings. Greedy decoding picks the most
   probable *token*, which can belong to the less probable class when the other's mass is split
   over three phrasings, and in "A mean NDVI of {v} points to ..." it decides after a number it
-  decoded itself (0.29 written for 0.31 flips the class at 0.3). The model's sentence is kept
+  decoded itself (0.49 written for 0.51 flips the class at 0.5). The model's sentence is kept
   when its class is the most probable; otherwise the best phrasing of that class replaces it;
 - a text the model opened as an unusable observation stays one (its class sentences are dropped).
 
