@@ -35,6 +35,7 @@ are scored one record at a time, after the same text, in every path.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -150,10 +151,12 @@ def required_aspects(record: Mapping[str, object]) -> tuple[str, ...]:
 Scorer = Callable[[str, list[str]], list[float]]
 
 
-def _heads(aspect: str, lang: str) -> list[Form]:
-    """The aspect's forms that state the class before any number (the ones a class can be scored on)."""
-    return [f for f in GRAMMAR[lang] if f.kind == "aspect" and f.aspect == aspect
-            and (f.template.find("{") < 0 or f.template.rfind("*") < f.template.find("{"))]
+@functools.cache
+def _heads(aspect: str, lang: str) -> tuple[Form, ...]:
+    """The aspect's forms that state the class before any number (the ones a class can be scored
+    on). Cached: every record asks for them once per aspect."""
+    return tuple(f for f in GRAMMAR[lang] if f.kind == "aspect" and f.aspect == aspect
+                 and (f.template.find("{") < 0 or f.template.rfind("*") < f.template.find("{")))
 
 
 def _head_text(form: Form) -> str:
@@ -171,7 +174,7 @@ def decide_class(scorer: Scorer, prefix: str, aspect: str, lang: str) -> tuple[d
         by_class.setdefault(form.label, []).append(score)
     total = {label: _logsumexp(values) for label, values in by_class.items()}
     best = max(total, key=total.__getitem__)  # the first class in the grammar's order on a tie
-    form = max((f for f in forms if f.label == best), key=lambda f: scores[forms.index(f)])
+    form, _ = max(((f, score) for f, score in zip(forms, scores) if f.label == best), key=lambda pair: pair[1])
     return total, form
 
 
