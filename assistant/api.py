@@ -51,16 +51,21 @@ class Assistant:
 
     @classmethod
     def open(cls, store_dir: str | Path, model_dir: str | Path | None = None, today: dt.date | str | None = None,
-             *, parse: Callable = default_parse, max_new_tokens: int | None = None) -> Assistant:
+             *, parse: Callable = default_parse, max_new_tokens: int | None = None,
+             wrap_model: Callable | None = None) -> Assistant:
         """Open the store and the generator that fits it (see `assistant.models.choose_model`).
 
         `today` anchors relative dates ("last month"); by default the newest acquisition.
+        `wrap_model` (chat model -> chat model) wraps the loaded generator before the chain gets it,
+        e.g. the app's generation lock (`ui.chat_backend.SerialisedChatModel`).
         """
         view = StoreView.open(store_dir)
         choice = choose_model(view, model_dir)
         model, writer, prompts = None, "analysis", None
         if choice.path is not None:
             model, writer, prompts = _load_chat_model(choice, view, max_new_tokens)
+            if wrap_model is not None:
+                model = wrap_model(model)
         if isinstance(today, str):
             today = dt.date.fromisoformat(today)
         chain = build_chain(view, model, parse=parse, writer=writer, prompts=prompts,
