@@ -64,6 +64,7 @@ def export_frame(store: Store) -> gpd.GeoDataFrame:
     first = ["record_id", "parcel_id", "date", *FLAG_COLUMNS, *QUALITY_COLUMNS, "cloud_method", *STAT_COLUMNS,
              *TEXT_COLUMNS.values()]
     table = store.records()
+    first = [c for c in first if c in table.columns]  # optional quality columns of older stores
     rest = [c for c in table.columns if c not in first and c != "geometry"]
     return table[[*first, *rest, "geometry"]].sort_values(["parcel_id", "date"]).reset_index(drop=True)
 

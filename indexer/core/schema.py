@@ -8,6 +8,11 @@ Parcel attributes (the parcels file's own columns, e.g. crop labels) are typed c
 ``attr_<column>``: text stays text, numbers stay numbers, so "the maize fields" is a column
 filter. Schema version 1 kept them as one JSON string in ``attributes``; `attributes_from_json`
 turns such a store's column into the version-2 columns when it is opened.
+
+Optional columns (`Column.optional`) were added to version 2 without a version bump: a store
+written before them reads as it is, their values unknown (NaN), and rows may omit them. They are
+the observation-quality rule's (QUALITY_RULE_VERSION, see `indexer.observations`): the snow share,
+the vegetation+soil share and the rule version each record was indexed under.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from indexer.core.errors import InputError
 from indexer.core.indices import INDICES, STAT_COLUMNS, STATISTICS  # STAT_COLUMNS: part of the schema
 
 SCHEMA_VERSION = 2
+#: Version of the observation-quality rule written into each record's ``quality_rule``: 2 treats
+#: Sen2Cor dark (2), unclassified (7) and snow (11) pixels as not clear (version 1, recorded by its
+#: absence, counted them clear) and records the snow and vegetation+soil shares.
+QUALITY_RULE_VERSION = 2
 #: Schema versions `Store.open` can read (older ones are upgraded in memory, written as current).
 READABLE_VERSIONS = (1, 2)
 ATTRIBUTE_PREFIX = "attr_"
@@ -41,6 +50,7 @@ class Column:
     dtype: str  # "int64", "float64", "bool", "string", "geometry"
     role: str
     doc: str
+    optional: bool = False  # may be absent from rows and stores (read as unknown)
 
 
 INDEX_NAMES: tuple[str, ...] = tuple(i.name for i in INDICES)
@@ -70,6 +80,12 @@ _BASE: tuple[Column, ...] = (
     Column("cloud_fraction", "float64", QUALITY, "share of parcel pixels masked as cloud or shadow"),
     Column("nodata_fraction", "float64", QUALITY, "share of parcel pixels without data"),
     Column("n_pixels", "int64", QUALITY, "parcel pixels at 10 m"),
+    Column("snow_fraction", "float64", QUALITY, "share of observed parcel pixels classified snow (SCL 11); "
+           "NaN without SCL or in records indexed before quality rule 2", optional=True),
+    Column("vegsoil_fraction", "float64", QUALITY, "share of parcel pixels classified vegetation or bare soil "
+           "(SCL 4, 5); NaN without SCL or in records indexed before quality rule 2", optional=True),
+    Column("quality_rule", "int64", PROVENANCE, "observation-quality rule the record was indexed under "
+           "(QUALITY_RULE_VERSION; absent: rule 1)", optional=True),
     Column("cloud_method", "string", PROVENANCE, "scl, s2cloudless or spectral"),
 )
 #: One column per index statistic, as `indexer.core.indices` computes them (STAT_COLUMNS).
@@ -96,6 +112,8 @@ MEAN_COLUMNS: tuple[str, ...] = tuple(stat_column(i) for i in INDEX_NAMES)
 TEXT_COLUMNS: Mapping[str, str] = {"en": "analysis", "fr": "analysis_fr"}
 QUALITY_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.role == QUALITY)
 FLAG_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.role == FLAG)
+#: Columns rows and stores may lack (read as unknown).
+OPTIONAL_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.optional)
 #: Columns a caller hands to `Store.upsert` (the store assigns `record_id`).
 INPUT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMN_NAMES if c != "record_id")
 #: Columns shown in tables and used to compare parcels at a glance.
@@ -143,7 +161,7 @@ def validate(frame: pd.DataFrame, *, with_id: bool = False) -> None:
     `with_id` also requires ``record_id`` (a stored table rather than rows to upsert).
     """
     required = COLUMN_NAMES if with_id else INPUT_COLUMNS
-    missing = [c for c in required if c not in frame.columns]
+    missing = [c for c in required if c not in frame.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         raise InputError(f"record rows lack the column(s) {', '.join(missing)} of the record schema "
                          f"(version {SCHEMA_VERSION})", field=missing[0])
@@ -153,6 +171,8 @@ def validate(frame: pd.DataFrame, *, with_id: bool = False) -> None:
         series = frame[column.name]
         if len(series) and series.isna().all() and column.dtype in ("float64", "string"):
             continue  # an all-NaN statistic (no band for it) or an empty text is still that type
-        if not _KIND_CHECKS[column.dtype](series):
+        # An optional integer column holds NaN where older rows lack it: float is that column too.
+        kind = "float64" if column.optional and column.dtype == "int64" else column.dtype
+        if not _KIND_CHECKS[kind](series):
             raise InputError(f"record column {column.name!r} holds {series.dtype}, the schema says {column.dtype}",
                              field=column.name, value=str(series.dtype))

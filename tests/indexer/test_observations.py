@@ -1,0 +1,133 @@
+"""Observation quality and suspect acquisitions (indexer.observations): the one rule the
+assistant, the CLI and the app share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from shapely.geometry import box
+
+from indexer.core.schema import QUALITY_RULE_VERSION
+from indexer.observations import (
+    CLOUD, MIN_RELIABLE_PIXELS, NODATA, SNOW, SUSPECT, TOO_SMALL, USABLE, find_suspects, observation_status,
+    observation_statuses, parcel_areas, reindex_note, usable_mask,
+)
+
+DATES = ["2019-05-01", "2019-05-06", "2019-05-11", "2019-05-16", "2019-05-21"]
+
+
+def _table(ndvi: dict[str, list[float]], x0: float = 4.0, **extra) -> pd.DataFrame:
+    """One area of parcels 1 km apart at most (contiguous), one row per parcel and date."""
+    rows = []
+    for i, (pid, series) in enumerate(ndvi.items()):
+        for date, v in zip(DATES, series):
+            rows.append({"parcel_id": pid, "date": date, "valid": True, "invalid_reason": "", "ndvi_mean": v,
+                         "valid_fraction": 1.0, "n_pixels": 100,
+                         "geometry": box(x0 + 0.004 * i, 50.0, x0 + 0.004 * i + 0.003, 50.003), **extra})
+    return pd.DataFrame(rows)
+
+
+HAZE = {f"p{i}": [0.6, 0.62, 0.2, 0.63, 0.65] for i in range(4)}  # every parcel drops on 05-11 and recovers
+HARVEST = {f"p{i}": [0.8, 0.8, 0.25, 0.22, 0.2] for i in range(4)}  # drops and stays: not suspect
+
+
+def test_scene_wide_drop_that_recovers_is_suspect_and_harvest_is_not():
+    found = find_suspects(_table(HAZE))
+    assert list(found) == ["2019-05-11"]
+    s = found["2019-05-11"]
+    assert (s.previous, s.next, s.n_parcels, s.direction) == ("2019-05-06", "2019-05-16", 4, "drop")
+    assert s.median_change_previous == pytest.approx(-0.42)
+    assert not find_suspects(_table(HARVEST))
+
+
+def test_fewer_than_three_parcels_or_a_long_gap_is_never_suspect():
+    assert not find_suspects(_table(dict(list(HAZE.items())[:2])))
+    far = _table(HAZE)
+    far = far[far["date"] != "2019-05-21"].copy()
+    far.loc[far["date"] == "2019-05-16", "date"] = "2019-06-20"  # the next date 40 days away
+    assert not find_suspects(far)
+
+
+def test_suspects_are_per_area_so_a_haze_in_one_place_does_not_flag_another():
+    here = _table(HAZE, x0=4.0)
+    there = _table({f"q{i}": [0.6, 0.61, 0.6, 0.62, 0.6] for i in range(4)}, x0=5.5)  # 100 km east, clear
+    both = pd.concat([here, there], ignore_index=True)
+    areas = parcel_areas(both)
+    assert len(set(areas.values())) == 2 and areas["p0"] == areas["p3"] != areas["q0"]
+    found = find_suspects(both)
+    assert found.get_for("p1", "2019-05-11") is not None
+    assert found.get_for("q1", "2019-05-11") is None
+    statuses = observation_statuses(both, found)
+    flagged = both[statuses["status"] == SUSPECT]
+    assert set(flagged["parcel_id"]) == set(HAZE) and set(flagged["date"]) == {"2019-05-11"}
+    assert (usable_mask(both, found) == statuses["usable"].to_numpy()).all()
+
+
+def test_store_wide_scope_would_hide_the_suspect_when_another_area_interleaves_dates():
+    # The second area is observed two days after each of the first's dates: one pivot over the
+    # store makes every neighbour of a first-area date a second-area date (no common parcels).
+    here = _table(HAZE, x0=4.0)
+    there = _table({f"q{i}": [0.6] * 5 for i in range(4)}, x0=5.5)
+    there["date"] = pd.to_datetime(there["date"]).add(pd.Timedelta(days=2)).dt.strftime("%Y-%m-%d")
+    both = pd.concat([here, there], ignore_index=True)
+    assert "2019-05-11" in find_suspects(both)
+    assert "2019-05-11" not in find_suspects(both, areas=dict.fromkeys(both["parcel_id"], "one"))
+
+
+@pytest.mark.parametrize("record, status", [
+    ({"valid": False, "invalid_reason": "cloud", "valid_fraction": 0.1}, CLOUD),
+    ({"valid": False, "invalid_reason": "shadow", "valid_fraction": 0.1}, CLOUD),
+    ({"valid": False, "invalid_reason": "snow", "valid_fraction": 0.04, "snow_fraction": 0.96}, SNOW),
+    ({"valid": False, "invalid_reason": "nodata", "valid_fraction": 0.0}, NODATA),
+    ({"valid": True, "n_pixels": MIN_RELIABLE_PIXELS - 1}, TOO_SMALL),
+    ({"valid": False, "invalid_reason": "cloud", "n_pixels": 2}, CLOUD),  # not observed comes first
+    ({"valid": True, "n_pixels": MIN_RELIABLE_PIXELS}, USABLE),
+    ({"valid": True}, USABLE),  # an older record without n_pixels: unknown, not guessed
+])
+def test_status_of_one_record(record, status):
+    got = observation_status({"parcel_id": "a", "date": "2019-05-01", **record})
+    assert got.status == status
+    assert got.usable == (status == USABLE)
+    assert got.reason
+
+
+def test_status_names_the_suspect_evidence_and_too_small_is_left_out_of_the_medians():
+    table = _table(HAZE)
+    found = find_suspects(table)
+    row = table[(table["parcel_id"] == "p0") & (table["date"] == "2019-05-11")].iloc[0]
+    got = observation_status(row, found)
+    assert got.status == SUSPECT and "2019-05-06" in got.reason and "-0.42" in got.reason
+    assert observation_status(row, {"2019-05-11"}).status == SUSPECT
+    small = table.assign(n_pixels=np.where(table["parcel_id"] == "p0", 5, 100))
+    assert find_suspects(small)["2019-05-11"].n_parcels == 3
+
+
+def test_reindex_note_counts_records_indexed_before_the_rule():
+    table = _table(HAZE)
+    assert "20 of 20 records" in reindex_note(table)
+    table["quality_rule"] = QUALITY_RULE_VERSION
+    assert reindex_note(table) is None
+    table.loc[0, "quality_rule"] = np.nan
+    assert "1 of 20" in reindex_note(table) and "re-index" in reindex_note(table)
+
+
+FLANDERS_STORE = Path("/work/stores/flanders")
+
+
+@pytest.mark.skipif(not (FLANDERS_STORE / "manifest.json").exists(), reason="no Flanders store on this machine")
+def test_flanders_snow_scene_is_not_usable_in_an_old_store():
+    """2018-11-12 is 96 % snow in SCL; a store indexed under rule 1 has it valid, and the suspect
+    rule is what keeps it from being read as the crop (with the re-index note)."""
+    from indexer.store import Store
+
+    records = Store.open(FLANDERS_STORE).records()
+    statuses = observation_statuses(records)
+    day = statuses[records["date"] == "2018-11-12"]
+    assert not day["usable"].any()
+    small = records.drop_duplicates("parcel_id").query(f"n_pixels < {MIN_RELIABLE_PIXELS}")["parcel_id"]
+    assert set(small) == {"Flanders31UES-017", "Flanders31UES-018", "Flanders31UES-019"}
+    if "quality_rule" not in records.columns:
+        assert reindex_note(records)
