@@ -20,7 +20,7 @@ if sys.path[0] != _ROOT:
 import streamlit as st  # noqa: E402
 
 from indexer.core.errors import XVisionError  # noqa: E402
-from ui import config, data, state  # noqa: E402
+from ui import chat_backend, config, data, state  # noqa: E402
 
 st.set_page_config(page_title="XVision", layout="wide")
 
@@ -52,6 +52,7 @@ def main() -> None:
         page.run()
         return
     state.init(view.dates, list(view.parcels["parcel_id"]))
+    chat_backend.preload(cfg)  # the assistant loads in the background while pages render (no-op once loaded)
     try:
         page.run()
     finally:  # after the page, so that it shows the selection the page just made

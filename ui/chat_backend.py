@@ -1,32 +1,150 @@
-"""The assistant, loaded once per store generation and model, shared by every session.
+"""The assistant behind the Ask page: loaded once per store generation and model, shared by every session.
 
-Cached resources are shared between sessions and a generator is not safe to run from two threads
-at once, so generation is serialised with one lock.
+Three rules make it fast for the first user and for many:
+
+* The assistant (store, parser, generator) loads in the background as soon as the server starts
+  (`ui.serve`, which `xvision ui` runs, calls `preload`) and again whenever the store gets a new
+  generation; every page renders meanwhile, only an answer waits for it (`load`).
+* A generator is not safe to run from two threads at once, so generation is serialised by one lock,
+  held only while the model generates (`SerialisedChatModel`). Planning, retrieval, composition, and
+  every answer that needs no generation (groups, rankings, histories, unusable dates) never wait
+  for it.
+* Each session's answer is gathered from its own run of the chain, never from the shared
+  `Assistant.last_result`, which another session's question may replace at any moment.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any
 
 import streamlit as st
+from langchain_core.language_models import BaseChatModel
+from pydantic import ConfigDict, Field
 
 from ui import config, data
 
+#: The one generation lock of this server process (every session's generator runs under it).
 _GENERATE = threading.Lock()
+#: Assistants loaded or loading, per (store, model, store generation); the newest few are kept.
+_LOADS: OrderedDict[tuple[str, str | None, str], tuple[Future, float]] = OrderedDict()
+_LOADS_LOCK = threading.Lock()
+MAX_LOADED = 2
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the assistant and its models…")
-def _load(store: str, model: str | None, token: str):
+class SerialisedChatModel(BaseChatModel):
+    """A chat model that runs `inner` under `lock`: one generation at a time, whoever asks.
+
+    The lock is taken when generation starts and released when it ends (a stream closed early by
+    the grounding gate releases it too), so the chain's other steps run concurrently. `waits`
+    counts the seconds callers spent waiting for the lock (read by tests and the load benchmark).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    inner: Any
+    lock: Any = None
+    waits: list[float] = Field(default_factory=list)
+
+    def model_post_init(self, context: Any) -> None:
+        if self.lock is None:
+            self.lock = _GENERATE
+
+    @property
+    def _llm_type(self) -> str:
+        return f"serialised-{self.inner._llm_type}"
+
+    @property
+    def chat_template(self) -> bool:
+        return bool(getattr(self.inner, "chat_template", False))
+
+    def _acquire(self) -> None:
+        start = time.perf_counter()
+        self.lock.acquire()
+        self.waits.append(time.perf_counter() - start)
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self._acquire()
+        try:
+            return self.inner._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        finally:
+            self.lock.release()
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        self._acquire()
+        try:
+            yield from self.inner._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+        finally:
+            self.lock.release()
+
+
+def serialised(model: BaseChatModel) -> SerialisedChatModel:
+    """`model` behind the server's generation lock (the `wrap_model` of `Assistant.open`)."""
+    return SerialisedChatModel(inner=model, lock=_GENERATE)
+
+
+def _open(store: str, model: str | None):
     from assistant import Assistant
 
-    return Assistant.open(store, model_dir=model)
+    return Assistant.open(store, model_dir=model, wrap_model=serialised)
 
 
-def load(cfg: config.AppConfig):
-    """The Assistant for the app's store and model (reloaded after the store gets new records)."""
-    return _load(str(cfg.store), str(cfg.model) if cfg.model else None, data.store_token(cfg.store))
+def _key(cfg: config.AppConfig) -> tuple[str, str | None, str]:
+    return str(cfg.store), str(cfg.model) if cfg.model else None, data.store_token(cfg.store)
+
+
+def preload(cfg: config.AppConfig) -> Future:
+    """Start loading the assistant of `cfg` in a background thread, unless it is loaded or loading.
+
+    Cheap when it is: every page calls it. The thread is a daemon, so stopping the server does not
+    wait for a load in progress. A failed load stays failed (its error is shown by `load`) until
+    the store changes: retrying on every page would reload a broken model again and again.
+    """
+    key = _key(cfg)
+    with _LOADS_LOCK:
+        if key in _LOADS:
+            _LOADS.move_to_end(key)
+            return _LOADS[key][0]
+        future: Future = Future()
+        _LOADS[key] = (future, time.monotonic())
+        while len(_LOADS) > MAX_LOADED:
+            _LOADS.popitem(last=False)
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(_open(key[0], key[1]))
+        except BaseException as exc:  # handed to whoever waits in `load`
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="xvision-assistant-load", daemon=True).start()
+    return future
+
+
+def loading(cfg: config.AppConfig) -> float | None:
+    """Seconds since the assistant of `cfg` started loading while it still loads; None once loaded
+    (or failed). Starts the load when nothing has."""
+    future = preload(cfg)
+    if future.done():
+        return None
+    with _LOADS_LOCK:
+        started = _LOADS.get(_key(cfg), (None, time.monotonic()))[1]
+    return time.monotonic() - started
+
+
+def load(cfg: config.AppConfig, timeout: float | None = None):
+    """The Assistant for the app's store and model, waiting for its background load if needed
+    (reloaded after the store gets new records). Raises what the load raised."""
+    future = preload(cfg)
+    if not future.done():
+        with st.spinner("Loading the assistant and its models…"):
+            return future.result(timeout)
+    return future.result()
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the store's encoder…")
@@ -45,26 +163,37 @@ def encoder(cfg: config.AppConfig):
     return _encoder(str(cfg.store), token)
 
 
-def stream(assistant, question: str, result: dict) -> Iterator[str]:
-    """The answer's text as the assistant streams it, under the generation lock; when the stream
-    has ended, `result` receives the whole answer (plan, citations, similar, warnings).
+def _finish(assistant, total: dict) -> dict:
+    """The chain's output as `Assistant.ask` returns it (the model choice's warnings first)."""
+    from assistant.api import RESULT_KEYS
 
-    The assistant keeps that dict in `last_result`; it is copied before the lock is released, so
-    another session's question cannot replace it in between.
+    out = {key: total.get(key) for key in RESULT_KEYS}
+    choice = getattr(assistant, "choice", None)
+    if choice is not None and choice.warnings:
+        out["warnings"] = [*choice.warnings, *(out["warnings"] or [])]
+    return out
+
+
+def stream(assistant, question: str, result: dict) -> Iterator[str]:
+    """The answer's text as the chain streams it; when the stream has ended, `result` receives the
+    whole answer (plan, citations, similar, warnings) of this very question.
+
+    No lock here: the generator takes the generation lock itself, only while it generates.
     """
-    with _GENERATE:
-        yield from assistant.stream(question)
-        last = getattr(assistant, "last_result", None)
-        if isinstance(last, dict):
-            result.update(last)
+    total: dict | None = None
+    for chunk in assistant.chain.stream({"question": question, "lang": None, "today": assistant.today}):
+        total = chunk if total is None else total + chunk
+        if chunk.get("answer"):
+            yield chunk["answer"]
+    result.update(_finish(assistant, dict(total or {})))
 
 
 def complete(assistant, question: str, result: dict) -> dict:
     """The whole answer of the question just streamed (asked again only if the stream left none)."""
     if result:
         return result
-    with _GENERATE:
-        return assistant.ask(question)
+    return _finish(assistant, dict(assistant.chain.invoke({"question": question, "lang": None,
+                                                           "today": assistant.today})))
 
 
 def with_subject(question: str, parcel_id: str | None, parcel_ids: list[str]) -> str:

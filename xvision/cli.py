@@ -501,7 +501,8 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         raise XVisionError(f"{args.model}: no such model folder; train one with `xvision train --out {args.model}`")
     app = Path(importlib.util.find_spec("ui").submodule_search_locations[0]) / "app.py"
     command = [
-        sys.executable, "-m", "streamlit", "run", str(app),
+        # ui.serve is Streamlit's command line after starting the assistant's background load.
+        sys.executable, "-m", "ui.serve", "run", str(app),
         "--server.headless", "true", "--server.port", str(args.port), "--server.address", args.host,
         "--server.enableStaticServing", "true", "--server.maxUploadSize", str(MAX_UPLOAD_MB),
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",

@@ -1,11 +1,18 @@
-"""The chat page's glue: the selected parcel as default subject, cited parcels, one generation at a time."""
+"""The chat page's glue: the selected parcel as default subject, cited parcels, the background load,
+and the generation lock: one generation at a time, and answers that need no generation never wait."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
-from ui import chat_backend
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from ui import chat_backend, config
 
 IDS = ["Flanders31UES-001", "Flanders31UES-010", "grid10-32631-664000-5612120"]
 
@@ -27,42 +34,182 @@ def test_cited_parcels_are_listed_once_in_order():
     assert chat_backend.cited_parcels({}) == []
 
 
-class SlowAssistant:
-    """Streams in pieces and records whether two streams ever overlapped."""
+class RecordAnalysisModel(BaseChatModel):
+    """A stand-in generator: writes the focus record's stored analysis word by word, slowly, and
+    records whether two generations ever ran at once and which records it was asked about."""
 
-    def __init__(self):
-        self.active = 0
-        self.overlap = False
-        self.last_result = None
+    store: object
+    delay: float = 0.02
+    active: int = 0
+    overlap: bool = False
+    started: object = None  # a threading.Event set when a generation starts
+    release: object = None  # a threading.Event the generation waits for before its first word
+    asked: list = []
 
-    def stream(self, question):
+    @property
+    def _llm_type(self) -> str:
+        return "record-analysis"
+
+    def _text(self, messages) -> str:
+        rid = next(m.additional_kwargs["record_id"] for m in reversed(messages) if "record_id" in m.additional_kwargs)
+        self.asked.append(int(rid))
+        return str(self.store.by_ids([rid]).iloc[0]["analysis"])
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="".join(self._stream_text(messages))))])
+
+    def _stream_text(self, messages):
         self.active += 1
         self.overlap |= self.active > 1
-        for word in question.split():
-            time.sleep(0.01)
-            yield word + " "
-        self.last_result = {"question": question, "citations": [{"parcel_id": question.split()[-1]}]}
-        self.active -= 1
+        try:
+            if self.started is not None:
+                self.started.set()
+            if self.release is not None:
+                self.release.wait(10)
+            for i, word in enumerate(self._text(messages).split(" ")):
+                time.sleep(self.delay)
+                yield word if i == 0 else " " + word
+        finally:
+            self.active -= 1
 
-    def ask(self, question):
-        raise AssertionError("the streamed answer is reused, not generated again")
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        for piece in self._stream_text(messages):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
 
 
-def test_streams_are_serialised_and_each_session_keeps_its_own_answer():
-    assistant = SlowAssistant()
+@pytest.fixture
+def served(flanders_store):
+    """An Assistant over the Flanders test store whose generator is the stand-in, behind a lock of
+    its own (the module's lock is the server's: a test must not hold it)."""
+    from assistant import Assistant
+    from assistant.chain import build_chain
+    from assistant.store_access import StoreView
+
+    view = StoreView.open(flanders_store)
+    fake = RecordAnalysisModel(store=view, asked=[])
+    lock = threading.Lock()
+    model = chat_backend.SerialisedChatModel(inner=fake, lock=lock)
+    return Assistant(view, build_chain(view, model), model=model), fake, lock
+
+
+def _ask(assistant, question: str) -> tuple[str, dict]:
+    result: dict = {}
+    text = "".join(chat_backend.stream(assistant, question, result))
+    return text, chat_backend.complete(assistant, question, result)
+
+
+def test_generations_run_one_at_a_time_and_each_session_keeps_its_own_answer(served):
+    assistant, fake, _ = served
+    parcels = ("Flanders31UES-001", "Flanders31UES-004", "Flanders31UES-008")
     results = {}
 
-    def session(name):
-        out = {}
-        text = "".join(chat_backend.stream(assistant, f"how is {name}", out))
-        results[name] = (text, chat_backend.complete(assistant, f"how is {name}", out))
+    def session(pid):
+        results[pid] = _ask(assistant, f"How was {pid} doing on 2019-07-25?")
 
-    threads = [threading.Thread(target=session, args=(n,)) for n in ("p1", "p2", "p3")]
+    threads = [threading.Thread(target=session, args=(p,)) for p in parcels]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    assert not assistant.overlap
-    for name, (text, answer) in results.items():
-        assert text == f"how is {name} "
-        assert answer["citations"][0]["parcel_id"] == name
+        t.join(60)
+    assert len(fake.asked) == 3, "each question went through the generator"
+    assert not fake.overlap
+    for pid, (text, answer) in results.items():
+        assert pid in text
+        assert {c["parcel_id"] for c in answer["citations"]} == {pid}
+        assert answer["plan"]["analysis_source"] == "generated"
+
+
+def test_an_answer_that_needs_no_generation_does_not_wait_for_the_lock(served):
+    assistant, fake, lock = served
+    fake.started, fake.release = threading.Event(), threading.Event()
+    slow = threading.Thread(target=_ask, args=(assistant, "How was Flanders31UES-001 doing on 2019-07-25?"))
+    slow.start()
+    try:
+        assert fake.started.wait(30), "the first question reached the generator"
+        assert lock.locked()
+        # While that generation holds the lock: a group question, a history and an unusable date.
+        for question, expected in (("Which parcels had NDVI below 0.3 in July 2019?", "parcels"),
+                                   ("NDVI history of Flanders31UES-004 in 2019", "Flanders31UES-004"),
+                                   ("How was Flanders31UES-005 doing on 2019-08-14?", "Flanders31UES-005")):
+            text, answer = _ask(assistant, question)
+            assert expected in text and answer["citations"], question
+            assert lock.locked(), "answered while the generation still held the lock"
+    finally:
+        fake.release.set()
+        slow.join(60)
+    assert not lock.locked()
+    assert len(fake.asked) == 1, "only the first question generated"
+
+
+def test_a_stream_closed_early_releases_the_lock():
+    lock = threading.Lock()
+    model = chat_backend.SerialisedChatModel(inner=_Words(), lock=lock)
+    stream = model.stream("anything")
+    next(stream)
+    assert lock.locked()
+    stream.close()
+    assert not lock.locked()
+    assert model.invoke("again").content == "one two three"
+    assert not lock.locked()
+
+
+class _Words(BaseChatModel):
+    @property
+    def _llm_type(self) -> str:
+        return "words"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="one two three"))])
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        for word in ("one", " two", " three"):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word))
+
+
+def test_the_assistant_loads_in_the_background_and_pages_need_not_wait(flanders_store, tmp_path, monkeypatch):
+    gate = threading.Event()
+    opened = []
+
+    def slow_open(store, model):  # the real opener, held back until the test lets it go
+        gate.wait(30)
+        opened.append(store)
+        return ("assistant of", Path(store).name)
+
+    monkeypatch.setattr(chat_backend, "_open", slow_open)
+    monkeypatch.setattr(chat_backend, "_LOADS", type(chat_backend._LOADS)())
+    cfg = config.AppConfig(store=flanders_store, model=None, data_dir=tmp_path)
+    start = time.perf_counter()
+    future = chat_backend.preload(cfg)
+    assert time.perf_counter() - start < 1 and not future.done()
+    assert chat_backend.loading(cfg) is not None
+    assert chat_backend.preload(cfg) is future, "one load per store generation"
+    gate.set()
+    assert chat_backend.load(cfg, timeout=30) == ("assistant of", flanders_store.name)
+    assert chat_backend.loading(cfg) is None and opened == [str(flanders_store)]
+
+
+def test_a_failed_load_is_reported_by_load(flanders_store, tmp_path, monkeypatch):
+    def broken(store, model):
+        raise RuntimeError(f"cannot read model {model}")
+
+    monkeypatch.setattr(chat_backend, "_open", broken)
+    monkeypatch.setattr(chat_backend, "_LOADS", type(chat_backend._LOADS)())
+    cfg = config.AppConfig(store=flanders_store, model=tmp_path / "no-model", data_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="no-model"):
+        chat_backend.load(cfg, timeout=30)
+
+
+def test_the_served_assistant_generates_behind_the_lock(flanders_store, tmp_path, monkeypatch):
+    from uidata import REPO
+
+    model_dir = REPO / "models" / "tiny-demo"
+    if not (model_dir / "model_card.json").is_file():
+        pytest.skip("no committed demo model")
+    monkeypatch.setattr(chat_backend, "_LOADS", type(chat_backend._LOADS)())
+    cfg = config.AppConfig(store=flanders_store, model=model_dir, data_dir=tmp_path)
+    assistant = chat_backend.load(cfg, timeout=300)
+    assert isinstance(assistant.model, chat_backend.SerialisedChatModel)
+    text, answer = _ask(assistant, "How was Flanders31UES-001 doing on 2019-07-25?")
+    assert "Flanders31UES-001" in text and answer["citations"]
+    assert assistant.model.waits, "the generator ran, under the lock"
+    assert not chat_backend._GENERATE.locked()
