@@ -90,7 +90,13 @@ def serialised(model: BaseChatModel) -> SerialisedChatModel:
 def _open(store: str, model: str | None):
     from assistant import Assistant
 
-    return Assistant.open(store, model_dir=model, wrap_model=serialised)
+    assistant = Assistant.open(store, model_dir=model, wrap_model=serialised)
+    # A generator that loads its weights at its first generation is loaded now, in this background
+    # thread, so the first user's first answer does not pay for it.
+    inner = getattr(assistant.model, "inner", None)
+    if callable(getattr(inner, "load", None)):
+        inner.load()
+    return assistant
 
 
 def _key(cfg: config.AppConfig) -> tuple[str, str | None, str]:
