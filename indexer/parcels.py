@@ -18,7 +18,7 @@ import decimal
 import hashlib
 import json
 import math
-import zipfile
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,17 @@ import pyproj
 import shapely
 
 from indexer.core.errors import InputError
+from indexer.core.limits import Limits, over_limit
+from indexer.safe_open import (
+    SHAPEFILE_SIDECARS,
+    check_path,
+    check_vector_driver,
+    check_zip,
+    extract_members,
+    is_virtual,
+    ogr_options,
+    sniff_vector,
+)
 
 #: Columns taken as parcel ids when the user names none, in order of preference (case-insensitive).
 #: ``id`` is also what fiboa GeoParquet files use.
@@ -75,7 +86,8 @@ class Parcels:
 # --------------------------------------------------------------------------------------------
 
 
-def read_parcels(path: str | Path, id_column: str | None = None) -> Parcels:
+def read_parcels(path: str | Path, id_column: str | None = None, *, limits: Limits | None = None,
+                 allow_virtual: bool = False) -> Parcels:
     """Read a parcel file, give every parcel a string id and keep only valid polygons.
 
     Args:
@@ -84,13 +96,21 @@ def read_parcels(path: str | Path, id_column: str | None = None) -> Parcels:
             ``.geoparquet``). Any CRS, but the file must declare one.
         id_column: column holding the parcel ids. ``None``: use a ``parcel_id`` or ``id`` column
             if there is one (any case), else generate ``f"{stem}-{row:05d}"`` ids.
+        limits: features, vertices and (for a zip) entries and uncompressed bytes the file may
+            hold; the declared counts are checked before the features are read.
+        allow_virtual: read a GDAL virtual path or URL (only when the user typed it).
+
+    The file is opened only as the format its suffix names (`indexer.safe_open`): an OGR VRT or
+    any other content under a parcels suffix is refused, also inside a zip.
 
     Raises:
-        InputError: the file is missing, unreadable, empty or has no CRS; ``id_column`` is not
-            a column; ids are missing or duplicated; no polygon is left after cleaning.
+        InputError: the file is missing, unreadable, empty, not what its suffix says or over a
+            limit, or has no CRS; ``id_column`` is not a column; ids are missing or duplicated;
+            no polygon is left after cleaning.
     """
+    check_path(path, allow_virtual=allow_virtual)
     source = Path(path)
-    gdf = _read_frame(source)
+    gdf = _read_frame(source, limits or Limits(), allow_virtual)
     if len(gdf) == 0:
         raise InputError(f"{source}: the parcels file contains no features")
     if gdf.crs is None:
@@ -109,20 +129,33 @@ def read_parcels(path: str | Path, id_column: str | None = None) -> Parcels:
     return Parcels(gdf=gdf, source=source, id_column=chosen, repaired=repaired, dropped=dropped)
 
 
-def _read_frame(source: Path) -> gpd.GeoDataFrame:
+def _read_frame(source: Path, limits: Limits, allow_virtual: bool) -> gpd.GeoDataFrame:
     """Read the file's single parcel layer; every reader failure becomes one-line InputError."""
+    if allow_virtual and is_virtual(source):
+        return _guarded(source, lambda: _read_ogr(str(source), Path(str(source)).suffix.lower(), source, limits,
+                                                  sniff=False))
     if not source.exists():
         raise InputError(f"{source}: parcels file not found")
     if source.is_dir():
         raise InputError(f"{source}: is a folder; give the parcels file itself")
     if source.stat().st_size == 0:
         raise InputError(f"{source}: the parcels file is empty (0 bytes)")
+    lower = source.name.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return _guarded(source, lambda: _read_parquet(source, limits))
+    if lower.endswith(".zip"):
+        # The member is extracted (bounded) and read as a plain file, so that the same content and
+        # driver checks apply inside a zip as outside, and GDAL's /vsizip/ never sees the archive.
+        with tempfile.TemporaryDirectory(prefix="xvision-parcels-") as folder:
+            member, path = _unzip_member(source, Path(folder), limits)
+            return _guarded(source, lambda: _read_ogr(str(path), path.suffix.lower(), f"{source} (member {member})",
+                                                      limits))
+    return _guarded(source, lambda: _read_ogr(str(source), source.suffix.lower(), source, limits))
+
+
+def _guarded(source: Path, read) -> gpd.GeoDataFrame:
     try:
-        if source.name.lower().endswith(PARQUET_SUFFIXES):
-            frame = gpd.read_parquet(source)
-        else:
-            dataset = _zip_member(source) if source.name.lower().endswith(".zip") else str(source)
-            frame = gpd.read_file(dataset, layer=_pick_layer(dataset, source), engine="pyogrio")
+        frame = read()
     except InputError:
         raise
     # Any reader failure here is the file's fault (corrupt, wrong format, bad zip, bad Parquet
@@ -134,13 +167,67 @@ def _read_frame(source: Path) -> gpd.GeoDataFrame:
     return frame
 
 
-def _zip_member(source: Path) -> str:
-    """GDAL path of the one vector file inside a zip, wherever it sits in the archive.
+def _read_ogr(dataset: str, suffix: str, shown: object, limits: Limits, sniff: bool = True) -> gpd.GeoDataFrame:
+    """One layer through OGR, after the content, driver and feature-count checks."""
+    if sniff:
+        sniff_vector(Path(dataset), suffix, shown)
+    with ogr_options():
+        # read_info opens the dataset with whatever driver GDAL picks: its name is checked against
+        # the suffix's before a layer or feature is read.
+        check_vector_driver(pyogrio.read_info(dataset)["driver"], suffix, shown)
+        layer = _pick_layer(dataset, shown)
+        count = int(pyogrio.read_info(dataset, layer=layer, force_feature_count=True)["features"])
+        if count > limits.max_parcel_features:
+            raise over_limit(shown, "number of features", count, limits.max_parcel_features, "max_parcel_features")
+        frame = gpd.read_file(dataset, layer=layer, engine="pyogrio", max_features=limits.max_parcel_features)
+    _check_vertices(frame, shown, limits)
+    return frame
 
-    GDAL's own zip handling only looks at the archive root, so the member is found here.
+
+def _read_parquet(source: Path, limits: Limits) -> gpd.GeoDataFrame:
+    import pyarrow.parquet as pq
+
+    sniff_vector(source, ".parquet", source)
+    rows = pq.ParquetFile(source).metadata.num_rows
+    if rows > limits.max_parcel_features:
+        raise over_limit(source, "number of features", rows, limits.max_parcel_features, "max_parcel_features")
+    frame = gpd.read_parquet(source)
+    _check_vertices(frame, source, limits)
+    return frame
+
+
+def _check_vertices(frame, shown: object, limits: Limits) -> None:
+    """Vertices are not in any header: counted right after reading, before any geometry work.
+
+    What was read is already bounded by the feature limit and the file's (or zip's) size.
     """
-    with zipfile.ZipFile(source) as archive:
-        names = archive.namelist()
+    if isinstance(frame, gpd.GeoDataFrame) and frame.active_geometry_name is not None:
+        vertices = int(shapely.get_num_coordinates(frame.geometry.to_numpy()).sum())
+        if vertices > limits.max_parcel_vertices:
+            raise over_limit(shown, "number of vertices", vertices, limits.max_parcel_vertices, "max_parcel_vertices")
+
+
+def _unzip_member(source: Path, folder: Path, limits: Limits) -> tuple[str, Path]:
+    """Extract the one vector file of the zip (a shapefile with its sidecars) into `folder`.
+
+    The archive's entry count and declared uncompressed size are checked first (`check_zip`),
+    and extraction stops at that size whatever the entries claim. Returns the member's name in
+    the archive and its extracted path.
+    """
+    infos = check_zip(source, limits)
+    names = [info.filename for info in infos if not info.is_dir()]
+    member = _zip_member(source, names)
+    wanted = [member]
+    if member.lower().endswith(".shp"):
+        stem = member[: -len(".shp")]
+        wanted += [n for n in names if n != member and n.lower().startswith(stem.lower())
+                   and n[len(stem):].lower() in SHAPEFILE_SIDECARS]
+    extracted = extract_members(source, wanted, folder, limits)
+    return member, extracted[member]
+
+
+def _zip_member(source: Path, names: list[str]) -> str:
+    """Name of the one vector file inside a zip, wherever it sits in the archive."""
     # macOS archivers add "__MACOSX/" and "._name" resource forks that look like data files.
     members = [
         n
@@ -159,10 +246,10 @@ def _zip_member(source: Path) -> str:
             f"{source}: the zip holds several parcel files ({', '.join(members)}); "
             "zip only one of them"
         )
-    return f"/vsizip/{source.resolve()}/{members[0]}"
+    return members[0]
 
 
-def _pick_layer(dataset: str, source: Path) -> str:
+def _pick_layer(dataset: str, source: object) -> str:
     """Name of the layer to read: the only spatial layer, or the only polygon one among several."""
     layers = [(str(name), gtype) for name, gtype in pyogrio.list_layers(dataset)]
     spatial = [(name, gtype) for name, gtype in layers if gtype is not None]

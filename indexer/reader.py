@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -36,6 +36,8 @@ from indexer.core.bands import (
 )
 from indexer.radiometry import Radiometry, baseline_from_name, choose_radiometry, parse_baseline
 from indexer.core.errors import InputError
+from indexer.core.limits import Limits, over_limit
+from indexer.safe_open import check_path, is_virtual, open_raster
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2"}
 _DATE_RES = (
@@ -51,6 +53,11 @@ class ReadOptions:
     bands: tuple[str, ...] | None = None  # band order of a stack without descriptions
     date: dt.date | None = None  # acquisition date when nothing in the file says it
     boa_offset: float | None = None  # force the DN offset (e.g. -1000 or 0)
+    #: Sizes a raster may declare (pixels, pixel size); checked from its header before any read.
+    limits: Limits = field(default_factory=Limits)
+    #: Read GDAL virtual paths and URLs (`/vsicurl/...`). Only for paths the user typed on the
+    #: command line: a file's own references and the app's uploads never are.
+    allow_virtual: bool = False
 
 
 @dataclass
@@ -98,6 +105,8 @@ class Scene:
     tile: str | None = None
     #: The path the acquisition was opened from (what a record's ``source`` names).
     origin: Path | None = None
+    #: Whether the scene's paths may be virtual (the user typed them; see `ReadOptions`).
+    allow_virtual: bool = False
     _stack: ExitStack | None = field(default=None, repr=False)
     _datasets: dict[tuple[Path, str], object] = field(default_factory=dict, repr=False)
 
@@ -132,10 +141,7 @@ class Scene:
             return self._datasets[key]
         if self._stack is None:
             self._stack = ExitStack()
-        try:
-            src = self._stack.enter_context(rasterio.open(ref.path))
-        except RasterioError as exc:
-            raise InputError(f"{ref.path}: cannot be read ({_one_line(exc)})") from None
+        src = self._stack.enter_context(open_raster(ref.path, allow_virtual=self.allow_virtual))
         if src.transform != self.transform or (src.width, src.height) != (self.width, self.height):
             nodata = src.nodata if src.nodata is not None else 0
             src = self._stack.enter_context(
@@ -241,7 +247,14 @@ def _tile_from_text(text: str) -> str | None:
 def open_scene(path: str | Path, options: ReadOptions | None = None) -> Scene:
     """Open one acquisition (GeoTIFF stack, band folder / SAFE granule, or STAC item JSON)."""
     options = options or ReadOptions()
-    path = Path(path)
+    check_path(path, allow_virtual=options.allow_virtual)
+    path = _as_path(path)
+    if is_virtual(path):  # a URL the user typed: read as a stack through the network
+        scene = _open_stack(path, options)
+        scene.allow_virtual = True
+        _check_has_data(scene)
+        scene.origin = path
+        return scene
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -257,21 +270,35 @@ def open_scene(path: str | Path, options: ReadOptions | None = None) -> Scene:
     return scene
 
 
-def discover_inputs(paths: Sequence[str | Path]) -> list[Path]:
+def discover_inputs(paths: Sequence[str | Path], allow_virtual: bool = False) -> list[Path]:
     """Expand the user's arguments into one path per acquisition.
 
     A folder holding band files (directly or under a SAFE `IMG_DATA`) is one acquisition; any
-    other folder contributes each raster stack, STAC item and sub-folder inside it.
+    other folder contributes each raster stack, STAC item and sub-folder inside it. A GDAL virtual
+    path or URL is refused unless `allow_virtual` (the user typed it); it is then one stack.
     """
     found: list[Path] = []
     for raw in paths:
-        path = Path(raw)
+        check_path(raw, allow_virtual=allow_virtual)
+        path = _as_path(raw)
+        if is_virtual(path):
+            found.append(path)
+            continue
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
         found.extend(_discover(path))
     if not found:
         raise InputError(f"no Sentinel-2 rasters found in: {', '.join(map(str, paths))}")
     return found
+
+
+def _as_path(raw: str | Path) -> Path:
+    """`raw` as a Path; a typed URL becomes its `/vsicurl/` path (GDAL reads `/vsicurl/http:/host`
+    the same as `http://host`, which Path would otherwise fold into a local-looking name)."""
+    text = str(raw)
+    if "://" in text and not text.lower().startswith("/vsi"):
+        text = "/vsicurl/" + text
+    return Path(text)
 
 
 def _discover(path: Path) -> Iterator[Path]:
@@ -341,19 +368,51 @@ def _nodata_of(src) -> tuple[float, ...]:
     return tuple(values)
 
 
-def _rasterio_open(path: Path):
-    # A raster without georeferencing is reported by _require_crs as one clear error; rasterio's
-    # own NotGeoreferencedWarning would print two more lines on stderr before it.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterio.open(path)
-
-
-def _open_dataset(path: Path):
+def _open_dataset(path: Path, options: ReadOptions):
+    """The raster, opened only as a GeoTIFF / JPEG 2000 (`indexer.safe_open`), its declared size
+    checked against the limits before anything else is read."""
+    src = open_raster(path, allow_virtual=options.allow_virtual)
     try:
-        return _rasterio_open(path)
-    except RasterioError as exc:
-        raise InputError(f"{path}: not a readable raster ({_one_line(exc)})") from None
+        _check_size(src, path, options.limits)
+    except InputError:
+        src.close()
+        raise
+    return src
+
+
+def _check_size(src, path: Path, limits: Limits) -> None:
+    pixels = src.width * src.height
+    if pixels > limits.max_raster_pixels:
+        raise over_limit(path, f"raster size {src.width} x {src.height} pixels", pixels, limits.max_raster_pixels,
+                         "max_raster_pixels")
+
+
+def pixel_size_m(crs, transform: rasterio.Affine, height: int) -> float:
+    """The larger side of one pixel in metres (degrees converted at the raster's middle latitude)."""
+    x_size = math.hypot(transform.a, transform.d)
+    y_size = math.hypot(transform.b, transform.e)
+    if crs is not None and crs.is_geographic:
+        latitude = (transform * (0, height / 2))[1]
+        metres_per_degree = 111_320.0
+        return max(x_size * metres_per_degree * max(math.cos(math.radians(latitude)), 1e-6),
+                   y_size * metres_per_degree)
+    factor = 1.0
+    if crs is not None:
+        try:
+            factor = float(crs.linear_units_factor[1])
+        except Exception:  # noqa: BLE001  a CRS without linear units: taken as metres
+            factor = 1.0
+    return max(x_size, y_size) * factor
+
+
+def _check_pixel_size(crs, transform: rasterio.Affine, height: int, path: Path, limits: Limits) -> None:
+    """Refuse pixels coarser than Sentinel-2's: a parcel would be one or two pixels "100 % valid"."""
+    size = pixel_size_m(crs, transform, height)
+    if size > limits.max_pixel_size_m * 1.001:  # rounding of 60 m grids in other CRSs
+        raise InputError.about(
+            path, f"pixels of about {size:,.0f} m are coarser than Sentinel-2's ({limits.max_pixel_size_m:g} m at most)",
+            hint="this is not Sentinel-2 imagery at its own resolution; resample it to 10 m", path=path,
+            field="max_pixel_size_m", value=round(size, 1))
 
 
 def _require_crs(src, path: Path) -> None:
@@ -362,8 +421,9 @@ def _require_crs(src, path: Path) -> None:
 
 
 def _open_stack(path: Path, options: ReadOptions) -> Scene:
-    with _open_dataset(path) as src:
+    with _open_dataset(path, options) as src:
         _require_crs(src, path)
+        _check_pixel_size(src.crs, src.transform, src.height, path, options.limits)
         names = _stack_band_names(src, path, options.bands)
         tags = {k.upper(): v for k, v in src.tags().items()}
         is_float = np.dtype(src.dtypes[0]).kind == "f"
@@ -495,7 +555,7 @@ def _scene_from_band_files(
     is_float = False
     crs = None
     for band, file in band_files.items():
-        with _open_dataset(file) as src:
+        with _open_dataset(file, options) as src:
             _require_crs(src, file)
             if crs is not None and src.crs != crs:
                 raise InputError(f"{file}: CRS {src.crs} differs from the other bands' {crs}")
@@ -510,6 +570,7 @@ def _scene_from_band_files(
                          field="date")
     # The 10 m grid: the finest band's own grid (B02/B03/B04/B08 in a full product).
     _, transform, width, height = min(grids.values(), key=lambda g: g[0])
+    _check_pixel_size(crs, transform, height, where, options.limits)
     radiometry = choose_radiometry(
         is_float=is_float, baseline=baseline, explicit_offset=explicit_offset, date=date, override=options.boa_offset
     )
@@ -543,14 +604,19 @@ def _open_stac_item(path: Path, options: ReadOptions) -> Scene:
         band = _asset_band(key, asset)
         if band is None:
             continue
-        href = Path(asset.get_absolute_href() or asset.href)
+        raw_href = asset.get_absolute_href() or asset.href
+        # An item's own references are never read from the network or a virtual file system,
+        # whoever typed the item's path.
+        if is_virtual(raw_href):
+            raise InputError(f"{path}: asset {key!r} points to {raw_href}, which is not a local file "
+                             "(only local files are read)", path=path, value=raw_href)
+        href = Path(raw_href)
         if not href.exists():
             raise InputError(f"{path}: asset {key!r} points to {href}, which does not exist (only local files are read)")
         try:
-            with _rasterio_open(href):
-                pass
-        except RasterioError as exc:
-            raise InputError(f"{path}: asset {key!r} ({href}) is unreadable: {_one_line(exc)}") from None
+            open_raster(href).close()
+        except InputError as exc:
+            raise InputError(f"{path}: asset {key!r} ({href}) is unreadable: {exc}", path=path) from None
         if band == "SCL":
             scl_file = href
         else:
@@ -597,8 +663,8 @@ def _check_has_data(scene: Scene) -> None:
     any_valid = False
     with ExitStack() as stack:
         for name, ref in scene.band_refs.items():
+            src = stack.enter_context(open_raster(ref.path, allow_virtual=scene.allow_virtual))
             try:
-                src = stack.enter_context(rasterio.open(ref.path))
                 dn = src.read(ref.index, out_shape=shape, resampling=Resampling.nearest)
             except RasterioError as exc:
                 raise InputError(f"{ref.path}: read failed, file truncated or corrupt ({_one_line(exc)})") from None
