@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from indexer.core.bands import nearest_band
-from indexer.clouds import cloud_mask
+from indexer.clouds import NO_METHOD, SPECTRAL_TEST_BANDS, cloud_mask
 from indexer.core.indices import index_statistics_many
 from indexer.reader import Observation, Scene
 
@@ -30,6 +30,11 @@ from indexer.reader import Observation, Scene
 MIN_VALID_FRACTION = 0.3
 PAD_FRACTION = 0.1
 MIN_PAD_PIXELS = 2
+#: Bands without which an observation cannot be assessed: NDVI's (vigor, the first class every
+#: analysis states). A raster without them is "missing bands", whatever its pixels look like.
+REQUIRED_BANDS: tuple[str, ...] = ("B04", "B08")
+#: The invalid reason of an observation that lacks `REQUIRED_BANDS` or any band a cloud test needs.
+MISSING_BANDS = "missing bands"
 
 
 @dataclass
@@ -46,12 +51,20 @@ class ParcelChip:
     chip: np.ndarray  # float32 [bands, size, size] reflectance in encoder band order
     chip_valid: np.ndarray  # bool [size, size]
     imputed: dict[str, str] = field(default_factory=dict)  # missing band -> band copied into it
+    #: Bands the assessment needs that the raster lacks (`REQUIRED_BANDS`, and the cloud test's
+    #: when no cloud method could run): such a record is never valid, and never "cloud".
+    missing_bands: tuple[str, ...] = ()
 
     def is_valid(self, min_valid_fraction: float = MIN_VALID_FRACTION) -> bool:
+        if self.missing_bands:
+            return False
         return self.valid_fraction >= min_valid_fraction and self.valid_fraction > 0
 
     def invalid_reason(self) -> str:
-        """Why a record is not valid: clouds dominate, or the pixels were simply not observed."""
+        """Why a record is not valid: bands are missing, clouds dominate, or the pixels were simply
+        not observed."""
+        if self.missing_bands:
+            return MISSING_BANDS
         return "cloud" if self.cloud_fraction * (1 - self.nodata_fraction) >= self.nodata_fraction else "nodata"
 
 
@@ -139,6 +152,8 @@ def extract_many(
         n_observed = int((inside & observed).sum())
         pixels.append({b: obs.band(b)[valid] for b in obs.bands})
         chip, chip_valid, imputed = _encoder_chip(obs, valid, bands, size)
+        needed = REQUIRED_BANDS + (SPECTRAL_TEST_BANDS if method == NO_METHOD else ())
+        missing = tuple(dict.fromkeys(b for b in needed if b not in obs.bands))
         chips.append(
             ParcelChip(
                 parcel_id=parcel_id,
@@ -151,6 +166,7 @@ def extract_many(
                 chip=chip,
                 chip_valid=chip_valid,
                 imputed=imputed,
+                missing_bands=missing,
             )
         )
     for chip, stats in zip(chips, index_statistics_many(pixels)):

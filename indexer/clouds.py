@@ -34,6 +34,11 @@ BRIGHT_VISIBLE = 0.20
 BRIGHT_BLUE = 0.18
 MAX_VISIBLE_SPREAD = 0.35
 MAX_NDSI = 0.40
+#: Bands the spectral fallback test reads; without them and without SCL or s2cloudless's bands no
+#: cloud can be found, and the record is flagged "missing bands" (`indexer.chips`), never "cloud".
+SPECTRAL_TEST_BANDS: tuple[str, ...] = ("B02", "B03", "B04")
+#: `cloud_method` when no method could run.
+NO_METHOD = "none"
 
 
 def cloud_mask(obs: Observation) -> tuple[np.ndarray, str]:
@@ -42,6 +47,8 @@ def cloud_mask(obs: Observation) -> tuple[np.ndarray, str]:
         return np.isin(obs.scl, sorted(SCL_INVALID - {0})), "scl"
     if all(b in obs.bands for b in S2CLOUDLESS_BANDS):
         return _s2cloudless(obs), "s2cloudless"
+    if any(b not in obs.bands for b in SPECTRAL_TEST_BANDS):
+        return np.zeros(obs.reflectance.shape[1:], dtype=bool), NO_METHOD
     return spectral_cloud_test(obs), "spectral-test"
 
 

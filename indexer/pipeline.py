@@ -30,6 +30,7 @@ from tqdm import tqdm
 from indexer.analysis import analysis_seed, write_analysis
 from indexer.chips import MIN_VALID_FRACTION, ParcelChip, extract_parcels
 from indexer.core.errors import InputError
+from indexer.core.limits import over_limit
 from indexer.core.schema import ATTRIBUTE_PREFIX, attributes_from_json
 from indexer.parcels import Parcels, attributes_json, grid_parcels, in_footprint, read_parcels
 from indexer.reader import ReadOptions, Scene, discover_inputs, open_scene
@@ -145,13 +146,22 @@ def prepare(config: IndexConfig) -> tuple[IndexSummary, list[Path], list[tuple[S
     """Open and check every input before anything is written: the run's summary so far, the
     acquisition paths and, per scene, the parcels to extract (`_plan`).
 
-    InputError when no parcel (or grid cell) falls on any raster.
+    InputError when no parcel (or grid cell) falls on any raster, or when an input is over
+    `config.read.limits` (checked from headers before anything is read or cut).
     """
     summary = IndexSummary()
-    sources = discover_inputs(config.inputs)
+    limits = config.read.limits
+    sources = discover_inputs(config.inputs, allow_virtual=config.read.allow_virtual)
     scenes = [open_scene(p, config.read) for p in sources]  # validate all first
     summary.scenes = len(scenes)
-    parcels = read_parcels(config.parcels, config.id_column) if config.parcels else None
+    if config.grid is not None:
+        for scene in scenes:  # each cell becomes a record: counted before one polygon is built
+            cells = (scene.width // config.grid) * (scene.height // config.grid)
+            if cells > limits.max_grid_cells:
+                raise over_limit(scene.origin or scene.name, f"{config.grid} x {config.grid} pixel grid cells",
+                                 cells, limits.max_grid_cells, "max_grid_cells")
+    parcels = (read_parcels(config.parcels, config.id_column, limits=limits, allow_virtual=config.read.allow_virtual)
+               if config.parcels else None)
     if parcels is not None:
         for _, reason in parcels.dropped:
             summary.skipped[f"invalid geometry: {reason}"] += 1
