@@ -32,12 +32,12 @@ PAGES = [
 ]
 
 
-def _sidebar(view: data.StoreView, cfg: config.AppConfig) -> None:
+def _sidebar(view: data.AppView, cfg: config.AppConfig) -> None:
     with st.sidebar:
-        st.caption(f"Store `{cfg.store.name}`: {len(view.records)} records, {len(view.parcels)} parcels, "
+        st.caption(f"Store {data.md_text(cfg.store.name)}: {len(view.records)} records, {len(view.parcels)} parcels, "
                    f"{len(view.dates)} dates ({view.dates[0]} – {view.dates[-1]})" if view.dates else "empty store")
         parcel = state.selected_parcel()
-        st.caption(f"Selected parcel: **{parcel}**" if parcel else "No parcel selected: click one on the map.")
+        st.caption(f"Selected parcel: **{data.md_text(parcel)}**" if parcel else "No parcel selected: click one on the map.")
 
 
 def main() -> None:
@@ -46,12 +46,13 @@ def main() -> None:
     try:
         view = data.open_view(cfg.store)
     except XVisionError as exc:
-        st.error(f"The store cannot be opened: {exc}")
+        st.error(f"The store cannot be opened: {data.md_text(exc)}")
         if page.url_path != "add-data":
             st.stop()
         page.run()
         return
-    state.init(view.dates, list(view.parcels["parcel_id"]))
+    areas = view.areas()
+    state.init(view.dates, list(view.parcels["parcel_id"]), view.opening_date(areas[0]) if areas else None)
     chat_backend.preload(cfg)  # the assistant loads in the background while pages render (no-op once loaded)
     try:
         page.run()

@@ -1,17 +1,19 @@
-"""Every read of the store the app does, in one place.
+"""What the pages show, read from the store through the library, and how it is presented.
 
-The app renders; what it shows comes from `indexer` (the store, `indexer.query`, the reader). This
-module adapts the store's interface to the pages (so a change of the store API is a change here
-only) and caches what is expensive: the opened store per committed generation, thumbnails per
-record. Nothing here decides anything agronomic: values, validity flags and analyses are the
-records' own.
+The app renders; every fact it shows comes from `indexer` and `assistant`: the records and their
+values from the store, which observations are usable or suspect, the past-season comparison and
+the similar parcels from the same functions the assistant answers with (the "facts" section below:
+one function per fact, each a single library call). What this module adds is presentation only:
+the opened store cached per committed generation, the parcels grouped into areas the map frames,
+the date marks of the slider, the map's status colourings (differences against a stated
+reference) and the thumbnails.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -21,12 +23,19 @@ import pandas as pd
 import streamlit as st
 
 from indexer.core.errors import NotFoundError, StoreError
+from indexer.core.schema import INDEX_NAMES, attribute_columns, stat_column
 from indexer.store import Store
 
-#: The indices the pages offer, in the order the analysis text states them.
-INDICES = ("ndvi", "ndmi", "ndwi", "savi", "evi", "ndre")
+__all__ = ["INDICES", "NotFoundError", "StoreError", "AppView", "open_view", "store_token"]
+
+#: The indices the pages offer: the record schema's own list (indexer.core), in its order.
+INDICES: tuple[str, ...] = INDEX_NAMES
 #: Parcels closer than this (degrees, ~1 km) are framed together on the map.
 AREA_GAP_DEG = 0.01
+#: A past season's observation counts as "this time of year" within this many days of the year.
+SEASON_TOLERANCE_DAYS = 15
+#: The map opens on the newest date on which at least this share of the area's parcels is usable.
+MOSTLY_USABLE = 0.5
 
 
 def store_token(path: Path) -> str:
@@ -39,52 +48,138 @@ def store_token(path: Path) -> str:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Opening the store…")
-def _open(path: str, token: str) -> StoreView:
-    return StoreView(Store.open(path))
+def _open(path: str, token: str) -> AppView:
+    return AppView(Store.open(path))
 
 
-def open_view(path: Path) -> StoreView:
+def open_view(path: Path) -> AppView:
     """The store at `path`, opened once per committed generation and shared by all sessions."""
     return _open(str(path), store_token(path))
 
 
-def _frame(store: Store) -> gpd.GeoDataFrame:
-    records = store.records
-    return records() if callable(records) else records  # a method in the store's new query API
+# -- facts: one library call each ------------------------------------------------------------------
+
+def suspect_dates(records: pd.DataFrame) -> set[str]:
+    """Acquisition dates the assistant's suspect rule flags (a scene-wide jump that comes back),
+    over the same records and in the same scope as the assistant (`assistant.chain` runs it on the
+    whole store), so the map and the answers agree."""
+    from assistant.suspect import find_suspects
+
+    return set(find_suspects(records))
 
 
-def _attributes(frame: pd.DataFrame) -> pd.DataFrame:
-    """The parcel file's own columns: `attr_*` columns, or the older JSON `attributes` column."""
-    attr = [c for c in frame.columns if c.startswith("attr_")]
-    if attr:
-        return frame[attr].rename(columns=lambda c: c[len("attr_"):])
-    if "attributes" in frame.columns:
-        return pd.DataFrame([json.loads(a) if isinstance(a, str) and a else {} for a in frame["attributes"]],
-                            index=frame.index)
-    return pd.DataFrame(index=frame.index)
+def observation_status(records: pd.DataFrame) -> pd.DataFrame:
+    """Per record: `suspect`, `usable` (valid and not suspect) and `status`, a short phrase saying
+    what the observation is (clear, the indexer's reason it is unusable, or suspect)."""
+    suspect = records["date"].isin(suspect_dates(records)) & records["valid"].astype(bool)
+    usable = records["valid"].astype(bool) & ~suspect
+    status = []
+    for valid, sus, reason, share in zip(records["valid"], suspect, records["invalid_reason"],
+                                         records["valid_fraction"]):
+        if sus:
+            status.append("suspect (scene-wide jump)")
+        elif not valid:
+            status.append(f"{reason or 'unusable'} (valid {share:.0%})")
+        else:
+            status.append(f"clear (valid {share:.0%})")
+    return pd.DataFrame({"suspect": suspect, "usable": usable, "status": status}, index=records.index)
 
 
-class StoreView:
-    """Read-only views of one store generation, shaped for the pages."""
+def past_season_pairs(history: pd.DataFrame, date: str, column: str,
+                      tolerance: int = SEASON_TOLERANCE_DAYS) -> pd.DataFrame:
+    """The parcel's observation on `date` against each other season at the same time of year.
+
+    For each other calendar year of `history` (one parcel's records with `usable`), its usable
+    record closest in day of year to `date`, within `tolerance` days (a window around New Year
+    wraps). Columns: season, date, doy_gap, value, delta (the observation on `date` minus it;
+    NaN when `date` is not usable). Empty when no season has one.
+    """
+    target = pd.Timestamp(date)
+    own = history[history["date"] == date]
+    now = float(own.iloc[0][column]) if len(own) and bool(own.iloc[0]["usable"]) else float("nan")
+    when = pd.to_datetime(history["date"])
+    gap = (when.dt.dayofyear - target.dayofyear).abs()
+    gap = np.minimum(gap, 365 - gap)
+    rows = history.assign(season=when.dt.year, doy_gap=gap)
+    rows = rows[rows["usable"] & (rows["season"] != target.year) & (rows["doy_gap"] <= tolerance)
+                & rows[column].notna()]
+    best = rows.sort_values(["doy_gap", "date"]).drop_duplicates("season").sort_values("season")
+    return pd.DataFrame({"season": best["season"].astype(int).to_numpy(), "date": best["date"].to_numpy(),
+                         "doy_gap": best["doy_gap"].astype(int).to_numpy(),
+                         "value": best[column].astype(float).to_numpy(),
+                         "delta": now - best[column].astype(float).to_numpy()})
+
+
+def similar_records(store: Store, parcel_id: str, date: str, k: int) -> pd.DataFrame:
+    """Other parcels' records nearest by embedding: `indexer.query.similar`, with cosine distance."""
+    from indexer.query import similar
+
+    rows = similar(store, parcel_id, date, k)
+    return rows.assign(distance=1 - rows["score"])
+
+
+def crop_column(parcels: pd.DataFrame) -> str | None:
+    """The parcels file's column that holds crops, as the assistant reads them: the text attribute
+    whose values the question parser's crop lexicon recognises most often (None when none does)."""
+    from assistant.parsing.places import CROP_LEXICON, canonical_tokens
+    from assistant.parsing.text import fold
+
+    crops = set(CROP_LEXICON.values())
+    best, hits = None, 0
+    for column in attribute_columns(parcels):
+        values = parcels[column].dropna().astype(str)
+        if pd.api.types.is_numeric_dtype(parcels[column]) or values.empty:
+            continue
+        found = sum(any(f" {c} " in f" {' '.join(t for t, _, _ in canonical_tokens(fold(v)))} " for c in crops)
+                    for v in values.unique())
+        if found > hits:
+            best, hits = column, found
+    return best
+
+
+# -- text shown -------------------------------------------------------------------------------------
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()#+-.!|<>~:$=&\"'")
+
+
+def html_text(value: object) -> str:
+    """A store value (parcel id, attribute, file name) as HTML text: escaped, never markup."""
+    import html
+
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def md_text(value: object, *, flatten: bool = True) -> str:
+    """A store value as Streamlit markdown text: every markdown, directive (`:red[...]`, `:icon:`)
+    and LaTeX (`$`) character backslash-escaped, so it shows as typed. `flatten` (for labels and
+    captions) turns line breaks into spaces; without it (an answer's text) whitespace is kept."""
+    text = "" if value is None else str(value)
+    if flatten:
+        text = " ".join(text.split())
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in text)
+
+
+# -- the app's view of one store generation ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Colouring:
+    """One way of colouring the map: per parcel a value (NaN: grey), how it is read, the reference."""
+
+    key: str
+    title: str
+    values: pd.Series  # by parcel_id
+    reference: pd.Series  # by parcel_id: what each value is measured against (text)
+    diverging: bool
+    legend: str
+
+
+class AppView:
+    """The store's records with their observation status, and the tables the pages draw from."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.records = _frame(store).copy()
-        self.records["suspect"] = self._suspect()
-        self.records["usable"] = self.records["valid"].astype(bool) & ~self.records["suspect"]
-
-    def _suspect(self) -> pd.Series:
-        """Valid records on acquisitions the assistant's rule finds suspect (a scene-wide jump that
-        comes back), area by area: nearby parcels share their scenes, far ones do not."""
-        from assistant.suspect import find_suspects
-
-        records = self.records
-        area = records["parcel_id"].map(self.parcels.set_index("parcel_id")["area"])
-        suspect = pd.Series(False, index=records.index)
-        for name, group in records.groupby(area):
-            dates = find_suspects(group)
-            suspect |= (area == name) & records["date"].isin(list(dates)) & records["valid"].astype(bool)
-        return suspect
+        records = store.records()
+        self.records = pd.concat([records, observation_status(records)], axis=1) if len(records) else records
 
     @property
     def path(self) -> Path:
@@ -92,101 +187,93 @@ class StoreView:
 
     @cached_property
     def dates(self) -> list[str]:
-        return sorted(self.records["date"].unique())
+        return sorted(self.records["date"].unique()) if len(self.records) else []
 
     @cached_property
     def parcels(self) -> gpd.GeoDataFrame:
-        """One row per parcel: id, polygon (WGS84), the parcel file's attributes, a crop label, an area."""
-        first = self.records.sort_values("date").drop_duplicates("parcel_id", keep="last")
-        attrs = _attributes(first)
-        # The crop label: the parcel file's first text column whose name says crop (e.g. crop_name).
-        label_col = next((c for c in attrs.columns
-                          if "crop" in c.lower() and not pd.api.types.is_numeric_dtype(attrs[c])), None)
-        parcels = gpd.GeoDataFrame(
-            {"parcel_id": first["parcel_id"].to_numpy(),
-             "label": (attrs[label_col].fillna("").astype(str).to_numpy() if label_col else ""),
-             "geometry": first.geometry.to_numpy()},
-            crs="EPSG:4326",
-        ).sort_values("parcel_id").reset_index(drop=True)
-        parcels["area"] = _areas(parcels)
+        """One row per parcel: id, polygon (WGS84), crop label (the crop column's value), area."""
+        parcels = self.store.parcels() if len(self.records) else gpd.GeoDataFrame(
+            {"parcel_id": pd.Series(dtype=str)}, geometry=[], crs="EPSG:4326")
+        column = crop_column(parcels)
+        parcels["label"] = parcels[column].fillna("").astype(str) if column else ""
+        parcels["area"] = _areas(parcels) if len(parcels) else []
         return parcels
 
     @cached_property
-    def _area_of(self) -> pd.Series:
-        return self.parcels.set_index("parcel_id")["area"]
+    def crop_column(self) -> str | None:
+        """The `attr_*` column the crop labels come from (None: the parcels file has none)."""
+        return crop_column(self.parcels)
 
     @cached_property
-    def date_quality(self) -> pd.DataFrame:
-        """Per area and date: records, share not usable (clouds, no data), whether any is suspect."""
-        groups = self.records.assign(area=self.records["parcel_id"].map(self._area_of)).groupby(["area", "date"])
-        return pd.DataFrame({
-            "records": groups.size(),
-            "unusable_share": 1 - groups["valid"].mean(),
-            "suspect": groups["suspect"].any(),
-        })
+    def _by_parcel(self) -> pd.DataFrame:
+        return self.parcels.set_index("parcel_id")
 
-    def area_dates(self, area: str) -> list[str]:
-        """The acquisition dates of one area, sorted."""
-        return sorted(self.date_quality.loc[area].index)
-
-    def clear_dates(self, area: str) -> list[str]:
-        """Dates on which most of the area's records are usable."""
-        q = self.date_quality.loc[area]
-        return [d for d in q.index if q.loc[d, "unusable_share"] < 0.5 and not q.loc[d, "suspect"]]
-
-    def quality(self, area: str, date: str) -> pd.Series:
-        return self.date_quality.loc[(area, date)]
-
-    def date_label(self, area: str, date: str) -> str:
-        """The date as the slider shows it: ☁ when most records are unusable, ⚠ when some are suspect."""
-        q = self.quality(area, date)
-        marks = ("☁" if q["unusable_share"] >= 0.5 else "") + ("⚠" if q["suspect"] else "")
-        return f"{date} {marks}".strip()
+    def label(self, parcel_id: str) -> str:
+        return str(self._by_parcel["label"].get(parcel_id, ""))
 
     def area_of(self, parcel_id: str) -> str:
-        return str(self._area_of[parcel_id])
-
-    def on_date(self, date: str) -> pd.DataFrame:
-        """Every record of one date, by parcel id."""
-        return self.records[self.records["date"] == date].set_index("parcel_id")
+        return str(self._by_parcel["area"][parcel_id])
 
     def areas(self) -> list[str]:
         return sorted(self.parcels["area"].unique())
 
     def has_parcel(self, parcel_id: str | None) -> bool:
-        return parcel_id is not None and parcel_id in set(self.parcels["parcel_id"])
+        return parcel_id is not None and parcel_id in self._by_parcel.index
 
+    # -- dates -------------------------------------------------------------------------------
+    @cached_property
+    def date_quality(self) -> pd.DataFrame:
+        """Per area and date: records, share not usable (clouds, snow, no data or suspect), share the
+        indexer found unusable (clouds, snow, no data), whether any record is suspect."""
+        groups = self.records.assign(area=self.records["parcel_id"].map(self._by_parcel["area"]),
+                                     valid=self.records["valid"].astype(bool)).groupby(["area", "date"])
+        return pd.DataFrame({"records": groups.size(), "unusable_share": 1 - groups["usable"].mean(),
+                             "invalid_share": 1 - groups["valid"].mean(),
+                             "suspect": groups["suspect"].any()})
+
+    def area_dates(self, area: str) -> list[str]:
+        """The acquisition dates of one area, sorted."""
+        return sorted(self.date_quality.loc[area].index)
+
+    def opening_date(self, area: str) -> str | None:
+        """The newest date on which most of the area's parcels are usable (else its newest date)."""
+        q = self.date_quality.loc[area]
+        usable = q.index[(1 - q["unusable_share"]) >= MOSTLY_USABLE]
+        return str(max(usable)) if len(usable) else (str(max(q.index)) if len(q) else None)
+
+    def quality(self, area: str, date: str) -> pd.Series:
+        return self.date_quality.loc[(area, date)]
+
+    def date_label(self, area: str, date: str) -> str:
+        """The date as the slider shows it: ☁ when most records are clouded or without data, ⚠ when
+        some are suspect."""
+        q = self.quality(area, date)
+        marks = ("☁" if q["invalid_share"] > 1 - MOSTLY_USABLE else "") + ("⚠" if q["suspect"] else "")
+        return f"{date} {marks}".strip()
+
+    # -- records -----------------------------------------------------------------------------
     def history(self, parcel_id: str) -> pd.DataFrame:
-        """All records of a parcel, oldest first (NotFoundError for an unknown parcel)."""
-        rows = self.records[self.records["parcel_id"] == parcel_id].sort_values("date")
+        """All records of a parcel with their status, oldest first (NotFoundError when unknown)."""
+        rows = self.records[self.records["parcel_id"] == parcel_id]
         if rows.empty:
-            raise NotFoundError(f"no parcel {parcel_id!r} in the store", field="parcel", value=parcel_id)
-        return rows.reset_index(drop=True)
+            self.store.history(parcel_id)  # the store's own NotFoundError, naming the store and the parcel
+        return rows.sort_values("date").reset_index(drop=True)
 
     def record(self, parcel_id: str, date: str) -> pd.Series:
+        """The record of (parcel, date) with its status (NotFoundError naming the dates that exist)."""
+        rid = self.store.record(parcel_id, date)["record_id"]
+        return self.records[self.records["record_id"] == rid].iloc[0]
+
+    def on_date(self, date: str) -> pd.DataFrame:
+        """Every record of one date, by parcel id."""
+        return self.records[self.records["date"] == date].set_index("parcel_id")
+
+    def usable_neighbours(self, parcel_id: str, date: str) -> tuple[str | None, str | None]:
+        """The parcel's last usable date before `date` and first one after (None where none)."""
         rows = self.history(parcel_id)
-        rows = rows[rows["date"] == date]
-        if rows.empty:
-            raise NotFoundError(f"parcel {parcel_id!r} has no record on {date}", field="date", value=date)
-        return rows.iloc[0]
-
-    def nearest_date(self, parcel_id: str, date: str, usable: bool = True) -> str | None:
-        """The parcel's (usable) date closest to `date`."""
-        rows = self.history(parcel_id)
-        if usable:
-            rows = rows[rows["usable"]]
-        if rows.empty:
-            return None
-        gap = (pd.to_datetime(rows["date"]) - pd.Timestamp(date)).abs()
-        return str(rows.loc[gap.idxmin(), "date"])
-
-    def similar(self, parcel_id: str, date: str, k: int = 6) -> pd.DataFrame:
-        """Other parcels' records nearest by embedding (indexer.query.similar), with cosine distance."""
-        from indexer.query import similar
-
-        rows = similar(self.store, parcel_id, date, k)
-        rows["distance"] = 1 - rows["score"]
-        return rows
+        dates = rows.loc[rows["usable"], "date"]
+        before, after = dates[dates < date], dates[dates > date]
+        return (str(before.iloc[-1]) if len(before) else None, str(after.iloc[0]) if len(after) else None)
 
     def seasons(self, parcel_id: str) -> pd.DataFrame:
         """The parcel's records on a shared seasonal axis: `season` (year) and `doy` (day of year)."""
@@ -194,13 +281,73 @@ class StoreView:
         when = pd.to_datetime(rows["date"])
         return rows.assign(season=when.dt.year.astype(str), doy=when.dt.dayofyear)
 
-    def same_window(self, parcel_id: str, date: str, days: int = 15) -> pd.DataFrame:
-        """The parcel's usable records of other seasons within ±`days` days of the year of `date`."""
-        rows = self.seasons(parcel_id)
-        target = pd.Timestamp(date)
-        gap = (rows["doy"] - target.dayofyear).abs()
-        gap = np.minimum(gap, 365 - gap)  # a window around New Year wraps
-        return rows[(rows["season"] != str(target.year)) & (gap <= days) & rows["usable"]]
+    def past_seasons(self, parcel_id: str, date: str, index: str,
+                     tolerance: int = SEASON_TOLERANCE_DAYS) -> pd.DataFrame:
+        """`past_season_pairs` of one parcel on `date` for one index."""
+        return past_season_pairs(self.history(parcel_id), date, stat_column(index), tolerance)
+
+    def similar(self, parcel_id: str, date: str, k: int = 6) -> pd.DataFrame:
+        return similar_records(self.store, parcel_id, date, k)
+
+    # -- questions ---------------------------------------------------------------------------
+    @cached_property
+    def _parse_context(self):
+        from assistant.plan import StoreContext
+
+        return StoreContext.from_store(self.store)
+
+    def parse(self, question: str):
+        """The assistant's reading of `question` (`assistant.plan.QueryPlan`): what it names."""
+        from assistant.chain import default_parse
+
+        return default_parse(question, self._parse_context)
+
+    # -- status colourings -------------------------------------------------------------------
+    def colouring(self, kind: str, date: str, index: str, area: str) -> Colouring:
+        """The map's colouring of `area`'s parcels on `date`.
+
+        kind "value": the index mean. "seasons": minus the parcel's own usable observation
+        closest in day of year in another season (within SEASON_TOLERANCE_DAYS; the newest such
+        season). "crop": minus the median of the other parcels of the same crop usable on `date`.
+        """
+        column = stat_column(index)
+        ids = list(self.parcels.loc[self.parcels["area"] == area, "parcel_id"])
+        today = self.on_date(date).reindex(ids)
+        usable = today["usable"].fillna(False).astype(bool)
+        value = today[column].where(usable)
+        name = index.upper()
+        if kind == "value":
+            return Colouring(kind, f"{name} mean", value, pd.Series("", index=ids), False,
+                             f"{name} mean on {date}; grey: not usable on this date.")
+        if kind == "seasons":
+            deltas, refs = {}, {}
+            for pid in ids:
+                pairs = past_season_pairs(self.history(pid), date, column) if usable[pid] else pd.DataFrame()
+                if len(pairs):
+                    ref = pairs.iloc[-1]  # the newest other season with an observation at this time of year
+                    deltas[pid], refs[pid] = ref["delta"], f"{pid} on {ref['date']} ({ref['value']:.3f})"
+            return Colouring(kind, f"Δ{name} vs own past seasons", pd.Series(deltas, dtype=float).reindex(ids),
+                             pd.Series(refs, dtype=object).reindex(ids).fillna(""), True,
+                             f"{name} on {date} minus the same parcel's usable {name} closest in day of year "
+                             f"(±{SEASON_TOLERANCE_DAYS} days) in another season; grey: no usable pair.")
+        if kind == "crop":
+            crops = self._by_parcel["label"].reindex(ids)
+            everyone = self.on_date(date)
+            everyone = everyone[everyone["usable"].astype(bool)]
+            peers_crop = self._by_parcel["label"].reindex(everyone.index)
+            deltas, refs = {}, {}
+            for pid in ids:
+                if not usable[pid] or not crops[pid]:
+                    continue
+                peers = everyone.loc[(peers_crop == crops[pid]) & (everyone.index != pid), column].dropna()
+                if len(peers):
+                    deltas[pid] = value[pid] - float(peers.median())
+                    refs[pid] = f"median of {len(peers)} other {crops[pid]} parcel(s) ({peers.median():.3f})"
+            return Colouring(kind, f"Δ{name} vs same crop", pd.Series(deltas, dtype=float).reindex(ids),
+                             pd.Series(refs, dtype=object).reindex(ids).fillna(""), True,
+                             f"{name} on {date} minus the median {name} of the other parcels of the same crop "
+                             f"usable on this date; grey: not usable, or no other parcel of its crop.")
+        raise ValueError(f"unknown colouring {kind!r}: value, seasons or crop")
 
     # -- imagery -----------------------------------------------------------------------------
     @cached_property

@@ -1,4 +1,5 @@
-"""What the pages share through the session: the selected parcel, date and index, the chat.
+"""What the pages share through the session: the selected parcel, date, index and colouring, the
+chat; and which parcel a question is about.
 
 Plain session-state keys (not widget keys): Streamlit drops a widget's state on pages where the
 widget is not drawn, and the selection must survive moving between the map, the parcel page and
@@ -7,25 +8,33 @@ the chat. Each page draws its widgets with these values and writes the user's ch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
 PARCEL = "xv_parcel"  # selected parcel id (the chat's default subject), or None
 DATE = "xv_date"  # selected acquisition date, ISO
 INDEX = "xv_index"  # index the map colours by
+COLOURING = "xv_colouring"  # what the map's colours show (mapview.COLOURINGS)
 CITED = "xv_cited"  # parcel ids cited by the last answer (highlighted on the map)
 MESSAGES = "xv_messages"  # chat history: dicts with role, content and, for answers, the result
 AREA = "xv_area"  # the group of nearby parcels the map frames
 MAP_CLICK = "xv_map_click"  # the last clicked feature seen, so an old click is not applied again
 
 
-def init(dates: list[str], parcels: list[str]) -> None:
-    """Defaults for a new session (and repair of a selection the store no longer has)."""
+def init(dates: list[str], parcels: list[str], opening_date: str | None = None) -> None:
+    """Defaults for a new session (and repair of a selection the store no longer has).
+
+    A new session opens on `opening_date` (the newest date most parcels are usable), not on the
+    newest acquisition: that one may be a white, fully clouded scene.
+    """
     state = st.session_state
     if state.get(DATE) not in dates:
-        state[DATE] = dates[-1] if dates else None
+        state[DATE] = opening_date if opening_date in dates else (dates[-1] if dates else None)
     if state.get(PARCEL) not in parcels:
         state[PARCEL] = None
     state.setdefault(INDEX, "ndvi")
+    state.setdefault(COLOURING, "value")
     state.setdefault(CITED, [])
     state.setdefault(MESSAGES, [])
     state.setdefault(MAP_CLICK, None)
@@ -37,3 +46,57 @@ def select_parcel(parcel_id: str | None) -> None:
 
 def selected_parcel() -> str | None:
     return st.session_state.get(PARCEL)
+
+
+#: The parser's note when a question named no place and it fell back to every parcel.
+_DEFAULT_PLACE_NOTE = "no place named"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who a question is about: `selected` True when the selected parcel was made its subject;
+    `text` says it in words for the chat."""
+
+    selected: bool
+    text: str
+
+
+def names_own_subject(plan) -> bool:
+    """Whether a parsed question (`assistant.plan.QueryPlan`) says itself what it is about: parcels,
+    a crop or another attribute, a point or box, a place the store does not know, "all parcels", or
+    a ranking / "which parcels" question (a group by its nature)."""
+    places = plan.places
+    if places.parcel_ids or places.attributes or places.point or places.bbox or places.unresolved:
+        return True
+    if plan.intent == "rank":
+        return True
+    return bool(places.all_parcels) and not any(_DEFAULT_PLACE_NOTE in note for note in plan.notes)
+
+
+def subject_of(plan, selected: str | None) -> Subject:
+    """The subject of a question asked with `selected` as the default parcel (None: none selected)."""
+    if plan is not None and names_own_subject(plan):
+        return Subject(False, describe_places(plan))
+    if selected:
+        return Subject(True, f"parcel {selected} (selected on the map; the question named none)")
+    return Subject(False, describe_places(plan) if plan is not None else "not understood")
+
+
+def describe_places(plan) -> str:
+    """The places of a parsed question in words ("parcels A, B", "crop_name: Maize", ...)."""
+    places = plan.places
+    parts = []
+    if places.parcel_ids:
+        parts.append(("parcel " if len(places.parcel_ids) == 1 else "parcels ") + ", ".join(places.parcel_ids))
+    for column, values in places.attributes.items():
+        parts.append(f"{column.removeprefix('attr_')}: {', '.join(values)}")
+    if places.point:
+        parts.append(f"around {places.point[1]:.4f}, {places.point[0]:.4f}"
+                     + (f" (within {places.radius_m:g} m)" if places.radius_m else ""))
+    if places.bbox:
+        parts.append("the box " + ", ".join(f"{v:.4f}" for v in places.bbox))
+    if places.all_parcels and not parts:
+        parts.append("all parcels")
+    if places.unresolved:
+        parts.append("not found in the store: " + ", ".join(places.unresolved))
+    return "; ".join(parts) or "no parcel named"

@@ -1,11 +1,19 @@
-"""Ask page: questions to the assistant; answers stream in, with the records they cite."""
+"""Ask page: questions to the assistant; answers stream in, with the records they cite.
+
+The selected parcel is a question's subject only when the question names none: the assistant's
+own parser reads the question first, and a question naming parcels, a crop, a place or a group
+("which parcels ...") is asked as it was written. Each question shows what its subject was.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pandas as pd
 import streamlit as st
 
 from ui import chat_backend, config, data, panels, state
+from ui.data import md_text
 
 cfg = config.parse()
 view = data.open_view(cfg.store)
@@ -15,21 +23,22 @@ selected = state.selected_parcel()
 parcel_ids = list(view.parcels["parcel_id"])
 about_selected = False
 if selected:
-    about_selected = st.toggle(f"Questions are about the selected parcel **{selected}** unless they name another",
-                               value=True)
+    about_selected = st.toggle(f"Questions that name no parcel, crop or place are about the selected parcel "
+                               f"**{md_text(selected)}**", value=True)
 else:
-    st.caption(f"Name a parcel in your question (e.g. {parcel_ids[0]}), or select one on the map first.")
+    st.caption(f"Name a parcel in your question (e.g. {md_text(parcel_ids[0]) if parcel_ids else 'its id'}), "
+               "or select one on the map first.")
 
 try:
     assistant = chat_backend.load(cfg)
 except Exception as exc:  # the assistant package or its model cannot be loaded: say so, keep the page
-    st.error(f"The assistant could not be loaded: {exc}")
+    st.error(f"The assistant could not be loaded: {md_text(exc)}")
     st.stop()
 
 
 def show_answer(answer: dict) -> None:
     for warning in answer.get("warnings") or []:
-        st.warning(warning)
+        st.warning(md_text(warning))
     citations = answer.get("citations") or []
     if citations:
         st.caption("Records this answer cites")
@@ -40,24 +49,40 @@ def show_answer(answer: dict) -> None:
         st.dataframe(pd.DataFrame(similar), hide_index=True, width="stretch")
 
 
+def escaped(pieces: Iterator[str]) -> Iterator[str]:
+    """The streamed answer as markdown text: parcel ids and crop names from the store shown as typed."""
+    for piece in pieces:
+        yield md_text(piece, flatten=False)
+
+
 for message in st.session_state[state.MESSAGES]:
     with st.chat_message(message["role"]):
-        st.markdown(message["content"])
+        st.markdown(md_text(message["content"], flatten=message["role"] == "user"))
+        if message.get("subject"):
+            st.caption(f"About: {md_text(message['subject'])}")
         if message.get("answer"):
             show_answer(message["answer"])
 
 question = st.chat_input("e.g. How is this parcel doing compared with last season?")
 if question:
-    asked = chat_backend.with_subject(question, selected if about_selected else None, parcel_ids)
-    st.session_state[state.MESSAGES].append({"role": "user", "content": asked})
+    try:
+        plan = view.parse(question)
+    except Exception:  # the assistant reports an unreadable question itself; here only the subject is at stake
+        plan = None
+    subject = state.subject_of(plan, selected if about_selected else None)
+    asked = chat_backend.with_subject(question, selected, parcel_ids) if subject.selected else question
+    st.session_state[state.MESSAGES].append({"role": "user", "content": question, "subject": subject.text})
     with st.chat_message("user"):
-        st.markdown(asked)
+        st.markdown(md_text(question))
+        st.caption(f"About: {md_text(subject.text)}")
     with st.chat_message("assistant"):
         streamed: dict = {}
-        text = st.write_stream(chat_backend.stream(assistant, asked, streamed))
+        st.write_stream(escaped(chat_backend.stream(assistant, asked, streamed)))
         answer = chat_backend.complete(assistant, asked, streamed)
         show_answer(answer)
-    st.session_state[state.MESSAGES].append({"role": "assistant", "content": text, "answer": answer})
+    # The escaped text is what was shown; the stored message keeps the assistant's own words.
+    st.session_state[state.MESSAGES].append({"role": "assistant", "content": answer.get("answer") or "",
+                                             "answer": answer})
     st.session_state[state.CITED] = chat_backend.cited_parcels(answer)
 
 cited = st.session_state[state.CITED]
@@ -65,6 +90,6 @@ if cited:
     st.caption("Cited parcels are outlined on the map. Select one:")
     columns = st.columns(min(len(cited), 6))
     for i, parcel_id in enumerate(cited[:6]):
-        if columns[i].button(parcel_id, key=f"cite-{parcel_id}"):
+        if columns[i].button(md_text(parcel_id), key=f"cite-{parcel_id}"):
             state.select_parcel(parcel_id)
             st.switch_page("views/map.py")

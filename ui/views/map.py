@@ -1,10 +1,12 @@
-"""Map page: the parcels coloured by an index on one acquisition date; a click selects a parcel."""
+"""Map page: the parcels coloured by an index, or by how they differ from their past seasons or
+from their crop, on one acquisition date; a click selects a parcel."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from ui import config, data, mapview, panels, state
+from ui.data import md_text
 
 cfg = config.parse()
 view = data.open_view(cfg.store)
@@ -14,9 +16,9 @@ selected = state.selected_parcel()
 areas = view.areas()
 # The map frames one area (a group of nearby parcels): the selected parcel's, else the last one shown.
 home = view.area_of(selected) if selected else st.session_state.get(state.AREA)
-controls = st.columns([3, 1, 1] if len(areas) > 1 else [3, 1])
+controls = st.columns([3, 1, 2, 1] if len(areas) > 1 else [3, 1, 2])
 if len(areas) > 1:
-    with controls[2]:
+    with controls[3]:
         area = st.selectbox("Area", areas, index=areas.index(home) if home in areas else 0)
         if selected and view.area_of(selected) != area:  # another area chosen: its parcel is not shown
             selected = None
@@ -26,40 +28,48 @@ else:
 st.session_state[state.AREA] = area
 dates = view.area_dates(area)
 date = st.session_state[state.DATE]
-if date not in dates:  # snap to the area's own acquisitions: its latest clear one
-    clear = view.clear_dates(area)
-    date = clear[-1] if clear else dates[-1]
+if date not in dates:  # snap to the area's own acquisitions: the newest on which most parcels are usable
+    date = view.opening_date(area)
 with controls[0]:
     date = st.select_slider("Acquisition date (☁ mostly cloudy or no data, ⚠ suspect)", options=dates, value=date,
                             format_func=lambda d: view.date_label(area, d))
     st.session_state[state.DATE] = date
 with controls[1]:
-    index = st.selectbox("Colour by", data.INDICES, index=data.INDICES.index(st.session_state[state.INDEX]),
+    index = st.selectbox("Index", data.INDICES, index=data.INDICES.index(st.session_state[state.INDEX]),
                          format_func=str.upper)
     st.session_state[state.INDEX] = index
+with controls[2]:
+    kinds = list(mapview.COLOURINGS)
+    kind = st.selectbox("Colour by", kinds, index=kinds.index(st.session_state[state.COLOURING]),
+                        format_func=mapview.COLOURINGS.get)
+    st.session_state[state.COLOURING] = kind
 
 quality = view.quality(area, date)
-if quality["unusable_share"] >= 0.5:
-    st.warning(f"{date}: {quality['unusable_share']:.0%} of the parcels are clouded or not observed — "
-               "grey parcels show no usable value on this date.")
+if quality["unusable_share"] >= data.MOSTLY_USABLE:
+    st.warning(f"{date}: {quality['unusable_share']:.0%} of the parcels have no usable observation (clouds, snow, "
+               "no data or a suspect scene) — grey parcels show no value on this date.")
 if quality["suspect"]:
     st.warning(f"{date}: some records are flagged suspect (a scene-wide jump the cloud mask missed).")
+if kind == "crop" and view.crop_column is None:
+    st.info("The parcels file has no crop column the assistant recognises: no parcel has same-crop peers.")
 
 left, right = st.columns([3, 2])
 with left:
-    clicked = mapview.parcel_map(view, date, index, area, selected, st.session_state[state.CITED])
+    clicked = mapview.parcel_map(view, date, index, area, selected, st.session_state[state.CITED], kind)
     if clicked and clicked != st.session_state[state.MAP_CLICK]:
         st.session_state[state.MAP_CLICK] = clicked
         if clicked != selected and view.has_parcel(clicked):
             state.select_parcel(clicked)
             st.rerun()
-    st.caption(mapview.legend(view, index))
+    st.caption(md_text(mapview.legend(view, date, index, area, kind)))
 with right:
     if st.session_state[state.CITED]:
-        st.caption("Outlined in blue: parcels the last answer cited — " + ", ".join(st.session_state[state.CITED]))
+        st.caption("Outlined in blue: parcels the last answer cited — "
+                   + ", ".join(md_text(p) for p in st.session_state[state.CITED]))
     if selected:
         panels.parcel_card(view, selected, date)
         st.altair_chart(panels.season_chart(view, selected, index, date, height=180), width="stretch")
-        st.page_link("views/parcel.py", label=f"Seasons, past-season comparison and similar parcels of {selected} →")
+        st.page_link("views/parcel.py",
+                     label=f"Seasons, past-season comparison and similar parcels of {md_text(selected)} →")
     else:
         st.info("Click a parcel on the map to see its values, its seasons and parcels like it.")

@@ -5,15 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import config, data, panels, state
+from ui.data import md_text
 
 cfg = config.parse()
 view = data.open_view(cfg.store)
 
 ids = list(view.parcels["parcel_id"])
-labels = view.parcels.set_index("parcel_id")["label"]
 current = state.selected_parcel()
 parcel = st.selectbox("Parcel", ids, index=ids.index(current) if current in ids else None,
-                      format_func=lambda p: f"{p} · {labels[p]}" if labels.get(p) else p,
+                      format_func=lambda p: f"{p} · {view.label(p)}" if view.label(p) else p,
                       placeholder="Choose a parcel (or click one on the map)")
 if parcel is None:
     st.info("Choose a parcel, or click one on the Map page.")
@@ -21,15 +21,20 @@ if parcel is None:
 if parcel != current:
     state.select_parcel(parcel)
 
-dates = list(view.history(parcel)["date"])
+history = view.history(parcel)
+dates = list(history["date"])
 date = st.session_state[state.DATE]
-if date not in dates:
-    date = view.nearest_date(parcel, date) or dates[-1]
+if date not in dates:  # the map's date is not one of this parcel's: its newest usable one
+    usable = list(history.loc[history["usable"], "date"])
+    date = usable[-1] if usable else dates[-1]
 date = st.select_slider("Date", options=dates, value=date,
                         format_func=lambda d: view.date_label(view.area_of(parcel), d))
 st.session_state[state.DATE] = date
 
 panels.parcel_card(view, parcel, date)
+if not history["usable"].any():
+    st.warning(f"{md_text(parcel)} has no usable observation in the store: every acquisition is clouded, "
+               "without data or suspect. The charts below show no line.")
 
 st.subheader("Seasons")
 chosen = st.multiselect("Indices", data.INDICES, default=["ndvi", "ndmi"], format_func=str.upper)
@@ -41,16 +46,18 @@ if chosen:
                "The dashed rule is the selected date.")
 
 st.subheader("Compared with past seasons")
-days = st.slider("Window (± days around the same day of year)", 5, 45, 15, step=5)
-table = panels.compare_table(view, parcel, date, days)
+tolerance = st.slider("Same time of year: within ± days of the day of year", 5, 45, data.SEASON_TOLERANCE_DAYS,
+                      step=5)
+table = panels.compare_table(view, parcel, date, tolerance)
 if table is None or table.shape[1] <= 1:
-    st.info(f"No usable record of {parcel} in other seasons within ±{days} days of {date[5:]}.")
+    st.info(f"No usable record of {md_text(parcel)} in other seasons within ±{tolerance} days of the day of year "
+            f"of {date}.")
 else:
-    st.dataframe(table.style.format("{:+.3f}", subset=[c for c in table.columns if c.startswith("Δ")])
-                 .format("{:.3f}", subset=[c for c in table.columns if not c.startswith("Δ")], na_rep="—"),
-                 width="stretch")
-    st.caption("Each other season: the mean of its usable records in the window (dates in brackets); "
-               "Δ = this date minus that mean.")
+    st.dataframe(panels.styled_compare(table), width="stretch")
+    usable_now = view.record(parcel, date)["usable"]
+    st.caption("Each other season: its usable record closest in day of year (date in brackets); "
+               "Δ = this date minus that record." + ("" if usable_now else
+                                                     f" {date} is not usable: no difference is computed."))
 
 st.subheader("Parcels that looked like this")
 panels.similar_panel(view, parcel, date)
