@@ -1,0 +1,159 @@
+"""Crop-calendar events from a parcel's own usable NDVI series: emergence or green-up, peak,
+senescence, harvest or bare soil.
+
+One rule, used by the assistant, the command line and the app alike. Only usable observations
+count (`indexer.observations`: not clouded, snowy, suspect or too small), so a cloud or a hazy
+scene never reads as a harvest. An event is either dated (the peak: an observation) or a window
+between two consecutive usable observations (the change happened in between; the series cannot
+say when exactly). The rule, on the usable series v(t) of NDVI means:
+
+* **peak** — an observation with NDVI >= CANOPY_NDVI (0.5, the analysis' "high vigor" break)
+  standing out by at least MIN_PROMINENCE (0.2) from the lowest values between it and any higher
+  observation (`scipy.signal.find_peaks` prominence). A peak on the first or last observation is
+  kept but `censored`: the true peak may lie outside the series.
+* **emergence / green-up** — before a peak, the last step that crosses upward the half-amplitude
+  level base + 0.5 (peak - base), base being the lowest value since the previous peak: the window
+  between the last observation below the level and the next one. It is "emergence" when the base
+  is bare soil (< BARE_NDVI), "green-up" when a crop was already there (winter cereals, grass).
+* **harvest / bare soil** — after a peak, in a cycle whose lowest value before the next peak
+  (low) is bare soil or stubble (< BARE_NDVI = 0.3; the analysis' "bare soil" SAVI 0.2 is about
+  NDVI 0.3): the first step down through the half-amplitude level low + 0.5 (peak - low), the
+  mirror of green-up. A cycle whose NDVI never falls that low (grass cut and regrowing) has no
+  harvest.
+* **senescence** — in a cycle that ends in a harvest, the first observation after the peak below
+  peak - 0.25 (peak - low): the window before it. Reported only when that observation comes before
+  the harvest window (the decline was seen on its own); when the canopy went from green to
+  harvested between two observations, the harvest window holds the senescence too and only the
+  harvest is reported.
+
+Before any of this, one-date dips are left out: an observation at least MIN_PROMINENCE below both
+its usable neighbours, each at most DIP_MAX_GAP_DAYS = 30 days away. No crop loses and regains
+that much canopy between two passes; such a dip is residual cloud or shadow in a partly clouded
+record (Flanders parcel 009 on 2019-06-10: 30 % clear, NDVI 0.27 between 0.85 and 0.84).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.signal import find_peaks
+
+from indexer.analysis import finite_or_none
+from indexer.core.errors import InputError
+from indexer.observations import Suspects, usable_mask
+
+CANOPY_NDVI = 0.5
+BARE_NDVI = 0.3
+MIN_PROMINENCE = 0.2
+GREENUP_FRACTION = 0.5
+SENESCENCE_FRACTION = 0.25
+HARVEST_FRACTION = 0.5
+DIP_MAX_GAP_DAYS = 30
+
+PEAK, EMERGENCE, GREEN_UP, SENESCENCE, HARVEST = "peak", "emergence", "green-up", "senescence", "harvest"
+
+
+@dataclass(frozen=True)
+class CropEvent:
+    """One crop-calendar event: dated (`start == end`, the peak) or a window between two usable
+    observations (`start` < `end`), with the values there and their records."""
+
+    kind: str
+    start: str
+    end: str
+    value_start: float
+    value_end: float
+    column: str = "ndvi_mean"
+    record_ids: tuple[int, ...] = ()
+    censored: bool = False  # a peak on the first or last usable observation
+
+    @property
+    def dated(self) -> bool:
+        return self.start == self.end
+
+    def overlaps(self, date_from: str | None, date_to: str | None) -> bool:
+        """Whether the event's date or window meets [date_from, date_to] (inclusive; None: open)."""
+        return (date_to is None or self.start <= str(date_to)) and (date_from is None or self.end >= str(date_from))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "dated": self.dated}
+
+
+def _rid(row: pd.Series) -> tuple[int, ...]:
+    value = finite_or_none(row.get("record_id"))
+    return () if value is None else (int(value),)
+
+
+def _one_date_dips(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """Rows that are one-date dips (see the module docstring)."""
+    v = rows[column].to_numpy(float)
+    days = np.array([dt.date.fromisoformat(str(d)[:10]).toordinal() for d in rows["date"]])
+    dip = np.zeros(len(v), dtype=bool)
+    for i in range(1, len(v) - 1):
+        close = days[i] - days[i - 1] <= DIP_MAX_GAP_DAYS and days[i + 1] - days[i] <= DIP_MAX_GAP_DAYS
+        dip[i] = close and v[i - 1] - v[i] >= MIN_PROMINENCE and v[i + 1] - v[i] >= MIN_PROMINENCE
+    return dip
+
+
+def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects: Suspects | None = None,
+                  date_from: str | dt.date | None = None, date_to: str | dt.date | None = None) -> list[CropEvent]:
+    """The crop-calendar events of one parcel (see the module docstring), oldest first.
+
+    `history`: every record of the parcel (a `usable` column, else `suspects` from the store's
+    `find_suspects`, decides which count). Events are found on the whole series, then those
+    meeting [date_from, date_to] are returned: a harvest window that starts before the window
+    asked and ends in it is kept.
+    """
+    if column not in history.columns:
+        raise InputError(f"records have no column {column!r}", field="column", value=column)
+    if history.empty:
+        return []
+    usable = history["usable"].to_numpy(bool) if "usable" in history.columns else usable_mask(history, suspects)
+    rows = history[usable & history[column].notna().to_numpy()].sort_values("date").reset_index(drop=True)
+    rows = rows[~_one_date_dips(rows, column)].reset_index(drop=True)
+    if len(rows) < 2:
+        return []
+    v = rows[column].to_numpy(float)
+    dates = rows["date"].astype(str).str[:10].tolist()
+    # Padding with a value below any NDVI lets a peak on the first or last observation be found.
+    padded = np.concatenate([[-1.0], v, [-1.0]])
+    found, _ = find_peaks(padded, height=CANOPY_NDVI, prominence=MIN_PROMINENCE)
+    peaks = [int(p) - 1 for p in found]
+    events: list[CropEvent] = []
+
+    def window(kind: str, a: int, b: int) -> CropEvent:
+        return CropEvent(kind, dates[a], dates[b], float(v[a]), float(v[b]), column,
+                         _rid(rows.iloc[a]) + _rid(rows.iloc[b]))
+
+    for n, p in enumerate(peaks):
+        left_end = peaks[n - 1] if n else 0
+        right_end = peaks[n + 1] if n + 1 < len(peaks) else len(v) - 1
+        censored = p in (0, len(v) - 1)
+        events.append(CropEvent(PEAK, dates[p], dates[p], float(v[p]), float(v[p]), column, _rid(rows.iloc[p]),
+                                censored))
+        if p > left_end:
+            base_i = left_end + int(np.argmin(v[left_end:p]))
+            base = v[base_i]
+            level = base + GREENUP_FRACTION * (v[p] - base)
+            below = [j for j in range(base_i, p) if v[j] < level]
+            if below:
+                j = below[-1]
+                events.append(window(EMERGENCE if base < BARE_NDVI else GREEN_UP, j, j + 1))
+        if right_end <= p:
+            continue
+        low = float(v[p + 1:right_end + 1].min())
+        if low >= BARE_NDVI:
+            continue
+        after = range(p + 1, right_end + 1)
+        harvest = next(k for k in after if v[k] < low + HARVEST_FRACTION * (v[p] - low))
+        onset = next(k for k in after if v[k] < v[p] - SENESCENCE_FRACTION * (v[p] - low))
+        if onset < harvest:
+            events.append(window(SENESCENCE, onset - 1, onset))
+        events.append(window(HARVEST, harvest - 1, harvest))
+    lo = None if date_from is None else str(date_from)[:10]
+    hi = None if date_to is None else str(date_to)[:10]
+    order = {EMERGENCE: 0, GREEN_UP: 0, PEAK: 1, SENESCENCE: 2, HARVEST: 3}
+    return sorted((e for e in events if e.overlaps(lo, hi)), key=lambda e: (e.start, e.end, order[e.kind]))

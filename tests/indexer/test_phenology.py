@@ -1,0 +1,86 @@
+"""Crop-calendar events from a parcel's usable series (indexer.phenology)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from indexer.phenology import EMERGENCE, GREEN_UP, HARVEST, PEAK, SENESCENCE, crop_calendar
+
+
+def _history(series: list[tuple[str, float]], invalid: tuple[str, ...] = ()) -> pd.DataFrame:
+    return pd.DataFrame({"parcel_id": "p", "date": [d for d, _ in series], "record_id": range(len(series)),
+                         "valid": [d not in invalid for d, _ in series], "invalid_reason": "",
+                         "n_pixels": 100, "valid_fraction": 1.0, "ndvi_mean": [v for _, v in series]})
+
+
+WHEAT = [("2019-02-10", 0.42), ("2019-03-07", 0.45), ("2019-03-27", 0.62), ("2019-04-21", 0.80),
+         ("2019-05-16", 0.86), ("2019-06-10", 0.80), ("2019-06-30", 0.55), ("2019-07-05", 0.45),
+         ("2019-07-20", 0.24), ("2019-08-09", 0.22)]
+
+
+def _kinds(events):
+    return [(e.kind, e.start, e.end) for e in events]
+
+
+def test_winter_wheat_green_up_peak_senescence_harvest():
+    events = crop_calendar(_history(WHEAT))
+    assert _kinds(events) == [
+        (GREEN_UP, "2019-03-27", "2019-04-21"),  # level 0.42 + 0.5 * 0.44 = 0.64; 0.42 is a crop, not soil
+        (PEAK, "2019-05-16", "2019-05-16"),
+        (SENESCENCE, "2019-06-10", "2019-06-30"),  # below 0.86 - 0.25 * (0.86 - 0.22) = 0.70
+        (HARVEST, "2019-06-30", "2019-07-05"),  # below 0.22 + 0.5 * (0.86 - 0.22) = 0.54
+    ]
+    harvest = events[-1]
+    assert (harvest.value_start, harvest.value_end, harvest.record_ids) == (0.55, 0.45, (6, 7))
+    assert events[1].dated and not harvest.dated and not events[1].censored
+
+
+def test_maize_emerges_from_bare_soil_and_goes_straight_to_harvest():
+    maize = [("2019-04-20", 0.18), ("2019-05-20", 0.20), ("2019-06-15", 0.35), ("2019-07-10", 0.75),
+             ("2019-08-10", 0.85), ("2019-09-20", 0.80), ("2019-10-20", 0.22)]
+    assert _kinds(crop_calendar(_history(maize))) == [
+        (EMERGENCE, "2019-06-15", "2019-07-10"),  # level 0.2 + 0.5 * 0.65 = 0.525
+        (PEAK, "2019-08-10", "2019-08-10"),
+        (HARVEST, "2019-09-20", "2019-10-20"),  # no observation in between: no separate senescence
+    ]
+
+
+def test_a_cloud_or_a_one_date_dip_is_never_a_harvest_and_grass_cuts_are_not_harvests():
+    clouded = _history(WHEAT[:6] + [("2019-06-20", 0.05)] + WHEAT[6:7], invalid=("2019-06-20",))
+    assert HARVEST not in [e.kind for e in crop_calendar(clouded)]
+    dipped = _history(WHEAT[:5] + [("2019-05-30", 0.27)] + WHEAT[5:])  # a partly clouded record
+    assert _kinds(crop_calendar(dipped)) == _kinds(crop_calendar(_history(WHEAT)))
+    grass = [("2019-04-01", 0.70), ("2019-05-01", 0.88), ("2019-05-20", 0.55), ("2019-06-15", 0.85),
+             ("2019-07-10", 0.60), ("2019-08-01", 0.80)]
+    kinds = [e.kind for e in crop_calendar(_history(grass))]
+    assert HARVEST not in kinds and SENESCENCE not in kinds and PEAK in kinds
+
+
+def test_a_peak_on_the_first_observation_is_censored_and_windows_filter_events():
+    late = [("2018-08-04", 0.85), ("2018-08-24", 0.80), ("2018-09-23", 0.70), ("2018-10-13", 0.20)]
+    events = crop_calendar(_history(late))
+    assert events[0].kind == PEAK and events[0].censored
+    assert events[-1].kind == HARVEST and (events[-1].start, events[-1].end) == ("2018-09-23", "2018-10-13")
+    assert _kinds(crop_calendar(_history(late), date_from="2018-10-01", date_to="2018-10-31")) == [
+        (HARVEST, "2018-09-23", "2018-10-13")]
+
+
+FLANDERS_STORE = Path("/work/stores/flanders")
+
+
+@pytest.mark.skipif(not (FLANDERS_STORE / "manifest.json").exists(), reason="no Flanders store on this machine")
+def test_flanders_winter_wheat_is_harvested_in_summer_2019():
+    from indexer.observations import find_suspects
+    from indexer.store import Store
+
+    store = Store.open(FLANDERS_STORE)
+    suspects = find_suspects(store.records())
+    events = crop_calendar(store.history("Flanders31UES-009"), suspects=suspects, date_from="2019-01-01",
+                           date_to="2019-12-31")
+    harvests = [e for e in events if e.kind == HARVEST]
+    # By eye: NDVI 0.77 on 2019-07-05, 0.40 on 07-20, 0.32 until 07-30, 0.23 on 08-24.
+    assert [(e.start, e.end) for e in harvests] == [("2019-07-05", "2019-07-20")]
+    assert harvests[0].value_start - harvests[0].value_end > 0.3
