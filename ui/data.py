@@ -24,16 +24,15 @@ import streamlit as st
 
 from indexer.core.errors import NotFoundError, StoreError
 from indexer.core.schema import INDEX_NAMES, attribute_columns, stat_column
+from indexer.seasons import DOY_TOLERANCE_DAYS
 from indexer.store import Store
 
 __all__ = ["INDICES", "NotFoundError", "StoreError", "AppView", "open_view", "store_token"]
 
 #: The indices the pages offer: the record schema's own list (indexer.core), in its order.
 INDICES: tuple[str, ...] = INDEX_NAMES
-#: Parcels closer than this (degrees, ~1 km) are framed together on the map.
-AREA_GAP_DEG = 0.01
-#: A past season's observation counts as "this time of year" within this many days of the year.
-SEASON_TOLERANCE_DAYS = 15
+#: A past season's observation counts as "this time of year" within this many days (the library's).
+SEASON_TOLERANCE_DAYS = DOY_TOLERANCE_DAYS
 #: The map opens on the newest date on which at least this share of the area's parcels is usable.
 MOSTLY_USABLE = 0.5
 
@@ -59,55 +58,52 @@ def open_view(path: Path) -> AppView:
 
 # -- facts: one library call each ------------------------------------------------------------------
 
-def suspect_dates(records: pd.DataFrame) -> set[str]:
-    """Acquisition dates the assistant's suspect rule flags (a scene-wide jump that comes back),
-    over the same records and in the same scope as the assistant (`assistant.chain` runs it on the
-    whole store), so the map and the answers agree."""
-    from assistant.suspect import find_suspects
-
-    return set(find_suspects(records))
-
-
 def observation_status(records: pd.DataFrame) -> pd.DataFrame:
-    """Per record: `suspect`, `usable` (valid and not suspect) and `status`, a short phrase saying
-    what the observation is (clear, the indexer's reason it is unusable, or suspect)."""
-    suspect = records["date"].isin(suspect_dates(records)) & records["valid"].astype(bool)
-    usable = records["valid"].astype(bool) & ~suspect
-    status = []
-    for valid, sus, reason, share in zip(records["valid"], suspect, records["invalid_reason"],
-                                         records["valid_fraction"]):
-        if sus:
-            status.append("suspect (scene-wide jump)")
-        elif not valid:
-            status.append(f"{reason or 'unusable'} (valid {share:.0%})")
-        else:
-            status.append(f"clear (valid {share:.0%})")
-    return pd.DataFrame({"suspect": suspect, "usable": usable, "status": status}, index=records.index)
+    """Per record: `status` (usable, cloud, snow, nodata, too_small, suspect), `status_reason`,
+    `usable` and `suspect`: `indexer.observations`' one rule, with the suspect acquisitions found
+    over the whole store per area, exactly as the assistant reads them."""
+    from indexer.observations import SUSPECT, find_suspects, observation_statuses
+
+    statuses = observation_statuses(records, find_suspects(records))
+    return statuses.assign(suspect=statuses["status"] == SUSPECT)
+
+
+def parcel_areas(parcels: pd.DataFrame) -> dict[str, str]:
+    """parcel_id -> area (`indexer.observations.parcel_areas`: the suspect rule's own areas)."""
+    from indexer.observations import parcel_areas as areas
+
+    return areas(parcels)
 
 
 def past_season_pairs(history: pd.DataFrame, date: str, column: str,
                       tolerance: int = SEASON_TOLERANCE_DAYS) -> pd.DataFrame:
-    """The parcel's observation on `date` against each other season at the same time of year.
+    """The parcel's observation on `date` against each other season at the same time of year:
+    `indexer.seasons.compare_past_seasons` (closest day of year, within `tolerance` days).
 
-    For each other calendar year of `history` (one parcel's records with `usable`), its usable
-    record closest in day of year to `date`, within `tolerance` days (a window around New Year
-    wraps). Columns: season, date, doy_gap, value, delta (the observation on `date` minus it;
-    NaN when `date` is not usable). Empty when no season has one.
+    Columns: season, date, gap_days, value, delta (now minus then), change ("stable" within the
+    measured noise, "higher", "lower"); newest other season first. Empty when `date` is not a
+    usable observation or no other season has one at that time of year.
     """
-    target = pd.Timestamp(date)
-    own = history[history["date"] == date]
-    now = float(own.iloc[0][column]) if len(own) and bool(own.iloc[0]["usable"]) else float("nan")
-    when = pd.to_datetime(history["date"])
-    gap = (when.dt.dayofyear - target.dayofyear).abs()
-    gap = np.minimum(gap, 365 - gap)
-    rows = history.assign(season=when.dt.year, doy_gap=gap)
-    rows = rows[rows["usable"] & (rows["season"] != target.year) & (rows["doy_gap"] <= tolerance)
-                & rows[column].notna()]
-    best = rows.sort_values(["doy_gap", "date"]).drop_duplicates("season").sort_values("season")
-    return pd.DataFrame({"season": best["season"].astype(int).to_numpy(), "date": best["date"].to_numpy(),
-                         "doy_gap": best["doy_gap"].astype(int).to_numpy(),
-                         "value": best[column].astype(float).to_numpy(),
-                         "delta": now - best[column].astype(float).to_numpy()})
+    from indexer.core.errors import InputError
+    from indexer.seasons import compare_past_seasons
+
+    columns = ["season", "date", "gap_days", "value", "delta", "change"]
+    try:
+        comparison = compare_past_seasons(history, date, column, tolerance_days=tolerance)
+    except InputError:  # `date` is not usable: nothing to compare
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame([{"season": p.past_season, "date": p.past_date, "gap_days": p.gap_days,
+                          "value": p.past_value, "delta": p.delta, "change": p.change}
+                         for p in comparison.pairs], columns=columns)
+
+
+def status_text(record: pd.Series) -> str:
+    """A record's observation status in words (the rule's own reason for an unusable one)."""
+    if record["usable"]:
+        return f"usable: {record['valid_fraction']:.0%} of the parcel clear"
+    if record["status"] == "suspect":
+        return f"suspect: {record['status_reason']}"
+    return str(record["status_reason"])
 
 
 def similar_records(store: Store, parcel_id: str, date: str, k: int) -> pd.DataFrame:
@@ -196,7 +192,7 @@ class AppView:
             {"parcel_id": pd.Series(dtype=str)}, geometry=[], crs="EPSG:4326")
         column = crop_column(parcels)
         parcels["label"] = parcels[column].fillna("").astype(str) if column else ""
-        parcels["area"] = _areas(parcels) if len(parcels) else []
+        parcels["area"] = parcels["parcel_id"].map(parcel_areas(parcels)) if len(parcels) else []
         return parcels
 
     @cached_property
@@ -324,7 +320,7 @@ class AppView:
             for pid in ids:
                 pairs = past_season_pairs(self.history(pid), date, column) if usable[pid] else pd.DataFrame()
                 if len(pairs):
-                    ref = pairs.iloc[-1]  # the newest other season with an observation at this time of year
+                    ref = pairs.iloc[0]  # the newest other season with an observation at this time of year
                     deltas[pid], refs[pid] = ref["delta"], f"{pid} on {ref['date']} ({ref['value']:.3f})"
             return Colouring(kind, f"Δ{name} vs own past seasons", pd.Series(deltas, dtype=float).reindex(ids),
                              pd.Series(refs, dtype=object).reindex(ids).fillna(""), True,
@@ -388,21 +384,6 @@ class AppView:
             if path is not None:
                 out.append(_scene_image(str(path)))
         return out
-
-
-def _areas(parcels: gpd.GeoDataFrame) -> list[str]:
-    """Name groups of nearby parcels so the map frames one place at a time."""
-    import shapely
-
-    # Degrees, not metres: only "near each other" matters here.
-    union = shapely.union_all(shapely.buffer(shapely.envelope(parcels.geometry.to_numpy()), AREA_GAP_DEG / 2))
-    groups = list(getattr(union, "geoms", [union]))
-    if len(groups) == 1:
-        return ["all parcels"] * len(parcels)
-    which = [next(i for i, g in enumerate(groups) if g.contains(c)) for c in parcels.geometry.representative_point()]
-    # Name each area after its first parcel, so the name means something to the user.
-    names = {i: f"around {parcels['parcel_id'].iloc[which.index(i)]}" for i in set(which)}
-    return [names[i] for i in which]
 
 
 def _search_roots(store: Path) -> list[Path]:

@@ -179,7 +179,7 @@ def features(view: data.AppView, date: str, index: str, area: str, selected: str
                 "parcel": html_text(row.parcel_id), "crop": html_text(row.label or "—"),
                 "value": f"{rec[column]:.3f}" if usable else "—", "delta": delta,
                 "reference": html_text(colouring.reference.get(row.parcel_id, "") or "—"),
-                "status": html_text(rec["status"] if rec is not None else "no acquisition"),
+                "status": html_text(data.status_text(rec) if rec is not None else "no acquisition"),
                 "style": style},
         })
     return {"type": "FeatureCollection", "features": out}

@@ -14,12 +14,7 @@ from ui import data
 from ui.data import md_text
 
 
-def _status(record: pd.Series) -> str:
-    if record["suspect"]:
-        return "suspect: a scene-wide jump the cloud mask missed"
-    if not record["valid"]:
-        return f"unusable ({record['invalid_reason'] or 'no data'}): valid {record['valid_fraction']:.0%}"
-    return f"clear: valid {record['valid_fraction']:.0%}, cloud {record['cloud_fraction']:.0%}"
+_status = data.status_text
 
 
 def title(view: data.AppView, parcel_id: str) -> str:
@@ -47,7 +42,7 @@ def parcel_card(view: data.AppView, parcel_id: str, date: str) -> None:
         around = [f"before: {before}" if before else "", f"after: {after}" if after else ""]
         around = "; ".join(a for a in around if a)
         st.warning(f"No usable observation of this parcel on {date}: its values describe the "
-                   f"{'scene, not the crop' if record['suspect'] else 'clouds or missing data, not the crop'}. "
+                   f"{'scene, not the crop' if record['suspect'] else 'clouds, snow or missing data, not the crop'}. "
                    + (f"Nearest usable dates — {around}." if around else "It has no usable observation at all."))
     st.write(md_text(record["analysis"]))
 
