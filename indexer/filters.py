@@ -38,7 +38,8 @@ def _iso(value: str | dt.date | None, name: str) -> str | None:
 class RecordFilter:
     """Conditions a record must meet; every unset condition lets all records through.
 
-    Dates are ISO strings (or `datetime.date`), both ends inclusive. `bbox` (minx, miny, maxx,
+    Dates are ISO strings (or `datetime.date`), both ends inclusive. `record_ids` keeps only
+    those records (a selection already computed, e.g. the usable ones). `bbox` (minx, miny, maxx,
     maxy) and `polygon` are in WGS84 and keep the records whose parcel intersects them.
     `attributes` maps a parcel attribute (``crop`` or ``attr_crop``) to one value or several
     (any of them), compared case- and accent-insensitively.
@@ -49,6 +50,7 @@ class RecordFilter:
     dates: Sequence[str] | None = None
     parcel_ids: Sequence[str] | None = None
     exclude_parcel_ids: Sequence[str] = ()
+    record_ids: Sequence[int] | None = None
     exclude_record_ids: Sequence[int] = ()
     bbox: tuple[float, float, float, float] | None = None
     polygon: BaseGeometry | None = None
@@ -83,6 +85,8 @@ class RecordFilter:
             keep &= parcels.isin([str(p) for p in self.parcel_ids]).to_numpy()
         if self.exclude_parcel_ids:
             keep &= ~parcels.isin([str(p) for p in self.exclude_parcel_ids]).to_numpy()
+        if self.record_ids is not None:
+            keep &= table["record_id"].isin([int(i) for i in self.record_ids]).to_numpy()
         if self.exclude_record_ids:
             keep &= ~table["record_id"].isin([int(i) for i in self.exclude_record_ids]).to_numpy()
         if self.valid_only:

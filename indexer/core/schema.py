@@ -137,6 +137,20 @@ def attribute_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if isinstance(c, str) and c.startswith(ATTRIBUTE_PREFIX)]
 
 
+def crop_column(frame: pd.DataFrame) -> str | None:
+    """The parcel attribute that names the crop, or None.
+
+    The rule (parcels files name it crop_name, CROP, crop_label, culture...): among the text
+    ``attr_*`` columns whose name contains "crop" or "culture", one that also says "name" or
+    "label" first, then any; a numeric code column (ct_code) never names the crop.
+    """
+    candidates = [c for c in attribute_columns(frame)
+                  if any(w in c.lower() for w in ("crop", "culture"))
+                  and not (pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]))]
+    named = [c for c in candidates if any(w in c.lower() for w in ("name", "label"))]
+    return (named or candidates or [None])[0]
+
+
 def attributes_frame(attributes: pd.DataFrame) -> pd.DataFrame:
     """A parcels file's own columns as ``attr_*`` record columns (numbers stay numeric, the rest text)."""
     out = {}

@@ -214,3 +214,70 @@ def test_empty_store_answers_with_empty_tables(tmp_path):
     s = Store.open_or_create(tmp_path / "empty", ENCODER)
     assert s.parcels().empty and s.dates() == [] and s.records().empty
     assert s.search(np.ones(DIM, np.float32), 3) == []
+
+
+# -- similar parcels (indexer.query.similar): the one search every front end uses -------------------
+
+
+def _usable_others(store: Store, parcel: str, rid: int) -> pd.DataFrame:
+    table = store.records()
+    return table[table["valid"] & (table["parcel_id"] != parcel) & (table["record_id"] != rid)]
+
+
+def test_similar_equals_brute_force_over_usable_records_of_other_parcels(store):
+    from indexer.query import similar
+
+    target = store.record("BE-003", "2021-05-01")
+    rid = int(target["record_id"])
+    got = similar(store, "BE-003", "2021-05-01", 7)
+    others = _usable_others(store, "BE-003", rid)
+    scores = store.vectors(others["record_id"]) @ store.vector(rid)
+    expected = others["record_id"].to_numpy()[np.argsort(-scores, kind="stable")][:7].tolist()
+    assert got["record_id"].tolist() == expected
+    assert (got["distance"] == 1 - got["score"]).all() and (got["status"] == "usable").all()
+    assert similar(store, k=7, record_id=rid)["record_id"].tolist() == expected
+
+
+def test_similar_within_a_crop_and_a_window(store):
+    from indexer.query import similar
+
+    got = similar(store, "BE-003", "2021-05-01", 50, crop="MAIZE", date_from="2021-05-01", date_to="2021-06-30")
+    assert len(got) > 0 and set(got["date"]) <= {"2021-05-01", "2021-06-01"}
+    crops = store.records().set_index("record_id").loc[got["record_id"], "attr_crop"]
+    assert {fold(c) for c in crops} == {"maize"}
+    both = similar(store, "BE-003", "2021-05-01", 200, crop=["maize", "Mais"], full=True)
+    assert {fold(c) for c in both["attr_crop"]} == {"maize", "mais"}
+
+
+def test_similar_per_parcel_gives_k_distinct_parcels(store):
+    from indexer.query import similar
+
+    got = similar(store, "BE-003", "2021-05-01", 12, per_parcel=True)
+    assert len(got) == 12 and got["parcel_id"].is_unique
+    scores = got["score"].tolist()
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_similar_refuses_an_unusable_record_and_a_store_without_crops(store, tmp_path):
+    from indexer.core.errors import StoreError
+    from indexer.query import similar
+
+    bad = store.records().query("valid == False").iloc[0]
+    with pytest.raises(StoreError, match="flagged not valid"):
+        similar(store, bad["parcel_id"], bad["date"])
+    with pytest.raises(InputError, match="a parcel and a date, or a record id"):
+        similar(store)
+    plain = Store.open_or_create(tmp_path / "plain", ENCODER)
+    plain.upsert(record_rows([("a", "2021-06-01"), ("b", "2021-06-01")]), np.eye(2, DIM, dtype=np.float32))
+    plain.commit()
+    with pytest.raises(InputError, match="no crop attribute"):
+        similar(plain, "a", "2021-06-01", crop="maize")
+
+
+def test_crop_column_names_the_crop_not_its_code():
+    from indexer.core.schema import crop_column
+
+    frame = pd.DataFrame({"attr_ct_code": [1110], "attr_crop_name": ["Winter wheat"], "attr_croptype": ["x"]})
+    assert crop_column(frame) == "attr_crop_name"
+    assert crop_column(frame[["attr_ct_code"]]) is None
+    assert crop_column(pd.DataFrame({"attr_CULTURE": ["blé"]})) == "attr_CULTURE"
