@@ -6,19 +6,32 @@ the acquisition date from the file name). Indexing goes through `indexer.pipelin
 reads and checks every raster and the parcels file before it opens the store, and the run commits
 once, at the end: the store's manifest replacement is its only commit point, so a bad file, or
 any failure while indexing, leaves the store exactly as it was.
+
+Uploads are hostile until checked: they are read only as the formats they claim, never through
+GDAL's network or virtual file systems (`indexer.safe_open`), their declared sizes are held to
+`indexer.core.limits.Limits` before any work, and the checking and indexing run in a *worker
+process* (`python -m ui.uploads`) whose address space is capped (`RLIMIT_AS`,
+`Limits.worker_memory_bytes`). Whatever an upload makes the reader allocate is the worker's: when
+it fails or is killed, its memory goes back to the system and the server stays as it was.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from indexer.core.errors import InputError
+from indexer.core.errors import InputError, StoreError, XVisionError
+from indexer.core.limits import Limits
 
 RASTER_TYPES = ("tif", "tiff", "jp2")
 PARCEL_TYPES = ("gpkg", "geojson", "json", "zip", "parquet", "geoparquet")
@@ -73,30 +86,127 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def check(rasters: list[Path], parcels: Path | None) -> None:
+def check(rasters: list[Path], parcels: Path | None, limits: Limits | None = None) -> None:
     """Open every saved raster and the parcels file with the indexer's readers (their errors name
-    the file and what is wrong), before anything is indexed."""
+    the file and what is wrong), before anything is indexed. Uploads are never read as virtual
+    paths, and their declared sizes are held to `limits`."""
     from indexer.parcels import read_parcels
-    from indexer.reader import discover_inputs, open_scene
+    from indexer.reader import ReadOptions, discover_inputs, open_scene
 
-    for path in discover_inputs([str(p) for p in rasters]):
-        open_scene(path).close()
+    options = ReadOptions(limits=limits or Limits(), allow_virtual=False)
+    for path in discover_inputs([str(p) for p in rasters], allow_virtual=False):
+        open_scene(path, options).close()
     if parcels is not None:
-        read_parcels(parcels)
+        read_parcels(parcels, limits=options.limits, allow_virtual=False)
 
 
-def index_uploads(store: Path, rasters: list[Path], parcels: Path | None, grid: int | None, encoder,
-                  on_progress: Callable[[int, int], None]):
-    """Index the saved uploads into `store` with the store's `encoder`, in one commit; returns the
-    pipeline's summary."""
-    from indexer.pipeline import IndexConfig, index
+#: Lines of the worker's protocol on its stdout start with this (libraries may print other lines).
+_MARK = "XVISION-WORKER "
 
-    config = IndexConfig(store=store, inputs=tuple(str(p) for p in rasters), parcels=parcels,
-                         grid=None if parcels else grid, commit_every=_ONE_COMMIT, progress=False)
-    return index(config, encoder, progress=on_progress)
+
+def index_uploads(store: Path, rasters: list[Path], parcels: Path | None, grid: int | None,
+                  on_progress: Callable[[int, int], None], limits: Limits | None = None,
+                  on_stage: Callable[[str], None] | None = None) -> list[str]:
+    """Check and index the saved uploads into `store` (with the store's own encoder, in one commit)
+    in a worker process capped at `limits.worker_memory_bytes`; returns the run's summary lines.
+
+    `on_stage(text)` is told when the worker moves on (checking, loading the encoder, indexing);
+    `on_progress(done, total)` after every batch. The library's errors come back as the same error
+    types with their message; a worker that runs out of its memory, or dies, is an InputError
+    saying so. Nothing is committed unless the whole run succeeds.
+    """
+    limits = limits or Limits()
+    job = {"store": str(store), "rasters": [str(p) for p in rasters], "parcels": str(parcels) if parcels else None,
+           "grid": None if parcels else grid, "limits": asdict(limits)}
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2"}  # fewer per-thread malloc arenas: less address space
+    result: dict | None = None
+    # stderr goes to a file: a pipe nobody reads while progress is read would fill and block.
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        proc = subprocess.Popen([sys.executable, "-m", "ui.uploads", json.dumps(job)], stdout=subprocess.PIPE,
+                                stderr=errors, stdin=subprocess.DEVNULL, text=True, env=env)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if not line.startswith(_MARK):
+                    continue
+                message = json.loads(line[len(_MARK):])
+                if "progress" in message:
+                    on_progress(*message["progress"])
+                elif "stage" in message:
+                    if on_stage:
+                        on_stage(message["stage"])
+                else:
+                    result = message
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the page was left mid-run: the worker goes with it
+                proc.kill()
+                proc.wait()
+        errors.seek(0)
+        stderr = errors.read()
+    if result is not None and "summary" in result:
+        return list(result["summary"])
+    if result is not None and result.get("error") in _ERRORS:
+        raise _ERRORS[result["error"]](result["message"], field=result.get("field"), path=result.get("path"))
+    gib = limits.worker_memory_bytes / (1 << 30)
+    out_of_memory = (result is not None and result.get("error") == "MemoryError") or "bad_alloc" in stderr
+    if out_of_memory or code in (-9, -6):  # SIGKILL (the kernel's OOM killer), SIGABRT (C++ bad_alloc)
+        raise InputError(f"indexing the upload needs more memory than the worker's limit of {gib:.1f} GiB; nothing "
+                         "was added (split the input, or raise worker_memory_bytes)", field="worker_memory_bytes",
+                         value=limits.worker_memory_bytes)
+    detail = result.get("message") if result else (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
+    raise InputError(f"indexing the upload failed: {' '.join(str(detail).split())[:300]}")
+
+
+#: Error types the worker reports by name and the page shows as the library's own errors.
+_ERRORS: dict[str, type[XVisionError]] = {cls.__name__: cls for cls in (InputError, StoreError, XVisionError)}
+
+
+def _emit(message: dict) -> None:
+    print(_MARK + json.dumps(message), flush=True)
+
+
+def _worker(job: dict) -> None:
+    """The worker's run: cap the address space first, then check, load the encoder and index."""
+    import resource
+
+    limits = Limits(**job["limits"])
+    resource.setrlimit(resource.RLIMIT_AS, (limits.worker_memory_bytes, limits.worker_memory_bytes))
+    try:
+        from assistant import encoder_for
+        from indexer.pipeline import IndexConfig, index
+        from indexer.reader import ReadOptions
+
+        rasters = [Path(p) for p in job["rasters"]]
+        parcels = Path(job["parcels"]) if job["parcels"] else None
+        _emit({"stage": "Checking the files…"})
+        check(rasters, parcels, limits)
+        _emit({"stage": "Loading the store's encoder…"})
+        encoder = encoder_for(job["store"])
+        config = IndexConfig(store=Path(job["store"]), inputs=tuple(job["rasters"]), parcels=parcels,
+                             grid=job["grid"], read=ReadOptions(limits=limits, allow_virtual=False),
+                             commit_every=_ONE_COMMIT, progress=False)
+        summary = index(config, encoder, progress=lambda done, total: _emit({"progress": [done, total]}))
+        _emit({"summary": summary.lines()})
+    except XVisionError as exc:
+        kind = next(c.__name__ for c in type(exc).__mro__ if c.__name__ in _ERRORS)  # its nearest reported base
+        _emit({"error": kind, "message": str(exc), "field": exc.field, "path": exc.path})
+    except MemoryError:
+        _emit({"error": "MemoryError", "message": "out of memory"})
+    except ImportError as exc:
+        # Under the address-space cap a shared library that cannot be mapped is an ImportError.
+        if "failed to map segment" in str(exc) or "Cannot allocate memory" in str(exc):
+            _emit({"error": "MemoryError", "message": str(exc)})
+        else:  # this build cannot provide the store's encoder
+            _emit({"error": "ImportError",
+                   "message": f"indexing from the app is not available in this build ({exc})"})
 
 
 def discard(paths: list[Path]) -> None:
     """Remove the upload folder of a failed run (its files were never referenced by a record)."""
     if paths:
         shutil.rmtree(paths[0].parent, ignore_errors=True)
+
+
+if __name__ == "__main__":  # the worker process of `index_uploads`
+    _worker(json.loads(sys.argv[1]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,7 @@ FLAG_FOR_FIELD: dict[str, str] = {
     "scheduler": "--scheduler tcp://HOST:PORT or --workers N",
     "workers": "--workers N",
     "parcels_per_task": "--parcels-per-task",
+    "out": "--out FILE",
 }
 
 
@@ -152,6 +154,22 @@ Example:
                    help="the new index type")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_reindex)
+
+    p = sub.add_parser(
+        "verify", help="check every byte of a store against its manifest (exit status 0 ok, 1 damaged)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Hash every file of a store in full and check its manifest (checksum, fields, record ids). Lists
+every problem with the file it is in; never writes. Opening a store checks less (file sizes, the
+first and last MiB; small stores in full; vectors block by block as queries read them).
+
+Exit status: 0 the store is intact, 1 it is damaged, 2 it is not a store.
+
+Example:
+  xvision verify --store hesbaye-store
+""")
+    p.add_argument("--store", required=True, type=Path, help="store folder")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("export", help="write every record to CSV, Parquet or GeoJSON",
                        description="One row per record: parcel_id, date, validity, every index statistic, the analyses.")
@@ -274,7 +292,10 @@ Example:
                    help="generator folder written by `xvision train` (default: the store's registered model, else "
                         "the bundled demo model, else answers composed from the stored analyses)")
     p.add_argument("--json", action="store_true",
-                   help='print {"question", "plan", "answer", "citations", "similar", "history", "warnings"} as JSON')
+                   help='print {"question", "plan", "answer", "citations", "similar", "history", "warnings", '
+                        '"timings"} as JSON; timings: seconds to import and open the store and model choice '
+                        '("startup", "open"), to load the generator when the answer used it ("load"), per step '
+                        '("plan", "retrieve", "generate", "ground", "compose") and in all ("total")')
     p.add_argument("--lang", choices=("en", "fr"), help="language of the answer (default: the question's)")
     p.add_argument("--today", type=_date,
                    help="reference date for 'last month', 'this season'... (default: the newest acquisition)")
@@ -304,6 +325,7 @@ Example:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
+    from indexer.core.limits import Limits
     from indexer.pipeline import IndexConfig, index
     from indexer.reader import ReadOptions, parse_bands_option
 
@@ -321,6 +343,10 @@ def _cmd_index(args: argparse.Namespace) -> int:
             bands=parse_bands_option(args.bands) if args.bands else None,
             date=args.date,
             boa_offset=args.boa_offset,
+            limits=Limits.from_env(),
+            # The user typed these paths: a URL or /vsi path among them is theirs to ask for. What
+            # the files themselves reference is still never read from the network.
+            allow_virtual=True,
         ),
         batch_size=args.batch_size,
         commit_every=args.commit_every,
@@ -374,11 +400,29 @@ def _cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from indexer.store import verify_store
+
+    report = verify_store(args.store)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from indexer.query import write_export
 
     out = args.out or Path(f"records.{args.format}")
-    n = write_export(_open(args.store), args.format, out)
+    if out.is_dir():
+        raise XVisionError(f"{out}: is a folder; give the file to write, e.g. {out / f'records.{args.format}'}",
+                           path=out, field="out", value=str(out))
+    if not out.parent.is_dir():
+        raise XVisionError(f"{out}: the folder {out.parent} does not exist", path=out, field="out", value=str(out))
+    store = _open(args.store)
+    try:
+        n = write_export(store, args.format, out)
+    except OSError as exc:  # /proc, a read-only or full disk: the system's reason, on one line
+        raise XVisionError(f"{out}: cannot be written ({exc.strerror or type(exc).__name__})", path=out,
+                           field="out", value=str(out)) from None
     print(f"wrote {n} records to {out}")
     return 0
 
@@ -462,11 +506,18 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
+    import time
+
+    start = time.perf_counter()
+    # The generator (torch, transformers) is imported and loaded only if the answer uses it.
     from assistant.api import Assistant
 
+    imported = time.perf_counter() - start
     assistant = Assistant.open(args.store, args.model, today=args.today)
     result = assistant.ask(args.question, lang=args.lang)
     if args.json:
+        timings = {"startup": imported, **(assistant.last_timings or {})}
+        result["timings"] = {k: None if v is None else round(v, 4) for k, v in timings.items()}
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
         return 0
     print(result["answer"])
@@ -541,13 +592,36 @@ def _cmd_ui(args: argparse.Namespace) -> int:
             server.wait(timeout=10)
 
 
+def _check_store_option(args: argparse.Namespace) -> None:
+    """`--store` names a folder (or nothing yet): a file there is one clear error, not a traceback
+    from whichever layer first tries to list or lock it."""
+    store = getattr(args, "store", None)
+    if isinstance(store, Path) and store.exists() and not store.is_dir():
+        raise XVisionError(f"{store}: is a file, not a store folder", path=store, field="store", value=str(store))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `xvision` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        _check_store_option(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
     except XVisionError as exc:
         print(f"xvision {args.command}: error: {word_error(exc)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `xvision history ... | head -1`: the reader has gone, so has the rest of the output. Point
+        # stdout at /dev/null so that the interpreter's own flush at exit does not fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a command ended by a closed pipe
+    except MemoryError:
+        print(f"xvision {args.command}: error: out of memory; the input is larger than this machine can "
+              "process (lower the limits or split the input)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"xvision {args.command}: interrupted; the store keeps its last committed state", file=sys.stderr)
