@@ -38,6 +38,8 @@ FLAG_FOR_FIELD: dict[str, str] = {
     "workers": "--workers N",
     "parcels_per_task": "--parcels-per-task",
     "out": "--out FILE",
+    "season": "--season YYYY",
+    "similar_k": "--similar N",
 }
 
 
@@ -194,6 +196,31 @@ Example:
     p.add_argument("--store", required=True, type=Path, help="store folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_history)
+
+    p = sub.add_parser(
+        "report",
+        help="a one-page field report of a parcel's season (HTML), with its records as CSV beside it",
+        description=(
+            "Write a parcel's season on one page, from the store: its identity and crop, the season "
+            "chart with the past seasons, the last usable observations with their analyses, the newest "
+            "one against the same time of year in other seasons, the crop-calendar events found, the "
+            "parcels that looked alike (thumbnails re-read from their rasters), the unusable and suspect "
+            "dates, and for every number its record id, date and raster file name. One self-contained "
+            "HTML file (no script, no link out; prints on one A4 page), and FILE.csv beside it with the "
+            "parcel's records."
+        ),
+        epilog="example:\n  xvision report Flanders31UES-001 --store flanders-store --out 001-2019.html --season 2019",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("parcel_id", metavar="PARCEL_ID")
+    p.add_argument("--store", required=True, type=Path, help="store folder")
+    p.add_argument("--out", required=True, type=Path, help="the report's file (.html); the CSV goes beside it")
+    p.add_argument("--season", type=int, help="calendar year reported on (default: the parcel's newest)")
+    p.add_argument("--similar", type=int, default=4, help="how many similar parcels to show (default 4; 0: none)")
+    p.add_argument("--imagery", type=Path, action="append", default=[],
+                   help="folder where rasters moved since indexing are found by name (repeatable; "
+                        "also $XVISION_IMAGERY, ':'-separated)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(
         "train",
@@ -443,6 +470,18 @@ def _cmd_history(args: argparse.Namespace) -> int:
     if not args.json:
         frame = frame.drop(columns=["analysis"])
     _print_table(frame, args.json)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import os
+
+    from assistant.report import ReportConfig, write_report
+
+    imagery = [*args.imagery, *(Path(p) for p in os.environ.get("XVISION_IMAGERY", "").split(os.pathsep) if p)]
+    config = ReportConfig(season=args.season, similar_k=args.similar, imagery=tuple(imagery))
+    html, csv_path = write_report(_open(args.store), args.parcel_id, args.out, config)
+    print(f"wrote {html} and {csv_path}")
     return 0
 
 
