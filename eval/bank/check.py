@@ -89,10 +89,6 @@ def find_dates(text: str, default_year: int | None = None) -> set[str]:
         for day in (first, second):
             if day and len(day) <= 2 and (iso := _valid(y, month, int(day))):
                 out.add(iso)
-    if expect.some_of is not None:
-        items = {s.get("parcel_id") for s in (result.get("similar") or [])} | named
-        ok = bool(items & expect.some_of)
-        out["a near neighbour"] = (ok, "" if ok else f"none of {sorted(expect.some_of)} among {sorted(items)}")
     return out
 
 
@@ -103,10 +99,6 @@ def find_months(text: str) -> set[str]:
     for month, year in re.findall(rf"\b({_MONTH_RE})\.?\s+(?:de\s+|d')?(\d{{4}})\b", low):
         out.add(f"{year}-{MONTHS[month]:02d}")
     out |= {d[:7] for d in find_dates(text)}
-    if expect.some_of is not None:
-        items = {s.get("parcel_id") for s in (result.get("similar") or [])} | named
-        ok = bool(items & expect.some_of)
-        out["a near neighbour"] = (ok, "" if ok else f"none of {sorted(expect.some_of)} among {sorted(items)}")
     return out
 
 
@@ -128,10 +120,6 @@ def find_integers(text: str) -> set[int]:
              "ten": 10, "un": 1, "une": 1, "deux": 2, "trois": 3, "quatre": 4, "cinq": 5, "sept": 7, "huit": 8,
              "neuf": 9, "dix": 10}
     out |= {words[w] for w in re.findall(r"\b([a-z]+)\b", fold(clean)) if w in words}
-    if expect.some_of is not None:
-        items = {s.get("parcel_id") for s in (result.get("similar") or [])} | named
-        ok = bool(items & expect.some_of)
-        out["a near neighbour"] = (ok, "" if ok else f"none of {sorted(expect.some_of)} among {sorted(items)}")
     return out
 
 
@@ -167,7 +155,8 @@ class Expect:
     parcels: set[str] = field(default_factory=set)  # each must be named in the answer
     parcels_allowed: set[str] | None = None  # named parcels must be among these (None: any)
     parcel_sets: list[set[str]] | None = None  # the named parcels must equal one of these sets
-    first_sentence_parcels: set[str] | None = None  # the first sentence names these (and only these)
+    first_sentence_parcels: tuple[set[str], set[str]] | None = None  # the first sentence names all of the
+    # first set and nothing outside the second
     max_parcels: int | None = None  # at most this many parcels named
     values: list[list[float]] = field(default_factory=list)  # each inner list: one of these values appears
     value_sets: list[list[float]] | None = None  # all values of at least one of these sets appear
@@ -184,7 +173,8 @@ class Expect:
     cite_scope: tuple[set[str], str, str] | None = None  # every citation is one of these parcels within [start, end]
     similar_allowed: set[str] | None = None  # the similar items' parcels are among these
     some_of: set[str] | None = None  # at least one of these is named or among the similar items
-    decline: bool = False  # no citation, no decimal number, wording of a refusal or a clarifying question
+    decline: str | None = None  # "refuse": no citation, no decimal number, a refusal; "clarify": the same, or
+    # a clarifying question / a statement of what can be asked instead of a refusal
     default_year: int | None = None
 
 
@@ -195,11 +185,13 @@ DIRECTION_WORDS = {
         r"inferieur|plus bas|plus faible|diminu|recul|chute|worse|moins)",
 }
 STABLE_WORDS = r"\b(stable|unchanged|inchange|similar|same level|meme niveau|no (real|significant) change)"
-DECLINE_WORDS = (r"(can ?not|can't|unable|not able|no (data|information|record)|do(n't| not) (have|hold|know|contain)|"
-                 r"outside|beyond|only (answer|hold|know|cover|describe)|not (available|something|covered)|"
+REFUSAL_WORDS = (r"(can ?not|can't|unable|not able|no (data|information|record)|do(n't| not) (have|hold|know|contain)|"
+                 r"outside|beyond|only (answer|hold|know|cover|describe)|not (available|something|covered|in the)|"
                  r"ne (peux|peut|sais|dispose|contient|couvre)|n'ai pas|n'a pas|pas (de donnees|d'information)|"
-                 r"impossible|hors de|seulement|uniquement|rephrase|reformul|clarif|preciser|did you mean|"
-                 r"not understand|pas compris|which parcel|quelle parcelle)")
+                 r"impossible|hors de|seulement|uniquement)")
+CLARIFY_WORDS = (r"(rephrase|reformul|clarif|preciser|did you mean|vouliez-vous|not understand|pas compris|which parcel|"
+                 r"quelle parcelle|i (can )?answer questions|je (peux )?repon|ask (me )?about|you can ask|"
+                 r"vous pouvez (me )?demander|for example|par exemple)")
 
 
 def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool, str]]:
@@ -214,9 +206,12 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
     numbers = find_numbers(answer)
     dates = find_dates(answer, expect.default_year)
     if expect.decline:
-        ok = not citations and not numbers and re.search(DECLINE_WORDS, low) is not None
-        out["decline"] = (ok, "" if ok else f"citations={len(citations)}, numbers={numbers[:4]}, "
-                          f"refusal wording={'yes' if re.search(DECLINE_WORDS, low) else 'no'}")
+        worded = re.search(REFUSAL_WORDS, low) is not None or (
+            expect.decline == "clarify" and re.search(CLARIFY_WORDS, low) is not None)
+        ok = not citations and not numbers and worded
+        out[expect.decline] = (ok, "" if ok else f"citations={len(citations)}, numbers={numbers[:4]}, "
+                               f"{'refusal' if expect.decline == 'refuse' else 'refusal or clarifying'} wording="
+                               f"{'yes' if worded else 'no'}")
     if expect.parcels:
         missing = expect.parcels - named
         out["parcels"] = (not missing, f"not named: {sorted(missing)}" if missing else "")
@@ -228,9 +223,10 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
         out["parcel set"] = (ok, "" if ok else f"named {sorted(named)}, expected one of {[sorted(s) for s in expect.parcel_sets]}")
     if expect.first_sentence_parcels is not None:
         first = find_parcels(sentences(answer)[0], known)
-        ok = first == expect.first_sentence_parcels
+        must, may = expect.first_sentence_parcels
+        ok = must <= first <= may
         out["first sentence"] = (ok, "" if ok else f"first sentence names {sorted(first)}, expected "
-                                 f"{sorted(expect.first_sentence_parcels)}")
+                                 f"{sorted(must)}" + (f" (may add {sorted(may - must)})" if may - must else ""))
     if expect.max_parcels is not None:
         ok = len(named) <= expect.max_parcels
         out["not a parcel list"] = (ok, "" if ok else f"names {len(named)} parcels")

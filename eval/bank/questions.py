@@ -608,26 +608,28 @@ def group_questions(f: Facts, rng: random.Random) -> list[Question]:
     # behind their crop's peers: one member clearly below the others, which agree among themselves
     lag_en = ["Which {c} parcels are behind the others on {d}?", "is any {c} field lagging behind its peers on {d}?"]
     lag_fr = ["Quelles parcelles de {c} sont en retard sur les autres le {d} ?"]
+    # A member is behind when its NDVI is at least 0.15 under the median of its crop's clear members
+    # on that date; 0.07 to 0.15 under is a judgement call (named or not, both accepted).
     cands = []
     for crop in crops:
         members = [p for p in f.crop_members(crop) if not f.is_sliver(p)]
         for d in f.dates:
             if not all(f.state(p, d) == "clear" for p in members):
                 continue
-            values = {p: f.ndvi(p, d) for p in members}
-            order = sorted(members, key=values.get)
-            rest = [values[p] for p in order[1:]]
-            gap = np.median(rest) - values[order[0]]
-            if gap >= 0.15 and gap >= 1.5 * (max(rest) - min(rest)):
-                cands.append((crop, d, order[0], members))
-    for i, (crop, d, lag, members) in enumerate(rng.sample(cands, min(4, len(cands)))):
+            median = float(np.median([f.ndvi(p, d) for p in members]))
+            behind = {p for p in members if median - f.ndvi(p, d) >= 0.15}
+            maybe = {p for p in members if 0.07 <= median - f.ndvi(p, d) < 0.15}
+            if behind:
+                cands.append((crop, d, behind, maybe, members, median))
+    for i, (crop, d, behind, maybe, members, median) in enumerate(rng.sample(cands, min(4, len(cands)))):
         lang = "fr" if i == 1 else "en"
         tpl = lag_fr[0] if lang == "fr" else lag_en[i % 2]
         text = tpl.format(c=CROP_WORDS[crop][1 if lang == "fr" else 0][0], d=date_ref(d, i, lang))
         qs.append(Question("groups", text, lang, Expect(
-            first_sentence_parcels={lag}, values=[[f.ndvi(lag, d)]], parcels_allowed=set(f.crop_members(crop)),
-            default_year=int(d[:4])),
-            f"{crop} {d}: {lag} {f.ndvi(lag, d):.3f} vs others {[round(f.ndvi(p, d), 3) for p in members if p != lag]}"))
+            first_sentence_parcels=(behind, behind | maybe), values=[[f.ndvi(p, d)] for p in sorted(behind)],
+            parcels_allowed=set(f.crop_members(crop)), default_year=int(d[:4])),
+            f"{crop} {d}: median {median:.3f}; behind {sorted(behind)}, judgement call {sorted(maybe)}; "
+            + ", ".join(f"{p[-3:]} {f.ndvi(p, d):.3f}" for p in members)))
     return qs
 
 
@@ -754,8 +756,9 @@ def archive_questions(f: Facts) -> list[Question]:
 
 
 def decline_questions() -> list[Question]:
-    """Questions the store cannot answer: decline in a sentence (or ask to clarify), cite nothing."""
-    qs = [
+    """Questions the store cannot answer: yields, prices, weather, advice, owners, forecasts are
+    refused in a sentence; what is not understood gets a clarifying answer. Neither cites anything."""
+    refuse = [
         ("What yield will parcel 1 give this year?", "en"),
         ("how many tonnes per hectare did field 009 produce", "en"),
         ("What is the price of wheat today?", "en"),
@@ -768,11 +771,10 @@ def decline_questions() -> list[Question]:
         ("Quel est le prix du blé ?", "fr"),
         ("Quelle météo demain sur le champ 005 ?", "fr"),
         ("Combien d'engrais mettre sur la parcelle 9 ?", "fr"),
-        ("What is the capital of France?", "en"),
-        ("qwxz vbnm", "en"),
-        ("blah", "en"),
     ]
-    return [Question("decline", text, lang, Expect(decline=True), "out of scope or not understood") for text, lang in qs]
+    clarify = [("What is the capital of France?", "en"), ("qwxz vbnm", "en"), ("blah", "en")]
+    return ([Question("decline", t, lang, Expect(decline="refuse"), "out of scope: refuse") for t, lang in refuse]
+            + [Question("decline", t, lang, Expect(decline="clarify"), "not understood: clarify") for t, lang in clarify])
 
 
 def build_bank(f: Facts, seed: int = 0) -> list[Question]:
