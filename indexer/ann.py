@@ -44,9 +44,11 @@ map fast-scan's blocked lists, so ``ivf-pq`` is read into memory (small: 72 byte
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import faiss
 import numpy as np
@@ -195,13 +197,30 @@ class AnnIndex:
         faiss.write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, path: str | Path, ids: np.ndarray, vectors: np.ndarray, config: AnnConfig = AnnConfig()) -> AnnIndex:
-        """Open an index file read-only (memory-mapped where FAISS allows) beside its ids and vectors."""
+    def load(cls, path: str | Path, ids: np.ndarray, vectors: np.ndarray, config: AnnConfig = AnnConfig(), *,
+             handle: BinaryIO | None = None) -> AnnIndex:
+        """Open an index file read-only (memory-mapped where FAISS allows) beside its ids and vectors.
+
+        `handle`: the file, already opened (and checked) by the caller. It is then read through
+        that handle, never by `path` again: on Linux FAISS opens ``/proc/self/fd/N``, which names
+        the opened file even after a compaction removed its path; elsewhere its bytes are read
+        through the handle (not mapped). `path` names the file in errors.
+        """
         path = Path(path)
         try:
-            with path.open("rb") as fh:
-                fourcc = fh.read(4)
-            index = faiss.read_index(str(path), _READ_FLAGS.get(fourcc, faiss.IO_FLAG_READ_ONLY))
+            if handle is None:
+                with path.open("rb") as fh:
+                    fourcc = fh.read(4)
+                index = faiss.read_index(str(path), _READ_FLAGS.get(fourcc, faiss.IO_FLAG_READ_ONLY))
+            else:
+                fourcc = os.pread(handle.fileno(), 4, 0)
+                opened = f"/proc/self/fd/{handle.fileno()}"
+                if os.path.exists(opened):
+                    index = faiss.read_index(opened, _READ_FLAGS.get(fourcc, faiss.IO_FLAG_READ_ONLY))
+                else:
+                    size = os.fstat(handle.fileno()).st_size
+                    data = np.frombuffer(os.pread(handle.fileno(), size, 0), dtype=np.uint8)
+                    index = faiss.deserialize_index(data)
         except (OSError, RuntimeError) as exc:
             raise StoreError(f"{path}: unreadable FAISS index ({str(exc).splitlines()[0][:200]})", path=path) from None
         return cls(index, ids, vectors, config)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import geopandas as gpd
 import numpy as np
 import pytest
 from shapely.geometry import box
 
-from indexer.store import MANIFEST, Store, write_lock
+from indexer.store import MANIFEST, Store, StoreConfig, seal_manifest, write_lock
 from synthetic_records import record_rows
 from indexer.core.errors import EncoderMismatchError, StoreError
 
@@ -98,30 +99,37 @@ def test_damage_at_a_file_edge_is_detected_at_open(tmp_path, name):
 
 
 def test_damage_inside_large_files_is_detected_when_read_or_verified(tmp_path, monkeypatch):
-    """Opening hashes only the first and last MiB of each file; the records file is hashed in
-    full when it is read, vectors and index by verify() (and before compaction)."""
+    """Above `full_verify_below`, opening hashes only the first and last MiB of each file; the
+    records file is hashed in full when it is read, vectors blocks when a query reads them, every
+    file by verify() (and before compaction). Below it, opening hashes everything."""
     import indexer.store
 
     monkeypatch.setattr(indexer.store, "_EDGE", 4096)  # "edges" of 4 KiB: small files have a middle
     store = _new(tmp_path)
     n = 3000
     keys = [(f"p{i}", "2021-06-01") for i in range(n)]
-    store.upsert(_rows(keys), _vectors(n))
+    vecs = _vectors(n)
+    store.upsert(_rows(keys), vecs)
     store.commit()
     vectors = _segment_file(store, "vectors.npy")
     records = _segment_file(store, "records.parquet")
     size = records.stat().st_size
     assert size > 3 * 4096 and vectors.stat().st_size > 3 * 4096
+    large = StoreConfig(full_verify_below=0)
     _flip(records, size // 2)
-    opened = Store.open(tmp_path / "store")  # sizes and edges still match
+    opened = Store.open(tmp_path / "store", large)  # sizes and edges still match
     with pytest.raises(StoreError, match="records.parquet: checksum differs"):
         opened.records()
+    with pytest.raises(StoreError, match="records.parquet: checksum differs"):
+        Store.open(tmp_path / "store")  # small: hashed in full at open
     _flip(records, size // 2)
     _flip(vectors, vectors.stat().st_size // 2)
     with pytest.raises(StoreError, match="vectors.npy: checksum differs"):
-        Store.open(tmp_path / "store").verify()
+        Store.open(tmp_path / "store", large).verify()
+    with pytest.raises(StoreError, match="vectors.npy: bytes 0-"):
+        Store.open(tmp_path / "store", large).search(vecs[0], 3)
     with pytest.raises(StoreError, match="vectors.npy: checksum differs"):
-        Store.open(tmp_path / "store").compact(index_type="flat")
+        Store.open(tmp_path / "store", large).compact(index_type="flat")
 
 
 def test_missing_segment_is_reported(tmp_path):
@@ -141,7 +149,11 @@ def test_manifest_count_mismatch_is_detected(tmp_path):
     manifest = json.loads(manifest_path.read_text())
     manifest["count"] = 7
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(StoreError, match="7 records"):
+    with pytest.raises(StoreError, match="manifest.json: the manifest's checksum differs"):
+        Store.open(tmp_path / "store")
+    # Resealed (a buggy writer's manifest): the consistency checks still refuse it.
+    manifest_path.write_text(json.dumps(seal_manifest(manifest)))
+    with pytest.raises(StoreError, match="count exceeds the records its segments hold .found '7'"):
         Store.open(tmp_path / "store")
 
 
@@ -169,9 +181,21 @@ def test_refuses_foreign_directory_and_second_writer(tmp_path):
     with pytest.raises(StoreError, match="not empty"):
         Store.open_or_create(tmp_path / "notastore", ENCODER)
     with write_lock(tmp_path / "store"):
-        with pytest.raises(StoreError, match="another process"):
-            with write_lock(tmp_path / "store"):
-                pass
+        with write_lock(tmp_path / "store"):  # reentrant for the holder: a run's commits take it too
+            pass
+        refused = []
+
+        def second_writer():
+            try:
+                with write_lock(tmp_path / "store"):
+                    pass
+            except StoreError as exc:
+                refused.append(str(exc))
+
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        thread.join()
+        assert refused and "another process is writing this store" in refused[0]
 
 
 def test_geometry_is_kept_in_wgs84(tmp_path):
