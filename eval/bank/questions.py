@@ -121,7 +121,7 @@ def month_ref(year: int, month: int, style: int, lang: str = "en") -> str:
     """A month, sometimes misspelt ('jully 2019', 'juilet 2019') or abbreviated."""
     if lang == "fr":
         typos = MONTH_TYPOS_FR.get(month, [])
-        name = typos[0] if typos and style % 3 == 2 else MONTHS_FR[month - 1]
+        name = typos[0] if typos and style % 3 == 1 else MONTHS_FR[month - 1]
     else:
         typos = [t for t in MONTH_TYPOS.get(month, []) if t != "mai"]
         name = typos[style % len(typos)] if typos and style % 3 == 2 else MONTHS_EN[month - 1]
