@@ -6,26 +6,31 @@ see travels as a record id in the last human message's ``additional_kwargs["reco
 ever sits in a message. The text it writes is the prompt's answer from the visual tokens: for the
 tiny profile the record's analysis; a full instruct model with a chat template also reads the
 retrieved context the chain puts in the messages.
+
+Importing this module costs nothing heavy: torch, transformers and the model are imported and
+loaded the first time a text is generated (`XVisionChatModel.loader`), so an answer that needs no
+generated text (a refusal, a history, a ranking) never pays for them.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict
-from transformers import TextIteratorStreamer
+from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from assistant.store_access import StoreView
 from indexer.core.errors import InputError
-from xvision_model.writer import write_analyses
+
+if TYPE_CHECKING:
+    import torch
 
 RECORD_KEY = "record_id"
 LANG_KEY = "lang"
@@ -38,19 +43,26 @@ class GenerationCancelled(Exception):
     """Raised inside `generate` (from the streamer) when the consumer of a stream stopped reading."""
 
 
-class _CancellableStreamer(TextIteratorStreamer):
-    """A TextIteratorStreamer whose producer stops at the next token once `cancel()` is called:
-    a stream closed early (e.g. by the grounding gate) does not keep the CPU busy to the end."""
+@functools.cache
+def _streamer_class() -> type:
+    """`_CancellableStreamer`, built on first use: its base class is transformers'."""
+    from transformers import TextIteratorStreamer
 
-    cancelled = False
+    class _CancellableStreamer(TextIteratorStreamer):
+        """A TextIteratorStreamer whose producer stops at the next token once `cancel()` is called:
+        a stream closed early (e.g. by the grounding gate) does not keep the CPU busy to the end."""
 
-    def cancel(self) -> None:
-        self.cancelled = True
+        cancelled = False
 
-    def put(self, value) -> None:
-        if self.cancelled:
-            raise GenerationCancelled()
-        super().put(value)
+        def cancel(self) -> None:
+            self.cancelled = True
+
+        def put(self, value) -> None:
+            if self.cancelled:
+                raise GenerationCancelled()
+            super().put(value)
+
+    return _CancellableStreamer
 
 
 @contextmanager
@@ -59,6 +71,8 @@ def torch_threads(n: int | None):
     if n is None:
         yield
         return
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -85,36 +99,75 @@ def message_record_id(messages: Sequence[BaseMessage]) -> int | None:
 class XVisionChatModel(BaseChatModel):
     """`xvision_model.XVisionModel` behind `BaseChatModel` (`invoke`, `stream`, callbacks).
 
-    `model` is a loaded XVisionModel (with its tokenizer), `store` the `StoreView` the record ids
-    refer to. Greedy decoding, `max_new_tokens` at most. `threads` sets torch's intra-op threads
+    `model` is a loaded XVisionModel (with its tokenizer), or None with a `loader` that returns
+    one: it is then called once, the first time a text is generated (thread-safe: the app shares
+    one chat model between sessions), and `model` holds its result. `store` is the `StoreView`
+    the record ids refer to. `has_chat_template` says, before loading, whether the tokenizer has
+    a chat template (None: ask the loaded tokenizer). Greedy decoding, `max_new_tokens` at most. `threads` sets torch's intra-op threads
     while generating (None: unchanged): the tiny profile's 256-wide matrices are too small to share
     between cores, and on a busy 2-core machine one thread decodes ~10x faster than two (measured:
     100 tokens in 0.52 s against 5.3 s, load average 5).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
-    model: Any
+    model: Any = None
     store: StoreView
     max_new_tokens: int = 256
     model_name: str = "xvision"
     threads: int | None = None
+    loader: Callable[[], Any] | None = None
+    has_chat_template: bool | None = None
+    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _load_seconds: float | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _model_or_loader(self) -> XVisionChatModel:
+        if self.model is None and self.loader is None:
+            raise InputError.about("generator", "XVisionChatModel needs a model or a loader", field="model")
+        return self
 
     @property
     def _llm_type(self) -> str:
         return "xvision-model"
 
     @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (a lazy one loads at its first generation)."""
+        return self.model is not None
+
+    def load(self) -> Any:
+        """The XVisionModel, loaded now by `loader` if it was not yet."""
+        if self.model is None:
+            with self._load_lock:
+                if self.model is None:
+                    import time
+
+                    start = time.perf_counter()
+                    self.model = self.loader()
+                    self._load_seconds = time.perf_counter() - start
+        return self.model
+
+    @property
+    def load_seconds(self) -> float | None:
+        """Seconds the loader took (None: the model was handed in loaded, or is not loaded yet)."""
+        return self._load_seconds
+
+    @property
     def chat_template(self) -> bool:
         """Whether the tokenizer has a chat template (an instruct LM that reads the whole conversation)."""
-        return bool(getattr(self.model.tokenizer, "chat_template", None))
+        if self.model is None and self.has_chat_template is not None:
+            return self.has_chat_template
+        return bool(getattr(self.load().tokenizer, "chat_template", None))
 
     def _inputs(self, messages: Sequence[BaseMessage]) -> tuple[torch.Tensor, list[list[int]]]:
+        import torch
+
         rid = message_record_id(messages)
         if rid is None:
             raise InputError.about("generator", f"no message carries a {RECORD_KEY!r}; the generator needs a "
                                    "record to see", field=RECORD_KEY)
         features = torch.from_numpy(self.store.vectors([rid]))
-        tokenizer = self.model.tokenizer
+        tokenizer = self.load().tokenizer
         if self.chat_template:
             roles = {"human": "user", "ai": "assistant", "system": "system"}
             chat = [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
@@ -138,26 +191,32 @@ class XVisionChatModel(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        model = self.load()  # first: the load time measured is the model's and its imports'
+        from xvision_model.writer import write_analyses
+
         if not self.chat_template:
             # The tiny profile writes the record's analysis: shown as the writer holds it to the
             # analysis grammar (each aspect once, no sentence twice, numbers from the record, the
             # unusable text for a record flagged not valid).
             features, record, lang, prompt = self._analysis_request(messages)
             with torch_threads(self.threads):
-                text = write_analyses(self.model, features, [record], lang, prompt=prompt,
+                text = write_analyses(model, features, [record], lang, prompt=prompt,
                                       max_new_tokens=self.max_new_tokens)[0].text
         else:
             features, ids = self._inputs(messages)
             with torch_threads(self.threads):
-                rows = self.model.generate(features, ids, max_new_tokens=self.max_new_tokens)
-            text = self.model.tokenizer.decode(rows[0], skip_special_tokens=True)
+                rows = model.generate(features, ids, max_new_tokens=self.max_new_tokens)
+            text = model.tokenizer.decode(rows[0], skip_special_tokens=True)
         message = AIMessage(content=text, response_metadata={"model_name": self.model_name,
                                                              RECORD_KEY: message_record_id(messages)})
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        streamer = _CancellableStreamer(self.model.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        model = self.load()  # first: the load time measured is the model's and its imports'
+        from xvision_model.writer import write_analyses
+
+        streamer = _streamer_class()(model.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
         if not self.chat_template:
             features, record, lang, prompt = self._analysis_request(messages)
@@ -173,14 +232,14 @@ class XVisionChatModel(BaseChatModel):
                         raise GenerationCancelled()
                     first[0] = False
 
-                write_analyses(self.model, features, [record], lang, prompt=prompt,
+                write_analyses(model, features, [record], lang, prompt=prompt,
                                max_new_tokens=self.max_new_tokens, on_text=on_text)
                 streamer.end()
         else:
             features, ids = self._inputs(messages)
 
             def write() -> None:
-                self.model.generate(features, ids, max_new_tokens=self.max_new_tokens, streamer=streamer)
+                model.generate(features, ids, max_new_tokens=self.max_new_tokens, streamer=streamer)
 
         def work() -> None:
             try:

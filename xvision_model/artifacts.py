@@ -11,6 +11,12 @@
 For the full profile the base LM is not copied: the card records its local path or hub id and
 it is loaded from there (local files only). A model saved after `merge_lora` has no ``lora/``
 and must carry its (merged) ``base/``. Loading refuses any pickle file.
+
+Serving (`load_model(merge=True)`) folds ``lora/`` into the base weights as it reads them
+(`lm.merge_lora_files`), without importing peft; only training (`trainable=True`) and adapters
+using a peft feature that fold does not implement go through peft. Reading a card
+(`read_card`, `has_chat_template`) imports nothing heavy: the assistant chooses its model
+without torch.
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from indexer.core.errors import InputError, WeightsError
-from xvision_model.adapter import VisionAdapter
-from xvision_model.lm import PICKLE_SUFFIXES, describe_lm, load_base_lm, load_lora, lora_settings_of
-from xvision_model.model import XVisionModel
-from xvision_model.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:  # torch, transformers and the model load with `load_model`, not with a card
+    import torch
+
+    from xvision_model.model import XVisionModel
+
+#: Suffixes of pickled weights, refused everywhere (`lm.PICKLE_SUFFIXES` is this tuple).
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 CARD_NAME = "model_card.json"
 #: 2: the adapter config has no `mode`, the card a typed `training` section. 1 still loads.
@@ -91,6 +100,8 @@ def save_model(model: XVisionModel, directory: str | Path, *, encoder_id: str, p
     `base_model` is the path or hub id the LM was loaded from (full profile): then no ``base/`` is
     written. With None (tiny profile) the base LM weights are saved under ``base/``.
     """
+    from xvision_model.lm import describe_lm, lora_settings_of
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.adapter.save(directory)
@@ -143,6 +154,22 @@ def training_card(card: dict) -> TrainingCard | None:
     return None if not section else TrainingCard.from_dict(section)
 
 
+def has_chat_template(directory: str | Path) -> bool:
+    """Whether the model's saved tokenizer carries a chat template (an instruct model), read from
+    its files (``tokenizer_config.json``'s ``chat_template``, or ``chat_template.jinja`` /
+    ``chat_template.json`` as transformers 5 writes it) without loading the tokenizer."""
+    folder = Path(directory) / TOKENIZER_DIR
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():
+        return False
+    try:
+        return bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{config}: not valid JSON ({exc})", path=config) from None
+
+
 def _refuse_pickles(directory: Path) -> None:
     found = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in PICKLE_SUFFIXES)
     if found:
@@ -178,6 +205,11 @@ def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merg
     int8 when serving a full-profile model on the CPU (merged, not trainable), its fastest
     measured path there; the tiny profile and GPUs keep their float weights.
     """
+    from xvision_model.adapter import VisionAdapter
+    from xvision_model.lm import load_base_lm, load_lora, merge_lora_files
+    from xvision_model.model import XVisionModel
+    from xvision_model.tokenizer import load_tokenizer
+
     if quantize not in ("auto", "int8", "none"):
         raise InputError(f"quantize must be auto, int8 or none, got {quantize!r}", field="quantize", value=quantize)
     directory = Path(directory)
@@ -189,7 +221,9 @@ def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merg
     with _quiet_loading():
         lm = load_base_lm(base_model, dtype=dtype)
         if (directory / LORA_DIR).exists():
-            lm = load_lora(lm, directory / LORA_DIR, trainable=trainable)
+            # Serving folds LoRA into the weights itself (no peft import); training keeps peft's layers.
+            merged = merge_lora_files(lm, directory / LORA_DIR) if merge and not trainable else None
+            lm = merged if merged is not None else load_lora(lm, directory / LORA_DIR, trainable=trainable)
         elif card.get("lora") is not None:
             raise WeightsError(f"{directory / LORA_DIR}: LoRA adapter named in {CARD_NAME} is missing")
     tokenizer = load_tokenizer(directory / TOKENIZER_DIR) if (directory / TOKENIZER_DIR).exists() else None
@@ -205,4 +239,5 @@ def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merg
     return model.train(trainable)
 
 
-__all__ = ["CARD_NAME", "StageRecord", "TrainingCard", "load_model", "read_card", "save_model", "training_card"]
+__all__ = ["CARD_NAME", "StageRecord", "TrainingCard", "has_chat_template", "load_model", "read_card", "save_model",
+           "training_card"]

@@ -1,26 +1,36 @@
-"""The language model: a Qwen2-family causal LM from local files, LoRA through peft.
+"""The language model: a Qwen2-family causal LM from local files, LoRA through peft for training.
 
 Nothing is downloaded: a hub id is only accepted when it is already in the local Hugging Face
 cache (``local_files_only=True``). Weights are read from safetensors only; a directory that holds
 nothing but ``pytorch_model.bin`` (a pickle) is refused.
+
+peft is imported only where LoRA layers are built or trained (`apply_lora`, `load_lora`): a
+saved adapter is folded into the base weights for serving by `merge_lora_files`, which reads
+its safetensors directly (peft's own import costs seconds on a cold start).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
 
 from indexer.core.errors import InputError, WeightsError
+from xvision_model.artifacts import PICKLE_SUFFIXES
+
+if TYPE_CHECKING:
+    from peft import LoraConfig, PeftModel
 
 #: The seed's LoRA targets: every attention and MLP projection of a Qwen2 block.
 QWEN2_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,8 @@ class LoraSettings:
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
 
     def to_peft(self) -> LoraConfig:
+        from peft import LoraConfig
+
         return LoraConfig(
             r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
             target_modules=list(self.target_modules), task_type="CAUSAL_LM",
@@ -142,8 +154,17 @@ def load_base_lm(source: str | Path, dtype: str | torch.dtype = "auto") -> PreTr
     return model.eval()
 
 
+def is_peft(lm: object) -> bool:
+    """Whether `lm` is wrapped by peft (without importing peft: a model cannot be a PeftModel
+    unless peft was imported)."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(lm, peft.PeftModel)
+
+
 def apply_lora(lm: PreTrainedModel, settings: LoraSettings | None = None) -> PeftModel:
     """Wrap `lm` with fresh LoRA layers; the base weights are frozen by peft."""
+    from peft import get_peft_model
+
     return get_peft_model(lm, (settings or LoraSettings()).to_peft())
 
 
@@ -153,6 +174,8 @@ def load_lora(lm: PreTrainedModel, directory: str | Path, trainable: bool = Fals
     if not (directory / "adapter_config.json").is_file():
         raise WeightsError(f"{directory}: LoRA adapter not found (no adapter_config.json)")
     refuse_pickles(directory)
+    from peft import PeftModel
+
     try:
         return PeftModel.from_pretrained(lm, str(directory), is_trainable=trainable, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as exc:
@@ -161,7 +184,70 @@ def load_lora(lm: PreTrainedModel, directory: str | Path, trainable: bool = Fals
 
 def merge_lora(lm: PreTrainedModel | PeftModel) -> PreTrainedModel:
     """Fold LoRA into the base weights for inference (no-op for a model without LoRA)."""
-    return lm.merge_and_unload() if isinstance(lm, PeftModel) else lm
+    return lm.merge_and_unload() if is_peft(lm) else lm
+
+
+#: Settings of a saved peft LoRA adapter that `merge_lora_files` folds as peft does: each must
+#: hold its default (or be absent), else the adapter goes through peft.
+_PLAIN_LORA = {"peft_type": "LORA", "use_dora": False, "bias": "none", "lora_bias": False, "fan_in_fan_out": False,
+               "modules_to_save": None, "rank_pattern": {}, "alpha_pattern": {}, "layers_to_transform": None,
+               "layer_replication": None, "trainable_token_indices": None, "target_parameters": None,
+               "use_qalora": False, "use_bdlora": None, "alora_invocation_tokens": None}
+_LORA_KEY_PREFIX = "base_model.model."
+
+
+def merge_lora_files(lm: PreTrainedModel, directory: str | Path) -> PreTrainedModel | None:
+    """Fold the LoRA adapter saved in `directory` into `lm`'s Linear weights, as peft's
+    `merge_and_unload` does (W += scaling * B @ A, scaling = alpha / r, or alpha / sqrt(r) with
+    rsLoRA), reading ``adapter_model.safetensors`` directly: serving needs no peft import.
+
+    Returns `lm` (changed in place), or None when the adapter uses a peft feature this fold does
+    not implement (DoRA, biases, per-layer ranks, ...): the caller then loads it with peft.
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config_path = directory / "adapter_config.json"
+    if not config_path.is_file():
+        raise WeightsError(f"{directory}: LoRA adapter not found (no adapter_config.json)")
+    refuse_pickles(directory)
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{config_path}: not valid JSON ({exc})", path=config_path) from None
+    if any(config.get(key, default) != default and config.get(key) not in (None, False, {}, [])
+           for key, default in _PLAIN_LORA.items()):
+        return None
+    weights_path = directory / "adapter_model.safetensors"
+    if not weights_path.is_file():
+        raise WeightsError(f"{weights_path}: not found; the LoRA adapter has no safetensors weights", path=weights_path)
+    r, alpha = int(config["r"]), float(config["lora_alpha"])
+    scaling = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+    tensors = load_file(str(weights_path))
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        module, _, part = key.removeprefix(_LORA_KEY_PREFIX).rpartition(".lora_")
+        if not key.startswith(_LORA_KEY_PREFIX) or part not in ("A.weight", "B.weight"):
+            return None  # something else is saved with the adapter (embeddings, biases): peft knows
+        pairs.setdefault(module, {})[part[0]] = tensor
+    with torch.no_grad():
+        for module_name, pair in sorted(pairs.items()):
+            try:
+                layer = lm.get_submodule(module_name)
+            except AttributeError:
+                raise WeightsError(f"{weights_path}: the adapter names {module_name!r}, which the language model "
+                                   "does not have", path=weights_path, field="lora", value=module_name) from None
+            if set(pair) != {"A", "B"} or not isinstance(layer, torch.nn.Linear):
+                return None
+            a, b = pair["A"], pair["B"]
+            if a.shape != (r, layer.in_features) or b.shape != (layer.out_features, r):
+                raise WeightsError(f"{weights_path}: {module_name} LoRA shapes {tuple(a.shape)}, {tuple(b.shape)} do "
+                                   f"not fit a {layer.in_features}->{layer.out_features} layer with r={r}",
+                                   path=weights_path, field="lora", value=module_name)
+            # In float32 whatever the weights' dtype, as peft does for half precision on the CPU.
+            delta = (b.float() @ a.float()) * scaling
+            layer.weight.add_(delta.to(layer.weight.device, layer.weight.dtype))
+    return lm
 
 
 def lora_settings_of(lm: PeftModel) -> LoraSettings:

@@ -12,14 +12,13 @@ import warnings
 from collections.abc import Sequence
 
 import torch
-from peft import PeftModel
 from torch import nn
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
 from indexer.core.errors import InputError
 from xvision_model.adapter import VisionAdapter
-from xvision_model.lm import merge_lora
+from xvision_model.lm import is_peft, merge_lora
 from xvision_model.splice import SpliceBatch, splice
 
 TokenRows = Sequence[Sequence[int]] | torch.Tensor
@@ -33,7 +32,7 @@ PROMPTS: dict[str, str] = {
 class XVisionModel(nn.Module):
     """The generator. `lm` is a Qwen2 causal LM, optionally wrapped by peft LoRA."""
 
-    def __init__(self, adapter: VisionAdapter, lm: PreTrainedModel | PeftModel,
+    def __init__(self, adapter: VisionAdapter, lm: PreTrainedModel,
                  tokenizer: PreTrainedTokenizerBase | None = None) -> None:
         super().__init__()
         if adapter.config.lm_hidden != lm.config.hidden_size:
@@ -65,7 +64,7 @@ class XVisionModel(nn.Module):
 
     @property
     def is_lora(self) -> bool:
-        return isinstance(self.lm, PeftModel)
+        return is_peft(self.lm)
 
     # -- the shared path ----------------------------------------------------------------------
     def splice(self, visual_features: torch.Tensor | None, prompt_ids: TokenRows,
@@ -159,7 +158,7 @@ class XVisionModel(nn.Module):
         profile (benchmarks/generation.py, Qwen2-1.5B shape: 5.1 tokens/s against 1.8-2.2 in
         bfloat16 on a CPU without native bf16): decoding reads every weight once per token, and
         int8 weights are a quarter of float32's bytes. Returns self."""
-        if isinstance(self.lm, PeftModel):
+        if is_peft(self.lm):
             raise InputError("merge LoRA (merge_lora) before quantising the LM")
         self.lm = self.lm.float()
         with warnings.catch_warnings():
