@@ -31,7 +31,13 @@ def test_json_output_has_the_documented_keys_and_cites_the_store(capsys, farm_st
                       str(farm_store), "--json")
     assert rc == 0
     result = json.loads(out)
-    assert list(result) == ["question", "plan", "answer", "citations", "similar", "history", "warnings"]
+    assert list(result) == ["question", "plan", "answer", "citations", "similar", "history", "warnings", "timings"]
+    timings = result.pop("timings")
+    assert list(timings) == ["startup", "open", "load", "plan", "retrieve", "generate", "ground", "compose", "total"]
+    assert timings["load"] is None  # no generator here
+    steps = [timings[s] for s in ("plan", "retrieve", "generate", "ground", "compose")]
+    assert all(isinstance(t, float) and t >= 0 for t in [timings["open"], timings["total"], *steps])
+    assert sum(steps) <= timings["total"] + 1e-3  # the steps are parts of the answer's time
     assert result["plan"]["intent"] == "compare" and result["plan"]["places"]["parcel_ids"] == ["farm-02"]
     records = view.records().set_index(["parcel_id", "date"])
     for cite in result["citations"]:

@@ -1,0 +1,74 @@
+"""A cold `xvision ask` imports only what its answer needs (issue 20).
+
+Each question runs in a fresh interpreter (`xvision.cli.main`, as the console script does) on a
+store the committed demo generator fits, so the generator is chosen for every answer; the
+interpreter then reports which heavy packages it imported. An answer that needs no generated text
+(a refusal, a history, a ranking) must not import torch, transformers or peft; one that uses the
+generator imports torch and transformers but not peft (the saved LoRA is folded without it).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_MODEL = ROOT / "models" / "tiny-demo"
+HEAVY = ("torch", "transformers", "peft")
+#: Runs the CLI, then prints the heavy packages it imported as the last line of stderr.
+PROBE = ("import json, sys\n"
+         "from xvision.cli import main\n"
+         "rc = main(sys.argv[1:])\n"
+         f"print(json.dumps({{'rc': rc, 'imported': sorted(m for m in {HEAVY!r} if m in sys.modules)}}), "
+         "file=sys.stderr)\n")
+
+pytestmark = pytest.mark.skipif(not (DEMO_MODEL / "model_card.json").is_file(), reason="no committed demo model")
+
+
+@pytest.fixture(scope="module")
+def farm_store(tmp_path_factory) -> Path:
+    """The generated farm indexed with the default encoder (the demo model's)."""
+    from eval import farm
+    from indexer.pipeline import IndexConfig, index
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
+
+    inputs = tmp_path_factory.mktemp("farm")
+    farm.write_farm(inputs)
+    store = tmp_path_factory.mktemp("farm-store") / "store"
+    index(IndexConfig(store=store, inputs=(str(inputs),), parcels=inputs / "parcels.geojson", progress=False),
+          build_encoder(DEFAULT_ENCODER))
+    return store
+
+
+def _ask(store: Path, question: str) -> tuple[dict, dict]:
+    done = subprocess.run([sys.executable, "-c", PROBE, "ask", question, "--store", str(store), "--model",
+                           str(DEMO_MODEL), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    probe = json.loads(done.stderr.strip().splitlines()[-1])
+    assert probe["rc"] == 0, done.stderr
+    return json.loads(done.stdout), probe
+
+
+@pytest.mark.parametrize("question", [
+    "What is the weather forecast for Ghent tomorrow?",  # declined: off topic
+    "NDVI history of farm-02 in 2022",
+    "Which parcels had the highest NDVI in June 2023?",
+    "How was farm-01 on 2021-06-24?",  # an unusable date: said so, nothing generated
+])
+def test_an_answer_without_generated_text_imports_no_torch(farm_store, question):
+    result, probe = _ask(farm_store, question)
+    assert any("generator: explicit model" in note for note in result["plan"]["notes"])  # the model was chosen ...
+    assert result["timings"]["load"] is None  # ... and never loaded
+    assert probe["imported"] == [], f"{question!r} imported {probe['imported']}"
+
+
+def test_an_answer_with_generated_text_loads_the_generator_without_peft(farm_store):
+    result, probe = _ask(farm_store, "How is farm-04 doing on 2023-06-24?")
+    assert result["plan"].get("analysis_source") == "generated" or any(
+        note.startswith("generated analysis") for note in result["plan"]["notes"]), result["plan"]["notes"]
+    assert probe["imported"] == ["torch", "transformers"]
+    timings = result["timings"]
+    assert timings["load"] > 0 and timings["generate"] > 0
