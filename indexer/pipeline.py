@@ -31,7 +31,8 @@ from indexer.analysis import analysis_seed, write_analysis
 from indexer.chips import MIN_VALID_FRACTION, ParcelChip, extract_parcels
 from indexer.core.errors import InputError
 from indexer.core.limits import over_limit
-from indexer.core.schema import ATTRIBUTE_PREFIX, attributes_from_json
+from indexer.core.schema import ATTRIBUTE_PREFIX, QUALITY_RULE_VERSION, attributes_from_json
+from indexer.observations import MIN_RELIABLE_PIXELS
 from indexer.parcels import Parcels, attributes_json, grid_parcels, in_footprint, read_parcels
 from indexer.reader import ReadOptions, Scene, discover_inputs, open_scene
 from indexer.store import Store, write_lock
@@ -158,7 +159,7 @@ def prepare(config: IndexConfig) -> tuple[IndexSummary, list[Path], list[tuple[S
         for scene in scenes:  # each cell becomes a record: counted before one polygon is built
             cells = (scene.width // config.grid) * (scene.height // config.grid)
             if cells > limits.max_grid_cells:
-                raise over_limit(scene.origin or scene.name, f"{config.grid} x {config.grid} pixel grid cells",
+                raise over_limit(scene.origin or scene.name, f"number of {config.grid} x {config.grid} pixel grid cells",
                                  cells, limits.max_grid_cells, "max_grid_cells")
     parcels = (read_parcels(config.parcels, config.id_column, limits=limits, allow_virtual=config.read.allow_virtual)
                if config.parcels else None)
@@ -306,7 +307,8 @@ def _record(work: _Work, encoder: ChipEncoder, config: IndexConfig) -> dict:
     valid = chip.is_valid(config.min_valid_fraction)
     reason = "" if valid else chip.invalid_reason()
     seed = analysis_seed(chip.parcel_id, date)
-    stats = {**chip.stats, "valid_fraction": chip.valid_fraction}
+    stats = {**chip.stats, "valid_fraction": chip.valid_fraction, "n_pixels": chip.n_pixels}
+    small = chip.n_pixels < MIN_RELIABLE_PIXELS  # the observation-quality rule's "too small"
     return {
         "parcel_id": chip.parcel_id,
         "date": date,
@@ -320,10 +322,14 @@ def _record(work: _Work, encoder: ChipEncoder, config: IndexConfig) -> dict:
         "cloud_fraction": chip.cloud_fraction,
         "nodata_fraction": chip.nodata_fraction,
         "n_pixels": chip.n_pixels,
+        "snow_fraction": chip.snow_fraction,
+        "vegsoil_fraction": chip.vegsoil_fraction,
+        "quality_rule": QUALITY_RULE_VERSION,
         "cloud_method": chip.cloud_method,
         **chip.stats,
-        "analysis": write_analysis(stats, valid=valid, reason=reason or None, lang="en", seed=seed),
-        "analysis_fr": write_analysis(stats, valid=valid, reason=reason or None, lang="fr", seed=seed),
+        "analysis": write_analysis(stats, valid=valid, reason=reason or None, lang="en", seed=seed, too_small=small),
+        "analysis_fr": write_analysis(stats, valid=valid, reason=reason or None, lang="fr", seed=seed,
+                                      too_small=small),
         "imputed_bands": ",".join(f"{m}<-{s}" for m, s in chip.imputed.items()),
         "radiometry": f"offset {scene.radiometry.offset:g}, scale {scene.radiometry.scale:g} ({scene.radiometry.source})",
         "encoder": encoder.spec.id,

@@ -84,14 +84,14 @@ class Limits:
 
 
 def over_limit(subject: object, what: str, found: int | float, limit: int | float, setting: str) -> InputError:
-    """The one-line refusal: "<subject>: <what> (<found>) is over the limit of <limit>; ...".
+    """The one-line refusal: "<subject>: <what>: <found>, over the limit of <limit>; ...".
 
     `setting` is the `Limits` field, so front ends and operators know which knob it is
     (`XVISION_<SETTING>`).
     """
     return InputError.about(
-        subject, f"{what} ({_number(found)}) is over the limit of {_number(limit)}",
-        hint=f"refused before reading it (limit {setting}, environment variable {ENV_PREFIX}{setting.upper()})",
+        subject, f"{what}: {_number(found)}, over the limit of {_number(limit)}",
+        hint=f"refused before any work (limit {setting}, environment variable {ENV_PREFIX}{setting.upper()})",
         path=None if subject is None else str(subject), field=setting, value=found,
     )
 
