@@ -142,6 +142,18 @@ def find_parcels(text: str, known: set[str], prefix: str = "Flanders31UES-") -> 
     return found
 
 
+#: A sentence that sets parcels aside ("No usable observation on 2019-07-25 for: 017, 018") names
+#: them as a caveat, not as part of the answer: rankings and scope checks leave it out.
+CAVEAT = (r"(no usable|not usable|unusable|aucune observation|inexploitable|not observed|non observ|too small|"
+          r"trop petit|excluded|exclue?s?\b|left out|set aside|not ranked|non class|sliver|unreliable|peu fiable|"
+          r"fewer than \d+ pixels|moins de \d+ pixels)")
+
+
+def answer_parcels(text: str, known: set[str]) -> set[str]:
+    """The parcels the answer names outside its caveat sentences (see `CAVEAT`)."""
+    return {p for s in sentences(text) if not re.search(CAVEAT, fold(s)) for p in find_parcels(s, known)}
+
+
 def sentences(text: str) -> list[str]:
     """The text split into sentences (a period followed by a space or a line break ends one)."""
     return [s for s in re.split(r"(?<=[.!?])\s+(?=[A-ZÀ-Ý0-9«\"(])|\n+", text.strip()) if s.strip()]
@@ -203,6 +215,7 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
     if not answer.strip():
         return {"answer": (False, "empty answer")}
     named = find_parcels(answer, known)
+    answered = answer_parcels(answer, known)  # named, caveats left out
     numbers = find_numbers(answer)
     dates = find_dates(answer, expect.default_year)
     if expect.decline:
@@ -216,20 +229,20 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
         missing = expect.parcels - named
         out["parcels"] = (not missing, f"not named: {sorted(missing)}" if missing else "")
     if expect.parcels_allowed is not None:
-        extra = named - expect.parcels_allowed
+        extra = answered - expect.parcels_allowed
         out["no other parcel"] = (not extra, f"also named: {sorted(extra)}" if extra else "")
     if expect.parcel_sets is not None:
-        ok = any(named == s for s in expect.parcel_sets)
-        out["parcel set"] = (ok, "" if ok else f"named {sorted(named)}, expected one of {[sorted(s) for s in expect.parcel_sets]}")
+        ok = any(answered == s for s in expect.parcel_sets)
+        out["parcel set"] = (ok, "" if ok else f"named {sorted(answered)}, expected one of {[sorted(s) for s in expect.parcel_sets]}")
     if expect.first_sentence_parcels is not None:
-        first = find_parcels(sentences(answer)[0], known)
+        first = answer_parcels(sentences(answer)[0], known)
         must, may = expect.first_sentence_parcels
         ok = must <= first <= may
         out["first sentence"] = (ok, "" if ok else f"first sentence names {sorted(first)}, expected "
                                  f"{sorted(must)}" + (f" (may add {sorted(may - must)})" if may - must else ""))
     if expect.max_parcels is not None:
-        ok = len(named) <= expect.max_parcels
-        out["not a parcel list"] = (ok, "" if ok else f"names {len(named)} parcels")
+        ok = len(answered) <= expect.max_parcels
+        out["not a parcel list"] = (ok, "" if ok else f"names {len(answered)} parcels")
     for i, options in enumerate(expect.values):
         ok = any(abs(x - v) <= VALUE_TOL for x in numbers for v in options)
         out[f"value {i + 1}"] = (ok, "" if ok else f"expected {' or '.join(f'{v:.3f}' for v in options)}; "

@@ -197,3 +197,12 @@ def test_declines():
     scope = {"answer": "I answer questions about the 19 parcels, for example: how is parcel 1 doing?", "citations": []}
     assert not score(refuse, scope, KNOWN)["refuse"][0]  # a yield question needs a refusal, not a menu
     assert score(Expect(decline="clarify"), scope, KNOWN)["clarify"][0]
+
+
+def test_a_caveat_sentence_is_not_part_of_a_ranking():
+    expect = Expect(parcel_sets=[{"Flanders31UES-016", "Flanders31UES-007", "Flanders31UES-013"}])
+    answer = ("NDVI on 2019-07-25, highest first (3 of 16 parcels): Flanders31UES-016 0.80, Flanders31UES-007 0.79, "
+              "Flanders31UES-013 0.76. No usable observation on 2019-07-25 for: Flanders31UES-017, Flanders31UES-018.")
+    assert score(expect, {"answer": answer, "citations": []}, KNOWN)["parcel set"][0]
+    too_many = answer.replace("No usable observation on 2019-07-25 for:", "Next come")
+    assert not score(expect, {"answer": too_many, "citations": []}, KNOWN)["parcel set"][0]
