@@ -161,3 +161,82 @@ def test_real_stderr_is_one_line(rasters, good_store, tmp_path):
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("xvision index: error: ") and str(path) in lines[0] and "no CRS" in lines[0]
     assert snapshot(store) == before
+
+
+# --- issue 18: hostile inputs and the tracebacks it listed ---------------------------------------
+
+import hostile_files as H  # noqa: E402
+
+
+def test_vrt_parcels_named_geojson_are_refused_and_nothing_is_indexed(rasters, store, capsys, tmp_path):
+    secret = H.write_secret_csv(tmp_path / "outside")
+    parcels = H.write_vrt_parcels(tmp_path / "upload", secret)
+    line = run_failing(["index", str(rasters["l2a_stack"]), "--parcels", str(parcels)], store, capsys)
+    assert str(parcels) in line and "VRT" in line and H.SECRET not in line
+
+
+def test_vrt_parcels_in_a_zip_are_refused(rasters, store, capsys, tmp_path):
+    secret = H.write_secret_csv(tmp_path / "outside")
+    archive = H.write_zip(tmp_path / "fields.zip", {"fields.geojson": H.vrt_parcels_xml(f"CSV:{secret}").encode()})
+    line = run_failing(["index", str(rasters["l2a_stack"]), "--parcels", str(archive)], store, capsys)
+    assert str(archive) in line and "VRT" in line and H.SECRET not in line
+
+
+def test_vrt_raster_named_tif_is_refused(rasters, store, capsys, tmp_path):
+    vrt = H.write_vrt_raster(tmp_path / "upload", rasters["l2a_stack"])
+    line = run_failing(["index", str(vrt), "--grid", "8"], store, capsys)
+    assert str(vrt) in line and "VRT" in line
+
+
+def test_world_extent_raster_with_a_grid_is_one_line(store, capsys, tmp_path):
+    """It was `std::bad_alloc` after several GB; now the header is enough to refuse it."""
+    world = H.write_sparse_world_raster(tmp_path / "world")
+    line = run_failing(["index", str(world), "--grid", "10"], store, capsys)
+    assert str(world) in line and "36000 x 18000" in line and "max_raster_pixels" in line
+
+
+def test_limits_come_from_the_environment(rasters, store, capsys, monkeypatch):
+    monkeypatch.setenv("XVISION_MAX_GRID_CELLS", "10")
+    line = run_failing(["index", str(rasters["l2a_stack"]), "--grid", "8"], store, capsys)
+    assert "over the limit of 10" in line and "XVISION_MAX_GRID_CELLS" in line
+
+
+def _one_error_line(argv: list[str], capsys, command: str) -> str:
+    capsys.readouterr()
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    assert rc == 2, (out, err)
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"xvision {command}: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv", [["history", "field-veg"], ["export"], ["index", "x.tif", "--grid", "8"]],
+                         ids=["history", "export", "index"])
+def test_store_option_naming_a_file(argv, capsys, tmp_path):
+    file = tmp_path / "not-a-store"
+    file.write_text("x")
+    line = _one_error_line([*argv, "--store", str(file)], capsys, argv[0])
+    assert f"{file}: is a file, not a store folder" in line and "--store" in line
+
+
+def test_export_out_to_a_folder_or_proc(good_store, capsys, tmp_path):
+    line = _one_error_line(["export", "--store", str(good_store), "--out", str(tmp_path)], capsys, "export")
+    assert f"{tmp_path}: is a folder" in line and "--out" in line
+    line = _one_error_line(["export", "--store", str(good_store), "--out", "/proc/records.csv"], capsys, "export")
+    assert "/proc/records.csv: cannot be written" in line
+    missing = tmp_path / "nope" / "records.csv"
+    line = _one_error_line(["export", "--store", str(good_store), "--out", str(missing)], capsys, "export")
+    assert f"the folder {missing.parent} does not exist" in line
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv", [["history", "field-veg", "--json"], ["history", "field-veg"]])
+def test_a_closed_pipe_ends_quietly(good_store, argv):
+    """`xvision history ... | head -1`: the reader is gone before the output is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "xvision.cli", *argv, "--store", str(good_store)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # what `head` does once it has its line
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+    assert proc.returncode == 141
