@@ -31,6 +31,7 @@ import csv
 import datetime as dt
 import io
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -425,7 +426,8 @@ def season_chart_svg(history: pd.DataFrame, index: str, season: int, width_in: f
     rows = history.assign(when=pd.to_datetime(history["date"]))
     rows = rows.assign(year=rows["when"].dt.year, doy=rows["when"].dt.dayofyear)
     # Deterministic SVG (same records -> same bytes); text drawn as paths, so nothing in it is markup.
-    with rc_context({"svg.hashsalt": "xvision-report", "svg.fonttype": "path", "font.size": 7}):
+    # The salt differs per index: two charts of one page must not share element ids.
+    with rc_context({"svg.hashsalt": f"xvision-report-{index}", "svg.fonttype": "path", "font.size": 7}):
         fig = Figure(figsize=(width_in, height_in))
         ax = fig.add_axes((0.12, 0.18, 0.70, 0.72))
         years = sorted(rows["year"].unique())
@@ -456,7 +458,13 @@ def season_chart_svg(history: pd.DataFrame, index: str, season: int, width_in: f
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]  # inline: no XML declaration or doctype
+    svg = svg[svg.index("<svg"):]  # inline: no XML declaration or doctype
+    # Several charts share one HTML document: their element ids (glyphs, clip paths) get a prefix
+    # of their own, as do the in-document references to them.
+    prefix = f"chart-{index}-"
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m.group(1)}"', svg)
+    svg = re.sub(r'(xlink:href|href)="#([^"]+)"', lambda m: f'{m.group(1)}="#{prefix}{m.group(2)}"', svg)
+    return re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}{m.group(1)})", svg)
 
 
 # -- rendering -------------------------------------------------------------------------------------------
