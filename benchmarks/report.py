@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "store": (["benchmarks/store.py"], ["benchmarks/store.py", "--sizes", "10000", "100000"]),
     "indexing": (["benchmarks/indexing.py", "--dask"], ["benchmarks/indexing.py", "--records", "100", "--dask"]),
     "generation": (["benchmarks/generation.py", "--shape", "tiny"], ["benchmarks/generation.py", "--shape", "tiny", "--quick"]),
+    # On demo-store (built from data/ when missing): cold `xvision ask` over cold `xvision history`.
+    "cold_start": (["benchmarks/cold_start.py"], ["benchmarks/cold_start.py", "--runs", "3"]),
 }
 
 

@@ -1,0 +1,142 @@
+"""How long a question takes from the terminal, cold: `xvision ask` against `xvision history`.
+
+    python benchmarks/cold_start.py                       # on demo-store (built from data/ if missing)
+    python benchmarks/cold_start.py --store flanders-store --runs 5
+
+Each run starts fresh processes, one after the other, on the same store: `xvision history PARCEL`
+(reading a store, the baseline every command pays), `xvision ask` with a question whose answer
+needs no generated text (a parcel's NDVI history) and `xvision ask` with one whose answer uses the
+generator (the parcel on a date: the tiny model writes its analysis). The three are interleaved
+run by run, so a machine whose load changes during the benchmark slows them alike. Each ask is
+checked through its `--json` timings: the first must not load the generator, the second must.
+
+Prints a table of every run, the medians with the asks' step timings (their `--json` report),
+and ends with ``cold ask ratio: R1 (no generation), R2 (tiny generator)``: each median divided by
+the median `xvision history` (targets: <= 1.5 and <= 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_STORE = ROOT / "demo-store"
+DEMO_MODEL = ROOT / "models" / "tiny-demo"
+FLANDERS = ROOT / "data" / "worldcereal-flanders"
+HESBAYE = ROOT / "data" / "worldcereal-hesbaye"
+TARGETS = {"no generation": 1.5, "tiny generator": 3.0}
+STEPS = ("startup", "open", "load", "plan", "retrieve", "generate", "ground", "compose", "total")
+
+
+def xvision() -> list[str]:
+    """The `xvision` console script next to this interpreter (what a user runs), else `-m`."""
+    script = Path(sys.executable).parent / "xvision"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "xvision.cli"]
+
+
+def build_demo_store(out: Path) -> Path:
+    """The demo store as the Makefile's demo-store target builds it from data/."""
+    steps = [["index", str(FLANDERS), "--parcels", str(FLANDERS / "parcels_Flanders31UES.gpkg"), "--store", str(out),
+              "--quiet"],
+             ["index", str(HESBAYE), "--grid", "10", "--store", str(out), "--quiet"]]
+    for step in steps:
+        subprocess.run([*xvision(), *step], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def timed(args: list[str]) -> tuple[float, str]:
+    """Wall seconds of one fresh `xvision` process, and its standard output."""
+    start = time.perf_counter()
+    done = subprocess.run([*xvision(), *args], cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"xvision {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return seconds, done.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", type=Path, help="store to ask (default: demo-store, built from data/ when missing)")
+    parser.add_argument("--model", type=Path, default=DEMO_MODEL, help="generator folder (default: models/tiny-demo)")
+    parser.add_argument("--runs", type=int, default=5, help="cold processes of each kind (default 5)")
+    parser.add_argument("--parcel", default="Flanders31UES-001", help="parcel the questions name")
+    parser.add_argument("--date", default="2019-05-16", help="a date with a usable record of that parcel")
+    args = parser.parse_args(argv)
+
+    scratch = None
+    store = args.store
+    if store is None:
+        store = DEMO_STORE
+        if not (store / "manifest.json").is_file():
+            scratch = Path(tempfile.mkdtemp(prefix="xvision-cold-"))
+            print(f"building the demo store from data/ in {scratch} ...", file=sys.stderr, flush=True)
+            store = build_demo_store(scratch / "demo-store")
+    year = args.date[:4]
+    questions = {"no generation": f"NDVI history of {args.parcel} in {year}",
+                 "tiny generator": f"How is {args.parcel} doing on {args.date}?"}
+    commands = {"history": ["history", args.parcel, "--store", str(store)],
+                **{kind: ["ask", q, "--store", str(store), "--model", str(args.model), "--json"]
+                   for kind, q in questions.items()}}
+    try:
+        timed(commands["history"])  # once, unmeasured: the first run after a build pays the page cache
+        load_before = os.getloadavg()[0]
+        seconds: dict[str, list[float]] = {kind: [] for kind in commands}
+        steps: dict[str, list[dict]] = {kind: [] for kind in questions}
+        for _ in range(args.runs):
+            for kind, command in commands.items():
+                took, out = timed(command)
+                seconds[kind].append(took)
+                if kind in questions:
+                    timings = json.loads(out)["timings"]
+                    loaded = timings["load"] is not None
+                    if loaded != (kind == "tiny generator"):
+                        raise SystemExit(f"{questions[kind]!r}: the generator was {'' if loaded else 'not '}loaded; "
+                                         "this benchmark needs a question of each kind (see --parcel, --date)")
+                    steps[kind].append(timings)
+        load_after = os.getloadavg()[0]
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    print(f"## cold start: {args.runs} fresh processes of each, interleaved, on {store}")
+    print(f"load average (1 min) {load_before:.1f} before, {load_after:.1f} after; {os.cpu_count()} cores")
+    print()
+    print("| command | " + " | ".join(f"run {i + 1} s" for i in range(args.runs)) + " | median s |")
+    print("|---|" + "---|" * (args.runs + 1))
+    medians = {}
+    for kind, values in seconds.items():
+        medians[kind] = statistics.median(values)
+        label = "xvision history" if kind == "history" else f"xvision ask ({kind}): {questions[kind]!r}"
+        print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {medians[kind]:.2f} |")
+    print()
+    print("median seconds per step of the asks (their --json timings; load: the generator's, imports included)")
+    print()
+    print("| ask | " + " | ".join(STEPS) + " |")
+    print("|---|" + "---|" * len(STEPS))
+    for kind, runs in steps.items():
+        cells = []
+        for step in STEPS:
+            values = [t[step] for t in runs if t.get(step) is not None]
+            cells.append(f"{statistics.median(values):.3f}" if values else "-")
+        print(f"| {kind} | " + " | ".join(cells) + " |")
+    print()
+    ratios = {kind: medians[kind] / medians["history"] for kind in questions}
+    for kind, ratio in ratios.items():
+        verdict = "met" if ratio <= TARGETS[kind] else "NOT met"
+        print(f"{kind}: median {medians[kind]:.2f} s / history {medians['history']:.2f} s = {ratio:.2f} "
+              f"(target <= {TARGETS[kind]}: {verdict})")
+    print(f"cold ask ratio: {ratios['no generation']:.2f} (no generation), {ratios['tiny generator']:.2f} (tiny generator)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
