@@ -42,6 +42,8 @@ class Composition:
     history: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
+    #: Numbers the answer computes from cited values (a mean, a median), as written.
+    derived: list[str] = field(default_factory=list)
 
     def add(self, sentence: str) -> None:
         self.sentences.append(sentence)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from pathlib import PurePath
+
 from langchain_core.documents import Document
 
 from assistant.store_access import record_attributes
@@ -22,7 +24,7 @@ __all__ = ["DESCRIBE_COLUMNS", "INDEX_NAMES", "MEAN_COLUMNS", "STAT_COLUMNS", "a
 #: The statistics a description rests on: every mean, and NDVI's spread and percentiles.
 DESCRIBE_COLUMNS: tuple[str, ...] = (*MEAN_COLUMNS, "ndvi_std", "ndvi_p10", "ndvi_p90")
 _SCALARS = ("record_id", "parcel_id", "date", "valid", "invalid_reason", "valid_fraction", "cloud_fraction",
-            "nodata_fraction", "n_pixels", "cloud_method", "source")
+            "nodata_fraction", "n_pixels", "cloud_method", "source", "snow_fraction", "vegsoil_fraction", "quality_rule")
 
 
 def _clean(value: object) -> object:
@@ -70,7 +72,8 @@ def analysis_text(doc: Document, lang: str) -> str:
 
 
 def citation(doc: Document, columns: Sequence[str] = MEAN_COLUMNS) -> dict:
-    """The citation of one record: parcel, date, the statistics used (store values), quality, source."""
+    """The citation of one record: parcel, date, the statistics used (store values), quality, and the
+    source raster's file name."""
     meta = doc.metadata
     return {
         "record_id": meta["record_id"],
@@ -80,7 +83,8 @@ def citation(doc: Document, columns: Sequence[str] = MEAN_COLUMNS) -> dict:
         "valid": meta["valid"],
         "valid_fraction": meta.get("valid_fraction"),
         "cloud_fraction": meta.get("cloud_fraction"),
-        "source": meta.get("source"),
+        # The raster's file name: a citation must not show the server's folders.
+        "source": PurePath(str(meta.get("source") or "")).name or None,
     }
 
 

@@ -137,6 +137,12 @@ class QueryPlan:
     notes: tuple[str, ...] = ()
     #: For "rank": "desc" (highest first) or "asc" (lowest first); None when not asked.
     order: Literal["asc", "desc"] | None = None
+    #: Words of the question no part of the parser used (beside places it could not find).
+    unresolved: tuple[str, ...] = ()
+    #: Misspellings read by the edit-distance rule: (as written, as read), e.g. ("jully", "July").
+    corrections: tuple[tuple[str, str], ...] = ()
+    #: The kind of answer chosen (`assistant.answers.registry`); set by the chain.
+    kind: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(self)

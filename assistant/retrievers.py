@@ -40,11 +40,13 @@ def target_query(parcel_ids: Sequence[str] | None = None, date_from: str | None 
 
 def similar_query(record_id: int, k: int = 5, date_from: str | None = None, date_to: str | None = None,
                   attributes: Mapping[str, Sequence[str]] | None = None, bbox: Sequence[float] | None = None,
-                  exclude_parcel_ids: Sequence[str] = ()) -> str:
-    """The SimilarRetriever query: the `k` records nearest to `record_id`'s embedding, filtered."""
+                  exclude_parcel_ids: Sequence[str] = (), per_parcel: bool = True) -> str:
+    """The SimilarRetriever query: the `k` records nearest to `record_id`'s embedding, filtered
+    (`per_parcel`: each parcel's best record only, so k parcels)."""
     return _query(record_id=int(record_id), k=int(k), date_from=date_from, date_to=date_to,
                   attributes={k_: list(v) for k_, v in (attributes or {}).items()},
-                  bbox=list(bbox) if bbox else None, exclude_parcel_ids=list(exclude_parcel_ids))
+                  bbox=list(bbox) if bbox else None, exclude_parcel_ids=list(exclude_parcel_ids),
+                  per_parcel=per_parcel if not per_parcel else None)
 
 
 def history_query(parcel_id: str, windows: Sequence[tuple[str, str, str]] = ()) -> str:
@@ -101,26 +103,27 @@ class TargetRetriever(_StoreRetriever):
 
 
 class SimilarRetriever(_StoreRetriever):
-    """The records nearest to one record's embedding (cosine), usable ones of other parcels only.
+    """The records nearest to one record's embedding: the library's one similar search
+    (`indexer.query.similar`: cosine, usable records of other parcels only), filtered by the query's
+    dates, attributes and area; ``per_parcel`` (default true) keeps each parcel's best record.
 
     Each document's metadata adds `score` (cosine similarity) and `distance` (1 - score).
     """
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        from indexer.query import similar
+
         q = _parse(query)
         rid = int(q["record_id"])
-        target = self.store.by_ids([rid])
-        if target.empty:
+        if self.store.by_ids([rid]).empty:
             raise NotFoundError.about("similar parcels", f"no record {rid} in the store", field="record_id", value=rid)
-        parcel = str(target.iloc[0]["parcel_id"])
-        excluded = tuple(dict.fromkeys([parcel, *q.get("exclude_parcel_ids", [])]))
-        flt = record_filter(q, exclude_parcel_ids=excluded, exclude_record_ids=(rid,), valid_only=True)
-        hits = self.store.search(self.store.vectors([rid])[0], int(q.get("k", 5)), flt)
-        if not hits:
+        where = record_filter(q, exclude_parcel_ids=tuple(q.get("exclude_parcel_ids") or ()))
+        hits = similar(self.store.store, record_id=rid, k=int(q.get("k", 5)), where=where,
+                       per_parcel=bool(q.get("per_parcel", True)), full=True)
+        if hits.empty:
             return []
-        rows = self.store.by_ids([i for i, _ in hits])
-        rows = rows.drop(columns=[c for c in ("geometry",) if c in rows.columns]).to_dict("records")
-        return [to_document(row, score=float(s), distance=float(1.0 - s)) for row, (_, s) in zip(rows, hits)]
+        rows = hits.drop(columns=[c for c in ("geometry",) if c in hits.columns]).to_dict("records")
+        return [to_document(row, score=float(row["score"]), distance=float(row["distance"])) for row in rows]
 
 
 class HistoryRetriever(_StoreRetriever):

@@ -648,14 +648,16 @@ class DateReading:
 
 def read_dates(text: str, ref: dt.date, hemi: str, lang: str, ref_source: str,
                oldest: dt.date | None = None, compare_verb: bool = False,
-               original: str | None = None) -> DateReading:
+               original: str | None = None, parcels_compared: bool = False) -> DateReading:
     """Read every date expression of the folded `text` into a main window and compared windows.
 
-    `original` (the question before folding) gives the rules the question's own words."""
+    `original` (the question before folding) gives the rules the question's own words.
+    `parcels_compared`: the question compares named parcels with each other ("compare A with B on
+    16 May"), so a comparison word does not make the dates after it a second window."""
     mentions, work, notes = find_mentions(text, ref, hemi, lang)
     own = (lambda s, e: source_span(original, text, s, e)) if original is not None else (lambda s, e: text[s:e].strip())
     mentions = [replace(m, text=own(m.start, m.end) or m.text) for m in mentions]
-    marker = _COMPARE.search(text)
+    marker = None if parcels_compared else _COMPARE.search(text)
     cut = marker.start() if marker else len(text)
     main_ms = [m for m in mentions if m.start < cut]
     cmp_ms = [m for m in mentions if m.start >= cut]

@@ -102,6 +102,10 @@ _K_RE = re.compile(rf"\b(?:top|k\s*=?|the\s+|les\s+|first\s+)?\s*(?P<n>{NUMBER})
                    rf"|\btop\s*-?\s*(?P<t>{NUMBER})\b|\bk\s*=\s*(?P<k>\d+)\b")
 _YES_NO = re.compile(r"^\W*(?:is|are|was|were|did|does|do|has|have|had|est-ce|etait-elle|est-elle|a-t-elle)\b|-t-(?:elle|il)s?\b|\b(?:est|etait|sont|etaient|avait|avaient|ont)-(?:elle|il)s?\b")
 DEFAULT_K = 5
+#: The patterns of words this module understands (the parser reports the words none of them took).
+INTENT_WORDS = (_SIMILAR, _RANK, _COMPARE_WORD, _HISTORY, _DESCRIBE, _DESC, _ASC, _YES_NO, _INDEX_RE,
+                re.compile(r"\b(?:" + "|".join(p for p, _, _ in _CLASS_WORDS) + r")\b"),
+                re.compile(r"\b(?:" + "|".join(p for p, _ in _ASPECT_WORDS) + r")\b"))
 
 
 @dataclass

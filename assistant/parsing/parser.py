@@ -14,8 +14,10 @@ import re
 
 from assistant.plan import Places, QueryPlan, StoreContext
 from assistant.parsing.dates import RULES, read_dates
-from assistant.parsing.intent import DEFAULT_K, read_ask, read_condition, value_range
-from assistant.parsing.places import read_places
+from assistant.answers.registry import CHANGE, GROUPS, KINDS
+from assistant.parsing.intent import DEFAULT_K, INTENT_WORDS, read_ask, read_condition, value_range
+from assistant.parsing.places import CROP_LEXICON, read_places
+from assistant.parsing.spelling import correct, unused_words
 from assistant.parsing.text import blank, detect_lang, fold
 
 MAX_CHARS = 2000
@@ -76,7 +78,9 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
     if len(text) > MAX_CHARS:
         text = text[:MAX_CHARS]
         notes.append(f"only the first {MAX_CHARS} characters were read")
-    folded = fold(text)
+    folded, readings = correct(fold(text), _crop_words(ctx), _UNDERSTOOD)
+    for said, meant in readings:
+        notes.append(f"reading {said!r} as {meant}")
     detected = detect_lang(folded)
     if lang in ("en", "fr"):
         chosen = lang
@@ -97,9 +101,11 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
                     all_parcels=place.all_parcels, unresolved=tuple(place.unresolved))
     notes.extend(place.notes)
     hemi = _hemisphere(ctx, places)
-    compare_verb = bool(re.search(r"\bcompar\w*\b", place.text))
+    # "Compare A with B on <date>": the date is when both are compared, not a second window.
+    compare_verb = bool(re.search(r"\bcompar\w*\b", place.text)) and len(place.parcel_ids) < 2
     dates = read_dates(place.text, ref, hemi, chosen, source,
-                       oldest=min(ctx.dates) if ctx.dates else None, compare_verb=compare_verb, original=text)
+                       oldest=min(ctx.dates) if ctx.dates else None, compare_verb=compare_verb, original=text,
+                       parcels_compared=len(place.parcel_ids) >= 2)
     notes.extend(dates.notes)
     ask = read_ask(dates.text, text, condition, words=work)
     notes.extend(ask.notes or [])
@@ -146,4 +152,18 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
         compare_windows=dates.compare_windows, index=ask.index, condition=ask.condition,
         class_condition=ask.class_condition, k=k, reference_date=ref, date_rule=date_rule,
         notes=tuple(dict.fromkeys(notes)), order=ask.order if intent == "rank" else None,
+        unresolved=tuple(unused_words(ask.text, _UNDERSTOOD)), corrections=tuple(readings),
     )
+
+
+def _crop_words(ctx: StoreContext) -> set[str]:
+    """Words of the store's text attribute values and of the crop lexicon (targets of `correct`)."""
+    words = {w for key, value in CROP_LEXICON.items() for w in re.findall(r"[a-z]+", f"{key} {value}")}
+    for values in ctx.attributes.values():
+        for v in values:
+            words.update(re.findall(r"[a-z]+", fold(str(v))))
+    return words
+
+
+#: Everything some part of the parser or a kind of answer understands (for `QueryPlan.unresolved`).
+_UNDERSTOOD = (_DOMAIN, GROUPS, CHANGE, *INTENT_WORDS, *(k.triggers for k in KINDS if k.triggers is not None))

@@ -1,0 +1,81 @@
+"""What the archive holds: parcels, crops, acquisition dates, seasons (for one parcel: its usable dates).
+
+Retrieval: the named parcel's records (none for the whole archive: the store's facts suffice).
+Composition: the counts first ("19 parcels, 72 acquisitions from 2018-08-04 to 2019-11-27"), then
+the crops with their parcel counts, and how many acquisitions were usable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from assistant.answers import common as K
+from assistant.answers.turn import AnswerContext, Found, Turn
+from assistant.compose import Composition
+
+TEXTS = {
+    "en": {
+        "head": "The archive holds {n} parcels and {m} acquisition dates, from {first} to {last} ({years}).",
+        "crops": "Crops: {items}.",
+        "crop_item": "{crop} ({n})",
+        "parcels": "Parcels: {ids}.",
+        "parcel": ("Parcel {pid}{crop} has {m} acquisitions from {first} to {last}; {u} are usable, the others "
+                   "are clouded, snowy or suspect."),
+        "usable_dates": "Usable dates: {dates}.",
+    },
+    "fr": {
+        "head": "L'archive contient {n} parcelles et {m} dates d'acquisition, du {first} au {last} ({years}).",
+        "crops": "Cultures : {items}.",
+        "crop_item": "{crop} ({n})",
+        "parcels": "Parcelles : {ids}.",
+        "parcel": ("La parcelle {pid}{crop} a {m} acquisitions du {first} au {last} ; {u} sont exploitables, les "
+                   "autres sont nuageuses, enneigées ou suspectes."),
+        "usable_dates": "Dates exploitables : {dates}.",
+    },
+}
+
+
+def say(lang: str, key: str, **values: object) -> str:
+    return TEXTS.get(lang, TEXTS["en"])[key].format(**values)
+
+
+def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
+    plan = turn.plan
+    if plan is not None and plan.places.parcel_ids:
+        return Found(records=tuple(ctx.records(parcel_ids=list(plan.places.parcel_ids[:5]))))
+    return Found()
+
+
+def compose(turn: Turn, ctx: AnswerContext) -> Composition:
+    out = Composition()
+    lang = turn.lang
+    dates = ctx.dates()
+    if not dates:
+        from assistant.answers import checks
+        checks.preamble(turn, ctx, out)
+        return out
+    if turn.found.records:
+        for pid, docs in K.by_parcel(turn.found.records).items():
+            good = [d for d in docs if K.usable(d, ctx.suspects)]
+            crop = K.crop_of(docs[0])
+            out.add(say(lang, "parcel", pid=pid, crop=f" ({K.crop_name(crop, lang)})" if crop else "", m=len(docs),
+                        first=docs[0].metadata["date"], last=docs[-1].metadata["date"], u=len(good)))
+            out.counts += [len(docs), len(good)]
+            if good:
+                out.add(say(lang, "usable_dates", dates=", ".join(d.metadata["date"] for d in good)))
+                K.cite_all(out, good, ())
+        return out
+    ids = ctx.context.parcel_ids
+    years = sorted({d[:4] for d in dates})
+    out.add(say(lang, "head", n=len(ids), m=len(dates), first=dates[0], last=dates[-1],
+                years=", ".join(years)))
+    out.counts += [len(ids), len(dates)]
+    crops = Counter(attrs.get(col) for attrs in ctx.context.parcel_attributes.values()
+                    for col in attrs if col in ("attr_crop_name", "attr_crop"))
+    if crops:
+        out.add(say(lang, "crops", items=", ".join(
+            say(lang, "crop_item", crop=K.crop_name(c, lang), n=n) for c, n in crops.most_common())))
+        out.counts += list(crops.values())
+    elif len(ids) <= 30:
+        out.add(say(lang, "parcels", ids=", ".join(ids)))
+    return out

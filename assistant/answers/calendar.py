@@ -1,0 +1,269 @@
+"""Trends and the crop calendar: emergence or green-up, peak, senescence, harvest (bare soil).
+
+Retrieval: each parcel's whole series (an event needs the observations around it, even when the
+window asked cuts through it); a group's parcels, at most `MAX_PARCELS`.
+Composition: the events come from the library's rule (`indexer.phenology.crop_calendar`) on the
+usable observations: a peak is dated, the other events lie between two observations and are said
+as that window ("harvested between 2019-07-05 and 2019-07-20: NDVI fell from 0.78 to 0.24"). An event
+asked for ("when was it harvested") is answered first; a trend is the series' events in order, then
+its highest and lowest usable values and how many acquisitions were not usable and why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from assistant.answers import checks
+from assistant.answers import common as K
+from assistant.answers.observe import subject
+from assistant.answers.turn import AnswerContext, Found, Turn
+from assistant.compose import Composition
+
+MAX_PARCELS = 19
+#: Words asking for one kind of event (folded), in the library's event names.
+ASKED = (
+    ("harvest", re.compile(r"\b(?:harvest\w*|recolt\w*|moisson\w*|fauch\w*|mow\w*|cut|coupee?s?|bare\s+soil|sol\s+nu|stubble|chaumes?)\b")),
+    ("green-up", re.compile(r"\b(?:green[- ]?up|emergence|emerg\w*|levee|sowing|sown|planted|semis|semee?s?|reprise)\b")),
+    ("peak", re.compile(r"\b(?:peak\w*|pic|maximum|max)\b")),
+    ("senescence", re.compile(r"\b(?:senescen\w*|ripening|maturation|jaunissement|dry(?:ing)?\s+down)\b")),
+)
+
+TEXTS = {
+    "en": {
+        "harvest": "harvested", "harvest_grass": "cut (mowing or grazing)", "green-up": "greening up",
+        "emergence": "emerging", "senescence": "senescing", "peak": "at its peak",
+        "event": "Parcel {pid} was {what} between {a} and {b}: {index} {verb} from {va} to {vb}.",
+        "peak_event": "Parcel {pid}'s {index} peaked at {v} on {date}{censored}.",
+        "censored": " (the first or last usable observation: the true peak may lie outside the archive)",
+        "rose": "rose", "fell": "fell",
+        "none": "No {what} of parcel {pid} is visible in {label} ({n} usable observations){nearest}.",
+        "none_near": "; the nearest is between {a} and {b}",
+        "trend_head": "Parcel {pid}, {index} over {label}: {n} usable observations of {total}; {events}.",
+        "trend_flat": "Parcel {pid}, {index} over {label}: {n} usable observations of {total}, no crop-calendar event.",
+        "item_peak": "peak {v} on {date}",
+        "item_window": "{what} between {a} and {b} ({va} to {vb})",
+        "extremes": "Highest {hi} on {dhi}, lowest {lo} on {dlo}.",
+        "unusable": "Not usable: {items}.",
+        "reason_n": "{n} {reason}",
+        "group": "{what} in {label}: {items}.",
+        "group_none": "No parcel of the {n} was {what} in {label}.",
+        "group_item": "{pid} (between {a} and {b})",
+        "group_peak": "{pid} ({v} on {date})",
+        "not_seen": "Not seen {what}: {pids}.",
+        "the_archive": "the whole archive",
+        "few": "Parcel {pid} has {n} usable observations in {label}: too few for a trend.",
+    },
+    "fr": {
+        "harvest": "récoltée", "harvest_grass": "fauchée ou pâturée", "green-up": "en reprise de végétation",
+        "emergence": "en levée", "senescence": "en sénescence", "peak": "à son pic",
+        "event": "La parcelle {pid} a été {what} entre le {a} et le {b} : le {index} est {verb} de {va} à {vb}.",
+        "peak_event": "Le {index} de la parcelle {pid} a culminé à {v} le {date}{censored}.",
+        "censored": " (première ou dernière observation exploitable : le vrai pic peut être hors de l'archive)",
+        "rose": "monté", "fell": "tombé",
+        "none": "Aucune {what} de la parcelle {pid} n'est visible en {label} ({n} observations exploitables){nearest}.",
+        "none_near": " ; la plus proche se situe entre le {a} et le {b}",
+        "trend_head": "Parcelle {pid}, {index} sur {label} : {n} observations exploitables sur {total} ; {events}.",
+        "trend_flat": "Parcelle {pid}, {index} sur {label} : {n} observations exploitables sur {total}, aucun événement cultural.",
+        "item_peak": "pic {v} le {date}",
+        "item_window": "{what} entre le {a} et le {b} ({va} à {vb})",
+        "extremes": "Maximum {hi} le {dhi}, minimum {lo} le {dlo}.",
+        "unusable": "Inexploitables : {items}.",
+        "reason_n": "{n} {reason}",
+        "group": "{what} en {label} : {items}.",
+        "group_none": "Aucune des {n} parcelles n'a été {what} en {label}.",
+        "group_item": "{pid} (entre le {a} et le {b})",
+        "group_peak": "{pid} ({v} le {date})",
+        "not_seen": "Pas vues {what} : {pids}.",
+        "the_archive": "toute l'archive",
+        "few": "La parcelle {pid} n'a que {n} observations exploitables en {label} : trop peu pour une tendance.",
+    },
+}
+#: Event names as nouns, for "no harvest of ..." and trend items.
+NOUNS = {
+    "en": {"harvest": "harvest", "green-up": "green-up", "emergence": "emergence", "senescence": "senescence",
+           "peak": "peak", "harvest_grass": "cut"},
+    "fr": {"harvest": "récolte", "green-up": "reprise de végétation", "emergence": "levée",
+           "senescence": "sénescence", "peak": "pic", "harvest_grass": "fauche"},
+}
+_GROUP_WHAT = {
+    "en": {"harvest": "Harvested", "green-up": "Greening up", "peak": "Peak", "senescence": "Senescing"},
+    "fr": {"harvest": "Récoltées", "green-up": "En reprise de végétation", "peak": "Pic", "senescence": "En sénescence"},
+}
+
+
+def say(lang: str, key: str, **values: object) -> str:
+    return TEXTS.get(lang, TEXTS["en"])[key].format(**values)
+
+
+def asked(question: str) -> list[str]:
+    """The events the question asks for (empty: a trend)."""
+    folded = K.fold_text(question)
+    return [name for name, pattern in ASKED if pattern.search(folded)]
+
+
+def parcels_of(turn: Turn, ctx: AnswerContext) -> list[str]:
+    places = turn.plan.places
+    if places.parcel_ids:
+        return list(places.parcel_ids[:MAX_PARCELS])
+    pid = subject(turn, ctx)
+    if pid is not None:
+        return [pid]
+    from assistant.answers.groups import members
+
+    return members(turn, ctx)[:MAX_PARCELS]
+
+
+def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
+    ids = parcels_of(turn, ctx)
+    if not ids:
+        return Found()
+    return Found(extra=tuple(ctx.records(parcel_ids=ids)))
+
+
+def _bounds(turn: Turn) -> tuple[str | None, str | None, str]:
+    w = turn.plan.window
+    if w is None:
+        return None, None, say(turn.lang, "the_archive")
+    return w.start.isoformat(), w.end.isoformat(), w.label
+
+
+def _grass(doc) -> bool:
+    crop = (K.crop_of(doc) or "").lower()
+    return "grass" in crop or "prairie" in crop or "meadow" in crop
+
+
+def _name(kind: str, grass: bool) -> str:
+    return "harvest_grass" if kind == "harvest" and grass else kind
+
+
+def compose(turn: Turn, ctx: AnswerContext) -> Composition:
+    out = Composition()
+    lang, plan = turn.lang, turn.plan
+    if checks.preamble(turn, ctx, out):
+        return out
+    ids = parcels_of(turn, ctx)
+    if not ids:
+        from assistant.answers import clarify
+        return clarify.compose(turn, ctx)
+    column = "ndvi_mean" if plan.index in (None, "ndvi") else K.column_of(plan.index)
+    start, end, label = _bounds(turn)
+    wanted = asked(turn.question)
+    series = K.by_parcel(turn.found.extra)
+    if len(ids) > 1 and wanted:
+        _group(out, lang, ids, series, ctx, wanted[0], start, end, label)
+        return out
+    for pid in ids[:5]:
+        docs = series.get(pid, [])
+        if wanted:
+            _events(out, lang, pid, docs, ctx, wanted, start, end, label, column)
+        else:
+            _trend(out, lang, pid, docs, ctx, start, end, label, column)
+    return out
+
+
+def _event_sentence(out: Composition, lang: str, pid: str, e, docs, column: str) -> None:
+    index = K.label_of(column)
+    by_date = {d.metadata["date"]: d for d in docs}
+    if e.kind == "peak":
+        out.add(say(lang, "peak_event", pid=pid, index=index, v=K.num(e.value_start), date=e.start,
+                    censored=say(lang, "censored") if e.censored else ""))
+        out.cite(by_date[e.start], (column,))
+        return
+    grass = bool(docs) and _grass(docs[0])
+    out.add(say(lang, "event", pid=pid, what=say(lang, _name(e.kind, grass)), a=e.start, b=e.end, index=index,
+                verb=say(lang, "rose" if e.value_end > e.value_start else "fell"), va=K.num(e.value_start),
+                vb=K.num(e.value_end)))
+    out.cite(by_date[e.start], (column,))
+    out.cite(by_date[e.end], (column,))
+
+
+def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column) -> None:
+    events = K.events(docs, ctx.suspects, column)
+    kinds = set(wanted) | ({"emergence"} if "green-up" in wanted else set())
+    hits = [e for e in events if e.kind in kinds and e.overlaps(start, end)]
+    for e in hits:
+        _event_sentence(out, lang, pid, e, docs, column)
+    if not hits:
+        good = [d for d in K.good(docs, ctx.suspects, column)
+                if (start is None or d.metadata["date"] >= start) and (end is None or d.metadata["date"] <= end)]
+        others = [e for e in events if e.kind in kinds]
+        nearest = ""
+        if others and start is not None:
+            near = min(others, key=lambda e: abs((K.day(e.start) - K.day(start)).days))
+            nearest = say(lang, "none_near", a=near.start, b=near.end)
+            by_date = {d.metadata["date"]: d for d in docs}
+            K.cite_all(out, [by_date[near.start], by_date[near.end]], (column,))
+        grass = bool(docs) and _grass(docs[0])
+        out.add(say(lang, "none", what=NOUNS[lang if lang in NOUNS else "en"][_name(wanted[0], grass)], pid=pid,
+                    label=label, n=len(good), nearest=nearest))
+        out.counts.append(len(good))
+        K.cite_all(out, good, (column,))
+        out.history += K.history_rows(good, ctx.suspects, column)
+
+
+def _trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:
+    in_window = [d for d in docs if (start is None or d.metadata["date"] >= start)
+                 and (end is None or d.metadata["date"] <= end)]
+    good = K.good(in_window, ctx.suspects, column)
+    out.history += K.history_rows(in_window, ctx.suspects, column)
+    if len(good) < 2:
+        out.add(say(lang, "few", pid=pid, n=len(good), label=label))
+        out.counts.append(len(good))
+        K.cite_all(out, good, (column,))
+        return
+    events = [e for e in K.events(docs, ctx.suspects, column) if e.overlaps(start, end)]
+    grass = _grass(docs[0])
+    nouns = NOUNS[lang if lang in NOUNS else "en"]
+    items = []
+    by_date = {d.metadata["date"]: d for d in docs}
+    for e in events:
+        if e.kind == "peak":
+            items.append(say(lang, "item_peak", v=K.num(e.value_start), date=e.start))
+        else:
+            items.append(say(lang, "item_window", what=nouns[_name(e.kind, grass)], a=e.start, b=e.end,
+                             va=K.num(e.value_start), vb=K.num(e.value_end)))
+        K.cite_all(out, [by_date[e.start], by_date[e.end]], (column,))
+    index = K.label_of(column)
+    if items:
+        out.add(say(lang, "trend_head", pid=pid, index=index, label=label, n=len(good), total=len(in_window),
+                    events="; ".join(items)))
+    else:
+        out.add(say(lang, "trend_flat", pid=pid, index=index, label=label, n=len(good), total=len(in_window)))
+    out.counts += [len(good), len(in_window)]
+    hi = max(good, key=lambda d: K.value(d, column))
+    lo = min(good, key=lambda d: K.value(d, column))
+    out.add(say(lang, "extremes", hi=K.num(K.value(hi, column)), dhi=hi.metadata["date"],
+                lo=K.num(K.value(lo, column)), dlo=lo.metadata["date"]))
+    K.cite_all(out, [hi, lo], (column,))
+    bad = Counter(K.status(d, ctx.suspects) for d in in_window if not K.usable(d, ctx.suspects))
+    if bad:
+        out.add(say(lang, "unusable", items=", ".join(
+            say(lang, "reason_n", n=n, reason=K.reason_words(r, lang)) for r, n in bad.most_common())))
+        out.counts += list(bad.values())
+
+
+def _group(out, lang, ids, series, ctx, kind, start, end, label) -> None:
+    what = _GROUP_WHAT.get(lang, _GROUP_WHAT["en"]).get(kind, kind)
+    items, unseen = [], []
+    for pid in ids:
+        docs = series.get(pid, [])
+        kinds = {kind} | ({"emergence"} if kind == "green-up" else set())
+        hits = [e for e in K.events(docs, ctx.suspects) if e.kind in kinds and e.overlaps(start, end)]
+        by_date = {d.metadata["date"]: d for d in docs}
+        if not hits:
+            unseen.append(pid)
+            continue
+        e = hits[0]
+        if e.kind == "peak":
+            items.append(say(lang, "group_peak", pid=pid, v=K.num(e.value_start), date=e.start))
+        else:
+            items.append(say(lang, "group_item", pid=pid, a=e.start, b=e.end))
+        K.cite_all(out, [by_date[e.start], by_date[e.end]], ("ndvi_mean",))
+    if items:
+        out.add(say(lang, "group", what=what, label=label, items=", ".join(items)))
+        if unseen:
+            out.add(say(lang, "not_seen", what=what.lower(), pids=", ".join(unseen)))
+    else:
+        out.add(say(lang, "group_none", n=len(ids), what=what.lower(), label=label))
+        out.counts.append(len(ids))

@@ -1,0 +1,160 @@
+"""Answers every kind gives the same way: nothing in the store, a place it does not hold, no
+acquisition in the window asked, and the nearest usable dates of an observation that is not usable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+from langchain_core.documents import Document
+
+from assistant.answers import common as K
+from assistant.answers.turn import AnswerContext, Turn
+from assistant.compose import Composition
+from indexer.observations import SuspectDate
+
+TEXTS = {
+    "en": {
+        "empty_store": "The store holds no records yet, so there is nothing to answer from. Index imagery into it first.",
+        "unknown_parcel": "Nothing in this store is called {names}. It holds {n} parcels, for example: {examples}.",
+        "known_values": "Parcel attributes it knows: {values}.",
+        "unknown_some": "Nothing in this store is called {names}; the answer covers the rest.",
+        "no_acquisition": ("No acquisition in {label} ({start} to {end}). The archive runs from {first} to {last}; "
+                           "the nearest acquisitions are {nearest}."),
+        "unusable": "Parcel {pid} has no usable observation on {date}: {why} ({cloud} % cloud, {valid} % valid pixels).",
+        "nearest_usable": "Nearest usable dates for {pid}: {dates}.",
+        "no_usable_at_all": "Parcel {pid} has no usable observation in the store.",
+        "suspect": ("The acquisition of {date} is suspect: values jump across the whole scene against {previous} "
+                    "and {next} ({n} parcels compared) and come back; parcel {pid}: {values}. Read it as haze or "
+                    "thin cloud, not as the crop's condition."),
+        "small": ("Parcel {pid} covers only {n} pixels of 10 m: too few for a reliable value (most of them straddle "
+                  "its edge), so its values are not read as the crop's condition."),
+        "reading": "Reading {items}.",
+        "reading_item": "'{said}' as {meant}",
+    },
+    "fr": {
+        "empty_store": "La base ne contient encore aucun enregistrement : rien à répondre. Indexez-y d'abord des images.",
+        "unknown_parcel": "Rien dans cette base ne s'appelle {names}. Elle contient {n} parcelles, par exemple : {examples}.",
+        "known_values": "Attributs de parcelle connus : {values}.",
+        "unknown_some": "Rien dans cette base ne s'appelle {names} ; la réponse porte sur le reste.",
+        "no_acquisition": ("Aucune acquisition en {label} ({start} au {end}). L'archive va du {first} au {last} ; "
+                           "les acquisitions les plus proches sont {nearest}."),
+        "unusable": "La parcelle {pid} n'a aucune observation exploitable le {date} : {why} ({cloud} % de nuages, {valid} % de pixels valides).",
+        "nearest_usable": "Dates exploitables les plus proches pour {pid} : {dates}.",
+        "no_usable_at_all": "La parcelle {pid} n'a aucune observation exploitable dans la base.",
+        "suspect": ("L'acquisition du {date} est suspecte : les valeurs sautent sur toute la scène par rapport au "
+                    "{previous} et au {next} ({n} parcelles comparées) puis reviennent ; parcelle {pid} : {values}. "
+                    "C'est de la brume ou un voile nuageux, pas l'état de la culture."),
+        "small": ("La parcelle {pid} ne couvre que {n} pixels de 10 m : trop peu pour une valeur fiable (la plupart "
+                  "chevauchent sa bordure), ses valeurs ne sont donc pas lues comme l'état de la culture."),
+        "reading": "Lu {items}.",
+        "reading_item": "« {said} » comme {meant}",
+    },
+}
+
+
+def say(lang: str, key: str, **values: object) -> str:
+    return TEXTS.get(lang, TEXTS["en"])[key].format(**values)
+
+
+def window_bounds(turn: Turn) -> tuple[str | None, str | None]:
+    """(start, end) ISO of the plan's window; without one, everything up to the reference date."""
+    plan = turn.plan
+    if plan is None:
+        return None, None
+    if plan.window is not None:
+        return plan.window.start.isoformat(), plan.window.end.isoformat()
+    return None, plan.reference_date.isoformat()
+
+
+def preamble(turn: Turn, ctx: AnswerContext, out: Composition) -> bool:
+    """Say what stops an answer before it starts; True when nothing more can be said."""
+    lang, plan = turn.lang, turn.plan
+    dates = ctx.dates()
+    if not dates:
+        out.add(say(lang, "empty_store"))
+        return True
+    if plan is None:
+        return False
+    places = plan.places
+    ids = ctx.context.parcel_ids
+    if places.unresolved and not places.parcel_ids and not places.attributes:
+        out.add(say(lang, "unknown_parcel", names=", ".join(f"'{u}'" for u in places.unresolved), n=len(ids),
+                    examples=", ".join(ids[:5])))
+        out.counts.append(len(ids))
+        values = ctx.context.attributes
+        if values:
+            out.add(say(lang, "known_values", values="; ".join(
+                f"{k.removeprefix('attr_')}: {', '.join(v[:12]).lower()}" for k, v in values.items()
+                if v and any(not str(x).replace('.', '').isdigit() for x in v) and len(v) <= 30)))
+        return True
+    if places.unresolved:
+        out.add(say(lang, "unknown_some", names=", ".join(f"'{u}'" for u in places.unresolved)))
+    if plan.window is not None:
+        start, end = plan.window.start.isoformat(), plan.window.end.isoformat()
+        if not any(start <= d <= end for d in dates):
+            nearest = sorted(dates, key=lambda d: abs((dt.date.fromisoformat(d) - plan.window.start).days))[:3]
+            out.add(say(lang, "no_acquisition", label=plan.window.label, start=start, end=end, first=dates[0],
+                        last=dates[-1], nearest=", ".join(sorted(nearest))))
+            return True
+    return False
+
+
+def readings(turn: Turn, out: Composition) -> None:
+    """Echo the misspellings the parser read ("Reading 'jully' as July.")."""
+    plan = turn.plan
+    if plan is not None and plan.corrections:
+        out.add(say(turn.lang, "reading", items=", ".join(
+            say(turn.lang, "reading_item", said=a, meant=b) for a, b in plan.corrections)))
+
+
+def not_usable(out: Composition, lang: str, doc: Document, parcel_docs: Sequence[Document],
+               suspects: Mapping[str, SuspectDate], column: str = "ndvi_mean") -> None:
+    """Why `doc` is not usable, and the parcel's nearest usable observations."""
+    m = doc.metadata
+    obs = K.observation(doc, suspects)
+    suspect = obs.suspect
+    if obs.status == "too_small":
+        out.add(say(lang, "small", pid=m["parcel_id"], n=m["n_pixels"]))
+        out.counts.append(m["n_pixels"])
+        out.derived.append("10")  # the pixel size
+        out.cite(doc, ())
+        return
+    if suspect is not None:
+        around = [d for d in parcel_docs if d.metadata["date"] in (suspect.previous, suspect.next)
+                  and d.metadata.get(column) is not None]
+        values = f"{K.label_of(column)} {K.num(m[column])} on {m['date']}" if lang == "en" else \
+            f"{K.label_of(column)} {K.num(m[column])} le {m['date']}"
+        if around:
+            sep = " against " if lang == "en" else " contre "
+            values += sep + ", ".join(f"{K.num(d.metadata[column])} ({d.metadata['date']})" for d in around)
+        out.add(say(lang, "suspect", date=m["date"], previous=suspect.previous, next=suspect.next,
+                    n=suspect.n_parcels, pid=m["parcel_id"], values=values))
+        out.counts.append(suspect.n_parcels)
+        K.cite_all(out, [doc, *around], (column,))
+    else:
+        out.add(say(lang, "unusable", pid=m["parcel_id"], date=m["date"],
+                    why=K.reason_words(m.get("invalid_reason") or "unusable", lang),
+                    cloud=K.pct(m.get("cloud_fraction")), valid=K.pct(m.get("valid_fraction"))))
+        out.cite(doc, ())
+    near = nearest_usable(parcel_docs, K.day(doc), suspects, column)
+    if near:
+        out.add(say(lang, "nearest_usable", pid=m["parcel_id"], dates=", ".join(
+            f"{d.metadata['date']} ({K.label_of(column)} {K.num(d.metadata[column])})" for d in near)))
+        K.cite_all(out, near, (column,))
+    elif not any(K.usable(d, suspects) for d in parcel_docs):
+        out.add(say(lang, "no_usable_at_all", pid=m["parcel_id"]))
+
+
+def nearest_usable(docs: Sequence[Document], when: dt.date, suspects: Mapping[str, SuspectDate],
+                   column: str = "ndvi_mean", n: int = 2) -> list[Document]:
+    """The `n` usable observations nearest to `when` (one before and one after when both exist)."""
+    series = K.good(docs, suspects, column)
+    before = [d for d in series if K.day(d) < when]
+    after = [d for d in series if K.day(d) > when]
+    picked = before[-1:] + after[:1]
+    if len(picked) < n:
+        rest = sorted((d for d in series if d not in picked), key=lambda d: abs((K.day(d) - when).days))
+        picked += rest[:n - len(picked)]
+    return sorted(picked, key=lambda d: d.metadata["date"])

@@ -1,0 +1,343 @@
+"""A crop, an area or all parcels: aggregates, rankings, thresholds, and parcels behind their peers.
+
+Retrieval: every record of the group's parcels in the window (without a window: up to the
+reference date); for "behind their peers", the records of every parcel of the same crops.
+Each parcel's value, documented once: on a single date, that observation; over a window, the mean
+of its usable observations there (the answer says so); without a window, its latest usable
+observation. Unusable observations never count (cloud, snow, a suspect scene, a parcel too small:
+`indexer.observations`), and the answer says how many parcels had none.
+Composition, by what was asked:
+* a threshold ("NDVI below 0.3") or a class ("water-stressed"): the parcels with an observation
+  meeting it (their most extreme one), out of how many were observed;
+* a ranking ("top 3", "the lowest"): exactly the number asked, best first (or lowest first);
+* parcels behind their peers: a parcel whose value is more than `BEHIND_MARGIN` below the median of
+  the other parcels of its crop on the same dates;
+* otherwise aggregates: mean, median, range (with the parcels at both ends) and the count.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+
+from langchain_core.documents import Document
+
+from assistant.answers import checks
+from assistant.answers import common as K
+from assistant.answers.turn import AnswerContext, Found, Turn
+from assistant.compose import Composition
+from indexer.analysis import RULE_BY_ASPECT, classify
+
+#: A parcel is behind its crop's peers when its value is this much below their median (twice the
+#: largest index noise of `indexer.seasons.NOISE`, rounded up: a gap two clear observations a few
+#: days apart do not show).
+BEHIND_MARGIN = 0.1
+_BEHIND = re.compile(r"\b(?:behind|lagg?ing|lag|peers?|en\s+retard|retard\w*|below\s+(?:the\s+)?(?:others|average|peers)|"
+                     r"worse\s+than\s+(?:the\s+)?(?:others|peers)|moins\s+bien\s+que|underperform\w*|sous-perform\w*)\b")
+_ONE = re.compile(r"\b(?:highest|lowest|greenest|best|worst|driest|weakest|strongest)\s+(?:\w+\s+){0,2}(?:parcel|field|plot)\b(?!s)|"
+                  r"\b(?:which|what|quelle?)\s+(?:\w+\s+){0,2}(?:parcel|field|plot|parcelle|champ)\b(?!s)|"
+                  r"\b(?:the|la|le)\s+(?:\w+\s+){0,2}(?:parcel|field|plot|parcelle|champ)\b(?!s)")
+_AGGREGATE = re.compile(r"\b(?:average|mean|median|moyenn\w*|median\w*|range|ecart|count|how\s+many|combien|overall|"
+                        r"en\s+moyenne|typical|summary|resume)\b")
+
+TEXTS = {
+    "en": {
+        "what_all": "the {n} parcels", "what_crop": "the {n} {crop} parcels", "what_area": "the {n} parcels of that area",
+        "when_date": "on {date}", "when_window": "in {label}", "mean_note": " (each parcel's mean over its usable observations)",
+        "when_latest": "at each parcel's latest usable observation",
+        "aggregate": ("Over {what} {when}{note}, mean {index} {mean}, median {median}, from {lo} ({plo}) to {hi} ({phi}); "
+                      "{n} parcels observed."),
+        "aggregate_one": "Only {pid} of {what} was observed {when}: {index} {v}.",
+        "unobserved": "No usable observation {when} for: {pids}.",
+        "rank": "{index} {when}{note}, {order} ({k} of {n} parcels): {items}.",
+        "rank_one": "{pid} had the {which} {index} {when}{note}: {v}, of {n} parcels observed.",
+        "highest_one": "highest", "lowest_one": "lowest",
+        "bare": ("Not counted as {what}: {items}: bare soil or stubble after the harvest, where low values are "
+                 "expected."),
+        "highest": "highest first", "lowest": "lowest first",
+        "threshold": "{n} of {total} observed parcels had {what} {when}: {items}.",
+        "threshold_none": "None of the {total} observed parcels had {what} {when}.",
+        "closest": "The closest was {item}.",
+        "behind": "{n} parcels were more than {margin} below the median of their crop's other parcels {when}: {items}.",
+        "behind_none": "No parcel was more than {margin} below the median of its crop's other parcels {when}.",
+        "behind_item": "{pid} ({crop}) {v} against {peers}",
+        "no_peers": "Parcels without another parcel of their crop to compare with: {pids}.",
+        "item": "{pid} {v}", "item_date": "{pid} {v} on {date}",
+        "lt": "{index} below {v}", "le": "{index} at or below {v}", "gt": "{index} above {v}", "ge": "{index} at or above {v}",
+        "class": "{label} {aspect}",
+    },
+    "fr": {
+        "what_all": "les {n} parcelles", "what_crop": "les {n} parcelles de {crop}", "what_area": "les {n} parcelles de cette zone",
+        "when_date": "le {date}", "when_window": "en {label}", "mean_note": " (moyenne des observations exploitables de chaque parcelle)",
+        "when_latest": "à la dernière observation exploitable de chaque parcelle",
+        "aggregate": ("Sur {what} {when}{note}, {index} moyen {mean}, médian {median}, de {lo} ({plo}) à {hi} ({phi}) ; "
+                      "{n} parcelles observées."),
+        "aggregate_one": "Seule {pid} parmi {what} a été observée {when} : {index} {v}.",
+        "unobserved": "Aucune observation exploitable {when} pour : {pids}.",
+        "rank": "{index} {when}{note}, {order} ({k} parcelles sur {n}) : {items}.",
+        "rank_one": "{pid} avait le {index} le plus {which} {when}{note} : {v}, sur {n} parcelles observées.",
+        "highest_one": "élevé", "lowest_one": "bas",
+        "bare": ("Non comptées comme {what} : {items} : sol nu ou chaumes après la récolte, où des valeurs basses "
+                 "sont attendues."),
+        "highest": "du plus élevé au plus bas", "lowest": "du plus bas au plus élevé",
+        "threshold": "{n} des {total} parcelles observées avaient {what} {when} : {items}.",
+        "threshold_none": "Aucune des {total} parcelles observées n'avait {what} {when}.",
+        "closest": "La plus proche : {item}.",
+        "behind": "{n} parcelles étaient à plus de {margin} sous la médiane des autres parcelles de leur culture {when} : {items}.",
+        "behind_none": "Aucune parcelle n'était à plus de {margin} sous la médiane des autres parcelles de sa culture {when}.",
+        "behind_item": "{pid} ({crop}) {v} contre {peers}",
+        "no_peers": "Parcelles sans autre parcelle de la même culture pour comparer : {pids}.",
+        "item": "{pid} {v}", "item_date": "{pid} {v} le {date}",
+        "lt": "un {index} inférieur à {v}", "le": "un {index} inférieur ou égal à {v}", "gt": "un {index} supérieur à {v}",
+        "ge": "un {index} supérieur ou égal à {v}",
+        "class": "{aspect} {label}",
+    },
+}
+_ASPECTS = {"en": {"vigor": "vigor", "moisture": "moisture", "cover": "cover", "biomass": "biomass", "growth": "growth",
+                   "uniformity": "uniformity", "water": "surface water"},
+            "fr": {"vigor": "vigueur", "moisture": "humidité", "cover": "couverture", "biomass": "biomasse",
+                   "growth": "croissance", "uniformity": "homogénéité", "water": "eau de surface"}}
+
+
+def say(lang: str, key: str, **values: object) -> str:
+    return TEXTS.get(lang, TEXTS["en"])[key].format(**values)
+
+
+def members(turn: Turn, ctx: AnswerContext) -> list[str]:
+    """The parcels of the group, as the store's facts know them."""
+    places = turn.plan.places
+    ids = list(ctx.context.parcel_ids)
+    if places.attributes:
+        ids = [p for p in ids if all(ctx.context.parcel_attributes.get(p, {}).get(c) in v
+                                     for c, v in places.attributes.items())]
+    return ids
+
+
+def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
+    plan = turn.plan
+    places = plan.places
+    start, end = checks.window_bounds(turn)
+    docs = ctx.records(parcel_ids=list(places.parcel_ids) or None, date_from=start, date_to=end,
+                       attributes=places.attributes or None, bbox=places.bbox,
+                       point=places.point if places.radius_m else None, radius_m=places.radius_m)
+    extra: list[Document] = []
+    if plan.class_condition is not None:
+        # The parcels' whole series: a low value after a harvest is stubble (see `_threshold`).
+        extra = ctx.records(parcel_ids=sorted({d.metadata["parcel_id"] for d in docs}))
+    elif _BEHIND.search(K.fold_text(turn.question)):
+        # Peers: every parcel of the same crops, on the same dates.
+        crops = {K.crop_of(d) for d in docs} - {None}
+        extra = [d for d in ctx.records(date_from=start, date_to=end) if K.crop_of(d) in crops]
+    return Found(records=tuple(docs), extra=tuple(extra))
+
+
+def per_parcel(docs, ctx: AnswerContext, column: str, windowed: bool) -> dict[str, tuple[float, list[Document]]]:
+    """Each parcel's value and the observations it rests on (see the module docstring)."""
+    out = {}
+    for pid, items in K.by_parcel(docs).items():
+        good = K.good(items, ctx.suspects, column)
+        if not good:
+            continue
+        if windowed:
+            out[pid] = (statistics.fmean(K.value(d, column) for d in good), good)
+        else:
+            out[pid] = (K.value(good[-1], column), [good[-1]])
+    return out
+
+
+def _when(turn: Turn, lang: str, docs) -> tuple[str, bool]:
+    """How the answer says when, and whether values are window means."""
+    plan = turn.plan
+    if plan.window is None:
+        return say(lang, "when_latest"), False
+    dates = {d.metadata["date"] for d in docs}
+    if plan.window.start == plan.window.end or len(dates) == 1:
+        return say(lang, "when_date", date=min(dates) if dates else plan.window.start.isoformat()), False
+    return say(lang, "when_window", label=plan.window.label), True
+
+
+def _what(turn: Turn, lang: str, n: int) -> str:
+    places = turn.plan.places
+    if places.attributes:
+        crop = " / ".join(K.crop_name(v, lang) for vals in places.attributes.values() for v in vals)
+        return say(lang, "what_crop", n=n, crop=crop)
+    if places.bbox or places.point:
+        return say(lang, "what_area", n=n)
+    return say(lang, "what_all", n=n)
+
+
+def _written(out: Composition, x: float, windowed: bool) -> str:
+    text = K.num(x)
+    if windowed:
+        out.derived.append(text)
+    return text
+
+
+def compose(turn: Turn, ctx: AnswerContext) -> Composition:
+    out = Composition()
+    lang, plan = turn.lang, turn.plan
+    if checks.preamble(turn, ctx, out):
+        return out
+    docs = list(turn.found.records)
+    if not docs:
+        out.add(say(lang, "threshold_none", total=0, what=_what(turn, lang, 0), when=""))
+        return out
+    folded = K.fold_text(turn.question)
+    column = K.column_of(plan.condition.index if plan.condition else plan.index)
+    if plan.class_condition is not None and plan.condition is None and not plan.index:
+        column = RULE_BY_ASPECT[plan.class_condition.aspect].stat
+    when, windowed = _when(turn, lang, docs)
+    note = say(lang, "mean_note") if windowed else ""
+    group = sorted({d.metadata["parcel_id"] for d in docs})
+    values = per_parcel(docs, ctx, column, windowed)
+    index = K.label_of(column)
+    unobserved = [p for p in group if p not in values]
+    if plan.condition is not None or plan.class_condition is not None:
+        _threshold(out, turn, ctx, docs, values, when, lang)
+    elif _BEHIND.search(folded):
+        _behind(out, turn, ctx, values, column, when, windowed, lang)
+    elif plan.intent == "rank" and not _AGGREGATE.search(folded) and values:
+        asc = plan.order == "asc"
+        ranked = sorted(values.items(), key=lambda kv: (kv[1][0], kv[0]), reverse=not asc)
+        k = min(plan.k or len(ranked), len(ranked))
+        if plan.k == len(ctx.context.parcel_ids) and _ONE.search(folded):
+            k = 1  # "which parcel has the highest NDVI": one, not the whole list
+        if k == 1:
+            pid, (x, used) = ranked[0]
+            out.add(say(lang, "rank_one", pid=pid, which=say(lang, "lowest_one" if asc else "highest_one"), index=index,
+                        when=when, note=note, v=_written(out, x, windowed), n=len(ranked)))
+            out.counts.append(len(ranked))
+            K.cite_all(out, used, (column,))
+            ranked = []
+        items = []
+        for pid, (x, used) in ranked[:k]:
+            items.append(say(lang, "item", pid=pid, v=_written(out, x, windowed)) if windowed or plan.window
+                         else say(lang, "item_date", pid=pid, v=K.num(x), date=used[0].metadata["date"]))
+            K.cite_all(out, used, (column,))
+        if ranked:
+            out.add(say(lang, "rank", index=index, when=when, note=note, order=say(lang, "lowest" if asc else "highest"), k=k,
+                        n=len(ranked), items=", ".join(items)))
+            out.counts += [k, len(ranked)]
+    elif values:
+        if len(values) == 1:
+            [(pid, (x, used))] = values.items()
+            out.add(say(lang, "aggregate_one", pid=pid, what=_what(turn, lang, len(group)), when=when, index=index,
+                        v=_written(out, x, windowed)))
+            out.counts.append(len(group))
+            K.cite_all(out, used, (column,))
+        else:
+            xs = [x for x, _ in values.values()]
+            lo = min(values.items(), key=lambda kv: kv[1][0])
+            hi = max(values.items(), key=lambda kv: kv[1][0])
+            out.add(say(lang, "aggregate", what=_what(turn, lang, len(group)), when=when, note=note, index=index,
+                        mean=K.mean_of(out, xs), median=K.median_of(out, xs), lo=_written(out, lo[1][0], windowed),
+                        plo=lo[0], hi=_written(out, hi[1][0], windowed), phi=hi[0], n=len(values)))
+            out.counts += [len(group), len(values)]
+            for _, used in values.values():
+                K.cite_all(out, used, (column,))
+            if windowed:  # the mean of means and the median are of the parcels' means, declared above
+                out.derived.extend(K.num(x) for x in xs)
+    if unobserved:
+        out.add(say(lang, "unobserved", when=when, pids=", ".join(unobserved)))
+    return out
+
+
+def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, when: str, lang: str) -> None:
+    plan = turn.plan
+    observed = K.by_parcel(d for d in docs if K.usable(d, ctx.suspects))
+    total = len(observed)
+    if plan.condition is not None:
+        c = plan.condition
+        column = K.column_of(c.index)
+        key = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[c.op]
+        what = say(lang, key, index=c.index.upper(), v=f"{c.value:g}")
+        extreme = min if c.op in ("<", "<=") else max
+        matched, closest, bare = [], [], []
+        for pid, items in observed.items():
+            items = [d for d in items if d.metadata.get(column) is not None]
+            hits = [d for d in items if c.holds(d.metadata[column])]
+            if hits:
+                matched.append(extreme(hits, key=lambda d: d.metadata[column]))
+            elif items:
+                closest.append(extreme(items, key=lambda d: d.metadata[column]))
+        matched.sort(key=lambda d: d.metadata[column], reverse=extreme is max)
+    else:
+        aspect, label = plan.class_condition.aspect, plan.class_condition.label
+        column = RULE_BY_ASPECT[aspect].stat
+        what = say(lang, "class", aspect=_ASPECTS.get(lang, _ASPECTS["en"]).get(aspect, aspect), label=label.replace("_", " "))
+        matched, closest = [], []
+        series = K.by_parcel(turn.found.extra)
+        bare = []
+        for pid, items in observed.items():
+            hits = [d for d in items if classify(d.metadata).get(aspect) == label]
+            if hits and label == "low" and aspect in ("moisture", "vigor"):
+                # Low moisture or vigor on bare soil or stubble is the crop calendar, not stress.
+                crop = [d for d in hits if not _bare(d, series.get(pid, items), ctx)]
+                if not crop:
+                    bare.append(hits[-1])
+                hits = crop
+            if hits:
+                matched.append(hits[-1])
+        matched.sort(key=lambda d: d.metadata.get(column) or 0.0)
+    out.counts.append(total)
+    if not matched:
+        out.add(say(lang, "threshold_none", total=total, what=what, when=when))
+        if bare:
+            out.add(say(lang, "bare", what=what, items=", ".join(
+                say(lang, "item_date", pid=d.metadata["parcel_id"], v=K.values(d, ("ndvi_mean",)), date=d.metadata["date"])
+                for d in bare)))
+            K.cite_all(out, bare, ("ndvi_mean",))
+        if closest and plan.condition is not None:
+            near = min(closest, key=lambda d: abs(d.metadata[column] - plan.condition.value))
+            out.add(say(lang, "closest", item=say(lang, "item_date", pid=near.metadata["parcel_id"],
+                                                  v=K.num(near.metadata[column]), date=near.metadata["date"])))
+            out.cite(near, (column,))
+        return
+    out.add(say(lang, "threshold", n=len(matched), total=total, what=what, when=when, items=", ".join(
+        say(lang, "item_date", pid=d.metadata["parcel_id"], v=K.values(d, (column,)), date=d.metadata["date"])
+        for d in matched)))
+    out.counts.append(len(matched))
+    K.cite_all(out, matched, (column,))
+    if bare:
+        out.add(say(lang, "bare", what=what, items=", ".join(
+            say(lang, "item_date", pid=d.metadata["parcel_id"], v=K.values(d, ("ndvi_mean",)), date=d.metadata["date"])
+            for d in bare)))
+        K.cite_all(out, bare, ("ndvi_mean",))
+
+
+def _bare(doc: Document, series, ctx: AnswerContext) -> bool:
+    ndvi = doc.metadata.get("ndvi_mean")
+    return (ndvi is not None and ndvi < 0.3) or K.after_harvest(doc, series, ctx.suspects)
+
+
+def _behind(out: Composition, turn: Turn, ctx: AnswerContext, values, column: str, when: str, windowed: bool,
+            lang: str) -> None:
+    peers_all = per_parcel(turn.found.extra or turn.found.records, ctx, column, windowed)
+    crop_of = {d.metadata["parcel_id"]: K.crop_of(d) for d in [*turn.found.records, *turn.found.extra]}
+    behind, alone = [], []
+    for pid, (x, used) in sorted(values.items()):
+        peers = [(p, v) for p, v in peers_all.items() if p != pid and crop_of.get(p) == crop_of.get(pid)]
+        if not peers:
+            alone.append(pid)
+            continue
+        median = statistics.median(v[0] for _, v in peers)
+        if x < median - BEHIND_MARGIN:
+            behind.append((pid, x, median, used, peers))
+    margin = K.num(BEHIND_MARGIN)
+    out.derived.append(margin)
+    if behind:
+        items = []
+        for pid, x, median, used, peers in behind:
+            items.append(say(lang, "behind_item", pid=pid, crop=K.crop_name(crop_of.get(pid) or "?", lang),
+                             v=_written(out, x, windowed), peers=K.median_of(out, [v[0] for _, v in peers])))
+            K.cite_all(out, used, (column,))
+            for _, (v, pused) in peers:
+                K.cite_all(out, pused, (column,))
+                if windowed:
+                    out.derived.append(K.num(v))
+        out.add(say(lang, "behind", n=len(behind), margin=margin, when=when, items="; ".join(items)))
+        out.counts.append(len(behind))
+    else:
+        out.add(say(lang, "behind_none", margin=margin, when=when))
+    if alone:
+        out.add(say(lang, "no_peers", pids=", ".join(alone)))

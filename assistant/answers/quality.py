@@ -1,0 +1,180 @@
+"""Observation quality: which dates were cloudy, snowy, suspect or otherwise unusable (or clear) for
+a parcel, a crop, an area or all parcels, in a window.
+
+Retrieval: every record of the parcels asked in the window (without one: the whole archive).
+Composition, by the library's status (`indexer.observations.observation_status`): for one parcel,
+its dates by status; for several parcels, each acquisition date is "clear" when most of them were
+usable, else it takes the most common reason among them; a single date lists the parcels by status.
+The question's words choose what is listed first: clear dates ("clear", "usable") or the others.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from assistant.answers import checks
+from assistant.answers import common as K
+from assistant.answers.groups import members
+from assistant.answers.turn import AnswerContext, Found, Turn
+from assistant.compose import Composition
+
+_CLEAR = re.compile(r"\b(?:clear|cloud[- ]?free|usable|good|sans\s+nuages?|degage\w*|exploitables?|claire?s?)\b")
+_NOT = re.compile(r"\b(?:unusable|inexploitables?|not\s+usable|non\s+exploitables?)\b")
+_SNOW = re.compile(r"\b(?:snow\w*|neig\w*|enneig\w*)\b")
+MAX_DATES = 40
+
+TEXTS = {
+    "en": {
+        "parcel": "Parcel {pid} in {label}: {u} of {n} acquisitions usable.",
+        "listing": "{what}: {dates}.",
+        "area": "For {what} in {label}: {u} of {n} acquisition dates were clear for most of them.",
+        "date": "On {date}, {u} of {n} parcels had a usable observation.",
+        "date_list": "{what}: {pids}.",
+        "clear": "Clear", "cloud": "Cloudy", "snow": "Snow", "nodata": "No data", "suspect": "Suspect (haze or thin cloud the cloud mask missed)",
+        "too_small": "Too small for a reliable value",
+        "none_of": "No {what} date in {label}.",
+        "all_parcels": "the {n} parcels", "crop": "the {n} {crop} parcels",
+        "share": "{date} ({p} of {n})", "pct_clear": " ({p} % clear)",
+        "none_asked": "No acquisition was flagged {what} for {who} in {label}.",
+        "old_rule": ("These records were indexed before snow was told apart from cloud: snowy dates count as "
+                     "cloudy or, before that rule, as clear; re-indexing the imagery applies it."),
+        "snow_word": "snow", "usable_word": "usable", "unusable_word": "unusable",
+        "the_archive": "the whole archive",
+    },
+    "fr": {
+        "parcel": "Parcelle {pid} en {label} : {u} acquisitions exploitables sur {n}.",
+        "listing": "{what} : {dates}.",
+        "area": "Pour {what} en {label} : {u} dates d'acquisition sur {n} étaient dégagées pour la plupart d'entre elles.",
+        "date": "Le {date}, {u} parcelles sur {n} avaient une observation exploitable.",
+        "date_list": "{what} : {pids}.",
+        "clear": "Dégagées", "cloud": "Nuageuses", "snow": "Neige", "nodata": "Sans données",
+        "suspect": "Suspectes (brume ou voile nuageux que le masque n'a pas vu)", "too_small": "Trop petites pour une valeur fiable",
+        "none_of": "Aucune date {what} en {label}.",
+        "all_parcels": "les {n} parcelles", "crop": "les {n} parcelles de {crop}",
+        "share": "{date} ({p} sur {n})", "pct_clear": " ({p} % dégagé)",
+        "none_asked": "Aucune acquisition n'a été marquée {what} pour {who} en {label}.",
+        "old_rule": ("Ces enregistrements ont été indexés avant que la neige soit distinguée des nuages : les dates "
+                     "enneigées comptent comme nuageuses ou, avant cette règle, comme dégagées ; réindexer les images l'applique."),
+        "snow_word": "enneigée", "usable_word": "exploitable", "unusable_word": "inexploitable",
+        "the_archive": "toute l'archive",
+    },
+}
+
+
+def say(lang: str, key: str, **values: object) -> str:
+    return TEXTS.get(lang, TEXTS["en"])[key].format(**values)
+
+
+def _ids(turn: Turn, ctx: AnswerContext) -> list[str]:
+    return list(turn.plan.places.parcel_ids) or members(turn, ctx)
+
+
+def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
+    plan = turn.plan
+    if plan is None:
+        return Found()
+    w = plan.window
+    places = plan.places
+    docs = ctx.records(parcel_ids=_ids(turn, ctx) if places.parcel_ids or places.attributes else None,
+                       date_from=w.start.isoformat() if w else None, date_to=w.end.isoformat() if w else None,
+                       bbox=places.bbox, point=places.point if places.radius_m else None, radius_m=places.radius_m)
+    return Found(records=tuple(docs))
+
+
+def _order(folded: str) -> list[str]:
+    """The statuses the question asks to list: snow, clear dates, or every reason not to use one."""
+    if _SNOW.search(folded):
+        return ["snow"]
+    if _CLEAR.search(folded) and not _NOT.search(folded):
+        return ["usable"]
+    return ["cloud", "snow", "suspect", "nodata", "too_small"]
+
+
+def _old_rule(out: Composition, lang: str, order: list[str], docs) -> None:
+    """Records indexed before snow was told apart from cloud: say so when snow is asked."""
+    if order == ["snow"] and not any((d.metadata.get("quality_rule") or 0) >= 2 for d in docs):
+        out.add(say(lang, "old_rule"))
+
+
+def _word(lang: str, order: list[str]) -> str:
+    key = {"snow": "snow_word", "usable": "usable_word"}.get(order[0], "unusable_word") if len(order) == 1 else "unusable_word"
+    return say(lang, key)
+
+
+def compose(turn: Turn, ctx: AnswerContext) -> Composition:
+    out = Composition()
+    lang, plan = turn.lang, turn.plan
+    if plan is None or checks.preamble(turn, ctx, out):
+        return out
+    docs = list(turn.found.records)
+    label = plan.window.label if plan.window else say(lang, "the_archive")
+    folded = K.fold_text(turn.question)
+    order = _order(folded)
+    if not docs:
+        out.add(say(lang, "none_of", what="", label=label))
+        return out
+    parcels = K.by_parcel(docs)
+    if len(parcels) == 1:
+        [(pid, items)] = parcels.items()
+        by_status: dict[str, list] = {}
+        for d in items:
+            by_status.setdefault(K.status(d, ctx.suspects), []).append(d)
+        u = len(by_status.get("usable", []))
+        out.add(say(lang, "parcel", pid=pid, label=label, u=u, n=len(items)))
+        out.counts += [u, len(items)]
+        if not any(by_status.get(st) for st in order):
+            out.sentences.insert(0, say(lang, "none_asked", what=_word(lang, order), who=pid, label=label))
+            _old_rule(out, lang, order, items)
+        for st in order:
+            found = by_status.get(st)
+            if not found:
+                continue
+            out.add(say(lang, "listing", what=say(lang, "clear" if st == "usable" else st), dates=", ".join(
+                f"{d.metadata['date']}" + ("" if st in ("usable", "suspect", "too_small") else
+                                           say(lang, "pct_clear", p=K.pct(d.metadata.get('valid_fraction'))))
+                for d in found[:MAX_DATES])))
+            K.cite_all(out, found[:MAX_DATES], ())
+        return out
+    dates = sorted({d.metadata["date"] for d in docs})
+    if len(dates) == 1:
+        date = dates[0]
+        by_status = {}
+        for d in docs:
+            by_status.setdefault(K.status(d, ctx.suspects), []).append(d.metadata["parcel_id"])
+        u = len(by_status.get("usable", []))
+        out.add(say(lang, "date", date=date, u=u, n=len(docs)))
+        out.counts += [u, len(docs)]
+        for st in order:
+            if by_status.get(st):
+                out.add(say(lang, "date_list", what=say(lang, "clear" if st == "usable" else st),
+                            pids=", ".join(by_status[st])))
+        K.cite_all(out, docs, ())
+        return out
+    per_date: dict[str, Counter] = {}
+    for d in docs:
+        per_date.setdefault(d.metadata["date"], Counter())[K.status(d, ctx.suspects)] += 1
+    verdict = {}
+    for date, counts in per_date.items():
+        n = sum(counts.values())
+        usable = counts.get("usable", 0)
+        verdict[date] = "usable" if usable * 2 > n else max(
+            (s for s in counts if s != "usable"), key=lambda s: (counts[s], s))
+    clear = [d for d in dates if verdict[d] == "usable"]
+    crops = [v for vals in plan.places.attributes.values() for v in vals]
+    what = (say(lang, "crop", n=len(parcels), crop=" / ".join(K.crop_name(c, lang) for c in crops)) if crops
+            else say(lang, "all_parcels", n=len(parcels)))
+    out.add(say(lang, "area", what=what, label=label, u=len(clear), n=len(dates)))
+    out.counts += [len(clear), len(dates), len(parcels)]
+    if not any(verdict[d] in order for d in dates):
+        out.sentences.insert(0, say(lang, "none_asked", what=_word(lang, order), who=what, label=label))
+        _old_rule(out, lang, order, docs)
+    for st in order:
+        listed = [d for d in dates if verdict[d] == st]
+        if not listed:
+            continue
+        n_all = {d: sum(per_date[d].values()) for d in listed}
+        out.add(say(lang, "listing", what=say(lang, "clear" if st == "usable" else st), dates=", ".join(
+            say(lang, "share", date=d, p=per_date[d][st], n=n_all[d]) for d in listed[:MAX_DATES])))
+        out.counts += [per_date[d][st] for d in listed] + list(n_all.values())
+    return out

@@ -1,0 +1,148 @@
+"""The kinds of answer, in one table: each kind's module and the triggers that choose it.
+
+A kind is a module of `assistant.answers` with two functions, ``retrieve(turn, ctx) -> Found`` and
+``compose(turn, ctx) -> Composition``. `choose(plan)` walks `KINDS` in order and takes the first
+whose trigger words appear in the (folded) question and whose condition on the plan holds; the
+parser's own reading (places, dates, the index, a threshold) is in the plan. Adding a kind is one
+module and one row here; nothing else branches on the kind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+from assistant.plan import QueryPlan
+
+
+def _words(*patterns: str) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(patterns) + r")\b")
+
+
+#: What the store cannot know: declined in one sentence.
+DECLINE = _words(r"yields?", r"rendements?", r"prices?", r"prix", r"costs?", r"couts?", r"profit\w*", r"revenue",
+                 r"forecast\w*", r"previsions?", r"weather", r"meteo", r"rain\w*", r"pluie\w*", r"pleuvoir",
+                 r"temperatures?", r"fertili[sz]\w*", r"engrais", r"pesticides?", r"spray\w*", r"irrigat\w*",
+                 r"tonnes?", r"t/ha", r"bushels?", r"sell\w*", r"vendre", r"subsid\w*", r"tomorrow", r"demain",
+                 r"next\s+(?:week|month|year|season)", r"(?:semaine|mois|annee|saison)\s+prochaine?",
+                 r"will\s+(?:it|the|parcel|field)", r"va-t-(?:il|elle)", r"predict\w*", r"predi\w*", r"soil\s+type",
+                 r"owner", r"proprietaire", r"farmer'?s?\s+name", r"insurance", r"assurance")
+#: What the archive holds.
+ARCHIVE = _words(r"archive", r"store", r"database", r"data\s*set", r"base(?:\s+de\s+donnees)?", r"available",
+                 r"disponibles?", r"holds?", r"contains?", r"contient", r"covers?", r"list\s+(?:the|all|of)",
+                 r"liste[rz]?", r"how\s+many\s+(?:parcels|fields|dates|acquisitions|images|crops|seasons)(?!\s+(?:have|had|were|are|with|where|show))",
+                 r"combien\s+(?:de|d')\s*(?:parcelles|champs|dates|acquisitions|images|cultures|saisons)",
+                 r"(?:which|what)\s+(?:crops|cultures|dates|seasons|years|parcels\s+(?:are|do)\s+(?:there|you))",
+                 r"quelles\s+(?:cultures|dates|saisons|annees)", r"what\s+(?:do|does)\s+(?:you|it)\s+(?:have|know)",
+                 r"first\s+(?:date|acquisition|image)", r"last\s+(?:date|acquisition|image)", r"latest\s+(?:date|acquisition|image)",
+                 r"derniere\s+(?:date|acquisition|image)", r"premiere\s+(?:date|acquisition|image)")
+#: "Why" a value changed.
+WHY = _words(r"why", r"pourquoi", r"causes?d?", r"reasons?", r"raisons?", r"explain\w*", r"expliqu\w*",
+             r"what\s+happened", r"que\s+s'est-il\s+passe", r"qu'est-ce\s+qui\s+s'est\s+passe", r"how\s+come")
+#: Observation quality.
+QUALITY = _words(r"cloud\w*", r"overcast", r"snow\w*", r"neig\w*", r"enneig\w*", r"nuag\w*", r"unusable", r"usable",
+                 r"exploitables?", r"inexploitables?", r"clear", r"degage\w*", r"quality", r"qualite", r"haze", r"hazy",
+                 r"brume\w*", r"no\s+data", r"missing", r"manquant\w*", r"gaps?", r"suspect\w*", r"reliable",
+                 r"fiables?", r"valid")
+#: Crop-calendar events and trends.
+CALENDAR = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"fauch\w*", r"mow\w*", r"cut", r"coupee?s?",
+                  r"green[- ]?up", r"emergence", r"emerg\w*", r"levee", r"peak\w*", r"pic", r"senescen\w*",
+                  r"sowing", r"sown", r"planted", r"semis", r"semee?s?", r"crop\s+calendar", r"calendrier",
+                  r"phenolog\w*", r"stages?", r"stades?", r"trends?", r"history", r"historique", r"evolution",
+                  r"evolu\w*", r"evolv\w*", r"tendances?", r"over\s+time", r"time\s*series", r"timeline",
+                  r"over\s+the\s+(?:season|year)", r"through(?:out)?\s+the\s+(?:season|year)", r"au\s+fil",
+                  r"au\s+cours\s+de", r"serie\s+temporelle", r"courbe", r"trajectory", r"bare\s+soil", r"sol\s+nu",
+                  r"stubble", r"chaumes?")
+#: Words for a change, read by the "why" and calendar kinds (vocabulary only: they choose no kind).
+CHANGE = _words(r"drop\w*", r"fall\w*", r"fell", r"declin\w*", r"dip\w*", r"rise", r"rose", r"increas\w*", r"decreas\w*",
+                r"went\s+(?:up|down)", r"baiss\w*", r"chut\w*", r"hausse", r"augment\w*", r"diminu\w*", r"lower", r"higher")
+#: Aggregates, rankings and peers of a group.
+GROUPS = _words(r"average", r"mean", r"moyenn\w*", r"median\w*", r"range", r"ecart", r"count", r"how\s+many",
+                r"combien", r"rank\w*", r"classe\w*", r"top", r"highest", r"lowest", r"best", r"worst", r"greenest",
+                r"most", r"least", r"behind", r"lagg?ing", r"lag", r"peers?", r"en\s+retard", r"retard\w*", r"overall", r"typical", r"summary",
+                r"underperform\w*", r"among", r"parmi", r"others",
+                r"below\s+(?:the\s+)?(?:others|average|peers)", r"plus\s+\w+", r"moins\s+\w+", r"which", r"quel\w*")
+
+
+def _always(plan: QueryPlan) -> bool:
+    return True
+
+
+def _one_or_no_parcel(plan: QueryPlan) -> bool:
+    return len(plan.places.parcel_ids) <= 1
+
+
+def _no_filter(plan: QueryPlan) -> bool:
+    return plan.condition is None and plan.class_condition is None
+
+
+def _group(plan: QueryPlan) -> bool:
+    p = plan.places
+    return plan.intent == "rank" or (not p.parcel_ids and bool(p.attributes or p.all_parcels or p.bbox or p.point))
+
+
+def _several(plan: QueryPlan) -> bool:
+    return len(plan.places.parcel_ids) >= 2
+
+
+def _past_seasons(plan: QueryPlan) -> bool:
+    return bool(plan.compare_windows)
+
+
+def _subject(plan: QueryPlan) -> bool:
+    p = plan.places
+    return plan.intent != "unknown" and bool(p.parcel_ids or p.attributes or p.bbox or p.point or p.all_parcels)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One row of the table: `name`, its module (under `assistant.answers`), its trigger words
+    (None: none needed), and `when`, the condition on the plan. The kind applies when its trigger
+    words are in the question and `when` holds; with `or_intent`, also when the parser's intent is
+    that one (a date range for one parcel reads as a trend without any trigger word)."""
+
+    name: str
+    module: str
+    triggers: re.Pattern[str] | None
+    when: Callable[[QueryPlan], bool] = _always
+    or_intent: str | None = None
+    #: What the kind answers, in one line (the clarifying answer lists them).
+    answers: str = ""
+
+    def applies(self, plan: QueryPlan, folded: str) -> bool:
+        said = self.triggers is None or self.triggers.search(folded) is not None
+        return (said or plan.intent == self.or_intent) and self.when(plan)
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(f"assistant.answers.{self.module}")
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("decline", "decline", DECLINE, answers="what the store cannot know (yields, prices, weather): declined"),
+    Kind("similar", "similar", None, lambda p: p.intent == "similar", answers="parcels whose imagery looked alike"),
+    Kind("why", "why", WHY, _subject, answers="why a value changed: harvest, cloud, snow, suspect scene or a real decline"),
+    Kind("quality", "quality", QUALITY, answers="which dates were cloudy, snowy or unusable"),
+    Kind("archive", "archive", ARCHIVE, _no_filter, answers="what the archive holds: parcels, crops, dates, seasons"),
+    Kind("seasons", "seasons", None, lambda p: _past_seasons(p) and _one_or_no_parcel(p) and not _group(p),
+         answers="a parcel against its past seasons, by day of year"),
+    Kind("calendar", "calendar", CALENDAR, or_intent="history",
+         answers="trends and crop-calendar events: green-up, peak, senescence, harvest"),
+    Kind("groups", "groups", None, _group, answers="a crop, an area or all parcels: aggregates, rankings, thresholds, laggards"),
+    Kind("parcels", "parcels", None, _several, answers="several named parcels on the same dates"),
+    Kind("observe", "observe", None, _subject, answers="a parcel on a date, in a month or a season"),
+    Kind("clarify", "clarify", None, answers="a question not understood: what it can answer"),
+)
+
+
+def choose(plan: QueryPlan | None, folded: str) -> Kind:
+    """The first kind of `KINDS` that applies to the plan (clarify when there is no plan)."""
+    if plan is None or plan.intent == "unknown" and not DECLINE.search(folded) and not ARCHIVE.search(folded):
+        return KINDS[-1]
+    return next(k for k in KINDS if k.applies(plan, folded))
+
+
+def by_name(name: str) -> Kind:
+    return next(k for k in KINDS if k.name == name)

@@ -1,0 +1,166 @@
+"""A parcel against its past seasons.
+
+Retrieval: the parcel's whole series (every season the store holds).
+Composition, by the library's rule (`indexer.seasons`): a window with one usable observation is
+paired by closest day of year (`compare_past_seasons`: the same calendar day in the past season,
+the usable observation nearest to it within 15 days); a window with several is compared by
+same-window means (`compare_windows`). Each past season asked gets a signed delta, now minus then,
+and "stable" when it is within the index's measured noise; the answer says which pairing it used.
+"""
+
+from __future__ import annotations
+
+from assistant.answers import checks
+from assistant.answers import common as K
+from assistant.answers.observe import subject
+from assistant.answers.turn import AnswerContext, Found, Turn
+from assistant.compose import Composition
+from indexer.core.errors import InputError
+from indexer.seasons import DOY_TOLERANCE_DAYS, compare_past_seasons, compare_windows
+
+TEXTS = {
+    "en": {
+        "doy": ("On {date}, parcel {pid}'s {index} was {v} against {pv} on {pdate} in {past_season} (the usable "
+                "observation closest in day of year): {delta}, {verdict}."),
+        "means": ("Parcel {pid}'s {index} in {label} averaged {v} against {pv} in {past_label}: {delta}, {verdict}."),
+        "now_only": "Parcel {pid}: {index} averaged {v} in {label} over {n} usable observations.",
+        "before_archive": "The archive starts on {first}: it holds nothing of {labels}.",
+        "means_detail": ("Same-window means of usable observations: {n} in {label} ({dates}) against {pn} in "
+                         "{past_label} ({pdates})."),
+        "stable_note": "A change within {noise} is read as stable: that is how much two clear observations a few days apart differ.",
+        "missing": "No usable observation of {pid} within {tol} days of that day of year in {years}.",
+        "missing_window": "No usable observation of {pid} in {labels}.",
+        "none_now": "Parcel {pid} has no usable observation in {label} to compare.",
+        "stable": "stable", "higher": "higher", "lower": "lower",
+    },
+    "fr": {
+        "doy": ("Le {date}, le {index} de la parcelle {pid} était de {v} contre {pv} le {pdate} en {past_season} "
+                "(l'observation exploitable la plus proche dans l'année) : {delta}, {verdict}."),
+        "means": ("Le {index} de la parcelle {pid} en {label} était en moyenne de {v} contre {pv} en {past_label} : "
+                  "{delta}, {verdict}."),
+        "now_only": "Parcelle {pid} : {index} moyen de {v} en {label} sur {n} observations exploitables.",
+        "before_archive": "L'archive commence le {first} : elle ne contient rien de {labels}.",
+        "means_detail": ("Moyennes des observations exploitables sur la même période : {n} en {label} ({dates}) "
+                         "contre {pn} en {past_label} ({pdates})."),
+        "stable_note": "Un écart inférieur à {noise} est lu comme stable : c'est l'écart entre deux observations dégagées à quelques jours d'intervalle.",
+        "missing": "Aucune observation exploitable de {pid} à moins de {tol} jours de ce jour de l'année en {years}.",
+        "missing_window": "Aucune observation exploitable de {pid} en {labels}.",
+        "none_now": "La parcelle {pid} n'a aucune observation exploitable en {label} à comparer.",
+        "stable": "stable", "higher": "en hausse", "lower": "en baisse",
+    },
+}
+
+
+def say(lang: str, key: str, **values: object) -> str:
+    return TEXTS.get(lang, TEXTS["en"])[key].format(**values)
+
+
+def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
+    pid = subject(turn, ctx)
+    if pid is None:
+        return Found()
+    series = ctx.records(parcel_ids=[pid])
+    w = turn.plan.window
+    now = [d for d in series if w is None or w.start.isoformat() <= d.metadata["date"] <= w.end.isoformat()]
+    past = [d for d in series if any(c.start.isoformat() <= d.metadata["date"] <= c.end.isoformat()
+                                     for c in turn.plan.compare_windows)]
+    good = [d for d in now if K.usable(d, ctx.suspects)]
+    return Found(records=tuple(now), extra=tuple(series), focus=good[0] if len(good) == 1 else None)
+
+
+def _verdict(lang: str, delta: int, noise: float) -> str:
+    key = K.stable_words("en", delta, noise)
+    return say(lang, key)
+
+
+def compose(turn: Turn, ctx: AnswerContext) -> Composition:
+    out = Composition()
+    lang, plan = turn.lang, turn.plan
+    if checks.preamble(turn, ctx, out):
+        return out
+    pid = subject(turn, ctx)
+    if pid is None:
+        from assistant.answers import clarify
+        return clarify.compose(turn, ctx)
+    column = K.column_of(plan.index)
+    index = K.label_of(column)
+    series = list(turn.found.extra)
+    good_now = K.good(turn.found.records, ctx.suspects, column)
+    label = plan.window.label if plan.window else plan.reference_date.isoformat()
+    if not good_now:
+        if turn.found.records:
+            checks.not_usable(out, lang, turn.found.records[-1], series, ctx.suspects, column)
+        else:
+            out.add(say(lang, "none_now", pid=pid, label=label))
+        return out
+    history = K.frame(series, ctx.suspects)
+    noise = K.noise(column)
+    asked_years = {w.start.year for w in plan.compare_windows}
+    by_id = {d.metadata["record_id"]: d for d in series}
+    any_stable = False
+    if len(good_now) == 1:
+        now = good_now[0]
+        try:
+            result = compare_past_seasons(history, now.metadata["date"], column)
+        except InputError:
+            result = None
+        pairs = [p for p in (result.pairs if result else ()) if p.past_season in asked_years or not asked_years]
+        for p in pairs:
+            then = by_id[p.past_record_id]
+            delta = K.hundredths(p.value) - K.hundredths(p.past_value)
+            any_stable |= abs(delta) <= round(noise * 100)
+            out.add(say(lang, "doy", date=p.date, pid=pid, index=index, v=K.num(p.value), verdict=_verdict(lang, delta, noise),
+                        past_season=p.past_season, pv=K.num(p.past_value), pdate=p.past_date, delta=K.signed(delta)))
+            out.cite(now, (column,))
+            out.cite(then, (column,))
+        missing = sorted(asked_years - {p.past_season for p in pairs})
+        if missing:
+            out.add(say(lang, "missing", pid=pid, tol=DOY_TOLERANCE_DAYS, years=", ".join(map(str, missing))))
+            out.counts += [DOY_TOLERANCE_DAYS, *missing]
+        out.history += K.history_rows([now, *(by_id[p.past_record_id] for p in pairs)], ctx.suspects, column)
+    else:
+        missing = []
+        try:
+            library = compare_windows(history, plan.window.start, plan.window.end, column)
+            pairs = {p.past_season: p for p in library.pairs}
+        except InputError:
+            pairs = {}
+        for w in plan.compare_windows:
+            p = pairs.get(w.start.year)
+            whole_years = p is not None and p.past_window == (w.start.isoformat(), w.end.isoformat())
+            if whole_years:
+                past = [by_id[i] for i in p.past_record_ids]
+            else:  # a window that is not the same one in another year: its own usable observations
+                past = K.good([d for d in series if w.start.isoformat() <= d.metadata["date"] <= w.end.isoformat()],
+                              ctx.suspects, column)
+            if not past:
+                missing.append(w.label)
+                continue
+            v = K.mean_of(out, [K.value(d, column) for d in good_now])
+            pv = K.mean_of(out, [K.value(d, column) for d in past])
+            delta = int(round(float(v) * 100)) - int(round(float(pv) * 100))
+            any_stable |= abs(delta) <= round(noise * 100)
+            out.add(say(lang, "means", pid=pid, index=index, label=label, v=v, verdict=_verdict(lang, delta, noise),
+                        past_label=w.label, pv=pv, delta=K.signed(delta)))
+            out.add(say(lang, "means_detail", n=len(good_now), label=label,
+                        dates=", ".join(d.metadata["date"] for d in good_now), pn=len(past), past_label=w.label,
+                        pdates=", ".join(d.metadata["date"] for d in past)))
+            out.counts += [len(good_now), len(past)]
+            K.cite_all(out, [*good_now, *past], (column,))
+            out.history += K.history_rows([*good_now, *past], ctx.suspects, column)
+        if missing:
+            first = ctx.dates()[0]
+            early = [w.label for w in plan.compare_windows if w.label in missing and w.end.isoformat() < first]
+            if early:
+                out.add(say(lang, "before_archive", first=first, labels=", ".join(early)))
+            if len(early) < len(missing):
+                out.add(say(lang, "missing_window", pid=pid, labels=", ".join(m for m in missing if m not in early)))
+            if len(missing) == len(plan.compare_windows):
+                out.sentences.insert(0, say(lang, "now_only", pid=pid, index=index, label=label, n=len(good_now),
+                                            v=K.mean_of(out, [K.value(d, column) for d in good_now])))
+                out.counts.append(len(good_now))
+                K.cite_all(out, good_now, (column,))
+    if any_stable:
+        out.add(say(lang, "stable_note", noise=K.num(noise)))
+        out.derived.append(K.num(noise))
+    return out
