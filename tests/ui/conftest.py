@@ -28,6 +28,21 @@ def flanders_store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def flanders_archive(tmp_path_factory) -> Path:
+    """The whole Flanders sample the repository carries: 19 parcels x 72 dates (2018-08..2019-11),
+    with clear, partly and fully clouded, suspect and snowy dates and three parcels too small to be
+    usable on any date. About a minute to build; read-only by convention."""
+    from indexer.pipeline import IndexConfig, index
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
+
+    store = tmp_path_factory.mktemp("ui") / "flanders-archive"
+    files = tuple(str(p) for p in sorted(FLANDERS.glob("S2_L2A_Flanders31UES_*.tif")))
+    index(IndexConfig(store=store, inputs=files, parcels=FLANDERS / "parcels_Flanders31UES.gpkg", progress=False),
+          build_encoder(DEFAULT_ENCODER))
+    return store
+
+
+@pytest.fixture(scope="session")
 def two_area_store(flanders_store, tmp_path_factory) -> Path:
     """The Flanders store plus two Hesbaye months cut into 10 x 10 pixel cells, 90 km away."""
     import shutil

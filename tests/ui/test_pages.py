@@ -185,3 +185,101 @@ def test_a_suspect_acquisition_is_marked_and_not_read_as_the_crop(tmp_path, monk
     warnings = shown(" ".join(w.value for w in at.warning))
     assert "suspect" in warnings and "No usable observation" in warnings
     assert not at.metric
+
+
+# -- the whole Flanders archive ----------------------------------------------------------------------
+
+NEVER_USABLE = "Flanders31UES-017"  # 10 pixels: too small for a reliable value on every date
+
+
+def test_a_new_session_opens_on_the_newest_date_most_parcels_are_usable(flanders_archive, monkeypatch):
+    monkeypatch.setenv("XVISION_UI_STORE", str(flanders_archive))
+    view = ui.data.open_view(flanders_archive)
+    newest = view.dates[-1]
+    assert view.quality("all parcels", newest)["unusable_share"] == 1.0, "2019-11-27 is fully clouded"
+    at, fake = _app(monkeypatch)
+    at.run()
+    assert not at.exception
+    opened = at.select_slider[0].value
+    quality = view.quality("all parcels", opened)
+    assert 1 - quality["unusable_share"] >= 0.5
+    later = [d for d in view.dates if d > opened]
+    assert later and all(view.quality("all parcels", d)["unusable_share"] > 0.5 for d in later)
+    assert not at.warning, "the opening date needs no cloud warning"
+
+
+def test_every_page_on_every_date_of_the_archive(flanders_archive, monkeypatch):
+    """Clear, partly and fully clouded, suspect and snowy dates; a usable parcel and one never usable;
+    each colouring; the map and the parcel page, with no exception and no value on unusable dates."""
+    monkeypatch.setenv("XVISION_UI_STORE", str(flanders_archive))
+    view = ui.data.open_view(flanders_archive)
+    assert not view.history(NEVER_USABLE)["usable"].any()
+    at, fake = _app(monkeypatch)
+    at.run()
+    kinds = list(ui.mapview.COLOURINGS)
+    for page in ("views/map.py", "views/parcel.py"):
+        at.switch_page(page)
+        for i, date in enumerate(view.dates):
+            parcel = (PARCEL, NEVER_USABLE)[i % 2]
+            at.session_state["xv_parcel"] = parcel
+            at.session_state["xv_date"] = date
+            at.session_state["xv_colouring"] = kinds[i % len(kinds)]
+            at.run()
+            assert not at.exception, (page, date, parcel, at.exception)
+            assert at.session_state["xv_date"] == date
+            usable = bool(view.record(parcel, date)["usable"])
+            assert bool(at.metric) == usable, (page, date, parcel)
+            if not usable:
+                assert any("No usable observation" in shown(w.value) for w in at.warning), (page, date)
+            if page == "views/parcel.py":
+                assert any(PARCEL in o or NEVER_USABLE in o for o in at.selectbox[0].options)
+
+
+def test_status_colourings_on_every_date_agree_with_the_library(flanders_archive):
+    """Grey exactly where the record is not usable; the own-seasons difference is the library's
+    closest-day-of-year delta; the same-crop difference is against the other usable parcels of the crop."""
+    from indexer.seasons import compare_past_seasons
+
+    view = ui.data.open_view(flanders_archive)
+    compared = 0
+    for date in view.dates:
+        on_date = view.on_date(date)
+        for kind in ui.mapview.COLOURINGS:
+            colouring = view.colouring(kind, date, "ndvi", "all parcels")
+            shaded = colouring.values.dropna().index
+            assert set(shaded) <= set(on_date.index[on_date["usable"]]), (date, kind)
+            collection = ui.mapview.features(view, date, "ndvi", "all parcels", None, [], colouring)
+            grey = {f["properties"]["key"] for f in collection["features"]
+                    if f["properties"]["style"]["fillColor"] == ui.mapview.UNUSABLE_FILL}
+            assert grey == set(on_date.index) - set(shaded), (date, kind)
+        seasons = view.colouring("seasons", date, "ndvi", "all parcels")
+        for pid, delta in seasons.values.dropna().items():
+            library = compare_past_seasons(view.history(pid), date, "ndvi_mean").pairs[0]
+            assert delta == pytest.approx(library.delta)
+            assert library.past_date in seasons.reference[pid]
+            compared += 1
+        crop = view.colouring("crop", date, "ndvi", "all parcels")
+        for pid, delta in crop.values.dropna().items():
+            peers = on_date[on_date["usable"] & (on_date.index != pid)
+                            & (on_date.index.map(view.label) == view.label(pid))]["ndvi_mean"]
+            assert delta == pytest.approx(on_date.loc[pid, "ndvi_mean"] - peers.median())
+    assert compared > 100, "most usable observations of the second season have a past-season pair"
+
+
+def test_colourings_draw_a_colour_bar_and_a_legend_naming_the_reference(app_env, monkeypatch):
+    at, fake = _app(monkeypatch)
+    at.session_state["xv_date"] = "2019-10-13"
+    for kind, words in (("value", "NDVI mean on 2019-10-13"), ("seasons", "closest in day of year"),
+                        ("crop", "same crop")):
+        at.session_state["xv_colouring"] = kind
+        at.run()
+        assert not at.exception
+        html = fake.calls[-1]["map"].get_root().render()
+        assert "xv-colourbar" in html and "xv-label" in html
+        assert any(words in shown(c.value) for c in at.caption), kind
+    # The own-seasons colouring on 2019-10-13: parcel 001 against its 2018-10-13 observation.
+    collection = ui.mapview.features(ui.data.open_view(app_env), "2019-10-13", "ndvi", "all parcels", None, [],
+                                     ui.data.open_view(app_env).colouring("seasons", "2019-10-13", "ndvi",
+                                                                          "all parcels"))
+    first = next(f["properties"] for f in collection["features"] if f["properties"]["key"] == PARCEL)
+    assert "2018-10-13" in first["reference"] and float(first["delta"]) > 0.3
