@@ -277,6 +277,14 @@ INVALID: dict[str, dict[str, tuple[str, ...]]] = {
         "other": ("Observation *inexploitable* pour cette date{frac}.",),
     },
 }
+# A valid observation of a parcel too small for a reliable value (`too_small`): said first, and no
+# closing recommendation is made on such a value.
+SMALL_PARCEL: dict[str, str] = {
+    "en": "The parcel covers only {n} pixels at 10 m, too few for a reliable value: its edge pixels mix in "
+          "the neighbouring land.",
+    "fr": "La parcelle ne couvre que {n} pixels de 10 m, trop peu pour une valeur fiable : ses pixels de "
+          "bordure mêlent les terres voisines.",
+}
 VALID_FRACTION: dict[str, str] = {"en": " ({pct}% valid pixels)", "fr": " ({pct} % de pixels valides)"}
 INVALID_FOLLOWUPS: dict[str, tuple[str, ...]] = {
     "en": ("No assessment of vegetation vigor, moisture or cover is possible.",
@@ -396,7 +404,7 @@ def analysis_seed(parcel_id: str, date: str) -> int:
 
 
 def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: str | None = None,
-                   lang: str = "en", seed: int = 0) -> str:
+                   lang: str = "en", seed: int = 0, too_small: bool = False) -> str:
     """An agronomic analysis of one parcel on one date, in English (`lang="en"`) or French ("fr").
 
     Valid observations state every class of `classify(stats)` (vigor, moisture, cover, biomass,
@@ -404,7 +412,10 @@ def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: s
     the order of sentences after the vigor one vary with `seed` (deterministic for a given seed).
     With `valid=False` the text says the observation is unusable and why (`reason`: "cloud",
     "shadow", "snow", "nodata", anything else is generic; `stats["valid_fraction"]` is quoted when
-    given) and states no class at all.
+    given) and states no class at all: snow is never read as bare soil, water or a failed crop.
+    With `too_small` (the parcel is under `indexer.observations.MIN_RELIABLE_PIXELS`;
+    `stats["n_pixels"]` is quoted) a valid text says first that the values are not reliable, and
+    ends with no recommendation.
     """
     if lang not in LANGS:
         raise ValueError(f"lang must be one of {LANGS}, got {lang!r}")
@@ -433,6 +444,9 @@ def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: s
 
     intros = [t for t in INTROS[lang] if pct is not None or "{pct}" not in t]
     head = [_render(rng.choice(intros), pct=pct or "")]
+    n_pixels = finite_or_none(stats.get("n_pixels"))
+    if too_small:
+        head.append(SMALL_PARCEL[lang].format(n="?" if n_pixels is None else f"{n_pixels:.0f}"))
     if not sentences:
         return " ".join(head + [NO_INDEX[lang]])
     # Vigor (when stated) leads; the other aspects come in a seeded order.
@@ -440,7 +454,7 @@ def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: s
     rest = sentences[len(first):]
     rng.shuffle(rest)
     tail = []
-    if "vigor" in classes and rng.random() < 0.5:
+    if "vigor" in classes and rng.random() < 0.5 and not too_small:
         tail.append(rng.choice(CLOSINGS[lang][classes["vigor"]]))
     return " ".join(head + first + rest + tail)
 

@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from indexer.core.bands import nearest_band
-from indexer.clouds import NO_METHOD, SPECTRAL_TEST_BANDS, cloud_mask
+from indexer.clouds import NO_METHOD, SPECTRAL_TEST_BANDS, pixel_quality
 from indexer.core.indices import index_statistics_many
 from indexer.reader import Observation, Scene
 
@@ -54,6 +54,8 @@ class ParcelChip:
     #: Bands the assessment needs that the raster lacks (`REQUIRED_BANDS`, and the cloud test's
     #: when no cloud method could run): such a record is never valid, and never "cloud".
     missing_bands: tuple[str, ...] = ()
+    snow_fraction: float = math.nan  # snow share of the observed pixels (masked, not counted in cloud_fraction)
+    vegsoil_fraction: float = math.nan  # vegetation or soil share of the parcel's pixels (SCL 4, 5); NaN without SCL
 
     def is_valid(self, min_valid_fraction: float = MIN_VALID_FRACTION) -> bool:
         if self.missing_bands:
@@ -65,7 +67,11 @@ class ParcelChip:
         not observed."""
         if self.missing_bands:
             return MISSING_BANDS
-        return "cloud" if self.cloud_fraction * (1 - self.nodata_fraction) >= self.nodata_fraction else "nodata"
+        # The largest of the three shares of the parcel wins; ties go to cloud, then snow.
+        seen = 1 - self.nodata_fraction
+        snow = 0.0 if math.isnan(self.snow_fraction) else self.snow_fraction
+        shares = {"cloud": self.cloud_fraction * seen, "snow": snow * seen, "nodata": self.nodata_fraction}
+        return max(shares, key=lambda k: (shares[k], -list(shares).index(k)))
 
 
 # geometry_mask is always given the window's own transform, yet when extraction runs in the
@@ -146,8 +152,9 @@ def extract_many(
     for obs, geometry, parcel_id in items:
         inside = inside_mask(obs, geometry)
         observed = np.isfinite(obs.reflectance).all(axis=0)
-        cloud, method = cloud_mask(obs)
-        valid = inside & observed & ~cloud
+        quality = pixel_quality(obs)
+        cloud, snow, method = quality.masked & ~quality.snow, quality.snow, quality.method
+        valid = inside & observed & ~quality.masked
         n_inside = int(inside.sum())
         n_observed = int((inside & observed).sum())
         pixels.append({b: obs.band(b)[valid] for b in obs.bands})
@@ -167,6 +174,9 @@ def extract_many(
                 chip_valid=chip_valid,
                 imputed=imputed,
                 missing_bands=missing,
+                snow_fraction=int((inside & observed & snow).sum()) / n_observed if n_observed else 0.0,
+                vegsoil_fraction=(math.nan if quality.vegetation_soil is None else
+                                  int((inside & observed & quality.vegetation_soil).sum()) / n_inside if n_inside else 0.0),
             )
         )
     for chip, stats in zip(chips, index_statistics_many(pixels)):

@@ -276,8 +276,12 @@ def observation_status(record: Mapping, suspects: Suspects | Collection[str] | N
     common = dict(valid_fraction=frac, snow_fraction=snow, n_pixels=n_pixels)
     if not bool(get("valid", True)):
         raw = str(get("invalid_reason") or "").strip().lower()
-        status = _REASON_STATUS.get(raw, NODATA if not raw else CLOUD if "cloud" in raw else NODATA)
+        # Reasons other than cloud, snow and no data ("missing bands": the raster lacks what the
+        # assessment needs) are "nodata": nothing of the ground was measured. The reason keeps them.
+        status = _REASON_STATUS.get(raw, CLOUD if "cloud" in raw else NODATA)
         what = {CLOUD: "clouds or shadow", SNOW: "snow", NODATA: "no data"}[status]
+        if raw and raw not in _REASON_STATUS and status == NODATA:
+            what = raw
         return ObservationStatus(status, f"{what}: {_pct(frac)} of the parcel clear", **common)
     if n_pixels is not None and n_pixels < MIN_RELIABLE_PIXELS:
         return ObservationStatus(TOO_SMALL, f"parcel of {n_pixels} pixels, under the {MIN_RELIABLE_PIXELS} "

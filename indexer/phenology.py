@@ -11,13 +11,16 @@ say when exactly). The rule, on the usable series v(t) of NDVI means:
   standing out by at least MIN_PROMINENCE (0.2) from the lowest values between it and any higher
   observation (`scipy.signal.find_peaks` prominence). A peak on the first or last observation is
   kept but `censored`: the true peak may lie outside the series.
-* **emergence / green-up** — before a peak, the last step that crosses upward the half-amplitude
-  level base + 0.5 (peak - base), base being the lowest value since the previous peak: the window
-  between the last observation below the level and the next one. It is "emergence" when the base
-  is bare soil (< BARE_NDVI), "green-up" when a crop was already there (winter cereals, grass).
+* **emergence** — before a peak (since the previous one), the last step from bare soil
+  (NDVI < BARE_NDVI = 0.3; the analysis' "bare soil" SAVI 0.2 is about NDVI 0.3) to above it:
+  the crop (or a cover crop) leaving bare soil.
+* **green-up** — before a peak, the last step that crosses upward the half-amplitude level
+  base + 0.5 (peak - base), base being the lowest value since the previous peak (the start of
+  season of TIMESAT and most phenology tools): a winter cereal's spring growth, or a grass's
+  regrowth. When it is the same step as the emergence (maize from bare soil to canopy between two
+  passes), only the emergence is reported.
 * **harvest / bare soil** — after a peak, in a cycle whose lowest value before the next peak
-  (low) is bare soil or stubble (< BARE_NDVI = 0.3; the analysis' "bare soil" SAVI 0.2 is about
-  NDVI 0.3): the first step down through the half-amplitude level low + 0.5 (peak - low), the
+  (low) is bare soil or stubble (< BARE_NDVI): the first step down through the half-amplitude level low + 0.5 (peak - low), the
   mirror of green-up. A cycle whose NDVI never falls that low (grass cut and regrowing) has no
   harvest.
 * **senescence** — in a cycle that ends in a harvest, the first observation after the peak below
@@ -39,7 +42,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.signal import find_peaks
 
 from indexer.analysis import finite_or_none
 from indexer.core.errors import InputError
@@ -120,6 +122,8 @@ def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects:
     dates = rows["date"].astype(str).str[:10].tolist()
     # Padding with a value below any NDVI lets a peak on the first or last observation be found.
     padded = np.concatenate([[-1.0], v, [-1.0]])
+    from scipy.signal import find_peaks  # here: scipy.signal costs ~1.5 s to import, every cold `xvision ask` paid it
+
     found, _ = find_peaks(padded, height=CANOPY_NDVI, prominence=MIN_PROMINENCE)
     peaks = [int(p) - 1 for p in found]
     events: list[CropEvent] = []
@@ -138,10 +142,12 @@ def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects:
             base_i = left_end + int(np.argmin(v[left_end:p]))
             base = v[base_i]
             level = base + GREENUP_FRACTION * (v[p] - base)
+            bare = [j for j in range(left_end, p) if v[j] < BARE_NDVI]
+            if bare:
+                events.append(window(EMERGENCE, bare[-1], bare[-1] + 1))
             below = [j for j in range(base_i, p) if v[j] < level]
-            if below:
-                j = below[-1]
-                events.append(window(EMERGENCE if base < BARE_NDVI else GREEN_UP, j, j + 1))
+            if below and not (bare and below[-1] == bare[-1]):
+                events.append(window(GREEN_UP, below[-1], below[-1] + 1))
         if right_end <= p:
             continue
         low = float(v[p + 1:right_end + 1].min())

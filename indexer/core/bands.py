@@ -74,8 +74,7 @@ SCL_CLASSES: dict[int, str] = {
     10: "thin_cirrus",
     11: "snow",
 }
-#: SCL classes masked as invalid observations: saturated, shadow, clouds, cirrus (and no data).
-SCL_INVALID: frozenset[int] = frozenset({0, 1, 3, 8, 9, 10})
+# Which SCL classes are a clear view of the ground is the cloud mask's rule: indexer.clouds.SCL_CLEAR.
 
 #: L2A from processing baseline 04.00 (25 January 2022) adds 1000 to every DN.
 BOA_OFFSET_BASELINE = "04.00"

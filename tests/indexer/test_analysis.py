@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, when 
 from indexer import analysis as an  # noqa: E402
 from indexer.analysis import (  # noqa: E402
     CLASS_RULES,
+    CLOSINGS,
     analysis_seed,
     classify,
     fact_spans,
@@ -236,3 +237,26 @@ def test_analysis_seed_stable():
     assert analysis_seed("FR-31-000123", "2021-06-01") == 3393298071810897670
     assert analysis_seed("FR-31-000123", "2021-06-01") != analysis_seed("FR-31-000123", "2021-06-02")
     assert not math.isnan(analysis_seed("", ""))
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_snow_is_said_and_never_read_as_soil_water_or_a_failed_crop(lang):
+    # Flanders 2018-11-12 under quality rule 1: NDVI 0.00, NDWI > 0 -> "open water", "field visit".
+    snowed = dict(STATS, ndvi_mean=0.002, ndwi_mean=0.05, savi_mean=0.01, valid_fraction=0.04)
+    for seed in range(10):
+        text = write_analysis(snowed, valid=False, reason="snow", lang=lang, seed=seed)
+        assert ("snow" if lang == "en" else "neige") in text and says_unusable(text)
+        assert read_classes(text) == {}, text  # no vigor, cover or water class at all
+        assert not any(w in text.lower() for w in ("water", "visit", "eau libre", "visite"))
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_a_too_small_parcel_says_so_first_and_recommends_nothing(lang):
+    small = dict(STATS, ndvi_mean=0.15, n_pixels=2)  # "low vigor" would close with "a field visit"
+    for seed in range(20):
+        text = write_analysis(small, lang=lang, seed=seed, too_small=True)
+        sentences = re.split(r"(?<=\.) ", text)
+        assert ("2 pixels" if lang == "en" else "2 pixels de 10 m") in sentences[1], text
+        assert not any(c in text for c in CLOSINGS[lang]["low"]), text
+        assert read_classes(text) == classify(small)  # the values are still stated, with the caveat
+    assert any(c in write_analysis(small, lang=lang, seed=s) for s in range(20) for c in CLOSINGS[lang]["low"])

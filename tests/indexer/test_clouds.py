@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rasterio
 from rasterio.windows import Window
 from shapely.geometry import box
 
 import make_rasters as mr
 from indexer.core.bands import SCL_CLASSES
 from indexer.chips import extract, parcel_window
-from indexer.clouds import cloud_mask, spectral_cloud_test
+from indexer.chips import ParcelChip
+from indexer.clouds import cloud_mask, pixel_quality, snow_test, spectral_cloud_test
 from indexer.reader import Observation, open_scene
 from xvision_model.encoders.base import CROMA_BANDS
 
@@ -44,8 +46,51 @@ def test_scl_classes_masked():
     obs = Observation(("B02", "B03", "B04"), np.zeros((3, 1, 12), np.float32), scl, Window(0, 0, 12, 1), None)
     mask, method = cloud_mask(obs)
     assert method == "scl"
-    # saturated, shadow, cloud medium/high, cirrus; not no-data (handled as nodata), vegetation or snow.
-    assert np.flatnonzero(mask[0]).tolist() == [1, 3, 8, 9, 10]
+    # Quality rule 2: everything but no data (handled as nodata), vegetation, soil and water is
+    # masked, dark (2), unclassified (7) and snow (11) included.
+    assert np.flatnonzero(mask[0]).tolist() == [1, 2, 3, 7, 8, 9, 10, 11]
+    quality = pixel_quality(obs)
+    assert (quality.masked == mask).all() and quality.method == "scl"
+    assert np.flatnonzero(quality.snow[0]).tolist() == [11]
+    assert np.flatnonzero(quality.vegetation_soil[0]).tolist() == [4, 5]
+
+
+def _scl_parcel(classes: dict[int, int]) -> "ParcelChip":
+    """A 10 x 10 parcel whose pixels carry the given SCL classes (class -> pixel count)."""
+    scl = np.concatenate([np.full(n, c, np.uint8) for c, n in classes.items()]).reshape(10, 10)
+    reflectance = np.full((4, 10, 10), 0.1, np.float32)
+    reflectance[3] = 0.4  # B08: a green canopy where clear
+    transform = rasterio.Affine(10, 0, 0, 0, -10, 100)
+    obs = Observation(("B02", "B03", "B04", "B08"), reflectance, scl, Window(0, 0, 10, 10), transform)
+    return extract(obs, box(0, 0, 100, 100), "p", ("B02", "B03", "B04", "B08"), 16)
+
+
+def test_a_snowed_in_parcel_is_snow_not_cloud_nor_a_value():
+    chip = _scl_parcel({11: 96, 4: 4})  # Flanders 2018-11-12: 96 % snow in SCL
+    assert chip.n_pixels == 100 and chip.valid_fraction == pytest.approx(0.04)
+    assert chip.snow_fraction == pytest.approx(0.96) and chip.cloud_fraction == 0.0
+    assert not chip.is_valid() and chip.invalid_reason() == "snow"
+    assert chip.vegsoil_fraction == pytest.approx(0.04)
+
+
+def test_dark_and_unclassified_pixels_are_not_clear_and_vegetation_soil_share_is_recorded():
+    chip = _scl_parcel({2: 40, 7: 35, 4: 10, 5: 5, 6: 10})
+    assert chip.valid_fraction == pytest.approx(0.25) and chip.vegsoil_fraction == pytest.approx(0.15)
+    assert chip.cloud_fraction == pytest.approx(0.75) and chip.snow_fraction == 0.0
+    assert not chip.is_valid() and chip.invalid_reason() == "cloud"
+    clear = _scl_parcel({4: 60, 5: 20, 9: 20})
+    assert clear.is_valid() and clear.vegsoil_fraction == pytest.approx(0.8)
+    assert clear.stats["ndvi_mean"] == pytest.approx(0.6)  # from the 80 clear pixels only
+
+
+def test_snow_without_scl_by_the_ndsi_test():
+    reflectance = np.zeros((4, 1, 3), np.float32)
+    # B03, B08, B11 (+B04): snow (bright green, dark SWIR), water (high NDSI, no NIR), a field.
+    reflectance[:, 0, 0] = (0.8, 0.7, 0.75, 0.1)
+    reflectance[:, 0, 1] = (0.06, 0.04, 0.02, 0.01)
+    reflectance[:, 0, 2] = (0.08, 0.06, 0.35, 0.2)
+    obs = Observation(("B03", "B04", "B08", "B11"), reflectance, None, Window(0, 0, 3, 1), None)
+    assert snow_test(obs)[0].tolist() == [True, False, False]
 
 
 def test_s2cloudless_detects_the_blob(rasters):
@@ -109,3 +154,6 @@ def test_snowy_bigearthnet_patch_is_not_cloud(bigearthnet_dir):
     mask, method = cloud_mask(obs)
     assert method == "spectral-test"
     assert mask.sum() == 0
+    # Snow is masked as itself: the patch's parcels say "snow", never a value of the ground.
+    quality = pixel_quality(obs)
+    assert quality.snow.mean() > 0.5 and (quality.masked >= quality.snow).all()

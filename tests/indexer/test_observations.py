@@ -82,6 +82,7 @@ def test_store_wide_scope_would_hide_the_suspect_when_another_area_interleaves_d
     ({"valid": False, "invalid_reason": "shadow", "valid_fraction": 0.1}, CLOUD),
     ({"valid": False, "invalid_reason": "snow", "valid_fraction": 0.04, "snow_fraction": 0.96}, SNOW),
     ({"valid": False, "invalid_reason": "nodata", "valid_fraction": 0.0}, NODATA),
+    ({"valid": False, "invalid_reason": "missing bands", "valid_fraction": 1.0}, NODATA),
     ({"valid": True, "n_pixels": MIN_RELIABLE_PIXELS - 1}, TOO_SMALL),
     ({"valid": False, "invalid_reason": "cloud", "n_pixels": 2}, CLOUD),  # not observed comes first
     ({"valid": True, "n_pixels": MIN_RELIABLE_PIXELS}, USABLE),
@@ -114,20 +115,90 @@ def test_reindex_note_counts_records_indexed_before_the_rule():
     assert "1 of 20" in reindex_note(table) and "re-index" in reindex_note(table)
 
 
-FLANDERS_STORE = Path("/work/stores/flanders")
+# -- end to end on the real Flanders sample the repository carries (data/worldcereal-flanders) -------
+
+FLANDERS = Path(__file__).resolve().parents[2] / "data" / "worldcereal-flanders"
+TOO_SMALL_PARCELS = {"Flanders31UES-017", "Flanders31UES-018", "Flanders31UES-019"}  # 16, 6 and 2 pixels
 
 
-@pytest.mark.skipif(not (FLANDERS_STORE / "manifest.json").exists(), reason="no Flanders store on this machine")
-def test_flanders_snow_scene_is_not_usable_in_an_old_store():
-    """2018-11-12 is 96 % snow in SCL; a store indexed under rule 1 has it valid, and the suspect
-    rule is what keeps it from being read as the crop (with the re-index note)."""
+@pytest.fixture(scope="module")
+def flanders(tmp_path_factory):
+    """The whole sample indexed by the real pipeline: 19 parcels x 72 dates (about half a minute)."""
+    if not (FLANDERS / "parcels_Flanders31UES.gpkg").exists():
+        pytest.skip(f"the Flanders sample is not at {FLANDERS}")
+    from indexer.pipeline import IndexConfig, index
     from indexer.store import Store
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 
-    records = Store.open(FLANDERS_STORE).records()
-    statuses = observation_statuses(records)
-    day = statuses[records["date"] == "2018-11-12"]
-    assert not day["usable"].any()
-    small = records.drop_duplicates("parcel_id").query(f"n_pixels < {MIN_RELIABLE_PIXELS}")["parcel_id"]
-    assert set(small) == {"Flanders31UES-017", "Flanders31UES-018", "Flanders31UES-019"}
-    if "quality_rule" not in records.columns:
-        assert reindex_note(records)
+    path = tmp_path_factory.mktemp("quality") / "flanders"
+    files = tuple(str(p) for p in sorted(FLANDERS.glob("S2_L2A_Flanders31UES_*.tif")))
+    index(IndexConfig(store=path, inputs=files, parcels=FLANDERS / "parcels_Flanders31UES.gpkg", progress=False),
+          build_encoder(DEFAULT_ENCODER))
+    store = Store.open(path)
+    records = store.records()
+    return store, records, find_suspects(records)
+
+
+def test_flanders_snow_day_is_snow_and_said_so(flanders):
+    _, records, suspects = flanders
+    day = records[records["date"] == "2018-11-12"]
+    statuses = observation_statuses(day, suspects)
+    assert not statuses["usable"].any()
+    assert (statuses["status"] == SNOW).sum() >= 18  # one parcel is more cloud than snow
+    for text in day.loc[statuses["status"] == SNOW, "analysis"]:
+        assert "snow" in text and "water" not in text and "visit" not in text
+    assert (day["snow_fraction"] > 0.8).sum() >= 18
+
+
+def test_flanders_records_carry_the_new_rule(flanders):
+    _, records, _ = flanders
+    assert reindex_note(records) is None and (records["quality_rule"] == QUALITY_RULE_VERSION).all()
+    valid = records[records["valid"]]
+    # Under rule 1, 127 of 795 valid records had under 30 % vegetation or soil pixels.
+    assert (valid["vegsoil_fraction"] >= 0.3).all()
+
+
+def test_flanders_slivers_are_too_small_and_their_analysis_says_so(flanders):
+    _, records, suspects = flanders
+    statuses = observation_statuses(records, suspects)
+    small = records[statuses["status"] == TOO_SMALL]
+    assert set(small["parcel_id"]) == TOO_SMALL_PARCELS
+    assert small["analysis"].str.contains("too few for a reliable value").all()
+    assert small["analysis_fr"].str.contains("trop peu pour une valeur fiable").all()
+
+
+def test_flanders_october_2019_pairs_with_the_closest_day_of_year(flanders):
+    """2019-10-28 is a year after 2018-10-28 (clouded): 2018-10-18 is 10 days away, 2018-10-13 15."""
+    from indexer.seasons import compare_past_seasons
+
+    store, _, suspects = flanders
+    got = compare_past_seasons(store.history("Flanders31UES-001"), "2019-10-28", suspects=suspects)
+    (pair,) = got.pairs
+    assert (pair.past_date, pair.gap_days) == ("2018-10-18", -10)
+    assert pair.change == "higher" and pair.delta > 0.4  # stubble a year before, a cover crop now
+
+
+def test_flanders_harvests_match_the_ndvi_series(flanders):
+    """Checked by eye against each parcel's usable NDVI: the winter wheat fell from about 0.77 on
+    2019-07-05 to 0.26-0.43 on 2019-07-20; the winter barley from 0.64 on 06-20 to 0.29 on 06-30."""
+    from indexer.phenology import HARVEST, crop_calendar
+
+    store, _, suspects = flanders
+    expected = {"Flanders31UES-001": ("2019-07-05", "2019-07-20"), "Flanders31UES-003": ("2019-07-05", "2019-07-20"),
+                "Flanders31UES-009": ("2019-07-05", "2019-07-20"), "Flanders31UES-010": ("2019-07-05", "2019-07-20"),
+                "Flanders31UES-004": ("2019-06-20", "2019-06-30")}
+    for parcel, window in expected.items():
+        events = crop_calendar(store.history(parcel), suspects=suspects, date_from="2019-03-01", date_to="2019-08-31")
+        assert [(e.start, e.end) for e in events if e.kind == HARVEST] == [window], parcel
+    grass = crop_calendar(store.history("Flanders31UES-002"), suspects=suspects)
+    assert HARVEST not in {e.kind for e in grass}
+
+
+def test_flanders_similar_within_a_crop(flanders):
+    from indexer.query import similar
+
+    store, records, _ = flanders
+    got = similar(store, "Flanders31UES-001", "2019-05-16", 5, crop="winter wheat", per_parcel=True)
+    crops = records.set_index("record_id").loc[got["record_id"], "attr_crop_name"]
+    assert set(crops) == {"Winter wheat"} and got["parcel_id"].is_unique
+    assert (got["status"] == USABLE).all() and "Flanders31UES-001" not in set(got["parcel_id"])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -76,20 +74,3 @@ def test_measure_noise_uses_close_clear_pairs_only():
     history = _history({"2019-05-01": 0.50, "2019-05-06": 0.54, "2019-05-11": 0.50, "2019-06-30": 0.9})
     (median, n), = measure_noise(history, ("ndvi_mean",)).values()
     assert n == 2 and median == pytest.approx(0.04)
-
-
-FLANDERS_STORE = Path("/work/stores/flanders")
-
-
-@pytest.mark.skipif(not (FLANDERS_STORE / "manifest.json").exists(), reason="no Flanders store on this machine")
-def test_flanders_october_2019_pairs_by_day_of_year():
-    from indexer.observations import find_suspects
-    from indexer.store import Store
-
-    store = Store.open(FLANDERS_STORE)
-    suspects = find_suspects(store.records())
-    history = store.history("Flanders31UES-001")
-    got = compare_past_seasons(history, "2019-10-28", suspects=suspects)
-    anchor = dt.date(2018, 10, 28)
-    for pair in got.pairs:
-        assert abs(dt.date.fromisoformat(pair.past_date) - anchor).days == abs(pair.gap_days) <= 15
