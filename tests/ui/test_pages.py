@@ -283,3 +283,46 @@ def test_colourings_draw_a_colour_bar_and_a_legend_naming_the_reference(app_env,
                                                                           "all parcels"))
     first = next(f["properties"] for f in collection["features"] if f["properties"]["key"] == PARCEL)
     assert "2018-10-13" in first["reference"] and float(first["delta"]) > 0.3
+
+
+# -- the subject of a question ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("question, named", [
+    ("Which parcels had NDVI below 0.3 in July 2019?", True),
+    ("Comment vont les parcelles de maïs en août 2019 ?", True),
+    ("How is Flanders31UES-010 doing?", True),
+    ("How are all the parcels doing in May 2019?", True),
+    ("How is it doing in May 2019?", False),
+    ("What was the NDVI in October 2019?", False),
+])
+def test_the_selected_parcel_is_the_subject_only_when_the_question_names_none(app_env, question, named):
+    from ui import state
+
+    view = ui.data.open_view(app_env)
+    subject = state.subject_of(view.parse(question), PARCEL)
+    assert subject.selected is not named, (question, subject)
+    assert (PARCEL in subject.text) is not named or "Flanders31UES-010" in subject.text
+    if "maïs" in question:
+        assert "Maize" in subject.text
+
+
+def test_a_group_question_with_a_parcel_selected_is_answered_for_the_group(app_env, monkeypatch):
+    at, _ = _app(monkeypatch)
+    at.session_state["xv_parcel"] = PARCEL
+    at.run()
+    at.switch_page("views/chat.py").run()
+    assert not at.exception
+    at.chat_input[0].set_value("Which parcels had NDVI below 0.3 in July 2019?").run()
+    assert not at.exception
+    asked = at.session_state["xv_messages"][0]
+    assert asked["content"] == "Which parcels had NDVI below 0.3 in July 2019?"
+    assert PARCEL not in asked["subject"]
+    assert any("About: " in shown(c.value) and "all parcels" in shown(c.value) for c in at.caption)
+    answer = at.session_state["xv_messages"][1]["answer"]
+    cited = {c["parcel_id"] for c in answer["citations"]}
+    assert len(cited) > 1 or PARCEL not in cited, "the group is answered, not the selected parcel"
+    # The same page, a question naming nothing: about the selected parcel, and it says so.
+    at.chat_input[0].set_value("How is it doing in May 2019?").run()
+    assert not at.exception
+    assert PARCEL in at.session_state["xv_messages"][2]["subject"]
+    assert {c["parcel_id"] for c in at.session_state["xv_messages"][3]["answer"]["citations"]} == {PARCEL}
