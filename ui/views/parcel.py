@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import config, data, panels, state
+from ui import config, data, panels, report_view, state
 from ui.data import md_text
 
 cfg = config.parse()
@@ -61,3 +61,6 @@ else:
 
 st.subheader("Parcels that looked like this")
 panels.similar_panel(view, parcel, date)
+
+st.subheader("Take it away")
+report_view.download_buttons(cfg, parcel, int(date[:4]))
