@@ -106,10 +106,14 @@ def similar(
     return rows[columns].reset_index(drop=True)
 
 
-def history(store: Store, parcel_id: str) -> pd.DataFrame:
-    """Every date of one parcel, oldest first."""
+def history(store: Store, parcel_id: str, *, suspects: Suspects | None = None) -> pd.DataFrame:
+    """Every date of one parcel, oldest first, with its observation `status` and `status_reason`
+    (`indexer.observations`; suspect dates from the whole store unless `suspects` is given)."""
     rows = store.history(parcel_id)
-    return rows[[*SUMMARY_COLUMNS, "invalid_reason", TEXT_COLUMNS["en"], "record_id"]].reset_index(drop=True)
+    suspects = find_suspects(store.records()) if suspects is None else suspects
+    rows = pd.concat([rows, observation_statuses(rows, suspects)[["status", "status_reason"]]], axis=1)
+    return rows[[*SUMMARY_COLUMNS, "status", "status_reason", "invalid_reason", TEXT_COLUMNS["en"],
+                 "record_id"]].reset_index(drop=True)
 
 
 def export_frame(store: Store) -> gpd.GeoDataFrame:

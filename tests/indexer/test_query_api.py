@@ -281,3 +281,13 @@ def test_crop_column_names_the_crop_not_its_code():
     assert crop_column(frame) == "attr_crop_name"
     assert crop_column(frame[["attr_ct_code"]]) is None
     assert crop_column(pd.DataFrame({"attr_CULTURE": ["blé"]})) == "attr_CULTURE"
+
+
+def test_history_carries_the_observation_status(store):
+    from indexer.query import history
+
+    rows = history(store, "BE-000")
+    assert rows["date"].tolist() == sorted(rows["date"]) and len(rows) == len(DATES)
+    assert set(rows["status"]) <= {"usable", "cloud", "nodata"}
+    assert (rows["status"] == "usable").tolist() == rows["valid"].tolist()
+    assert rows["status_reason"].str.len().gt(0).all()
