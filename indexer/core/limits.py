@@ -52,7 +52,7 @@ class Limits:
     max_zip_members: int = 100
     max_upload_bytes: int = 200_000_000
     max_pixel_size_m: float = 60.0
-    worker_memory_bytes: int = 6 << 30
+    worker_memory_bytes: int = 8 << 30
 
     def __post_init__(self) -> None:
         for item in fields(self):

@@ -108,3 +108,74 @@ def test_a_bad_file_among_good_ones_changes_nothing(writable_store, tmp_path):
     assert "store is unchanged" in at.error[0].value and "S2_L2A_2019-04-02.tif" in at.error[0].value
     assert _digest(writable_store) == before
     assert not list((tmp_path / "app-data" / "uploads").glob("*/*"))
+
+
+# --- issue 18: hostile uploads -------------------------------------------------------------------
+
+import sys  # noqa: E402
+
+import hostile_files as H  # noqa: E402
+from indexer.core.limits import Limits  # noqa: E402
+
+
+def _page_text(at: AppTest) -> str:
+    return " ".join(str(e.value) for kind in ("error", "success", "markdown", "warning", "info")
+                    for e in getattr(at, kind))
+
+
+def test_vrt_parcels_upload_reads_no_server_file(writable_store, tmp_path):
+    """An OGR VRT saved as fields.geojson, naming a CSV outside the upload folder: before the
+    change it was indexed ("records added") with that file's lines as parcel ids."""
+    secret = H.write_secret_csv(tmp_path / "server-files")
+    before = _digest(writable_store)
+    at = _add_data_page()
+    raster = FLANDERS / f"S2_L2A_Flanders31UES_{NEW_DATE}.tif"
+    at.file_uploader[0].set_value((raster.name, raster.read_bytes(), "image/tiff"))
+    at.file_uploader[1].set_value(("fields.geojson", H.vrt_parcels_xml(f"CSV:{secret}").encode(), "application/geo+json"))
+    at.button[0].click().run()
+    assert not at.exception
+    assert "store is unchanged" in at.error[0].value and "VRT" in at.error[0].value
+    assert "fields.geojson" in at.error[0].value
+    assert H.SECRET not in _page_text(at)
+    assert _digest(writable_store) == before
+    assert not list((tmp_path / "app-data" / "uploads").glob("*/*"))
+
+
+def test_vrt_raster_upload_is_refused(writable_store, tmp_path):
+    before = _digest(writable_store)
+    at = _add_data_page()
+    vrt = H.write_vrt_raster(tmp_path / "made", FLANDERS / f"S2_L2A_Flanders31UES_{NEW_DATE}.tif",
+                             name="S2_L2A_2019-04-02.tif")
+    at.file_uploader[0].set_value((vrt.name, vrt.read_bytes(), "image/tiff"))
+    at.button[0].click().run()
+    assert not at.exception
+    assert "store is unchanged" in at.error[0].value and "VRT" in at.error[0].value
+    assert _digest(writable_store) == before
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc are Linux's")
+def test_a_memory_bomb_costs_the_worker_not_the_server(writable_store, tmp_path):
+    """The sparse world raster cut into 10 px cells, with the size limits lifted so that only the
+    worker's memory cap stands: before the change this grew the server past 6 GB and left it at
+    4.1 GB. Now the worker hits its cap, and the server neither grew nor changed the store."""
+    world = H.write_sparse_world_raster(tmp_path / "upload")
+    before, rss = _digest(writable_store), _rss_kb()
+    lifted = Limits(max_raster_pixels=10**10, max_grid_cells=10**8, max_pixel_size_m=10**6,
+                    worker_memory_bytes=6 << 30)
+    with pytest.raises(InputError, match=r"needs more memory than the worker's limit of 6\.0 GiB"):
+        uploads.index_uploads(writable_store, [world], None, 10, lambda done, total: None, limits=lifted)
+    assert _rss_kb() - rss < 50_000, "the server grew"
+    assert _digest(writable_store) == before
+
+
+def test_uploads_are_held_to_the_limits_in_the_worker(writable_store, tmp_path):
+    world = H.write_sparse_world_raster(tmp_path / "upload")
+    stages: list[str] = []
+    with pytest.raises(InputError, match=r"36000 x 18000 pixels: 648,000,000, over the limit"):
+        uploads.index_uploads(writable_store, [world], None, 10, lambda done, total: None, on_stage=stages.append)
+    assert stages == ["Checking the files…"]
