@@ -226,6 +226,7 @@ def compose_turn(turn: Turn, ctx: AnswerContext) -> Composition:
     comp = by_name(turn.kind).load().compose(turn, ctx)
     if comp.sentences:
         checks.readings(turn, comp)
+    comp.sentences = [K.tidy(turn.lang, s) for s in comp.sentences]
     return comp
 
 

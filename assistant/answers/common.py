@@ -14,6 +14,7 @@ Rules, documented once:
 from __future__ import annotations
 
 import datetime as dt
+import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -258,3 +259,23 @@ def stable_words(lang: str, delta: int, noise_value: float) -> str:
     if lang == "fr":
         return "en hausse" if delta > 0 else "en baisse"
     return "higher" if delta > 0 else "lower"
+
+
+_FR_TIDY = (
+    (re.compile(r"\b([Dd])e ([aeiouyéèêâîôûh])", re.IGNORECASE), r"\1'\2"),  # "de octobre" -> "d'octobre"
+    (re.compile(r"\ben printemps\b"), "au printemps"),
+    (re.compile(r"\ben toute l'archive\b"), "sur toute l'archive"),
+    (re.compile(r"\ben (\d{4}-\d{2}-\d{2})\b"), r"le \1"),
+    (re.compile(r"\ble le\b"), "le"),
+    (re.compile(r"\b([Ll])a ([aeiouyéèêâîôûh])(?=\w)", re.IGNORECASE), r"\1'\2"),
+)
+
+
+def tidy(lang: str, sentence: str) -> str:
+    """French elisions and prepositions that templates filled with labels get wrong ("de octobre"
+    -> "d'octobre", "en printemps" -> "au printemps", "en 2019-06-20" -> "le 2019-06-20")."""
+    if lang != "fr":
+        return sentence
+    for pattern, repl in _FR_TIDY:
+        sentence = pattern.sub(repl, sentence)
+    return sentence

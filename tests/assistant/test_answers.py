@@ -1,0 +1,255 @@
+"""Each kind of answer alone: its retrieval and composition over an injected fake context.
+
+The context is `ListContext` over hand-made records (a winter wheat parcel harvested in July, its
+peers, a grass parcel, a cloudy date, a parcel too small): no store, no parser, no chain. Numbers
+asserted are computed here from the records, never copied from an answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import statistics
+
+import pytest
+
+from assistant.answers import registry
+from assistant.answers.turn import ListContext, Turn
+from assistant.documents import to_document
+from assistant.plan import Condition, StoreContext
+from conftest import make_plan, window
+
+CROPS = {"W-1": "Winter wheat", "W-2": "Winter wheat", "W-3": "Winter wheat", "G-1": "Permanent grass",
+         "S-1": "Maize"}
+#: NDVI per date (None: a cloudy, unusable record).
+SERIES = {
+    "W-1": {"2018-10-15": 0.30, "2019-05-10": 0.85, "2019-06-05": 0.82, "2019-06-15": None, "2019-06-25": 0.78,
+            "2019-07-05": 0.76, "2019-07-20": 0.24, "2019-08-01": 0.22, "2019-10-15": 0.70},
+    "W-2": {"2018-10-15": 0.32, "2019-05-10": 0.86, "2019-06-05": 0.84, "2019-06-15": None, "2019-06-25": 0.80,
+            "2019-07-05": 0.77, "2019-07-20": 0.26, "2019-08-01": 0.23, "2019-10-15": 0.69},
+    "W-3": {"2018-10-15": 0.31, "2019-05-10": 0.84, "2019-06-05": 0.60, "2019-06-15": None, "2019-06-25": 0.50,
+            "2019-07-05": 0.45, "2019-07-20": 0.44, "2019-08-01": 0.43, "2019-10-15": 0.71},
+    "G-1": {"2018-10-15": 0.70, "2019-05-10": 0.80, "2019-06-05": 0.79, "2019-06-15": None, "2019-06-25": 0.81,
+            "2019-07-05": 0.80, "2019-07-20": 0.78, "2019-08-01": 0.79, "2019-10-15": 0.72},
+    "S-1": {"2019-06-05": 0.50, "2019-06-25": 0.52},
+}
+PIXELS = {"S-1": 4}
+
+
+def _docs() -> list:
+    docs, rid = [], 0
+    for pid, series in SERIES.items():
+        for date, ndvi in series.items():
+            rid += 1
+            docs.append(to_document({
+                "record_id": rid, "parcel_id": pid, "date": date, "valid": ndvi is not None,
+                "invalid_reason": "" if ndvi is not None else "cloud", "valid_fraction": 1.0 if ndvi is not None else 0.0,
+                "cloud_fraction": 0.0 if ndvi is not None else 1.0, "n_pixels": PIXELS.get(pid, 200),
+                "source": f"/srv/data/S2_{date}.tif", "ndvi_mean": ndvi,
+                "ndmi_mean": None if ndvi is None else round(ndvi / 2, 3),
+                "attr_crop_name": CROPS[pid], "analysis": f"analysis of {pid} on {date}",
+            }))
+    return docs
+
+
+@pytest.fixture()
+def ctx() -> ListContext:
+    docs = _docs()
+    dates = sorted({d.metadata["date"] for d in docs})
+    return ListContext(docs=docs, context=StoreContext(
+        parcel_ids=tuple(SERIES), attributes={"attr_crop_name": tuple(sorted(set(CROPS.values())))},
+        dates=tuple(__import__("datetime").date.fromisoformat(d) for d in dates),
+        parcel_attributes={p: {"attr_crop_name": c} for p, c in CROPS.items()}))
+
+
+def answer(ctx, question: str, plan, kind: str | None = None):
+    """Retrieve and compose with the kind the registry chooses (or `kind`); returns (kind, composition)."""
+    chosen = registry.by_name(kind) if kind else registry.choose(plan, question.lower())
+    turn = Turn(question=question, lang=plan.lang, plan=dataclasses.replace(plan, question=question), kind=chosen.name)
+    module = chosen.load()
+    turn = dataclasses.replace(turn, found=module.retrieve(turn, ctx))
+    return chosen.name, module.compose(turn, ctx)
+
+
+def text(comp) -> str:
+    return " ".join(comp.sentences)
+
+
+def cited(comp) -> set[tuple[str, str]]:
+    return {(d.metadata["parcel_id"], d.metadata["date"]) for d, _ in comp.cited}
+
+
+JUNE = window("2019-06-01", "2019-06-30", "June 2019")
+JULY = window("2019-07-01", "2019-07-31", "July 2019")
+
+
+@pytest.mark.parametrize("question, plan, kind", [
+    ("What will the wheat yield be?", make_plan(intent="describe", parcels=["W-1"]), "decline"),
+    ("What does the archive hold?", make_plan(intent="unknown"), "archive"),
+    ("Which dates were cloudy in June 2019?", make_plan(intent="rank", win=JUNE, all_parcels=True), "quality"),
+    ("Why did W-1 drop in July?", make_plan(intent="describe", parcels=["W-1"], win=JULY), "why"),
+    ("When was W-1 harvested?", make_plan(intent="describe", parcels=["W-1"]), "calendar"),
+    ("NDVI of W-1 from May to August", make_plan(intent="history", parcels=["W-1"], win=JULY), "calendar"),
+    ("W-1 in June 2019 vs last year", make_plan(intent="compare", parcels=["W-1"], win=JUNE,
+                                                 compare=[window("2018-06-01", "2018-06-30", "June 2018")]), "seasons"),
+    ("Average NDVI of the wheat parcels", make_plan(intent="describe", attributes={"attr_crop_name": ("Winter wheat",)}), "groups"),
+    ("Compare W-1 and W-2", make_plan(intent="compare", parcels=["W-1", "W-2"]), "parcels"),
+    ("Fields like W-1", make_plan(intent="similar", parcels=["W-1"]), "similar"),
+    ("How is W-1 in June 2019?", make_plan(intent="describe", parcels=["W-1"], win=JUNE), "observe"),
+    ("qwxz", make_plan(intent="unknown"), "clarify"),
+])
+def test_the_registry_chooses_one_kind_per_question(question, plan, kind):
+    assert registry.choose(plan, question.lower()).name == kind
+
+
+def test_every_kind_is_one_module_with_retrieve_and_compose():
+    for k in registry.KINDS:
+        module = k.load()
+        assert callable(module.retrieve) and callable(module.compose), k.name
+    assert len({k.name for k in registry.KINDS}) == len(registry.KINDS)
+
+
+def test_a_window_is_summarised_over_all_its_usable_observations(ctx):
+    kind, comp = answer(ctx, "How is W-1 in June 2019?", make_plan(parcels=["W-1"], win=JUNE))
+    values = {d: v for d, v in SERIES["W-1"].items() if d.startswith("2019-06") and v is not None}
+    out = text(comp)
+    assert kind == "observe"
+    assert out.startswith(f"Parcel W-1 in June 2019: NDVI averaged {statistics.fmean(values.values()):.2f} over 2 usable")
+    assert "0.78 on 2019-06-25" in out and "0.82 on 2019-06-05" in out  # low and peak, with dates
+    assert "2019-06-15 (cloud)" in out
+    assert cited(comp) == {("W-1", d) for d in SERIES["W-1"] if d.startswith("2019-06")}
+
+
+def test_a_low_value_after_harvest_is_stubble_never_stress(ctx):
+    _, comp = answer(ctx, "W-1 on 2019-08-01", make_plan(parcels=["W-1"], win=window("2019-08-01")))
+    out = text(comp)
+    assert out.startswith("Parcel W-1 on 2019-08-01: NDVI 0.22")
+    assert "stubble after the harvest" in out and "stress" not in out.lower()
+
+
+def test_a_parcel_too_small_is_not_read_as_the_crop(ctx):
+    _, comp = answer(ctx, "S-1 on 2019-06-05", make_plan(parcels=["S-1"], win=window("2019-06-05")))
+    assert "only 4 pixels" in text(comp) and "NDVI 0.50" not in text(comp)
+
+
+def test_past_season_by_day_of_year_with_a_signed_delta(ctx):
+    plan = make_plan(intent="compare", parcels=["W-1"], win=window("2019-10-15"),
+                     compare=[window("2018-10-15", label="2018-10-15")])
+    kind, comp = answer(ctx, "W-1 on 2019-10-15 vs last year", plan)
+    assert kind == "seasons"
+    assert text(comp).startswith("On 2019-10-15, parcel W-1's NDVI was 0.70 against 0.30 on 2018-10-15 in 2018")
+    assert "+0.40, higher" in text(comp)
+    assert cited(comp) == {("W-1", "2019-10-15"), ("W-1", "2018-10-15")}
+
+
+def test_a_change_within_the_noise_is_stable(ctx):
+    plan = make_plan(intent="compare", parcels=["G-1"], win=window("2019-10-15"),
+                     compare=[window("2018-10-15", label="2018-10-15")])
+    _, comp = answer(ctx, "G-1 vs last year", plan)
+    assert "+0.02, stable" in text(comp) and "read as stable" in text(comp)
+
+
+def test_harvest_is_a_dated_window_between_two_observations(ctx):
+    kind, comp = answer(ctx, "When was W-1 harvested?", make_plan(parcels=["W-1"]))
+    assert kind == "calendar"
+    assert text(comp).startswith("Parcel W-1 was harvested between 2019-07-05 and 2019-07-20: NDVI fell from 0.76 to 0.24.")
+    assert cited(comp) == {("W-1", "2019-07-05"), ("W-1", "2019-07-20")}
+
+
+def test_a_trend_names_its_events_not_first_against_last(ctx):
+    _, comp = answer(ctx, "NDVI trend of W-1 in 2019", make_plan(intent="history", parcels=["W-1"],
+                                                                 win=window("2019-01-01", "2019-12-31", "2019")))
+    out = text(comp)
+    assert "peak 0.85 on 2019-05-10" in out and "harvest between 2019-07-05 and 2019-07-20" in out
+    assert "Highest 0.85 on 2019-05-10, lowest 0.22 on 2019-08-01" in out and "1 cloud" in out
+
+
+def test_why_a_drop_names_the_harvest(ctx):
+    kind, comp = answer(ctx, "Why did W-1 drop in July?", make_plan(parcels=["W-1"], win=JULY))
+    assert kind == "why"
+    assert text(comp).startswith("Parcel W-1's NDVI fell in July 2019 because it was harvested between 2019-07-05 "
+                                 "and 2019-07-20: it went from 0.76 to 0.24")
+
+
+def test_why_a_fall_the_peers_do_not_share_is_a_real_decline(ctx):
+    _, comp = answer(ctx, "Why did W-3 fall in June 2019?", make_plan(parcels=["W-3"], win=JUNE))
+    out = text(comp)
+    # W-3: 0.84 -> 0.60 between 2019-05-10 and 2019-06-05 while W-1 and W-2 fell by 0.03 and 0.02.
+    assert "fell from 0.84 on 2019-05-10 to 0.60 on 2019-06-05 (-0.24)" in out and "real decline" in out
+    assert ("W-2", "2019-06-05") in cited(comp)
+
+
+def test_why_names_clouds_when_only_unusable_records_are_low(ctx):
+    plan = make_plan(parcels=["G-1"], win=window("2019-06-10", "2019-06-20", "mid June 2019"))
+    _, comp = answer(ctx, "Why is G-1 low in mid June?", plan, kind="why")
+    assert "2019-06-15" in text(comp) and "clouded" in text(comp) and "not the crop" in text(comp)
+
+
+def test_quality_lists_the_cloudy_dates_of_a_parcel_and_of_the_area(ctx):
+    kind, comp = answer(ctx, "Which dates were cloudy for W-1 in June 2019?", make_plan(parcels=["W-1"], win=JUNE))
+    assert kind == "quality"
+    assert text(comp).startswith("Parcel W-1 in June 2019: 2 of 3 acquisitions usable. Cloudy: 2019-06-15")
+    _, comp = answer(ctx, "Which dates were cloudy in June 2019?", make_plan(intent="rank", win=JUNE, all_parcels=True))
+    assert "Cloudy: 2019-06-15 (4 of 4)" in text(comp)
+
+
+def test_group_aggregates_mean_median_range_and_count(ctx):
+    plan = make_plan(attributes={"attr_crop_name": ("Winter wheat",)}, win=window("2019-06-05"))
+    kind, comp = answer(ctx, "average NDVI of the winter wheat parcels on 2019-06-05", plan)
+    xs = [SERIES[p]["2019-06-05"] for p in ("W-1", "W-2", "W-3")]
+    assert kind == "groups"
+    assert text(comp).startswith(f"Over the 3 winter wheat parcels on 2019-06-05, mean NDVI {statistics.fmean(xs):.2f}, "
+                                 f"median {statistics.median(xs):.2f}, from 0.60 (W-3) to 0.84 (W-2); 3 parcels observed.")
+
+
+def test_a_ranking_lists_exactly_the_number_asked(ctx):
+    plan = dataclasses.replace(make_plan(intent="rank", all_parcels=True, win=window("2019-06-05"), k=2), order="desc")
+    _, comp = answer(ctx, "top 2 parcels on 2019-06-05", plan)
+    assert re.findall(r"\b[WGS]-\d\b", comp.sentences[0]) == ["W-2", "W-1"]
+    assert "(2 of 4 parcels)" in comp.sentences[0] and "S-1" in comp.sentences[1]  # too small: not ranked, said
+
+
+def test_a_threshold_counts_the_observed_parcels(ctx):
+    plan = make_plan(intent="rank", all_parcels=True, win=JULY, condition=Condition("ndvi", "<", 0.3))
+    _, comp = answer(ctx, "Which parcels had NDVI below 0.3 in July 2019?", plan)
+    assert text(comp).startswith("2 of 4 observed parcels had NDVI below 0.3 in July 2019: W-1 NDVI 0.24 on 2019-07-20, "
+                                 "W-2 NDVI 0.26 on 2019-07-20.")
+
+
+def test_parcels_behind_their_crop_peers(ctx):
+    plan = make_plan(attributes={"attr_crop_name": ("Winter wheat",)}, win=window("2019-06-25"))
+    _, comp = answer(ctx, "Which wheat parcels are behind their peers on 2019-06-25?", plan, kind="groups")
+    assert text(comp).startswith("1 parcels were more than 0.10 below the median of their crop's other parcels "
+                                 "on 2019-06-25: W-3 (winter wheat) 0.50 against 0.79")
+
+
+def test_several_parcels_compared_on_the_same_dates(ctx):
+    kind, comp = answer(ctx, "Compare W-1 and W-3 in June 2019", make_plan(intent="compare", parcels=["W-1", "W-3"], win=JUNE))
+    assert kind == "parcels"
+    a = statistics.fmean([0.82, 0.78])
+    b = statistics.fmean([0.60, 0.50])
+    assert text(comp).startswith(f"W-1 is {round(a, 2) - round(b, 2):.2f} above W-3.")
+    assert "2019-06-05, 2019-06-25" in text(comp)
+
+
+def test_similar_parcels_by_embedding_cosine(ctx):
+    ctx.vectors = {d.metadata["record_id"]: [1.0, d.metadata["ndvi_mean"] or 0.0] for d in ctx.docs
+                   if d.metadata["valid"]}
+    kind, comp = answer(ctx, "parcels like W-1 on 2019-06-05", make_plan(intent="similar", parcels=["W-1"],
+                                                                         win=window("2019-06-05")))
+    assert kind == "similar" and comp.similar
+    assert comp.similar[0]["parcel_id"] == "W-2" and "W-1" not in {s["parcel_id"] for s in comp.similar}
+
+
+def test_archive_decline_and_clarify(ctx):
+    _, comp = answer(ctx, "What does the archive hold?", make_plan(intent="unknown"))
+    assert text(comp).startswith("The archive holds 5 parcels and 9 acquisition dates")
+    for question in ("What will the wheat yield be?", "qwxz"):
+        _, comp = answer(ctx, question, make_plan(intent="unknown"))
+        assert comp.sentences and not comp.cited
+
+
+def test_french_answers_use_the_lexicon(ctx):
+    plan = make_plan(attributes={"attr_crop_name": ("Winter wheat",)}, win=window("2019-06-05"), lang="fr")
+    _, comp = answer(ctx, "NDVI moyen des parcelles de blé d'hiver le 2019-06-05", plan)
+    assert "blé d'hiver" in text(comp) and "Winter wheat" not in text(comp)
