@@ -15,9 +15,18 @@ default encoder's dimension). Each store is first written in one commit, then, i
 * reader peak RSS: a separate process opens the largest store, searches it, with and without a
   filter, and loads its record table (`store.records()`): its peak resident memory.
 
-The last line is `commit ratio 1M/10k: R`: the steady commit time at the largest size over the
+* integrity: on the largest store, what the checks against damage cost (`indexer.store`'s
+  module docstring): opening with sizes and edges only (`StoreConfig.full_verify_below=0`)
+  against hashing every file; the first search and the steady search (median of 200 queries,
+  unfiltered and filtered) and `vectors()` of 100 random records, with the per-block CRC-32
+  checks on and off (`StoreConfig.check_blocks`), side by side with their ratio; and a full
+  `verify_store` (``xvision verify``).
+
+The line `commit ratio 1M/10k: R` is the steady commit time at the largest size over the
 smallest (the store used to rewrite itself on every commit: 2.05 s at 200k records against
 0.16 s at 2k).
+
+    python benchmarks/store.py --sizes 10000 100000 --integrity-only   # integrity costs alone
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from indexer.core.schema import COLUMNS, INPUT_COLUMNS, STAT_COLUMNS  # noqa: E402
-from indexer.store import Store  # noqa: E402
+from indexer.filters import RecordFilter  # noqa: E402
+from indexer.store import Store, StoreConfig, verify_store  # noqa: E402
 
 DIM = 64
 ENCODER = {"id": "spectral-v2", "dim": DIM, "weights_sha256": None, "normalization": {}, "bands": ["B04", "B08"]}
@@ -125,13 +135,97 @@ def reader_memory(path: Path) -> tuple[float, float, float, float]:
     return tuple(int(v) / 1024 for v in out)  # VmHWM is in KiB
 
 
+def _median_s(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def integrity(path: Path, rounds: int = 7) -> list[tuple[str, float, float]]:
+    """(what, seconds with the checks, seconds without) for the checks against damage.
+
+    With and without are measured in alternating rounds (the median of the rounds' medians), so
+    that the load of a shared machine falls on both alike.
+    """
+    rng = np.random.default_rng(7)
+    queries = rng.standard_normal((200, DIM)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    window = RecordFilter(date_from="2021-06-01", date_to="2021-06-21")
+    ids = Store.open(path).records()["record_id"].to_numpy()
+    picks = [rng.choice(ids, 100, replace=False) for _ in range(50)]
+    it = iter(range(10**9))
+
+    def config(check: bool) -> StoreConfig:
+        return StoreConfig(full_verify_below=0, check_blocks=check)
+
+    def first_search(check: bool) -> float:  # a fresh reader: index file and touched blocks checked
+        store = Store.open(path, config(check))
+        start = time.perf_counter()
+        store.search(queries[next(it) % 200], 10)
+        return time.perf_counter() - start
+
+    def first_vectors(check: bool) -> float:  # a fresh reader: the blocks of 100 records checked
+        store = Store.open(path, config(check))
+        start = time.perf_counter()
+        store.vectors(picks[next(it) % 50])
+        return time.perf_counter() - start
+
+    opened = {check: Store.open(path, config(check)) for check in (True, False)}
+    for store in opened.values():
+        store.search(queries[0], 10)
+        store.vectors(ids)  # every block checked once: the steady state of a long-lived reader
+    cases = [
+        ("open: every file hashed, against sizes and edges only",
+         lambda check: _median_s(lambda: Store.open(path, StoreConfig(full_verify_below=(1 << 62) if check else 0)), 3)),
+        ("first search of a fresh reader", lambda check: statistics.median(first_search(check) for _ in range(5))),
+        ("first vectors() of 100 records, fresh reader",
+         lambda check: statistics.median(first_vectors(check) for _ in range(5))),
+        ("search k=10, steady", lambda check: _median_s(lambda: opened[check].search(queries[next(it) % 200], 10), 100)),
+        ("filtered search k=10, steady",
+         lambda check: _median_s(lambda: opened[check].search(queries[next(it) % 200], 10, filter=window), 20)),
+        ("vectors() of 100 records, steady", lambda check: _median_s(lambda: opened[check].vectors(picks[next(it) % 50]), 100)),
+    ]
+    rows = []
+    for what, measure in cases:
+        on, off = [], []
+        for _ in range(rounds):
+            on.append(measure(True))
+            off.append(measure(False))
+        rows.append((what, statistics.median(on), statistics.median(off)))
+    start = time.perf_counter()
+    assert verify_store(path).ok
+    rows.append(("verify_store (every byte hashed)", time.perf_counter() - start, float("nan")))
+    return rows
+
+
+def print_integrity(size: int, rows: list[tuple[str, float, float]]) -> None:
+    print(f"\nintegrity checks on the {size}-record store: with / without, ratio")
+    print("| what | with checks ms | without ms | ratio |")
+    print("|---|---|---|---|")
+    for what, on, off in rows:
+        ratio = "" if off != off else f"{on / off:.2f}"  # nan: nothing to compare with
+        off_text = "" if off != off else f"{off * 1e3:.2f}"
+        print(f"| {what} | {on * 1e3:.2f} | {off_text} | {ratio} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
                         help="store sizes in records (default 10k 100k 1M)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the stores are written (default: a temp dir)")
+    parser.add_argument("--integrity-only", action="store_true",
+                        help="build the largest store only and measure the integrity checks")
     args = parser.parse_args(argv)
     rows = []
+    if args.integrity_only:
+        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+            size = max(args.sizes)
+            build(Path(tmp) / "store", size)
+            print_integrity(size, integrity(Path(tmp) / "store"))
+        return 0
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         for size in args.sizes:
             path = Path(tmp) / f"store-{size}"
@@ -140,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"built a {size}-record store in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
             rows.append(measure(path, size))
         imported, opened, searched, peak = reader_memory(Path(tmp) / f"store-{max(args.sizes)}")
+        checks = integrity(Path(tmp) / f"store-{max(args.sizes)}")
     print("| records | open s | first commit s | commit s (median) | segments after |")
     print("|---|---|---|---|---|")
     for r in rows:
@@ -149,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     small, large = rows[0], rows[-1]
     print(f"first-commit ratio {_label(large['size'])}/{_label(small['size'])}: {large['first_s'] / small['first_s']:.2f}")
     print(f"commit ratio {_label(large['size'])}/{_label(small['size'])}: {large['commit_s'] / small['commit_s']:.2f}")
+    print_integrity(max(args.sizes), checks)
     return 0
 
 

@@ -131,7 +131,7 @@ class StoreConfig:
     commit waits for another writer's lock before giving up with a StoreError.
     """
 
-    full_verify_below: int = 64 << 20
+    full_verify_below: int = 32 << 20
     check_blocks: bool = True
     lock_timeout: float = 60.0
 
@@ -173,6 +173,11 @@ def _sha256(path: Path) -> str:
     """SHA-256 of a whole file."""
     with path.open("rb") as fh:
         return _hash_fd(fh.fileno(), os.fstat(fh.fileno()).st_size)[0]
+
+
+def _crc_fd(fd: int, size: int) -> list[int]:
+    """Per-`BLOCK` CRC-32s of the first `size` bytes of an open file (by pread)."""
+    return [zlib.crc32(os.pread(fd, min(BLOCK, size - offset), offset)) for offset in range(0, size, BLOCK)]
 
 
 def _edges(fh, size: int) -> str:
@@ -376,6 +381,27 @@ def write_lock(path: str | Path, timeout: float = 0.0):
             _HELD.pop(key, None)
         fcntl.flock(fh, fcntl.LOCK_UN)
         fh.close()
+
+
+def _remove_first_commit_leftovers(path: Path) -> None:
+    """A store's first commit killed before its manifest existed leaves ``seg-*.tmp`` (or
+    ``manifest.json.tmp``): removed, under the writer lock when it is free, so that the folder
+    counts as empty again. A published ``seg-NNNNNN`` without manifest stays (and is refused):
+    it may be a store whose manifest was lost."""
+    leftovers = [p for p in path.iterdir() if p.name == f"{MANIFEST}.tmp"
+                 or (p.name.endswith(".tmp") and _SEGMENT_DIR.match(p.name))]
+    if not leftovers:
+        return
+    try:
+        with write_lock(path):
+            if not (path / MANIFEST).exists():
+                for leftover in leftovers:
+                    if leftover.is_dir():
+                        shutil.rmtree(leftover, ignore_errors=True)
+                    else:
+                        leftover.unlink(missing_ok=True)
+    except StoreError:
+        pass  # another writer is creating the store right now
 
 
 class _Moved(Exception):
@@ -602,7 +628,7 @@ class Segment:
         if self._index_checked:
             return
         info = self.entry["files"]["index.faiss"]
-        _, crcs = _hash_fd(self._handles["index.faiss"].fileno(), info["size"])
+        crcs = _crc_fd(self._handles["index.faiss"].fileno(), info["size"])
         if crcs != info["crc32"]:
             block = next(i for i, (a, b) in enumerate(zip(crcs, info["crc32"])) if a != b)
             path = self.directory / "index.faiss"
@@ -799,6 +825,8 @@ class Store:
             return store
         if path.exists() and not path.is_dir():
             raise StoreError(f"{path}: exists and is not a directory", path=path, field="store")
+        if path.is_dir():
+            _remove_first_commit_leftovers(path)
         if path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith(".")):
             raise StoreError(f"{path}: directory is not empty and has no {MANIFEST}; refusing to write a store into it",
                              path=path, field="store")

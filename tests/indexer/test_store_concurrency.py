@@ -282,3 +282,18 @@ def test_a_crashed_writers_leftovers_go_when_the_next_writer_opens(tmp_path):
         assert seen and tmp.exists()
     Store.open_or_create(path, ENCODER)
     assert sorted(p.name for p in path.iterdir() if p.name.startswith("seg-")) == ["seg-000001"]
+
+
+def test_a_first_commit_killed_before_its_manifest_leaves_a_folder_the_next_writer_reuses(tmp_path):
+    path = tmp_path / "s"
+    path.mkdir()
+    (path / "seg-000001.tmp").mkdir()
+    (path / "seg-000001.tmp" / "vectors.npy").write_bytes(b"partial")
+    store = Store.open_or_create(path, ENCODER)
+    _commit(store, _keys(0, 3), 0)
+    assert sorted(p.name for p in path.iterdir() if not p.name.startswith(".")) == ["manifest.json", "seg-000001"]
+    # A published segment without a manifest may be a store that lost its manifest: refused, kept.
+    (path / "manifest.json").unlink()
+    with pytest.raises(StoreError, match="not empty and has no manifest.json"):
+        Store.open_or_create(path, ENCODER)
+    assert (path / "seg-000001" / "vectors.npy").is_file()
