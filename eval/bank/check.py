@@ -185,6 +185,8 @@ class Expect:
     cite_scope: tuple[set[str], str, str] | None = None  # every citation is one of these parcels within [start, end]
     similar_allowed: set[str] | None = None  # the similar items' parcels are among these
     some_of: set[str] | None = None  # at least one of these is named or among the similar items
+    lead: bool = False  # the counts and words must be in the first sentence (it answers the question)
+    no_values: bool = False  # no decimal number: an index value answers another question
     decline: str | None = None  # "refuse": no citation, no decimal number, a refusal; "clarify": the same, or
     # a clarifying question / a statement of what can be asked instead of a refusal
     default_year: int | None = None
@@ -276,12 +278,17 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
         months = find_months(answer)
         missing = expect.months - months
         out["months"] = (not missing, f"not named: {sorted(missing)}" if missing else "")
+    lead = sentences(answer)[0] if expect.lead else answer
     for i, options in enumerate(expect.integers):
-        ok = bool(find_integers(answer) & options)
-        out[f"count {i + 1}"] = (ok, "" if ok else f"expected {' or '.join(map(str, sorted(options)))}")
+        ok = bool(find_integers(lead) & options)
+        out[f"count {i + 1}"] = (ok, "" if ok else f"expected {' or '.join(map(str, sorted(options)))}"
+                                 + (" in the first sentence" if expect.lead else ""))
     for pattern in expect.words:
-        ok = re.search(pattern, low) is not None
-        out[f"says /{pattern[:30]}/"] = (ok, "" if ok else f"no /{pattern}/ in the answer")
+        ok = re.search(pattern, fold(lead)) is not None
+        out[f"says /{pattern[:30]}/"] = (ok, "" if ok else f"no /{pattern}/ in the "
+                                         + ("first sentence" if expect.lead else "answer"))
+    if expect.no_values:
+        out["no index value"] = (not numbers, f"states {numbers[:6]}" if numbers else "")
     for pattern in expect.forbidden_words:
         hit = re.search(pattern, low)
         out[f"never /{pattern[:30]}/"] = (hit is None, f"says '{hit.group(0)}'" if hit else "")

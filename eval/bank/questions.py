@@ -502,7 +502,7 @@ def quality_questions(f: Facts, rng: random.Random) -> list[Question]:
         tpl = count_fr[0] if lang == "fr" else count_en[i % 2]
         text = tpl.format(m=month_ref(y, m, 0, lang))
         qs.append(Question("quality", text, lang, Expect(
-            integers=[set(range(sure, sure + maybe + 1))], max_parcels=3, default_year=y),
+            integers=[set(range(sure, sure + maybe + 1))], lead=True, max_parcels=3, default_year=y),
             f"{y}-{m:02d}: {len(ds)} acquisitions, {sure} clear, {maybe} partly clear"))
     return qs
 
@@ -743,21 +743,23 @@ def archive_questions(f: Facts) -> list[Question]:
     p12 = next(p for p in f.parcels if num(p) == 12)
     p4 = next(p for p in f.parcels if num(p) == 4)
     first, last = f.dates[0], f.dates[-1]
+    count = {"lead": True, "no_values": True}
     qs = [
-        ("How many parcels are in the archive?", "en", Expect(integers=[{n_parcels}])),
-        ("how many fields do you have", "en", Expect(integers=[{n_parcels}])),
-        ("Combien de parcelles contient l'archive ?", "fr", Expect(integers=[{n_parcels}])),
-        ("Which crops are there?", "en", Expect(words=[CROP_PATTERNS[c] for c in crops])),
-        ("Quelles cultures sont présentes ?", "fr", Expect(words=[CROP_PATTERNS[c] for c in crops])),
-        ("What dates does the archive cover?", "en", Expect(dates={first, last})),
-        ("Quelle période couvrent les images ?", "fr", Expect(dates={first, last})),
-        ("How many acquisitions are stored?", "en", Expect(integers=[{n_dates}])),
-        ("which seasons can I ask about", "en", Expect(words=[r"2018", r"2019"])),
-        ("What crop is parcel 12?", "en", Expect(words=[CROP_PATTERNS[f.crops[p12]]], parcels={p12})),
-        ("Quelle est la culture du champ 004 ?", "fr", Expect(words=[CROP_PATTERNS[f.crops[p4]]], parcels={p4})),
-        ("Which parcels are maize?", "en", Expect(parcels=maize, parcels_allowed=maize)),
-        ("how many winter wheat fields are there", "en", Expect(integers=[{len(wheat)}])),
-        ("Quelles parcelles sont en blé d'hiver ?", "fr", Expect(parcels=set(wheat), parcels_allowed=set(wheat))),
+        ("How many parcels are in the archive?", "en", Expect(integers=[{n_parcels}], **count)),
+        ("how many fields do you have", "en", Expect(integers=[{n_parcels}], **count)),
+        ("Combien de parcelles contient l'archive ?", "fr", Expect(integers=[{n_parcels}], **count)),
+        ("Which crops are there?", "en", Expect(words=[CROP_PATTERNS[c] for c in crops], no_values=True)),
+        ("Quelles cultures sont présentes ?", "fr", Expect(words=[CROP_PATTERNS[c] for c in crops], no_values=True)),
+        ("What dates does the archive cover?", "en", Expect(dates={first, last}, no_values=True)),
+        ("Quelle période couvrent les images ?", "fr", Expect(dates={first, last}, no_values=True)),
+        ("How many acquisitions are stored?", "en", Expect(integers=[{n_dates}], **count)),
+        ("which seasons can I ask about", "en", Expect(words=[r"2018", r"2019"], no_values=True)),
+        ("What crop is parcel 12?", "en", Expect(words=[CROP_PATTERNS[f.crops[p12]]], parcels={p12}, **count)),
+        ("Quelle est la culture du champ 004 ?", "fr", Expect(words=[CROP_PATTERNS[f.crops[p4]]], parcels={p4}, **count)),
+        ("Which parcels are maize?", "en", Expect(parcels=maize, parcels_allowed=maize, no_values=True)),
+        ("how many winter wheat fields are there", "en", Expect(integers=[{len(wheat)}], **count)),
+        ("Quelles parcelles sont en blé d'hiver ?", "fr", Expect(parcels=set(wheat), parcels_allowed=set(wheat),
+                                                                  no_values=True)),
     ]
     return [Question("archive", text, lang, exp, "") for text, lang, exp in qs]
 

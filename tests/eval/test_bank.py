@@ -206,3 +206,12 @@ def test_a_caveat_sentence_is_not_part_of_a_ranking():
     assert score(expect, {"answer": answer, "citations": []}, KNOWN)["parcel set"][0]
     too_many = answer.replace("No usable observation on 2019-07-25 for:", "Next come")
     assert not score(expect, {"answer": too_many, "citations": []}, KNOWN)["parcel set"][0]
+
+
+def test_an_archive_question_answered_with_ndvi_fails():
+    expect = Expect(words=["sugar beet|betterave"], lead=True, no_values=True)
+    described = {"answer": "Parcel 012 on 2019-11-02: NDVI 0.84. That is a dense canopy for sugar beet.", "citations": []}
+    failed = {name for name, (ok, _) in score(expect, described, KNOWN).items() if not ok}
+    assert failed == {"says /sugar beet|betterave/", "no index value"}
+    right = {"answer": "Parcel 012 is sugar beet (2019 declaration).", "citations": []}
+    assert all(ok for ok, _ in score(expect, right, KNOWN).values())
