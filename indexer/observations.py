@@ -311,10 +311,34 @@ def observation_statuses(records: pd.DataFrame, suspects: Suspects | None = None
     """
     if suspects is None:
         suspects = find_suspects(records)
-    statuses = [observation_status(row, suspects) for row in records.to_dict("records")]
-    return pd.DataFrame({"status": [s.status for s in statuses],
-                         "status_reason": [s.reason for s in statuses],
-                         "usable": [s.usable for s in statuses]}, index=records.index)
+    if not len(records):
+        return pd.DataFrame({"status": pd.Series(dtype=object), "status_reason": pd.Series(dtype=object),
+                             "usable": pd.Series(dtype=bool)}, index=records.index)
+    # The status and its reason depend on a few values only: compute `observation_status` once per
+    # distinct combination (a few hundred in a store of any size), not once per record.
+    n = len(records)
+
+    def column(name: str, default: object) -> pd.Series:
+        return records[name] if name in records.columns else pd.Series([default] * n, index=records.index)
+
+    frac = pd.to_numeric(column("valid_fraction", np.nan), errors="coerce")
+    pixels = pd.to_numeric(column("n_pixels", np.nan), errors="coerce")
+    suspect = suspects.mask(records)
+    areas = records["parcel_id"].astype(str).map(suspects.area_of) if suspect.any() else None
+    key = pd.DataFrame({
+        "valid": column("valid", True).astype(bool).to_numpy(),
+        "reason": column("invalid_reason", "").fillna("").astype(str).str.strip().str.lower().to_numpy(),
+        "pct": np.where(frac.notna(), (100 * frac).round().fillna(-1), -1),
+        "small": np.where(pixels < MIN_RELIABLE_PIXELS, pixels.fillna(-1), -1),
+        "suspect": np.where(suspect, (areas.astype(str) + "|" + records["date"].astype(str)).to_numpy()
+                            if areas is not None else "", ""),
+    }, index=records.index)
+    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(key))
+    first = pd.Series(np.arange(n)).groupby(codes).first().to_numpy()
+    found = [observation_status(records.iloc[i], suspects) for i in first]
+    return pd.DataFrame({"status": np.array([s.status for s in found], dtype=object)[codes],
+                         "status_reason": np.array([s.reason for s in found], dtype=object)[codes],
+                         "usable": np.array([s.usable for s in found], dtype=bool)[codes]}, index=records.index)
 
 
 def with_status(records: pd.DataFrame, suspects: Suspects | None = None) -> pd.DataFrame:

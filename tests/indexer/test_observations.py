@@ -202,3 +202,18 @@ def test_flanders_similar_within_a_crop(flanders):
     crops = records.set_index("record_id").loc[got["record_id"], "attr_crop_name"]
     assert set(crops) == {"Winter wheat"} and got["parcel_id"].is_unique
     assert (got["status"] == USABLE).all() and "Flanders31UES-001" not in set(got["parcel_id"])
+
+
+def test_statuses_of_a_table_equal_the_status_of_each_record():
+    table = _table({**HAZE, "p4": HAZE["p0"]})
+    table.loc[0, ["valid", "invalid_reason", "valid_fraction"]] = [False, "snow", 0.04]
+    table.loc[1, ["valid", "invalid_reason", "valid_fraction"]] = [False, "cloud", 0.123]
+    table.loc[4, ["valid", "invalid_reason", "valid_fraction"]] = [False, "missing bands", np.nan]
+    table.loc[table["parcel_id"] == "p4", "n_pixels"] = 7
+    found = find_suspects(table)
+    got = observation_statuses(table, found)
+    for i, row in table.iterrows():
+        one = observation_status(row, found)
+        assert (got.loc[i, "status"], got.loc[i, "status_reason"], got.loc[i, "usable"]) == (
+            one.status, one.reason, one.usable), i
+    assert set(got["status"]) == {SNOW, CLOUD, NODATA, TOO_SMALL, SUSPECT, USABLE}
