@@ -217,3 +217,28 @@ def test_statuses_of_a_table_equal_the_status_of_each_record():
         assert (got.loc[i, "status"], got.loc[i, "status_reason"], got.loc[i, "usable"]) == (
             one.status, one.reason, one.usable), i
     assert set(got["status"]) == {SNOW, CLOUD, NODATA, TOO_SMALL, SUSPECT, USABLE}
+
+
+def test_a_store_written_before_the_rule_reads_as_before_and_gets_the_note(tmp_path):
+    from indexer.core.schema import OPTIONAL_COLUMNS
+    from indexer.store import Store
+    from synthetic_records import record_rows
+
+    encoder = {"id": "test-enc", "dim": 4, "weights_sha256": None, "normalization": {}, "bands": ["B04"]}
+    store = Store.open_or_create(tmp_path / "s", encoder)
+    before = record_rows([("a", "2018-11-12"), ("b", "2018-11-12")], ndvi_mean=0.002)
+    before = before.drop(columns=list(OPTIONAL_COLUMNS))  # what rule-1 indexing wrote
+    store.upsert(before, np.eye(2, 4, dtype=np.float32))
+    store.commit()
+    old = Store.open(store.path).records()
+    assert not set(OPTIONAL_COLUMNS) & set(old.columns)
+    assert observation_statuses(old)["status"].tolist() == [USABLE, USABLE]  # read as before
+    assert "2 of 2 records" in reindex_note(old)
+    after = record_rows([("a", "2018-11-17")], snow_fraction=0.0, vegsoil_fraction=0.9,
+                        quality_rule=QUALITY_RULE_VERSION)
+    store = Store.open(store.path)
+    store.upsert(after, np.eye(1, 4, dtype=np.float32))
+    store.commit()
+    mixed = Store.open(store.path).records().sort_values("date")
+    assert mixed["snow_fraction"].isna().tolist() == [True, True, False]  # unknown, not zero
+    assert "2 of 3 records" in reindex_note(mixed)
