@@ -143,6 +143,12 @@ def loading(cfg: config.AppConfig) -> float | None:
     return time.monotonic() - started
 
 
+def load_error(cfg: config.AppConfig) -> BaseException | None:
+    """What the finished load of `cfg`'s assistant raised (None while it loads, or when it loaded)."""
+    future = preload(cfg)
+    return future.exception() if future.done() else None
+
+
 def load(cfg: config.AppConfig, timeout: float | None = None):
     """The Assistant for the app's store and model, waiting for its background load if needed
     (reloaded after the store gets new records). Raises what the load raised."""

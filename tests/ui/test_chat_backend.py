@@ -213,3 +213,30 @@ def test_the_served_assistant_generates_behind_the_lock(flanders_store, tmp_path
     assert "Flanders31UES-001" in text and answer["citations"]
     assert assistant.model.waits, "the generator ran, under the lock"
     assert not chat_backend._GENERATE.locked()
+
+
+def test_the_ask_page_is_drawn_while_the_assistant_loads(app_env, monkeypatch):
+    import ui.mapview
+    from streamlit.testing.v1 import AppTest
+
+    from uidata import REPO
+
+    gate = threading.Event()
+
+    def held_back(store, model):
+        gate.wait(60)
+        raise RuntimeError("released")
+
+    monkeypatch.setattr(chat_backend, "_open", held_back)
+    monkeypatch.setattr(chat_backend, "_LOADS", type(chat_backend._LOADS)())
+    monkeypatch.setattr(ui.mapview, "st_folium", lambda fmap, **kw: {"last_active_drawing": None,
+                                                                      "last_object_clicked_tooltip": None})
+    at = AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=90)
+    try:
+        at.run()
+        at.switch_page("views/chat.py").run()
+        assert not at.exception
+        assert at.chat_input, "the question box is there while the model loads"
+        assert any("is loading" in c.value for c in at.caption)
+    finally:
+        gate.set()

@@ -29,11 +29,16 @@ else:
     st.caption(f"Name a parcel in your question (e.g. {md_text(parcel_ids[0]) if parcel_ids else 'its id'}), "
                "or select one on the map first.")
 
-try:
-    assistant = chat_backend.load(cfg)
-except Exception as exc:  # the assistant package or its model cannot be loaded: say so, keep the page
-    st.error(f"The assistant could not be loaded: {md_text(exc)}")
+# The assistant loads in the background (chat_backend.preload): the page is drawn meanwhile and only a
+# question waits for it.
+failure = chat_backend.load_error(cfg)
+if failure is not None:  # the assistant package or its model cannot be loaded: say so, keep the page
+    st.error(f"The assistant could not be loaded: {md_text(failure)}")
     st.stop()
+waiting = chat_backend.loading(cfg)
+if waiting is not None:
+    st.caption(f"The assistant's model is loading ({waiting:.0f} s so far); a question asked now is answered "
+               "as soon as it is ready.")
 
 
 def show_answer(answer: dict) -> None:
@@ -76,6 +81,11 @@ if question:
         st.markdown(md_text(question))
         st.caption(f"About: {md_text(subject.text)}")
     with st.chat_message("assistant"):
+        try:
+            assistant = chat_backend.load(cfg)
+        except Exception as exc:
+            st.error(f"The assistant could not be loaded: {md_text(exc)}")
+            st.stop()
         streamed: dict = {}
         st.write_stream(escaped(chat_backend.stream(assistant, asked, streamed)))
         answer = chat_backend.complete(assistant, asked, streamed)

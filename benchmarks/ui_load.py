@@ -1,0 +1,277 @@
+"""Answer latency of the app with 1 and with many sessions asking at once (issue 19, item 6).
+
+Starts `xvision ui` on a free port of 127.0.0.1 (loopback only: nothing else is contacted) and
+talks to it as browsers do, over Streamlit's own websocket protocol (`/_stcore/stream`, the
+protobuf messages of `streamlit.proto`), without a browser: the numbers are the server's, not
+a headless browser's rendering. Each session opens the Ask page, then asks its questions one after
+the other; all sessions of a level start together. An answer's latency runs from sending the
+question to the end of the page's script run (the answer and its citations drawn); the time to
+the answer's first text is kept too.
+
+Measured, in one run: the server's start (command launched -> health check passed), the first
+answer after start (one session asks as soon as the server answers; the generator may still be
+loading in the background), then for each level of concurrency p50 and p95 over every answer,
+overall and per kind of question (those that need the generator, those that do not). The target
+of the issue: p50 with 20 sessions within 3 x p50 with one.
+
+Bounded: at most 50 sessions and 10 questions per session, each answer at most --answer-timeout
+seconds, the whole run at most --deadline seconds.
+
+    .venv/bin/python benchmarks/ui_load.py --store demo-store --model models/tiny-demo
+    .venv/bin/python benchmarks/ui_load.py --store demo-store --model models/tiny-demo --sessions 1 20 --questions 3 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_SESSIONS = 50
+MAX_QUESTIONS = 10
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Answer:
+    session: int
+    kind: str
+    question: str
+    seconds: float  # question sent -> the page's script run finished
+    first_text: float | None  # question sent -> the answer's first text
+    ok: bool
+    error: str = ""
+
+
+def question_bank(store: Path) -> list[tuple[str, str]]:
+    """(kind, question) over the store's own parcels and dates, deterministic, kinds interleaved.
+
+    "generated": a parcel on a usable date (the generator writes its analysis); "composed": group
+    questions, histories and unusable dates, answered from the records without generating.
+    """
+    from indexer.store import Store
+
+    records = Store.open(store).records()
+    parcels = sorted(records["parcel_id"].astype(str).unique())
+    valid = records[records["valid"].astype(bool)].sort_values("date")
+    invalid = records[~records["valid"].astype(bool)].sort_values("date")
+    years = sorted({d[:4] for d in records["date"]})
+    generated, composed = [], []
+    for i, pid in enumerate(parcels):
+        own = valid[valid["parcel_id"] == pid]["date"].tolist()
+        for date in own[-1 - (i % 5)::-7][:3]:  # a few usable dates per parcel, spread over the archive
+            generated.append(("generated", f"How was {pid} doing on {date}?"))
+        composed.append(("composed", f"NDVI history of {pid} in {years[-1]}"))
+        bad = invalid[invalid["parcel_id"] == pid]["date"].tolist()
+        if bad:
+            composed.append(("composed", f"How was {pid} doing on {bad[len(bad) // 2]}?"))
+    for year in years:
+        composed += [("composed", f"Which parcels had NDVI below 0.3 in July {year}?"),
+                     ("composed", f"Which 3 parcels had the highest NDVI in May {year}?")]
+    bank = []
+    for g, c in zip(generated, composed):
+        bank += [g, c]
+    return bank + generated[len(bank) // 2:] + composed[len(bank) // 2:]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Session:
+    """One browser session of the app, over its websocket."""
+
+    def __init__(self, port: int, number: int) -> None:
+        self.url = f"ws://{HOST}:{port}/_stcore/stream"
+        self.number = number
+        self.chat_id: str | None = None
+        self.ws = None
+
+    async def __aenter__(self) -> Session:
+        import websockets
+
+        self.ws = await websockets.connect(self.url, max_size=None, open_timeout=60)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.ws.close()
+
+    async def _run(self, timeout: float, question: str | None = None) -> tuple[float, float | None]:
+        """One script run of the Ask page (with `question` in its chat input): (seconds to the run's
+        end, seconds to the answer's first text)."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        message = BackMsg()
+        message.rerun_script.page_name = "ask"
+        if question is not None:
+            widget = message.rerun_script.widget_states.widgets.add()
+            widget.id = self.chat_id
+            widget.chat_input_value.data = question
+        start = time.perf_counter()
+        await self.ws.send(message.SerializeToString())
+        first_text, in_answer = None, False
+        async with asyncio.timeout(timeout):
+            while True:
+                forward = ForwardMsg()
+                forward.ParseFromString(await self.ws.recv())
+                kind = forward.WhichOneof("type")
+                if kind == "delta":
+                    delta = forward.delta
+                    if delta.WhichOneof("type") == "add_block" and delta.add_block.WhichOneof("type") == "chat_message":
+                        in_answer = delta.add_block.chat_message.name == "assistant"
+                    elif delta.WhichOneof("type") == "new_element":
+                        element = delta.new_element
+                        if element.WhichOneof("type") == "chat_input":
+                            self.chat_id = element.chat_input.id
+                        elif in_answer and first_text is None and element.WhichOneof("type") == "markdown":
+                            first_text = time.perf_counter() - start
+                elif kind == "script_finished":
+                    return time.perf_counter() - start, first_text
+
+    async def open_page(self, timeout: float) -> float:
+        seconds, _ = await self._run(timeout)
+        if self.chat_id is None:
+            raise RuntimeError("the Ask page drew no chat input")
+        return seconds
+
+    async def ask(self, kind: str, question: str, timeout: float) -> Answer:
+        try:
+            seconds, first = await self._run(timeout, question)
+            return Answer(self.number, kind, question, seconds, first, first is not None,
+                          "" if first is not None else "no answer text")
+        except TimeoutError:
+            return Answer(self.number, kind, question, timeout, None, False, f"no answer within {timeout:.0f} s")
+
+
+async def first_answer(port: int, question: tuple[str, str], timeout: float) -> Answer:
+    async with Session(port, 0) as session:
+        await session.open_page(timeout)
+        return await session.ask(*question, timeout)
+
+
+async def level(port: int, sessions: int, questions: list[list[tuple[str, str]]], timeout: float) -> list[Answer]:
+    """`sessions` sessions open the Ask page, then all ask their questions at the same moment."""
+    async def one(number: int, asked: list[tuple[str, str]], go: asyncio.Event) -> list[Answer]:
+        async with Session(port, number) as session:
+            await session.open_page(timeout)
+            ready.append(number)
+            if len(ready) == sessions:
+                go.set()
+            await go.wait()
+            return [await session.ask(kind, q, timeout) for kind, q in asked]
+
+    ready: list[int] = []
+    go = asyncio.Event()
+    results = await asyncio.gather(*(one(i, questions[i], go) for i in range(sessions)))
+    return [a for answers in results for a in answers]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
+
+
+def summary(answers: list[Answer]) -> dict:
+    out = {}
+    for name, chosen in (("all", answers), *((k, [a for a in answers if a.kind == k]) for k in ("generated", "composed"))):
+        ok = [a.seconds for a in chosen if a.ok]
+        out[name] = {"n": len(chosen), "failed": sum(not a.ok for a in chosen),
+                     "p50": percentile(ok, 50), "p95": percentile(ok, 95),
+                     "first_text_p50": percentile([a.first_text for a in chosen if a.ok], 50)}
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", required=True, type=Path)
+    parser.add_argument("--model", type=Path, help="generator folder (default: answers from the stored analyses)")
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 20], help="levels of concurrency (default 1 20)")
+    parser.add_argument("--questions", type=int, default=3, help="questions per session (default 3)")
+    parser.add_argument("--answer-timeout", type=float, default=180.0, help="seconds an answer may take (default 180)")
+    parser.add_argument("--deadline", type=float, default=900.0, help="seconds the whole run may take (default 900)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    if max(args.sessions) > MAX_SESSIONS or min(args.sessions) < 1:
+        parser.error(f"--sessions must be between 1 and {MAX_SESSIONS}")
+    if not 1 <= args.questions <= MAX_QUESTIONS:
+        parser.error(f"--questions must be between 1 and {MAX_QUESTIONS}")
+    bank = question_bank(args.store)
+    port = _free_port()
+    command = [sys.executable, "-m", "xvision.cli", "ui", "--store", str(args.store), "--port", str(port),
+               "--host", HOST]
+    if args.model is not None:
+        command += ["--model", str(args.model)]
+    started = time.perf_counter()
+    server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    results: dict = {"store": str(args.store), "model": str(args.model) if args.model else None,
+                     "questions_per_session": args.questions, "levels": {}}
+    try:
+        for line in server.stdout:
+            if "serving at" in line:
+                break
+        else:
+            raise SystemExit("the app did not start")
+        results["server_start_s"] = time.perf_counter() - started
+
+        async def run() -> None:
+            first = await first_answer(port, bank[0], args.answer_timeout)
+            results["first_answer_after_start_s"] = time.perf_counter() - started
+            results["first_answer"] = asdict(first)
+            for n in args.sessions:
+                asked = [[bank[(i * args.questions + j) % len(bank)] for j in range(args.questions)]
+                         for i in range(n)]
+                t0 = time.perf_counter()
+                answers = await level(port, n, asked, args.answer_timeout)
+                results["levels"][n] = {**summary(answers), "wall_s": time.perf_counter() - t0,
+                                        "failures": [asdict(a) for a in answers if not a.ok][:5]}
+
+        async def bounded() -> None:
+            async with asyncio.timeout(args.deadline):
+                await run()
+
+        asyncio.run(bounded())
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    levels = results["levels"]
+    if 1 in levels and len(levels) > 1 and levels[1]["all"]["p50"]:
+        top = max(levels)
+        results["ratio_p50"] = levels[top]["all"]["p50"] / levels[1]["all"]["p50"]
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+        return 0
+    print(f"server start {results['server_start_s']:.1f} s; first answer after start "
+          f"{results['first_answer_after_start_s']:.1f} s ({results['first_answer']['seconds']:.2f} s after asking)")
+    print(f"{'sessions':>8} {'kind':>10} {'n':>4} {'failed':>6} {'p50 s':>7} {'p95 s':>7} {'first text p50':>15}")
+    for n, level_result in levels.items():
+        for kind in ("all", "generated", "composed"):
+            r = level_result[kind]
+            fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+            print(f"{n:>8} {kind:>10} {r['n']:>4} {r['failed']:>6} {fmt(r['p50']):>7} {fmt(r['p95']):>7} "
+                  f"{fmt(r['first_text_p50']):>15}")
+    if "ratio_p50" in results:
+        print(f"p50 with {max(levels)} sessions / p50 with 1: {results['ratio_p50']:.2f} (target: at most 3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
