@@ -9,6 +9,9 @@ Three methods, chosen per observation and recorded on every record (`cloud_metho
    mostly cloud edges and haze), cloud medium/high probability (8/9), thin cirrus (10) and snow
    (11). Until rule 2, classes 2, 7 and 11 counted as clear: a snowed-in parcel (Flanders,
    2018-11-12, 96 % SCL snow) was stored valid with NDVI 0.00 and read as open water.
+   Water stays clear: a flooded field is a fact about the field that the analysis states (its
+   NDWI "open water" class), not an unseen one; the record's vegetation+soil share
+   (`vegsoil_fraction`) tells such an observation apart from one of the crop itself.
 2. `s2cloudless` — Sentinel Hub's pretrained LightGBM pixel classifier, shipped inside the
    s2cloudless wheel (runs offline). It needs B01, B02, B04, B05, B08, B8A, B09, B10, B11, B12
    (top-of-atmosphere; on L2A input it is an approximation). Probability > 0.4, dilated by one
