@@ -236,11 +236,16 @@ def _trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:
     out.add(say(lang, "extremes", hi=K.num(K.value(hi, column)), dhi=hi.metadata["date"],
                 lo=K.num(K.value(lo, column)), dlo=lo.metadata["date"]))
     K.cite_all(out, [hi, lo], (column,))
-    bad = Counter(K.status(d, ctx.suspects) for d in in_window if not K.usable(d, ctx.suspects))
-    if bad:
+    bad = [d for d in in_window if not K.usable(d, ctx.suspects)]
+    if bad and len(bad) <= 8:
         out.add(say(lang, "unusable", items=", ".join(
-            say(lang, "reason_n", n=n, reason=K.reason_words(r, lang)) for r, n in bad.most_common())))
-        out.counts += list(bad.values())
+            f"{d.metadata['date']} ({K.reason_words(K.status(d, ctx.suspects), lang)})" for d in bad)))
+        K.cite_all(out, bad, ())
+    elif bad:
+        counts = Counter(K.status(d, ctx.suspects) for d in bad)
+        out.add(say(lang, "unusable", items=", ".join(
+            say(lang, "reason_n", n=n, reason=K.reason_words(r, lang)) for r, n in counts.most_common())))
+        out.counts += list(counts.values())
 
 
 def _group(out, lang, ids, series, ctx, kind, start, end, label) -> None:

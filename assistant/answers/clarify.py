@@ -52,9 +52,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         crops = [v for col, vals in ctx.context.attributes.items() if "crop" in col for v in vals]
         out.add(say(lang, "no_place", n=len(ids), examples=", ".join(ids[:3]),
                     crop=crop_name(crops[0], lang) if crops else ("maize" if lang == "en" else "maïs")))
+        out.counts.append(len(ids))
     else:
-        pid = ids[0].rsplit("-", 1)[-1] if ids else "?"
-        out.add(say(lang, "off_topic", n=len(ids), m=len(dates), first=dates[0], last=dates[-1], pid=pid))
+        out.add(say(lang, "off_topic", n=len(ids), m=len(dates), first=dates[0], last=dates[-1],
+                    pid=ids[0] if ids else "?"))
         out.counts += [len(ids), len(dates)]
-        out.derived.append(pid)
     return out

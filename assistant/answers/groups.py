@@ -57,6 +57,8 @@ TEXTS = {
         "highest": "highest first", "lowest": "lowest first",
         "threshold": "{n} of {total} observed parcels had {what} {when}: {items}.",
         "threshold_none": "None of the {total} observed parcels had {what} {when}.",
+        "empty_area": "No parcel of this store matches {what}. Known values: {known}.", "that_area": "that area",
+        "nobody": "No parcel has a usable observation {when}, so none can be said to meet that.",
         "closest": "The closest was {item}.",
         "behind": "{n} parcels were more than {margin} below the median of their crop's other parcels {when}: {items}.",
         "behind_none": "No parcel was more than {margin} below the median of its crop's other parcels {when}.",
@@ -82,6 +84,9 @@ TEXTS = {
         "highest": "du plus élevé au plus bas", "lowest": "du plus bas au plus élevé",
         "threshold": "{n} des {total} parcelles observées avaient {what} {when} : {items}.",
         "threshold_none": "Aucune des {total} parcelles observées n'avait {what} {when}.",
+        "empty_area": "Aucune parcelle de cette base ne correspond à {what}. Valeurs connues : {known}.",
+        "that_area": "cette zone",
+        "nobody": "Aucune parcelle n'a d'observation exploitable {when} : aucune ne peut être dite remplir cette condition.",
         "closest": "La plus proche : {item}.",
         "behind": "{n} parcelles étaient à plus de {margin} sous la médiane des autres parcelles de leur culture {when} : {items}.",
         "behind_none": "Aucune parcelle n'était à plus de {margin} sous la médiane des autres parcelles de sa culture {when}.",
@@ -180,7 +185,11 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         return out
     docs = list(turn.found.records)
     if not docs:
-        out.add(say(lang, "threshold_none", total=0, what=_what(turn, lang, 0), when=""))
+        places = plan.places
+        what = ", ".join(f"{k.removeprefix('attr_')} = {'/'.join(v)}" for k, v in places.attributes.items()) or \
+            say(lang, "that_area")
+        known = sorted({v for vals in ctx.context.attributes.values() for v in vals if not str(v).replace(".", "").isdigit()})
+        out.add(say(lang, "empty_area", what=what, known=", ".join(known[:12]) or "-"))
         return out
     folded = K.fold_text(turn.question)
     column = K.column_of(plan.condition.index if plan.condition else plan.index)
@@ -280,6 +289,9 @@ def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, w
                 matched.append(hits[-1])
         matched.sort(key=lambda d: d.metadata.get(column) or 0.0)
     out.counts.append(total)
+    if not total:
+        out.add(say(lang, "nobody", when=when))
+        return
     if not matched:
         out.add(say(lang, "threshold_none", total=total, what=what, when=when))
         if bare:

@@ -161,7 +161,7 @@ def test_a_trend_names_its_events_not_first_against_last(ctx):
                                                                  win=window("2019-01-01", "2019-12-31", "2019")))
     out = text(comp)
     assert "peak 0.85 on 2019-05-10" in out and "harvest between 2019-07-05 and 2019-07-20" in out
-    assert "Highest 0.85 on 2019-05-10, lowest 0.22 on 2019-08-01" in out and "1 cloud" in out
+    assert "Highest 0.85 on 2019-05-10, lowest 0.22 on 2019-08-01" in out and "2019-06-15 (cloud)" in out
 
 
 def test_why_a_drop_names_the_harvest(ctx):

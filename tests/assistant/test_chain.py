@@ -7,6 +7,7 @@ retrievers over the store, the grounding gate, the composer.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
@@ -20,6 +21,7 @@ from assistant.store_access import StoreView
 from conftest import fixed, make_plan, window
 from eval import farm
 from indexer.analysis import write_analysis
+from indexer.seasons import NOISE
 from indexer.store import Store
 
 
@@ -58,6 +60,7 @@ def _grounded(out: dict, view: StoreView) -> None:
     counts = re.findall(r"\b(\d+) (?:of|usable|parcels|acquisitions|more|sur)\b", out["answer"])
     ev.allow(*counts, *re.findall(r"\b(?:of|sur) (\d+)\b", out["answer"]))
     ev.allow(*(f"{s['distance']:.3f}" for s in out["similar"]), *{d[:4] for d in view.dates()})
+    ev.allow(*(f"{x:.2f}" for x in NOISE.values()))  # "stable" is a change within the measured noise
     assert ev.ungrounded(out["answer"]) == [], out["answer"]
 
 
@@ -66,8 +69,7 @@ def test_describe_uses_a_generated_analysis_that_passes_the_gate(view):
     generated = write_analysis(row, seed=99)  # the record's classes and values, other words
     assert generated != row["analysis"]
     spy = Spy()
-    plan = make_plan("How is farm-03 doing at the end of May 2022?", "describe", ["farm-03"],
-                     window("2022-05-01", "2022-05-31", "May 2022"))
+    plan = make_plan("How is farm-03 doing on 30 May 2022?", "describe", ["farm-03"], window("2022-05-30"))
     out = _ask(view, plan, FakeListChatModel(responses=[generated]), spy)
     assert set(out) == {"question", "plan", "answer", "citations", "similar", "history", "warnings"}
     assert out["plan"]["analysis_source"] == "generated"
@@ -79,7 +81,7 @@ def test_describe_uses_a_generated_analysis_that_passes_the_gate(view):
     assert {"plan", "retrieve", "generate", "ground", "compose"} <= set(spy.chains)
     # Citations are the store's own values, exactly.
     [cite] = out["citations"]
-    assert (cite["parcel_id"], cite["date"], cite["source"]) == ("farm-03", "2022-05-30", row["source"])
+    assert (cite["parcel_id"], cite["date"], cite["source"]) == ("farm-03", "2022-05-30", Path(row["source"]).name)
     assert cite["valid_fraction"] == row["valid_fraction"] and cite["cloud_fraction"] == row["cloud_fraction"]
     assert cite["indices"] and all(cite["indices"][k] == row[k] for k in cite["indices"])
     assert f"NDVI {row['ndvi_mean']:.2f}" in out["answer"]
@@ -112,7 +114,8 @@ def test_unusable_date_is_reported_with_nearest_usable_dates(view):
     out = _ask(view, plan, FakeListChatModel(responses=["never used"]), spy)
     row = _row(view, "farm-01", farm.CLOUDY_DATE)
     assert not row["valid"]
-    assert f"no usable observation on {farm.CLOUDY_DATE}: {round(100 * row['cloud_fraction'])} % cloud" in out["answer"]
+    assert (f"no usable observation on {farm.CLOUDY_DATE}: cloud ({round(100 * row['cloud_fraction'])} % cloud"
+            in out["answer"])
     assert "Nearest usable dates for farm-01: 2021-05-05" in out["answer"] or "2021-05-30" in out["answer"]
     assert "2021-07-19" in out["answer"]
     assert "vigor" not in out["answer"].lower()  # never read as low vigor
@@ -131,7 +134,7 @@ def test_suspect_scene_is_reported_and_left_out_of_the_trend(view):
     plan = make_plan("NDVI of farm-06 in 2023", "history", ["farm-06"], window("2023-01-01", "2023-12-31", "2023"),
                      index="ndvi")
     out = _ask(view, plan)
-    assert f"Left out of the trend as suspect (scene-wide jump): {farm.HAZY_DATE}" in out["answer"]
+    assert f"Not usable: {farm.HAZY_DATE} (a suspect scene" in out["answer"]
     lowest = re.search(r"lowest (\S+) on (\S+)\.", out["answer"])
     assert lowest and lowest.group(2) != farm.HAZY_DATE
     assert any(h["date"] == farm.HAZY_DATE and h["suspect"] for h in out["history"])
@@ -144,8 +147,9 @@ def test_compare_gives_both_values_and_the_signed_delta(view):
     out = _ask(view, plan)
     now, then = _row(view, "farm-01", "2022-07-19"), _row(view, "farm-01", "2021-07-19")
     delta = round(now["ndvi_mean"], 2) - round(then["ndvi_mean"], 2)
-    expected = (f"NDVI {now['ndvi_mean']:.2f} on 2022-07-19 against {then['ndvi_mean']:.2f} on 2021-07-19, "
-                f"{'+' if delta >= 0 else '-'}{abs(delta):.2f}: lower.")
+    expected = (f"On 2022-07-19, parcel farm-01's NDVI was {now['ndvi_mean']:.2f} against {then['ndvi_mean']:.2f} on "
+                f"2021-07-19 in 2021 (the usable observation closest in day of year): "
+                f"{'+' if delta >= 0 else '-'}{abs(delta):.2f}, lower.")
     assert expected in out["answer"] and delta < 0  # the drought season is lower
     assert {(c["parcel_id"], c["date"]) for c in out["citations"]} >= {("farm-01", "2022-07-19"), ("farm-01", "2021-07-19")}
     _grounded(out, view)
@@ -159,7 +163,7 @@ def test_rank_by_condition_and_by_class(view):
                      condition=Condition("ndvi", "<", 0.3))
     out = _ask(view, plan)
     assert sorted(c["parcel_id"] for c in out["citations"]) == expected == ["farm-01", "farm-04"]
-    assert f"{len(expected)} of 6 parcels" in out["answer"]
+    assert out["answer"].startswith(f"{len(expected)} of 6 observed parcels had NDVI below 0.3")
     _grounded(out, view)
 
     plan = make_plan("which fields were water-stressed in summer 2022", "rank",
@@ -174,7 +178,8 @@ def test_similar_lists_other_parcels_with_distances(view):
     plan = make_plan("fields like farm-02 on 2022-09-07", "similar", ["farm-02"], window("2022-09-07"), k=3)
     out = _ask(view, plan)
     assert len(out["similar"]) == 3 and all(s["parcel_id"] != "farm-02" for s in out["similar"])
-    assert all(f"(distance {s['distance']:.3f})" in out["answer"] for s in out["similar"])
+    assert all(f"{s['parcel_id']} on {s['date']} (distance {s['distance']:.3f}," in out["answer"] for s in out["similar"])
+    assert len({s["parcel_id"] for s in out["similar"]}) == 3  # one record per parcel
     _grounded(out, view)
 
 
@@ -196,7 +201,8 @@ def test_questions_it_cannot_answer_get_a_helpful_answer(view, tmp_path):
     def broken(question, context, today=None, lang=None):
         raise RuntimeError("boom")
     out = build_chain(view, parse=broken).invoke({"question": "?!"})
-    assert "I answer questions about" in out["answer"] and "boom" in out["warnings"][0]
+    assert "I answer questions about" in out["answer"] and "could not be read" in out["warnings"][0]
+    assert any("boom" in n for n in out["plan"]["notes"])  # the detail for the log, not the user
     # An empty store.
     source = Store.open(view.path)
     empty = Store.open_or_create(tmp_path / "empty", source.manifest["encoder"])
@@ -224,7 +230,7 @@ def test_stream_yields_the_answer_in_pieces_that_add_up_to_invoke(view):
     whole = chain.invoke({"question": plan.question})
     chunks = list(chain.stream({"question": plan.question}))
     texts = [c["answer"] for c in chunks if "answer" in c]
-    assert len(texts) >= 3 and "".join(texts) == whole["answer"]
+    assert len(texts) >= 2 and "".join(texts) == whole["answer"]
     assert chunks[-1]["citations"] == whole["citations"]
 
 
@@ -243,28 +249,26 @@ def test_answer_writer_mode_keeps_a_grounded_answer_and_rejects_an_invented_numb
     assert any("set aside" in n for n in out["plan"]["notes"])
 
 
-def test_history_sets_the_window_against_the_same_window_of_past_seasons(view):
-    plan = make_plan("NDVI of farm-05 in summer 2022", "history", ["farm-05"],
-                     window("2022-06-01", "2022-08-31", "summer 2022"), index="ndvi")
+def test_a_trend_reads_the_whole_usable_series_not_first_against_last(view):
+    plan = make_plan("NDVI of farm-05 in 2022", "history", ["farm-05"], window("2022-01-01", "2022-12-31", "2022"),
+                     index="ndvi")
     out = _ask(view, plan)
-    windows = {h["window"] for h in out["history"]}
-    assert windows == {"summer 2022", "2021-06-01 to 2021-08-31"}  # the store starts in 2021
-    peak_2022 = max(h["ndvi_mean"] for h in out["history"] if h["window"] == "summer 2022" and h["valid"])
-    peak_2021 = max(h["ndvi_mean"] for h in out["history"] if h["window"] != "summer 2022" and h["valid"])
-    assert peak_2022 < peak_2021  # the drought summer
-    assert f"NDVI {peak_2022:.2f} on" in out["answer"] and f"against {peak_2021:.2f} on" in out["answer"]
+    records = view.records()
+    own = records[(records.parcel_id == "farm-05") & (records.date >= "2022-01-01") & (records.date <= "2022-12-31")]
+    usable = own[own.valid]
+    hi, lo = usable.loc[usable.ndvi_mean.idxmax()], usable.loc[usable.ndvi_mean.idxmin()]
+    assert f"{len(usable)} usable observations of {len(own)}" in out["answer"]
+    assert f"Highest {hi.ndvi_mean:.2f} on {hi.date}, lowest {lo.ndvi_mean:.2f} on {lo.date}." in out["answer"]
+    assert {h["date"] for h in out["history"]} == set(own.date)
     _grounded(out, view)
 
 
-def test_rank_cites_every_match_even_beyond_the_listed_ones(view, monkeypatch):
-    from assistant import compose
-
-    monkeypatch.setattr(compose, "MAX_LISTED", 2)
+def test_a_threshold_cites_every_match_and_says_when_nothing_was_observed(view):
     plan = make_plan("NDVI below 0.7 in July 2023", "rank", win=window("2023-07-01", "2023-07-31", "July 2023"),
                      condition=Condition("ndvi", "<", 0.7))
     out = _ask(view, plan)
-    # The hazy 2023-07-19 scene is suspect, so July 2023 has no usable non-suspect record: nothing to rank.
-    assert "No parcel meets that in July 2023" in out["answer"]
+    # The hazy 2023-07-19 scene is suspect, so July 2023 has no usable record: nothing to rank.
+    assert out["answer"].startswith("No parcel has a usable observation on 2023-07-19")
     plan = make_plan("NDVI below 0.7 in August 2022", "rank", win=window("2022-08-01", "2022-08-31", "August 2022"),
                      condition=Condition("ndvi", "<", 0.7))
     out = _ask(view, plan)
@@ -272,7 +276,7 @@ def test_rank_cites_every_match_even_beyond_the_listed_ones(view, monkeypatch):
     august = records[(records.date >= "2022-08-01") & (records.date <= "2022-08-31") & records.valid]
     expected = sorted(august[august.ndvi_mean < 0.7].parcel_id)
     assert len(expected) > 2 and sorted(c["parcel_id"] for c in out["citations"]) == expected
-    assert f"… and {len(expected) - 2} more." in out["answer"]
+    assert all(p in out["answer"] for p in expected)
     _grounded(out, view)
 
 
@@ -280,8 +284,9 @@ def test_compare_two_parcels_names_both(view):
     plan = make_plan("Compare farm-01 and farm-02 in June 2022", "compare", ["farm-01", "farm-02"],
                      window("2022-06-01", "2022-06-30", "June 2022"))
     out = _ask(view, plan)
-    a, b = _row(view, "farm-02", "2022-06-24"), _row(view, "farm-01", "2022-06-24")
+    a, b = _row(view, "farm-01", "2022-06-24"), _row(view, "farm-02", "2022-06-24")
+    assert f"On 2022-06-24, NDVI: farm-01 {a['ndvi_mean']:.2f}, farm-02 {b['ndvi_mean']:.2f}." in out["answer"]
     delta = round(a["ndvi_mean"], 2) - round(b["ndvi_mean"], 2)
-    assert (f"NDVI {a['ndvi_mean']:.2f} for farm-02 on 2022-06-24 against {b['ndvi_mean']:.2f} for farm-01 on "
-            f"2022-06-24, {'+' if delta >= 0 else '-'}{abs(delta):.2f}") in out["answer"]
+    assert out["answer"].startswith("farm-01 and farm-02 are level" if abs(delta) <= 0.04 else "farm-01 is")
+    assert {(c["parcel_id"], c["date"]) for c in out["citations"]} == {("farm-01", "2022-06-24"), ("farm-02", "2022-06-24")}
     _grounded(out, view)
