@@ -174,7 +174,6 @@ def test_two_writers_opened_on_the_same_state_keep_both_commits(tmp_path):
 
 def test_writer_threads_never_lose_committed_records(tmp_path):
     path = tmp_path / "s"
-    Store.open_or_create(path, ENCODER).commit()
     _commit(Store.open_or_create(path, ENCODER), _keys(0, 1), 0)
     errors = []
 
