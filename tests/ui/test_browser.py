@@ -9,6 +9,7 @@ Screenshots of every page go to the test's tmp folder, and to `$XVISION_SCREENSH
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -38,30 +39,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(flanders_store, tmp_path_factory):
-    """`xvision ui` serving the test store; yields its URL once it says it is serving."""
-    store = tmp_path_factory.mktemp("browser") / "store"
-    # `make screenshots` points this at the demo store (all 72 Flanders dates) for the README.
-    shutil.copytree(os.environ.get("XVISION_UI_BROWSER_STORE") or flanders_store, store)
+@contextlib.contextmanager
+def serve(store: Path, workdir: Path, model: list[str] = MODEL):
+    """`xvision ui` serving `store` on a free loopback port; yields its URL once it says it serves."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     server = subprocess.Popen(
         [sys.executable, "-m", "xvision.cli", "ui", "--store", str(store), "--port", str(port),
-         "--data-dir", str(store.parent / "uploads"), *MODEL],
+         "--data-dir", str(workdir / "uploads"), *model],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    lines = []
-    for line in server.stdout:  # the command prints its URL only after Streamlit's health check passed
-        lines.append(line)
-        if "serving at" in line:
-            break
-    else:
-        pytest.fail("the app did not start:\n" + "".join(lines))
-    url = re.search(r"http://\S+", lines[-1]).group(0).replace("localhost", "127.0.0.1")
-    yield url
-    server.terminate()
-    server.wait(timeout=20)
+    try:
+        lines = []
+        for line in server.stdout:  # the command prints its URL only after Streamlit's health check passed
+            lines.append(line)
+            if "serving at" in line:
+                break
+        else:
+            pytest.fail("the app did not start:\n" + "".join(lines))
+        yield re.search(r"http://\S+", lines[-1]).group(0).replace("localhost", "127.0.0.1")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def app_url(flanders_store, tmp_path_factory):
+    """`xvision ui` serving a copy of the test store."""
+    store = tmp_path_factory.mktemp("browser") / "store"
+    # `make screenshots` points this at the demo store (all 72 Flanders dates) for the README.
+    shutil.copytree(os.environ.get("XVISION_UI_BROWSER_STORE") or flanders_store, store)
+    with serve(store, store.parent) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
