@@ -96,6 +96,32 @@ def test_negated_bytes_in_the_middle_of_vectors_are_refused_by_verify_and_when_s
     assert hits[0].record_id == 0 and hits[0].score == pytest.approx(1.0, abs=1e-5)
 
 
+def test_block_checks_refuse_exactly_the_rows_that_touch_a_damaged_block(tmp_path, monkeypatch):
+    import indexer.store as store_module
+
+    monkeypatch.setattr(store_module, "BLOCK", 4096)  # 16 rows of 256 bytes per block, after a 128-byte header
+    monkeypatch.setattr(store_module, "_EDGE", 4096)  # opening checks the first and last 4 KiB only
+    path = tmp_path / "store"
+    store, vectors = _store(path, 400)
+    file = path / store.manifest["segments"][0]["name"] / "vectors.npy"
+    assert len(store.manifest["segments"][0]["files"]["vectors.npy"]["crc32"]) == -(-file.stat().st_size // 4096)
+    with file.open("r+b") as fh:
+        fh.seek(5 * 4096 + 1000)  # inside block 5: rows 79..95 touch it (row 79 straddles blocks 4 and 5)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0x80]))
+    row_of = lambda offset: (offset - 128) // 256  # noqa: E731
+    assert row_of(5 * 4096 - 1) == 79 and row_of(5 * 4096) == 79 and row_of(6 * 4096) == 95
+    opened = Store.open(path, LARGE)
+    np.testing.assert_array_equal(opened.vectors([0, 78, 96, 399]), vectors[[0, 78, 96, 399]])
+    for row in (79, 85, 95):
+        with pytest.raises(StoreError, match="vectors.npy: bytes 20480-24575 differ"):
+            opened.vector(row)
+    with pytest.raises(StoreError, match="vectors.npy: bytes 20480-24575 differ"):
+        np.asarray(opened.segments[0].vectors)  # a whole read checks every block
+    assert opened.segments[0].vectors[-1].shape == (DIM,)  # the last row, by a negative index
+
+
 def test_damage_inside_the_index_file_is_refused_at_the_first_search(tmp_path):
     path = tmp_path / "store"
     store, vectors = _store(path, 12_000)
