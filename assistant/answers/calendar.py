@@ -51,7 +51,7 @@ TEXTS = {
         "group_item": "{pid} (between {a} and {b})",
         "group_peak": "{pid} ({v} on {date})",
         "not_seen": "Not seen {what}: {pids}.",
-        "the_archive": "the whole archive",
+        "the_archive": "the whole archive", "earlier": "Earlier: ",
         "few": "Parcel {pid} has {n} usable observations in {label}: too few for a trend.",
     },
     "fr": {
@@ -75,7 +75,7 @@ TEXTS = {
         "group_item": "{pid} (entre le {a} et le {b})",
         "group_peak": "{pid} ({v} le {date})",
         "not_seen": "Pas vues {what} : {pids}.",
-        "the_archive": "toute l'archive",
+        "the_archive": "toute l'archive", "earlier": "Auparavant : ",
         "few": "La parcelle {pid} n'a que {n} observations exploitables en {label} : trop peu pour une tendance.",
     },
 }
@@ -182,8 +182,13 @@ def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column) -> Non
     events = K.events(docs, ctx.suspects, column)
     kinds = set(wanted) | ({"emergence"} if "green-up" in wanted else set())
     hits = [e for e in events if e.kind in kinds and e.overlaps(start, end)]
-    for e in hits:
+    if start is None and len(hits) > 1:
+        # "When was it harvested?": the latest first, the earlier ones after it.
+        hits = hits[::-1]
+    for i, e in enumerate(hits):
         _event_sentence(out, lang, pid, e, docs, column)
+        if i:
+            out.sentences[-1] = say(lang, "earlier") + out.sentences[-1]
     if not hits:
         good = [d for d in K.good(docs, ctx.suspects, column)
                 if (start is None or d.metadata["date"] >= start) and (end is None or d.metadata["date"] <= end)]
@@ -259,7 +264,7 @@ def _group(out, lang, ids, series, ctx, kind, start, end, label) -> None:
         if not hits:
             unseen.append(pid)
             continue
-        e = hits[0]
+        e = max(hits, key=lambda e: e.value_start) if kind == "peak" else hits[0]
         if e.kind == "peak":
             items.append(say(lang, "group_peak", pid=pid, v=K.num(e.value_start), date=e.start))
         else:

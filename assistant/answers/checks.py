@@ -115,7 +115,7 @@ def not_usable(out: Composition, lang: str, doc: Document, parcel_docs: Sequence
     m = doc.metadata
     obs = K.observation(doc, suspects)
     suspect = obs.suspect
-    if obs.status == "too_small":
+    if obs.status == "too_small" or any(K.status(d, suspects) == "too_small" for d in parcel_docs):
         out.add(say(lang, "small", pid=m["parcel_id"], n=m["n_pixels"]))
         out.counts.append(m["n_pixels"])
         out.derived.append("10")  # the pixel size

@@ -271,10 +271,16 @@ _FR_TIDY = (
 )
 
 
+_EN_TIDY = ((re.compile(r"\bin (\d{4}-\d{2}-\d{2})\b"), r"on \1"),)
+
+
 def tidy(lang: str, sentence: str) -> str:
-    """French elisions and prepositions that templates filled with labels get wrong ("de octobre"
-    -> "d'octobre", "en printemps" -> "au printemps", "en 2019-06-20" -> "le 2019-06-20")."""
+    """Prepositions and French elisions that templates filled with labels get wrong ("in 2019-06-20"
+    -> "on 2019-06-20"; "de octobre" -> "d'octobre", "en printemps" -> "au printemps", "en
+    2019-06-20" -> "le 2019-06-20")."""
     if lang != "fr":
+        for pattern, repl in _EN_TIDY:
+            sentence = pattern.sub(repl, sentence)
         return sentence
     for pattern, repl in _FR_TIDY:
         sentence = pattern.sub(repl, sentence)

@@ -118,7 +118,17 @@ def members(turn: Turn, ctx: AnswerContext) -> list[str]:
     return ids
 
 
+def _single(turn: Turn, ctx: AnswerContext) -> bool:
+    """A crop word that names one parcel only ("the potato field"): answered as that parcel."""
+    plan = turn.plan
+    return (bool(plan.places.attributes) and plan.intent != "rank" and plan.condition is None
+            and plan.class_condition is None and len(members(turn, ctx)) == 1)
+
+
 def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
+    if _single(turn, ctx):
+        from assistant.answers import observe
+        return observe.retrieve(turn, ctx)
     plan = turn.plan
     places = plan.places
     start, end = checks.window_bounds(turn)
@@ -179,6 +189,9 @@ def _written(out: Composition, x: float, windowed: bool) -> str:
 
 
 def compose(turn: Turn, ctx: AnswerContext) -> Composition:
+    if _single(turn, ctx):
+        from assistant.answers import observe
+        return observe.compose(turn, ctx)
     out = Composition()
     lang, plan = turn.lang, turn.plan
     if checks.preamble(turn, ctx, out):

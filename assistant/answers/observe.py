@@ -113,11 +113,14 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.add(say(lang, "record", pid=pid, date=m["date"], values=K.values(d, columns),
                     valid=K.pct(m.get("valid_fraction")), cloud=K.pct(m.get("cloud_fraction"))))
         out.cite(d, columns)
+        bare = m.get("ndvi_mean") is not None and m["ndvi_mean"] < 0.3
         if m.get("ndvi_mean") is not None:
             out.add(say(lang, "means", stage=K.stage(m["ndvi_mean"], lang, K.after_harvest(d, series, ctx.suspects)),
                         crop=_crop(lang, d)))
             out.cite(d, ("ndvi_mean",))
-        if turn.analysis:
+        # The analysis reads indices without the crop calendar: on bare soil or stubble its
+        # vigor and moisture classes would read a harvested field as a failing crop.
+        if turn.analysis and not bare:
             key = "analysis_generated" if turn.analysis["source"] == "generated" else "analysis_stored"
             out.add(say(lang, key, text=turn.analysis["text"]))
     else:

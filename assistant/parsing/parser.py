@@ -79,6 +79,8 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
         text = text[:MAX_CHARS]
         notes.append(f"only the first {MAX_CHARS} characters were read")
     folded, readings = correct(fold(text), _crop_words(ctx), _UNDERSTOOD)
+    for pattern, same in _SYNONYMS:
+        folded = pattern.sub(same, folded)
     for said, meant in readings:
         notes.append(f"reading {said!r} as {meant}")
     detected = detect_lang(folded)
@@ -154,6 +156,14 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
         notes=tuple(dict.fromkeys(notes)), order=ask.order if intent == "rank" else None,
         unresolved=tuple(unused_words(ask.text, _UNDERSTOOD)), corrections=tuple(readings),
     )
+
+
+#: Phrasings read as the date parser's own words (folded): "than a year before" = "than last year".
+_SYNONYMS = (
+    (re.compile(r"\b(?:a|one|the)\s+year\s+(?:before|earlier|ago|prior)\b|\bthe\s+(?:previous|prior)\s+year\b|"
+                r"\bprevious\s+year\b"), "last year"),
+    (re.compile(r"\bl'annee\s+(?:precedente|d'avant)\b|\bun\s+an\s+(?:avant|plus\s+tot)\b"), "l'an dernier"),
+)
 
 
 def _crop_words(ctx: StoreContext) -> set[str]:

@@ -42,6 +42,7 @@ comment pourquoi quand combien y en ne pas plus moins tres bien aussi encore dej
 donne donner montre montrer dis dire voir sur sous dans par pour avec sans entre vers chez
 doing going happening happened looks going value values index indices state status condition
 among between during within across parmi pendant durant
+date dates moyen moyenne healthy health low high reach reached sera seront so still yet
 """.split())
 
 
