@@ -25,7 +25,9 @@ from typing import Any
 
 import streamlit as st
 from langchain_core.language_models import BaseChatModel
-from pydantic import ConfigDict, Field
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from ui import config, data
 
@@ -43,12 +45,20 @@ class SerialisedChatModel(BaseChatModel):
     The lock is taken when generation starts and released when it ends (a stream closed early by
     the grounding gate releases it too), so the chain's other steps run concurrently. `waits`
     counts the seconds callers spent waiting for the lock (read by tests and the load benchmark).
+
+    Decoding is greedy, so the same messages (the same record, language and prompt) give the same
+    text: a text generated to its end is kept (`cache_size` most recent) and served again without
+    the lock. Sessions asking about the same parcel and date then do not queue for it. A stream
+    the caller closed early is not kept (its text is cut).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     inner: Any
     lock: Any = None
+    cache_size: int = 512
     waits: list[float] = Field(default_factory=list)
+    _cache: OrderedDict = PrivateAttr(default_factory=OrderedDict)
+    _cache_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def model_post_init(self, context: Any) -> None:
         if self.lock is None:
@@ -62,24 +72,61 @@ class SerialisedChatModel(BaseChatModel):
     def chat_template(self) -> bool:
         return bool(getattr(self.inner, "chat_template", False))
 
+    @staticmethod
+    def _key(messages, stop) -> tuple:
+        return tuple((m.type, str(m.content), tuple(sorted((k, str(v)) for k, v in m.additional_kwargs.items())))
+                     for m in messages) + (tuple(stop or ()),)
+
+    def _cached(self, key: tuple) -> str | None:
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        return None
+
+    def _keep(self, key: tuple, text: str) -> None:
+        with self._cache_lock:
+            self._cache[key] = text
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
     def _acquire(self) -> None:
         start = time.perf_counter()
         self.lock.acquire()
         self.waits.append(time.perf_counter() - start)
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
-        self._acquire()
-        try:
-            return self.inner._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        finally:
-            self.lock.release()
+        key = self._key(messages, stop)
+        text = self._cached(key)
+        if text is None:
+            self._acquire()
+            try:  # another session may have generated the same text while this one waited
+                text = self._cached(key)
+                if text is None:
+                    result = self.inner._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+                    self._keep(key, str(result.generations[0].message.content))
+                    return result
+            finally:
+                self.lock.release()
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):
-        self._acquire()
-        try:
-            yield from self.inner._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
-        finally:
-            self.lock.release()
+        key = self._key(messages, stop)
+        text = self._cached(key)
+        if text is None:
+            self._acquire()
+            try:
+                text = self._cached(key)
+                if text is None:
+                    pieces = []
+                    for chunk in self.inner._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
+                        pieces.append(str(chunk.message.content))
+                        yield chunk
+                    self._keep(key, "".join(pieces))  # reached only when the caller read to the end
+                    return
+            finally:
+                self.lock.release()
+        yield ChatGenerationChunk(message=AIMessageChunk(content=text))
 
 
 def serialised(model: BaseChatModel) -> SerialisedChatModel:

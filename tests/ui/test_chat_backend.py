@@ -119,6 +119,20 @@ def test_generations_run_one_at_a_time_and_each_session_keeps_its_own_answer(ser
         assert answer["plan"]["analysis_source"] == "generated"
 
 
+def test_sessions_asking_about_the_same_record_share_one_generation(served):
+    assistant, fake, _ = served
+    results = []
+    question = "How was Flanders31UES-004 doing on 2019-07-25?"
+    threads = [threading.Thread(target=lambda: results.append(_ask(assistant, question))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(fake.asked) == 1 and not fake.overlap
+    assert len({text for text, _ in results}) == 1
+    assert all(answer["plan"]["analysis_source"] == "generated" for _, answer in results)
+
+
 def test_an_answer_that_needs_no_generation_does_not_wait_for_the_lock(served):
     assistant, fake, lock = served
     fake.started, fake.release = threading.Event(), threading.Event()
@@ -141,27 +155,45 @@ def test_an_answer_that_needs_no_generation_does_not_wait_for_the_lock(served):
     assert len(fake.asked) == 1, "only the first question generated"
 
 
-def test_a_stream_closed_early_releases_the_lock():
+def test_a_stream_closed_early_releases_the_lock_and_is_not_kept():
     lock = threading.Lock()
-    model = chat_backend.SerialisedChatModel(inner=_Words(), lock=lock)
+    words = _Words(calls=[])
+    model = chat_backend.SerialisedChatModel(inner=words, lock=lock)
     stream = model.stream("anything")
     next(stream)
     assert lock.locked()
     stream.close()
     assert not lock.locked()
-    assert model.invoke("again").content == "one two three"
+    assert "".join(c.content for c in model.stream("anything")) == "one two three"
+    assert len(words.calls) == 2, "the cut text was not kept: generated again"
     assert not lock.locked()
 
 
+def test_the_same_request_is_generated_once_and_served_again_without_the_lock():
+    lock = threading.Lock()
+    words = _Words(calls=[])
+    model = chat_backend.SerialisedChatModel(inner=words, lock=lock)
+    assert model.invoke("about record 1").content == "one two three"
+    with lock:  # another generation holds the lock: the kept text does not wait for it
+        assert "".join(c.content for c in model.stream("about record 1")) == "one two three"
+        assert model.invoke("about record 1").content == "one two three"
+    assert len(words.calls) == 1
+    assert model.invoke("about record 2").content == "one two three" and len(words.calls) == 2
+
+
 class _Words(BaseChatModel):
+    calls: list = []
+
     @property
     def _llm_type(self) -> str:
         return "words"
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.calls.append(messages)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content="one two three"))])
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        self.calls.append(messages)
         for word in ("one", " two", " three"):
             yield ChatGenerationChunk(message=AIMessageChunk(content=word))
 
