@@ -177,6 +177,10 @@ class Expect:
     dates: set[str] = field(default_factory=set)  # each named
     date_windows: list[tuple[str, str]] = field(default_factory=list)  # at least one named date in each
     date_any: list[set[str]] = field(default_factory=list)  # at least one date of each set named
+    date_words: str | None = None  # each date of `dates` is named in a sentence that says this (a cause, a cloud)
+    clear_dates: set[str] = field(default_factory=set)  # never named in a sentence saying `date_words` only
+    values_with: list[tuple[str, list[float]]] = field(default_factory=list)  # (words, values): one of the
+    # values is stated in a clause that says the words ("mean NDVI 0.58", "NDVI moyen de 0,58")
     months: set[str] = field(default_factory=set)  # each month 'YYYY-MM' named (or a date in it)
     integers: list[set[int]] = field(default_factory=list)  # one of each set written
     words: list[str] = field(default_factory=list)  # regexes (on folded text), each must match
@@ -208,6 +212,26 @@ CLARIFY_WORDS = (r"(rephrase|reformul|clarif|preciser|did you mean|vouliez-vous|
                  r"vous pouvez (me )?demander|for example|par exemple)")
 
 
+NEGATION = r"\b(no|not|without|never|neither|nor|none|sans|pas|aucune?|ni|jamais)\b"
+CLEAR_WORDS = r"(?<!not )(?<!no )\b(clear|usable|degagee?s?|exploitables?|visible|observed|observee?s?)\b"
+
+
+def affirmed(pattern: str, text: str) -> bool:
+    """True when `pattern` matches the folded text somewhere not negated by one of the three words
+    before it in the same clause ("with no harvest" is not a harvest; "were clouded" is a cloud)."""
+    low = fold(text)
+    for mt in re.finditer(pattern, low):
+        clause = re.split(r"[,;:.()]", low[: mt.start()])[-1]
+        if not re.search(NEGATION, " ".join(clause.split()[-3:])):
+            return True
+    return False
+
+
+def clauses(text: str) -> list[str]:
+    """The text cut at sentence ends, semicolons, colons and commas followed by a space (not '0,72')."""
+    return [c for s in sentences(text) for c in re.split(r"[;:]\s|,\s", s) if c.strip()]
+
+
 def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool, str]]:
     """Each applicable check -> (passed, why it failed or '')."""
     answer = result.get("answer") or ""
@@ -220,6 +244,9 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
     answered = answer_parcels(answer, known)  # named, caveats left out
     numbers = find_numbers(answer)
     dates = find_dates(answer, expect.default_year)
+    # dates the answer gives as its answer: not those of a caveat ("Not usable: 2019-07-10 (cloud)")
+    told = {d for sent in sentences(answer) if not re.search(CAVEAT, fold(sent))
+            for d in find_dates(sent, expect.default_year)}
     if expect.decline:
         worded = re.search(REFUSAL_WORDS, low) is not None or (
             expect.decline == "clarify" and re.search(CLARIFY_WORDS, low) is not None)
@@ -269,10 +296,10 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
         missing = expect.dates - dates
         out["dates"] = (not missing, f"not named: {sorted(missing)}; named {sorted(dates)[:10]}" if missing else "")
     for start, end in expect.date_windows:
-        ok = any(start <= d <= end for d in dates)
+        ok = any(start <= d <= end for d in told)
         out[f"date in {start}..{end}"] = (ok, "" if ok else f"no date between {start} and {end}; named {sorted(dates)[:10]}")
     for i, options in enumerate(expect.date_any):
-        ok = bool(dates & options)
+        ok = bool(told & options)
         out[f"one of dates {i + 1}"] = (ok, "" if ok else f"none of {sorted(options)} named; named {sorted(dates)[:10]}")
     if expect.months:
         months = find_months(answer)
@@ -284,7 +311,7 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
         out[f"count {i + 1}"] = (ok, "" if ok else f"expected {' or '.join(map(str, sorted(options)))}"
                                  + (" in the first sentence" if expect.lead else ""))
     for pattern in expect.words:
-        ok = re.search(pattern, fold(lead)) is not None
+        ok = affirmed(pattern, lead)
         out[f"says /{pattern[:30]}/"] = (ok, "" if ok else f"no /{pattern}/ in the "
                                          + ("first sentence" if expect.lead else "answer"))
     if expect.no_values:
@@ -301,6 +328,21 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
         stray = sorted({(c.get("parcel_id"), c.get("date")) for c in citations
                         if c.get("parcel_id") not in ps or not start <= str(c.get("date")) <= end})
         out["citations in scope"] = (not stray, f"cites outside the question: {stray[:4]}" if stray else "")
+    if expect.date_words is not None:
+        said = {d for sent in sentences(answer) if affirmed(expect.date_words, sent)
+                for d in find_dates(sent, expect.default_year)}
+        missing = expect.dates - said
+        out["dates with their reason"] = (not missing, f"not named with /{expect.date_words[:40]}/: {sorted(missing)}"
+                                          if missing else "")
+        wrong = sorted({d for sent in sentences(answer) if affirmed(expect.date_words, sent)
+                        and not re.search(CLEAR_WORDS, fold(sent))
+                        for d in find_dates(sent, expect.default_year)} & expect.clear_dates)
+        out["clear dates not called unusable"] = (not wrong, f"calls clear dates unusable: {wrong}" if wrong else "")
+    for i, (words, options) in enumerate(expect.values_with):
+        ok = any(re.search(words, fold(c)) and any(abs(x - v) <= VALUE_TOL for x in find_numbers(c) for v in options)
+                 for c in clauses(answer))
+        out[f"stated value {i + 1}"] = (ok, "" if ok else f"no clause with /{words}/ and "
+                                        f"{' or '.join(f'{v:.3f}' for v in options)}")
     if expect.similar_allowed is not None:
         items = {s.get("parcel_id") for s in (result.get("similar") or [])}
         ok = bool(items | (named - expect.parcels)) and (items | named) <= expect.similar_allowed | expect.parcels

@@ -75,6 +75,10 @@ PEAK_WORDS = r"(peak|pic|maximum|max\b|highest|plus haut|plus eleve|culmin)"
 GREENUP_WORDS = r"(green|emergence|emerg|levee|leve|sprout|pousse|croissance|growth|rose|rise|monte|hausse|develop)"
 WRONG_CAUSE = r"(water stress|stress hydrique|drought|secheresse|open water|eau libre|disease|maladie|flood|inond)"
 WEAK_VIGOR = r"(weak vigou?r|low vigou?r|faible vigueur|vigueur faible|poor vigou?r)"
+MEAN_WORDS = r"(mean|averag|moyen)"
+MEDIAN_WORDS = r"(median)"
+LOW_WORDS = r"(min|lowest|\blow\b|\bfrom\b|plus bas|plus faible|\bde\b|\bdu\b|range|plage|entre|between)"
+HIGH_WORDS = r"(max|highest|\bhigh\b|\bto\b|plus haut|plus eleve|\ba\b|\bau\b|range|plage|\bet\b|\band\b)"
 
 
 @dataclass
@@ -186,7 +190,7 @@ def window_questions(f: Facts, rng: random.Random) -> list[Question]:
         start, end = month_bounds(y, m)
         text = tpl.format(p=parcel_ref(p, i + 1, lang), m=month_ref(y, m, i, lang))
         qs.append(Question("window", text, lang, Expect(
-            parcels={p}, parcels_allowed={p}, values=[[w["mean"]]], dates={w["peak"][0], w["low"][0]},
+            parcels={p}, parcels_allowed={p}, values_with=[(MEAN_WORDS, [w["mean"]])], dates={w["peak"][0], w["low"][0]},
             cite_scope=({p}, start, end), default_year=y),
             f"{p} {y}-{m:02d}: clear dates {w['dates']}, mean {w['mean']:.3f}, peak {w['peak'][0]} {w['peak'][1]:.3f}, "
             f"low {w['low'][0]} {w['low'][1]:.3f}"))
@@ -210,7 +214,7 @@ def window_questions(f: Facts, rng: random.Random) -> list[Question]:
             tpl = "Comment s'est comporté {p} au {s} {y} ?"
         text = tpl.format(p=parcel_ref(p, i + 2, lang), s=s, y=y)
         qs.append(Question("window", text, lang, Expect(
-            parcels={p}, parcels_allowed={p}, values=[[w["mean"] for w in ws]],
+            parcels={p}, parcels_allowed={p}, values_with=[(MEAN_WORDS, [w["mean"] for w in ws])],
             date_any=[{w["peak"][0] for w in ws}], cite_scope=({p}, bounds[0][0], max(b for _, b in bounds)),
             default_year=y),
             f"{p} {season} {y}: mean {' or '.join(format(w['mean'], '.3f') for w in ws)}, peak "
@@ -397,8 +401,8 @@ def why_questions(f: Facts, rng: random.Random) -> list[Question]:
         y, m = int(b[:4]), int(b[5:7])
         text = tpl.format(p=parcel_ref(p, i, lang), m=month_ref(y, m, i, lang))
         qs.append(Question("why", text, lang, Expect(
-            parcels={p}, words=[HARVEST_WORDS], date_windows=[(a, b)], forbidden_words=[WRONG_CAUSE, WEAK_VIGOR],
-            default_year=y), f"{p}: harvest, {a} {f.ndvi(p, a):.3f} -> {b} {f.ndvi(p, b):.3f}"))
+            parcels={p}, words=[HARVEST_WORDS], lead=True, date_windows=[(a, b)],
+            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR], default_year=y), f"{p}: harvest, {a} {f.ndvi(p, a):.3f} -> {b} {f.ndvi(p, b):.3f}"))
     snow = [d for d in f.dates if f.area[d]["snow"] >= 0.9]
     snow_en = ["Why is {p} so low on {d}?", "why does {p} read almost zero on {d}? is the crop dead?",
                "{p} on {d}: NDVI near 0, why?"]
@@ -410,8 +414,8 @@ def why_questions(f: Facts, rng: random.Random) -> list[Question]:
         tpl = snow_fr[0] if lang == "fr" else snow_en[i % 3]
         text = tpl.format(p=parcel_ref(p, i + 1, lang), d=date_ref(d, i, lang))
         qs.append(Question("why", text, lang, Expect(
-            parcels={p}, words=[SNOW_WORDS], dates={d}, forbidden_words=[WRONG_CAUSE, WEAK_VIGOR],
-            default_year=int(d[:4])), f"{p} {d}: snow on {f.get(p, d).snow:.0%} of the parcel"))
+            parcels={p}, words=[SNOW_WORDS], lead=True, dates={d}, date_words=SNOW_WORDS,
+            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR], default_year=int(d[:4])), f"{p} {d}: snow on {f.get(p, d).snow:.0%} of the parcel"))
     cloud_en = ["Why is there no value for {p} on {d}?", "why did {p} disappear on {d}",
                 "Why is {p} missing on {d}?"]
     cloud_fr = ["Pourquoi n'y a-t-il pas de valeur pour {p} le {d} ?", "Pourquoi {p} manque le {d} ?"]
@@ -421,8 +425,8 @@ def why_questions(f: Facts, rng: random.Random) -> list[Question]:
         tpl = cloud_fr[i % 2] if lang == "fr" else cloud_en[i % 3]
         text = tpl.format(p=parcel_ref(p, i + 2, lang), d=date_ref(d, i + 1, lang))
         qs.append(Question("why", text, lang, Expect(
-            parcels={p}, words=[CLOUD_WORDS], dates={d}, forbidden_words=[WRONG_CAUSE, WEAK_VIGOR, SNOW_WORDS],
-            default_year=int(d[:4])), f"{p} {d}: cloud on {f.get(p, d).cloud:.0%}"))
+            parcels={p}, words=[CLOUD_WORDS], lead=True, dates={d}, date_words=CLOUD_WORDS,
+            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR, SNOW_WORDS], default_year=int(d[:4])), f"{p} {d}: cloud on {f.get(p, d).cloud:.0%}"))
     return qs
 
 
@@ -439,14 +443,14 @@ def quality_questions(f: Facts, rng: random.Random) -> list[Question]:
         ds = f.dates_in(a, b)
         bad = [d for d in ds if f.area[d]["clear"] < 0.3 and f.area[d]["snow"] < 0.1]
         if bad and any(f.area[d]["clear"] >= 0.8 for d in ds):
-            cands.append((y, m, bad))
-    for i, (y, m, bad) in enumerate(rng.sample(cands, 6)):
+            cands.append((y, m, bad, [d for d in ds if f.area[d]["clear"] >= 0.8]))
+    for i, (y, m, bad, clear) in enumerate(rng.sample(cands, 6)):
         lang = "fr" if i % 3 == 2 else "en"
         tpl = area_fr[i % 2] if lang == "fr" else area_en[i % 4]
         text = tpl.format(m=month_ref(y, m, i, lang))
         qs.append(Question("quality", text, lang, Expect(
-            dates=set(bad), words=[QUALITY_WORDS], max_parcels=3, default_year=y),
-            f"{y}-{m:02d}: cloudy over the area on {bad}"))
+            dates=set(bad), date_words=QUALITY_WORDS, clear_dates=set(clear), words=[QUALITY_WORDS], max_parcels=3,
+            default_year=y), f"{y}-{m:02d}: cloudy over the area on {bad}; clear on {clear}"))
     parcel_en = ["Which dates in {m} were unusable for {p}?", "when was {p} hidden by clouds in {m}",
                  "List the cloudy dates of {p} in {m}"]
     parcel_fr = ["Quelles dates de {m} étaient inexploitables pour {p} ?"]
@@ -464,8 +468,9 @@ def quality_questions(f: Facts, rng: random.Random) -> list[Question]:
         tpl = parcel_fr[0] if lang == "fr" else parcel_en[i % 3]
         text = tpl.format(p=parcel_ref(p, i, lang), m=month_ref(y, m, i + 1, lang))
         qs.append(Question("quality", text, lang, Expect(
-            parcels={p}, parcels_allowed={p}, dates=set(bad), words=[QUALITY_WORDS], default_year=y),
-            f"{p} {y}-{m:02d}: unusable on {bad}"))
+            parcels={p}, parcels_allowed={p}, dates=set(bad), date_words=QUALITY_WORDS,
+            clear_dates=set(f.clear_dates(p, *month_bounds(y, m))), words=[QUALITY_WORDS], default_year=y),
+            f"{p} {y}-{m:02d}: unusable on {bad}; clear on {f.clear_dates(p, *month_bounds(y, m))}"))
     crop_en = ["When were the {c} parcels clouded in {m}?", "cloudy dates for {c} in {m}"]
     crop_fr = ["Quand les parcelles de {c} étaient-elles sous les nuages en {m} ?"]
     cands = []
@@ -476,20 +481,22 @@ def quality_questions(f: Facts, rng: random.Random) -> list[Question]:
             ds = f.dates_in(a, b)
             bad = [d for d in ds if f.group_share(members, d) < 0.3 and f.group_share(members, d, "snow") < 0.1]
             if bad and any(f.group_share(members, d) >= 0.8 for d in ds):
-                cands.append((crop, members, y, m, bad))
-    for i, (crop, members, y, m, bad) in enumerate(rng.sample(cands, 3)):
+                cands.append((crop, members, y, m, bad, [d for d in ds if f.group_share(members, d) >= 0.8]))
+    for i, (crop, members, y, m, bad, clear) in enumerate(rng.sample(cands, 3)):
         lang = "fr" if i == 2 else "en"
         words = CROP_WORDS[crop][1 if lang == "fr" else 0][0]
         tpl = crop_fr[0] if lang == "fr" else crop_en[i % 2]
         text = tpl.format(c=words, m=month_ref(y, m, i, lang))
         qs.append(Question("quality", text, lang, Expect(
-            dates=set(bad), words=[QUALITY_WORDS], parcels_allowed=set(f.crop_members(crop)), default_year=y),
-            f"{crop} {y}-{m:02d}: cloudy on {bad}"))
+            dates=set(bad), date_words=QUALITY_WORDS, clear_dates=set(clear), words=[QUALITY_WORDS],
+            parcels_allowed=set(f.crop_members(crop)), default_year=y),
+            f"{crop} {y}-{m:02d}: cloudy on {bad}; clear on {clear}"))
     snowy = {d for d in f.dates if f.area[d]["snow"] >= 0.5}
     snow_q = [("Which dates had snow?", "en"), ("Was there any snow in the archive?", "en"),
               ("Y a-t-il eu de la neige sur les parcelles ?", "fr"), ("any snowy dates in 2018?", "en")]
     for text, lang in snow_q:
-        qs.append(Question("quality", text, lang, Expect(dates=snowy, words=[SNOW_WORDS], max_parcels=3),
+        qs.append(Question("quality", text, lang, Expect(dates=snowy, date_words=SNOW_WORDS, words=[SNOW_WORDS],
+                                                         max_parcels=3),
                            f"snow over >= 50% of the parcels on {sorted(snowy)}"))
     count_en = ["How many clear acquisitions were there in {m}?", "how many usable dates in {m}"]
     count_fr = ["Combien de dates exploitables en {m} ?"]
@@ -539,7 +546,8 @@ def group_questions(f: Facts, rng: random.Random) -> list[Question]:
         tpl = mean_fr[0] if lang == "fr" else mean_en[i % 3]
         text = tpl.format(c=CROP_WORDS[crop][1 if lang == "fr" else 0][0], d=date_ref(d, i, lang))
         qs.append(Question("groups", text, lang, Expect(
-            values=[means + weighted], dates={d}, parcels_allowed=set(f.crop_members(crop)), default_year=int(d[:4])),
+            values_with=[(MEAN_WORDS, means + weighted)], dates={d}, parcels_allowed=set(f.crop_members(crop)),
+            default_year=int(d[:4])),
             f"{crop} {d}: mean {[round(x, 3) for x in means]}, pixel-weighted {[round(x, 3) for x in weighted]} over {variants[0]}"))
     # median and range over all parcels
     for i, d in enumerate(rng.sample(dates, 3)):
@@ -547,16 +555,18 @@ def group_questions(f: Facts, rng: random.Random) -> list[Question]:
         lang = "fr" if i == 1 else "en"
         if i == 0:
             text, exp = (f"What was the median NDVI of all parcels on {date_ref(d, 1)}?",
-                         Expect(values=[[float(np.median([f.ndvi(p, d) for p in v])) for v in variants]], dates={d}))
+                         Expect(values_with=[(MEDIAN_WORDS, [float(np.median([f.ndvi(p, d) for p in v]))
+                                                             for v in variants])], dates={d}))
         elif i == 1:
             lo = [min(f.ndvi(p, d) for p in v) for v in variants]
             hi = [max(f.ndvi(p, d) for p in v) for v in variants]
             text, exp = f"Quelle était la plage de NDVI des parcelles le {date_ref(d, 0, 'fr')} ?", Expect(
-                values=[lo, hi], dates={d})
+                values_with=[(LOW_WORDS, lo), (HIGH_WORDS, hi)], dates={d})
         else:
             text, exp = (f"min and max ndvi across the fields on {date_ref(d, 3)}",
-                         Expect(values=[[min(f.ndvi(p, d) for p in v) for v in variants],
-                                        [max(f.ndvi(p, d) for p in v) for v in variants]], dates={d}))
+                         Expect(values_with=[(LOW_WORDS, [min(f.ndvi(p, d) for p in v) for v in variants]),
+                                             (HIGH_WORDS, [max(f.ndvi(p, d) for p in v) for v in variants])],
+                                dates={d}))
         exp.default_year = int(d[:4])
         qs.append(Question("groups", text, lang, exp, f"{d}: clear parcels {len(variants[0])}"))
     # rankings with exactly N
@@ -682,7 +692,7 @@ def several_questions(f: Facts, rng: random.Random) -> list[Question]:
         ra, rb = parcel_ref(p, i, lang), parcel_ref(q, i + 1, lang)
         text = tpl.format(a=ra, b=rb, m=month_ref(y, m, i, lang))
         qs.append(Question("several", text, lang, Expect(
-            parcels={p, q}, parcels_allowed={p, q}, values=[[wp["mean"]], [wq["mean"]]],
+            parcels={p, q}, parcels_allowed={p, q}, values=[[wp["mean"]], [wq["mean"]]], words=[MEAN_WORDS],
             cite_scope=({p, q}, a0, b0), default_year=y),
             f"{y}-{m:02d} on {wp['dates']}: {p} mean {wp['mean']:.3f}, {q} mean {wq['mean']:.3f}"))
     return qs

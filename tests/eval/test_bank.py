@@ -215,3 +215,35 @@ def test_an_archive_question_answered_with_ndvi_fails():
     assert failed == {"says /sugar beet|betterave/", "no index value"}
     right = {"answer": "Parcel 012 is sugar beet (2019 declaration).", "citations": []}
     assert all(ok for ok, _ in score(expect, right, KNOWN).values())
+
+
+def test_a_negated_cause_is_not_a_cause():
+    expect = Expect(words=[r"(harvest|recolt)"], lead=True, date_windows=[("2019-07-05", "2019-07-25")],
+                    default_year=2019)
+    denied = {"answer": "Parcel 014's NDVI fell from 0.74 on 2019-07-05 to 0.42 on 2019-07-20, with no harvest, "
+                        "cloud or suspect scene between them.", "citations": []}
+    assert not score(expect, denied, KNOWN)["says /(harvest|recolt)/"][0]
+    said = {"answer": "Le NDVI de la parcelle 014 a baissé parce qu'elle a été récoltée entre le 5 et le 20 juillet "
+                      "2019.", "citations": []}
+    assert all(ok for ok, _ in score(expect, said, KNOWN).values())
+
+
+def test_an_aggregate_must_be_stated_not_listed():
+    expect = Expect(values_with=[(r"(mean|averag|moyen)", [0.58])])
+    listed = {"answer": "7 parcels match: 002 NDVI 0.57; 005 NDVI 0.60; 006 NDVI 0.62.", "citations": []}
+    assert not score(expect, listed, KNOWN)["stated value 1"][0]
+    stated = {"answer": "Sur les 5 prairies le 18 septembre 2018, NDVI moyen 0,58, de 0.50 à 0.62.", "citations": []}
+    assert score(expect, stated, KNOWN)["stated value 1"][0]
+
+
+def test_unusable_dates_are_named_as_such_and_clear_ones_are_not():
+    expect = Expect(dates={"2019-06-15", "2019-06-25"}, date_words="(cloud|nuage|unusable)",
+                    clear_dates={"2019-06-10", "2019-06-20", "2019-06-30"}, default_year=2019)
+    listing = {"answer": "Of the 5 acquisitions in June 2019 (2019-06-10, 2019-06-15, 2019-06-20, 2019-06-25, "
+                         "2019-06-30), 2019-06-30 is the latest usable one.", "citations": []}
+    assert not score(expect, listing, KNOWN)["dates with their reason"][0]
+    too_many = {"answer": "Cloudy: 2019-06-10, 2019-06-15, 2019-06-25.", "citations": []}
+    assert not score(expect, too_many, KNOWN)["clear dates not called unusable"][0]
+    right = {"answer": "Parcel 011 in June 2019: 3 of 5 acquisitions clear. Cloudy: 15 and 25 June 2019.",
+             "citations": []}
+    assert all(ok for ok, _ in score(expect, right, KNOWN).values())
