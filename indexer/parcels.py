@@ -40,6 +40,7 @@ from indexer.safe_open import (
     check_vector_driver,
     check_zip,
     extract_members,
+    gdal_path,
     is_virtual,
     ogr_options,
     sniff_vector,
@@ -109,7 +110,7 @@ def read_parcels(path: str | Path, id_column: str | None = None, *, limits: Limi
             no polygon is left after cleaning.
     """
     check_path(path, allow_virtual=allow_virtual)
-    source = Path(path)
+    source = Path(gdal_path(path))
     gdf = _read_frame(source, limits or Limits(), allow_virtual)
     if len(gdf) == 0:
         raise InputError(f"{source}: the parcels file contains no features")
@@ -132,8 +133,8 @@ def read_parcels(path: str | Path, id_column: str | None = None, *, limits: Limi
 def _read_frame(source: Path, limits: Limits, allow_virtual: bool) -> gpd.GeoDataFrame:
     """Read the file's single parcel layer; every reader failure becomes one-line InputError."""
     if allow_virtual and is_virtual(source):
-        return _guarded(source, lambda: _read_ogr(str(source), Path(str(source)).suffix.lower(), source, limits,
-                                                  sniff=False))
+        return _guarded(source, lambda: _read_ogr(gdal_path(source), source.suffix.lower(), source, limits,
+                                                  remote=True))
     if not source.exists():
         raise InputError(f"{source}: parcels file not found")
     if source.is_dir():
@@ -167,11 +168,15 @@ def _guarded(source: Path, read) -> gpd.GeoDataFrame:
     return frame
 
 
-def _read_ogr(dataset: str, suffix: str, shown: object, limits: Limits, sniff: bool = True) -> gpd.GeoDataFrame:
-    """One layer through OGR, after the content, driver and feature-count checks."""
-    if sniff:
+def _read_ogr(dataset: str, suffix: str, shown: object, limits: Limits, remote: bool = False) -> gpd.GeoDataFrame:
+    """One layer through OGR, after the content (local files), driver and feature-count checks.
+
+    `remote`: a virtual path or URL the user typed; its content cannot be sniffed before GDAL
+    fetches it, the driver check still applies, and the network is on for it alone.
+    """
+    if not remote:
         sniff_vector(Path(dataset), suffix, shown)
-    with ogr_options():
+    with ogr_options(network=remote):
         # read_info opens the dataset with whatever driver GDAL picks: its name is checked against
         # the suffix's before a layer or feature is read.
         check_vector_driver(pyogrio.read_info(dataset)["driver"], suffix, shown)

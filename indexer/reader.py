@@ -37,7 +37,7 @@ from indexer.core.bands import (
 from indexer.radiometry import Radiometry, baseline_from_name, choose_radiometry, parse_baseline
 from indexer.core.errors import InputError
 from indexer.core.limits import Limits, over_limit
-from indexer.safe_open import check_path, is_virtual, open_raster
+from indexer.safe_open import check_path, gdal_path, is_virtual, open_raster
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2"}
 _DATE_RES = (
@@ -293,12 +293,8 @@ def discover_inputs(paths: Sequence[str | Path], allow_virtual: bool = False) ->
 
 
 def _as_path(raw: str | Path) -> Path:
-    """`raw` as a Path; a typed URL becomes its `/vsicurl/` path (GDAL reads `/vsicurl/http:/host`
-    the same as `http://host`, which Path would otherwise fold into a local-looking name)."""
-    text = str(raw)
-    if "://" in text and not text.lower().startswith("/vsi"):
-        text = "/vsicurl/" + text
-    return Path(text)
+    """`raw` as a Path; a typed web URL becomes its `/vsicurl/` path (`safe_open.gdal_path`)."""
+    return Path(gdal_path(raw))
 
 
 def _discover(path: Path) -> Iterator[Path]:

@@ -84,6 +84,19 @@ def is_virtual(path: str | Path) -> bool:
     )
 
 
+_WEB_URL = re.compile(r"^(?:/vsicurl/)?(https?|ftp):/+", re.IGNORECASE)
+
+
+def gdal_path(path: str | Path) -> str:
+    """The name GDAL reads: a web URL becomes its ``/vsicurl/`` path, with the ``//`` that
+    `pathlib.Path` folds (``https://host`` -> ``https:/host``) put back."""
+    text = str(path)
+    match = _WEB_URL.match(text)
+    if match:
+        return f"/vsicurl/{match.group(1)}://{text[match.end():]}"
+    return text
+
+
 def check_path(path: str | Path, *, allow_virtual: bool = False) -> None:
     """InputError unless `path` names a plain local file (or the user typed a virtual one)."""
     if is_virtual(path) and not allow_virtual:
@@ -93,6 +106,15 @@ def check_path(path: str | Path, *, allow_virtual: bool = False) -> None:
             path=path, value=str(path))
 
 
+#: The options of `SAFE_GDAL_OPTIONS` that keep the network off (dropped for a URL the user typed).
+_NETWORK_OFF: tuple[str, ...] = ("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", "GDAL_HTTP_PROXY", "GDAL_HTTP_MAX_RETRY",
+                                 "GDAL_HTTP_TIMEOUT", "GDAL_HTTP_CONNECTTIMEOUT")
+
+
+def _options(network: bool) -> dict[str, str]:
+    return {k: v for k, v in SAFE_GDAL_OPTIONS.items() if not (network and k in _NETWORK_OFF)}
+
+
 @contextmanager
 def gdal_options(*, network: bool = False) -> Iterator[None]:
     """rasterio's GDAL environment for reading a file from outside (`SAFE_GDAL_OPTIONS`).
@@ -100,23 +122,19 @@ def gdal_options(*, network: bool = False) -> Iterator[None]:
     `network=True` (a URL the user typed on the command line) keeps the listing and PAM off but
     leaves HTTP on.
     """
-    options = dict(SAFE_GDAL_OPTIONS)
-    if network:
-        for key in ("CPL_VSIL_CURL_ALLOWED_EXTENSIONS", "GDAL_HTTP_PROXY", "GDAL_HTTP_MAX_RETRY",
-                    "GDAL_HTTP_TIMEOUT", "GDAL_HTTP_CONNECTTIMEOUT"):
-            options.pop(key)
-    with rasterio.Env(**options):
+    with rasterio.Env(**_options(network)):
         yield
 
 
 @contextmanager
-def ogr_options() -> Iterator[None]:
-    """`SAFE_GDAL_OPTIONS` in pyogrio's GDAL (its own library, configured globally) while reading."""
+def ogr_options(*, network: bool = False) -> Iterator[None]:
+    """The same settings in pyogrio's GDAL (its own library, configured process-wide) while reading;
+    the previous values are put back after."""
     import pyogrio
 
-    previous = pyogrio.get_gdal_config_option
-    saved = {key: previous(key) for key in SAFE_GDAL_OPTIONS}
-    pyogrio.set_gdal_config_options(SAFE_GDAL_OPTIONS)
+    options = _options(network)
+    saved = {key: pyogrio.get_gdal_config_option(key) for key in SAFE_GDAL_OPTIONS}
+    pyogrio.set_gdal_config_options({**{key: None for key in SAFE_GDAL_OPTIONS}, **options})
     try:
         yield
     finally:
@@ -168,7 +186,7 @@ def open_raster(path: str | Path, *, allow_virtual: bool = False):
         with gdal_options(network=virtual), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             # rasterio hands the driver to GDALOpenEx as its allow-list: no other driver is tried.
-            src = rasterio.open(str(path), driver=driver)
+            src = rasterio.open(gdal_path(path) if virtual else str(path), driver=driver)
     except RasterioError as exc:
         raise InputError.about(path, f"not a readable raster ({' '.join(str(exc).split())[:300]})", path=path) from None
     if src.driver not in RASTER_DRIVERS:  # the allow-list should make this impossible: checked anyway

@@ -126,6 +126,12 @@ def test_a_url_the_user_typed_is_read_when_allowed(rasters):
         with scene:
             assert scene.bands[:3] == ("B02", "B03", "B04") and scene.width == 64
         assert server.requests
+    with H.CountingServer(rasters["parcels"].parent) as server:
+        url = server.url(rasters["parcels"].name)
+        with pytest.raises(InputError, match="refused"):
+            read_parcels(url)
+        assert server.requests == []
+        assert len(read_parcels(url, allow_virtual=True).gdf) == 2
 
 
 # --- item 3: limits, checked before any work ---------------------------------------------------
