@@ -180,15 +180,17 @@ def test_flanders_october_2019_pairs_with_the_closest_day_of_year(flanders):
 
 def test_flanders_harvests_match_the_ndvi_series(flanders):
     """Checked by eye against each parcel's usable NDVI: the winter wheat fell from about 0.77 on
-    2019-07-05 to 0.26-0.43 on 2019-07-20; the winter barley from 0.64 on 06-20 to 0.29 on 06-30."""
+    2019-07-05 to 0.26-0.43 on 2019-07-20; the winter barley from 0.64 on 06-20 to 0.29 on 06-30;
+    the maize from 0.60 on 09-18 to 0.35 on 10-13; the potatoes from 0.60 on 08-24 to 0.24 on 09-18."""
     from indexer.phenology import HARVEST, crop_calendar
 
     store, _, suspects = flanders
     expected = {"Flanders31UES-001": ("2019-07-05", "2019-07-20"), "Flanders31UES-003": ("2019-07-05", "2019-07-20"),
                 "Flanders31UES-009": ("2019-07-05", "2019-07-20"), "Flanders31UES-010": ("2019-07-05", "2019-07-20"),
-                "Flanders31UES-004": ("2019-06-20", "2019-06-30")}
+                "Flanders31UES-004": ("2019-06-20", "2019-06-30"), "Flanders31UES-007": ("2019-09-18", "2019-10-13"),
+                "Flanders31UES-016": ("2019-08-24", "2019-09-18")}
     for parcel, window in expected.items():
-        events = crop_calendar(store.history(parcel), suspects=suspects, date_from="2019-03-01", date_to="2019-08-31")
+        events = crop_calendar(store.history(parcel), suspects=suspects, date_from="2019-06-01", date_to="2019-10-31")
         assert [(e.start, e.end) for e in events if e.kind == HARVEST] == [window], parcel
     grass = crop_calendar(store.history("Flanders31UES-002"), suspects=suspects)
     assert HARVEST not in {e.kind for e in grass}

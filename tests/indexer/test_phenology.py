@@ -15,7 +15,7 @@ def _history(series: list[tuple[str, float]], invalid: tuple[str, ...] = ()) -> 
 
 
 WHEAT = [("2019-02-10", 0.42), ("2019-03-07", 0.45), ("2019-03-27", 0.62), ("2019-04-21", 0.80),
-         ("2019-05-16", 0.86), ("2019-06-10", 0.80), ("2019-06-30", 0.55), ("2019-07-05", 0.45),
+         ("2019-05-16", 0.86), ("2019-06-10", 0.80), ("2019-06-30", 0.55), ("2019-07-05", 0.52),
          ("2019-07-20", 0.24), ("2019-08-09", 0.22)]
 
 
@@ -29,10 +29,10 @@ def test_winter_wheat_green_up_peak_senescence_harvest():
         (GREEN_UP, "2019-03-27", "2019-04-21"),  # level 0.42 + 0.5 * 0.44 = 0.64; 0.42 is a crop, not soil
         (PEAK, "2019-05-16", "2019-05-16"),
         (SENESCENCE, "2019-06-10", "2019-06-30"),  # below 0.86 - 0.25 * (0.86 - 0.22) = 0.70
-        (HARVEST, "2019-06-30", "2019-07-05"),  # below 0.22 + 0.5 * (0.86 - 0.22) = 0.54
+        (HARVEST, "2019-07-05", "2019-07-20"),  # the largest fall from the peak to the low: 0.28
     ]
     harvest = events[-1]
-    assert (harvest.value_start, harvest.value_end, harvest.record_ids) == (0.55, 0.45, (6, 7))
+    assert (harvest.value_start, harvest.value_end, harvest.record_ids) == (0.52, 0.24, (7, 8))
     assert events[1].dated and not harvest.dated and not events[1].censored
 
 
@@ -59,6 +59,15 @@ def test_a_cloud_or_a_one_date_dip_is_never_a_harvest_and_grass_cuts_are_not_har
              ("2019-07-10", 0.60), ("2019-08-01", 0.80)]
     kinds = [e.kind for e in crop_calendar(_history(grass))]
     assert HARVEST not in kinds and SENESCENCE not in kinds and PEAK in kinds
+
+
+def test_the_harvest_is_the_largest_fall_not_a_dip_on_the_way_down():
+    # Flanders maize 013 in 2019: a half-cloudy 0.60 between 0.84 and 0.75, then the harvest.
+    maize = [("2019-06-20", 0.56), ("2019-07-05", 0.80), ("2019-08-24", 0.84), ("2019-09-08", 0.60),
+             ("2019-09-18", 0.75), ("2019-10-13", 0.42), ("2019-11-22", 0.39)]
+    events = crop_calendar(_history(maize))
+    assert [(e.start, e.end) for e in events if e.kind == HARVEST] == [("2019-09-18", "2019-10-13")]
+    assert [(e.start, e.end) for e in events if e.kind == SENESCENCE] == [("2019-08-24", "2019-09-08")]
 
 
 def test_a_peak_on_the_first_observation_is_censored_and_windows_filter_events():
