@@ -242,24 +242,33 @@ def check_zip(source: Path, limits: Limits) -> list[zipfile.ZipInfo]:
 
 
 def extract_members(source: Path, members: list[str], folder: Path, limits: Limits) -> dict[str, Path]:
-    """Extract `members` of the zip flat into `folder` (base names only), never writing more than
-    `limits.max_unzipped_bytes` whatever the headers claim; member name -> extracted path."""
+    """Extract `members` of the zip flat into `folder` (base names only: no entry name can write
+    outside it), never more than `limits.max_unzipped_bytes` whatever the entries claim; member
+    name -> extracted path."""
     budget = limits.max_unzipped_bytes
     out: dict[str, Path] = {}
-    with zipfile.ZipFile(source) as archive:
-        for member in members:
-            name = PurePosixPath(member.replace("\\", "/")).name
-            if not name or name in (".", ".."):
-                continue
-            target = folder / name
-            with archive.open(member) as src, open(target, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    budget -= len(chunk)
-                    if budget < 0:
-                        raise over_limit(source, "the zip's uncompressed size in bytes",
-                                         limits.max_unzipped_bytes + 1, limits.max_unzipped_bytes,
-                                         "max_unzipped_bytes")
-                    dst.write(chunk)
-            out[member] = target
+    try:
+        with zipfile.ZipFile(source) as archive:
+            for member in members:
+                name = PurePosixPath(member.replace("\\", "/")).name
+                if not name or name in (".", ".."):
+                    continue
+                target = folder / name
+                with archive.open(member) as src, open(target, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        budget -= len(chunk)
+                        if budget < 0:
+                            raise InputError.about(
+                                source, f"unpacks to more than the limit of {limits.max_unzipped_bytes:,} bytes",
+                                hint="refused (limit max_unzipped_bytes, environment variable "
+                                     "XVISION_MAX_UNZIPPED_BYTES)", path=source, field="max_unzipped_bytes")
+                        dst.write(chunk)
+                out[member] = target
+    except InputError:
+        raise
+    # A damaged, encrypted or exotic archive: zipfile raises BadZipFile, RuntimeError (password),
+    # NotImplementedError (compression method), zlib.error, EOFError ... all the file's fault.
+    except Exception as exc:  # noqa: BLE001
+        raise InputError.about(source, f"cannot unpack the zip ({' '.join(str(exc).split())[:200]})",
+                               path=source) from None
     return out
-

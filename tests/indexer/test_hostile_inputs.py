@@ -277,3 +277,17 @@ def test_zip_member_names_in_the_archive_are_reported(tmp_path):
         z.writestr("a.txt", "x")
     with pytest.raises(InputError, match=r"notes\.zip: the zip holds no shapefile"):
         read_parcels(archive)
+
+
+def test_a_damaged_zip_member_is_one_line(tmp_path, rasters):
+    archive = tmp_path / "fields.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("fields.geojson", rasters["parcels"].read_bytes())
+    data = bytearray(archive.read_bytes())
+    at = data.index(b'"FeatureCollection"')
+    data[at + 1] ^= 0x20  # one flipped bit inside the member: its CRC no longer matches
+    archive.write_bytes(bytes(data))
+    with pytest.raises(InputError) as err:
+        read_parcels(archive)
+    line = _one_line(err)
+    assert str(archive) in line and "cannot unpack the zip" in line and "CRC" in line
