@@ -358,6 +358,31 @@ def usable_mask(records: pd.DataFrame, suspects: Suspects | None = None) -> np.n
     return keep & ~suspects.mask(records)
 
 
+def date_quality(records: pd.DataFrame, suspects: Suspects | None = None,
+                 statuses: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per area and acquisition date: how many records, how many of each status, the usable share
+    and a `verdict`: "clear" when at least half of the area's records that day are usable (the map's
+    ☁ and the assistant's "cloudy dates" both read this), else the most common status among the
+    others (ties in STATUSES order: cloud, snow, nodata, too_small, suspect).
+
+    Index (area, date); columns `records`, one count per status, `usable_share`, `verdict`.
+    `statuses` may be passed when already computed (`observation_statuses` of the same rows).
+    """
+    if suspects is None:
+        suspects = find_suspects(records)
+    if statuses is None:
+        statuses = observation_statuses(records, suspects)
+    area = records["parcel_id"].astype(str).map(suspects.area_of).fillna("all parcels")
+    table = pd.crosstab([area.rename("area"), records["date"].astype(str).rename("date")],
+                        statuses["status"]).reindex(columns=list(STATUSES), fill_value=0)
+    out = table.assign(records=table.sum(axis=1))
+    out["usable_share"] = out[USABLE] / out["records"]
+    others = table.drop(columns=[USABLE])
+    worst = others.columns[np.argmax(others.to_numpy(), axis=1)] if len(others) else []
+    out["verdict"] = np.where(out["usable_share"] >= 0.5, "clear", worst)
+    return out[["records", *STATUSES, "usable_share", "verdict"]]
+
+
 def reindex_note(records: pd.DataFrame) -> str | None:
     """A sentence for front ends when some records were indexed before the current quality rule
     (None when all were indexed under it)."""

@@ -148,6 +148,11 @@ def test_flanders_snow_day_is_snow_and_said_so(flanders):
     for text in day.loc[statuses["status"] == SNOW, "analysis"]:
         assert "snow" in text and "water" not in text and "visit" not in text
     assert (day["snow_fraction"] > 0.8).sum() >= 18
+    from indexer.observations import date_quality
+
+    quality = date_quality(records, suspects).loc["all parcels"]
+    assert quality.loc["2018-11-12", "verdict"] == SNOW
+    assert quality.loc["2019-11-27", "verdict"] == CLOUD  # the newest date, 100 % cloud
 
 
 def test_flanders_records_carry_the_new_rule(flanders):
@@ -244,3 +249,17 @@ def test_a_store_written_before_the_rule_reads_as_before_and_gets_the_note(tmp_p
     mixed = Store.open(store.path).records().sort_values("date")
     assert mixed["snow_fraction"].isna().tolist() == [True, True, False]  # unknown, not zero
     assert "2 of 3 records" in reindex_note(mixed)
+
+
+def test_date_quality_gives_one_verdict_per_area_and_date():
+    from indexer.observations import date_quality
+
+    table = _table(HAZE)
+    table.loc[table["date"] == "2019-05-21", ["valid", "invalid_reason"]] = [False, "snow"]
+    first = table["date"] == "2019-05-01"
+    table.loc[first & table["parcel_id"].isin(["p0", "p1"]), ["valid", "invalid_reason"]] = [False, "cloud"]
+    got = date_quality(table).loc["all parcels"]
+    assert got.loc["2019-05-21", "verdict"] == SNOW and got.loc["2019-05-21", SNOW] == 4
+    assert got.loc["2019-05-11", "verdict"] == SUSPECT and got.loc["2019-05-11", "usable_share"] == 0
+    assert got.loc["2019-05-01", "verdict"] == "clear"  # two of four usable: half is enough
+    assert got.loc["2019-05-06", "verdict"] == "clear" and (got["records"] == 4).all()
