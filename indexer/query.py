@@ -1,7 +1,11 @@
 """Read-side queries over a store for people: similar parcels, a parcel's history, and exports.
 
 Built on the store's query API (`Store.search`, `Store.history`, `Store.records`); column lists
-come from the record schema.
+come from the record schema. `similar` is the one similar-parcel search: the command line, the
+assistant's retriever and the app all call it, so "similar" means the same everywhere: cosine
+similarity of the stored embeddings, other parcels' usable observations only (the observation
+rule of `indexer.observations`), optionally within a crop (`indexer.core.schema.crop_column`) or
+a date window. `history` gives each date's observation status by the same rule.
 """
 
 from __future__ import annotations
