@@ -18,6 +18,7 @@ TEXTS = {
         "head": "The archive holds {n} parcels and {m} acquisition dates, from {first} to {last} ({years}).",
         "crops": "Crops: {items}.",
         "crop_item": "{crop} ({n})",
+        "crop_count": "The archive holds {n} {crop} parcels: {ids}.",
         "parcels": "Parcels: {ids}.",
         "parcel": ("Parcel {pid}{crop} has {m} acquisitions from {first} to {last}; {u} are usable, the others "
                    "are clouded, snowy or suspect."),
@@ -27,6 +28,7 @@ TEXTS = {
         "head": "L'archive contient {n} parcelles et {m} dates d'acquisition, du {first} au {last} ({years}).",
         "crops": "Cultures : {items}.",
         "crop_item": "{crop} ({n})",
+        "crop_count": "L'archive contient {n} parcelles de {crop} : {ids}.",
         "parcels": "Parcelles : {ids}.",
         "parcel": ("La parcelle {pid}{crop} a {m} acquisitions du {first} au {last} ; {u} sont exploitables, les "
                    "autres sont nuageuses, enneigées ou suspectes."),
@@ -64,6 +66,15 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             if good:
                 out.add(say(lang, "usable_dates", dates=", ".join(d.metadata["date"] for d in good)))
                 K.cite_all(out, good, ())
+        return out
+    plan = turn.plan
+    if plan is not None and plan.places.attributes:
+        from assistant.answers.groups import members
+
+        group = members(turn, ctx)
+        crop = " / ".join(K.crop_name(v, lang) for vals in plan.places.attributes.values() for v in vals)
+        out.add(say(lang, "crop_count", n=len(group), crop=crop, ids=", ".join(group)))
+        out.counts.append(len(group))
         return out
     ids = ctx.context.parcel_ids
     years = sorted({d[:4] for d in dates})

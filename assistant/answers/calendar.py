@@ -232,7 +232,7 @@ def _trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:
     index = K.label_of(column)
     if items:
         out.add(say(lang, "trend_head", pid=pid, index=index, label=label, n=len(good), total=len(in_window),
-                    events="; ".join(items)))
+                    events=(" ; " if lang == "fr" else "; ").join(items)))
     else:
         out.add(say(lang, "trend_flat", pid=pid, index=index, label=label, n=len(good), total=len(in_window)))
     out.counts += [len(good), len(in_window)]

@@ -87,7 +87,8 @@ def preamble(turn: Turn, ctx: AnswerContext, out: Composition) -> bool:
         if values:
             out.add(say(lang, "known_values", values="; ".join(
                 f"{k.removeprefix('attr_')}: {', '.join(v[:12]).lower()}" for k, v in values.items()
-                if v and any(not str(x).replace('.', '').isdigit() for x in v) and len(v) <= 30)))
+                # Words people would ask with (crops, land cover), not codes or identifiers.
+                if v and all(not any(c.isdigit() for c in str(x)) for x in v) and len(v) <= 30)))
         return True
     if places.unresolved:
         out.add(say(lang, "unknown_some", names=", ".join(f"'{u}'" for u in places.unresolved)))

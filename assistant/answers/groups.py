@@ -37,6 +37,7 @@ _BEHIND = re.compile(r"\b(?:behind|lagg?ing|lag|peers?|en\s+retard|retard\w*|bel
 _ONE = re.compile(r"\b(?:highest|lowest|greenest|best|worst|driest|weakest|strongest)\s+(?:\w+\s+){0,2}(?:parcel|field|plot)\b(?!s)|"
                   r"\b(?:which|what|quelle?)\s+(?:\w+\s+){0,2}(?:parcel|field|plot|parcelle|champ)\b(?!s)|"
                   r"\b(?:the|la|le)\s+(?:\w+\s+){0,2}(?:parcel|field|plot|parcelle|champ)\b(?!s)")
+_BY_CROP = re.compile(r"\b(?:which|what|quelles?)\s+(?:\w+\s+)?(?:crops|cultures|crop\s+types)\b|\bby\s+crop\b|\bpar\s+culture\b")
 _AGGREGATE = re.compile(r"\b(?:average|mean|median|moyenn\w*|median\w*|range|ecart|count|how\s+many|combien|overall|"
                         r"en\s+moyenne|typical|summary|resume)\b")
 
@@ -55,6 +56,8 @@ TEXTS = {
         "bare": ("Not counted as {what}: {items}: bare soil or stubble after the harvest, where low values are "
                  "expected."),
         "highest": "highest first", "lowest": "lowest first",
+        "by_crop": "Mean {index} per crop {when}{note}, {order}: {items}.",
+        "crop_item": "{crop} {v} ({n} parcels)",
         "threshold": "{n} of {total} observed parcels had {what} {when}: {items}.",
         "threshold_none": "None of the {total} observed parcels had {what} {when}.",
         "empty_area": "No parcel of this store matches {what}. Known values: {known}.", "that_area": "that area",
@@ -82,6 +85,8 @@ TEXTS = {
         "bare": ("Non comptées comme {what} : {items} : sol nu ou chaumes après la récolte, où des valeurs basses "
                  "sont attendues."),
         "highest": "du plus élevé au plus bas", "lowest": "du plus bas au plus élevé",
+        "by_crop": "{index} moyen par culture {when}{note}, {order} : {items}.",
+        "crop_item": "{crop} {v} ({n} parcelles)",
         "threshold": "{n} des {total} parcelles observées avaient {what} {when} : {items}.",
         "threshold_none": "Aucune des {total} parcelles observées n'avait {what} {when}.",
         "empty_area": "Aucune parcelle de cette base ne correspond à {what}. Valeurs connues : {known}.",
@@ -218,6 +223,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         _threshold(out, turn, ctx, docs, values, when, lang)
     elif _BEHIND.search(folded):
         _behind(out, turn, ctx, values, column, when, windowed, lang)
+    elif _BY_CROP.search(folded) and values:
+        _by_crop(out, turn, docs, values, column, when, note, lang)
     elif plan.intent == "rank" and not _AGGREGATE.search(folded) and values:
         asc = plan.order == "asc"
         ranked = sorted(values.items(), key=lambda kv: (kv[1][0], kv[0]), reverse=not asc)
@@ -328,6 +335,22 @@ def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, w
             say(lang, "item_date", pid=d.metadata["parcel_id"], v=K.values(d, ("ndvi_mean",)), date=d.metadata["date"])
             for d in bare)))
         K.cite_all(out, bare, ("ndvi_mean",))
+
+
+def _by_crop(out: Composition, turn: Turn, docs, values, column: str, when: str, note: str, lang: str) -> None:
+    """Crops ranked by the mean of their parcels' values (highest first unless the lowest is asked)."""
+    crop_of = {d.metadata["parcel_id"]: K.crop_of(d) or "?" for d in docs}
+    crops: dict[str, list[float]] = {}
+    for pid, (x, used) in values.items():
+        crops.setdefault(crop_of[pid], []).append(x)
+        K.cite_all(out, used, (column,))
+        out.derived.append(K.num(x))
+    asc = turn.plan.order == "asc"
+    ranked = sorted(crops.items(), key=lambda kv: statistics.fmean(kv[1]), reverse=not asc)
+    items = [say(lang, "crop_item", crop=K.crop_name(c, lang), v=K.mean_of(out, xs), n=len(xs)) for c, xs in ranked]
+    out.add(say(lang, "by_crop", index=K.label_of(column), when=when, note=note,
+                order=say(lang, "lowest" if asc else "highest"), items=", ".join(items)))
+    out.counts += [len(xs) for xs in crops.values()]
 
 
 def _bare(doc: Document, series, ctx: AnswerContext) -> bool:

@@ -125,8 +125,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("similar", "similar", None, lambda p: p.intent == "similar", answers="parcels whose imagery looked alike"),
     Kind("why", "why", WHY, _subject, answers="why a value changed: harvest, cloud, snow, suspect scene or a real decline"),
     Kind("quality", "quality", QUALITY, answers="which dates were cloudy, snowy or unusable"),
-    Kind("archive", "archive", ARCHIVE, _no_filter, answers="what the archive holds: parcels, crops, dates, seasons"),
-    Kind("seasons", "seasons", None, lambda p: _past_seasons(p) and _one_or_no_parcel(p) and not _group(p),
+    Kind("archive", "archive", ARCHIVE, lambda p: _no_filter(p) and p.index is None, answers="what the archive holds: parcels, crops, dates, seasons"),
+    Kind("seasons", "seasons", None, lambda p: _past_seasons(p) and _one_or_no_parcel(p) and p.intent != "rank"
+         and p.condition is None and p.class_condition is None,
          answers="a parcel against its past seasons, by day of year"),
     Kind("calendar", "calendar", CALENDAR, or_intent="history",
          answers="trends and crop-calendar events: green-up, peak, senescence, harvest"),

@@ -55,11 +55,26 @@ def say(lang: str, key: str, **values: object) -> str:
     return TEXTS.get(lang, TEXTS["en"])[key].format(**values)
 
 
-def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
+MAX_PARCELS = 8
+
+
+def parcels_of(turn: Turn, ctx: AnswerContext) -> list[str]:
+    """The parcel asked, else the parcels of the crop or area asked (at most `MAX_PARCELS`)."""
     pid = subject(turn, ctx)
-    if pid is None:
+    if pid is not None:
+        return [pid]
+    from assistant.answers.groups import members
+
+    return members(turn, ctx)[:MAX_PARCELS]
+
+
+def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
+    ids = parcels_of(turn, ctx)
+    if len(ids) > 1:
+        return Found(extra=tuple(ctx.records(parcel_ids=ids)))
+    if not ids:
         return Found()
-    series = ctx.records(parcel_ids=[pid])
+    series = ctx.records(parcel_ids=ids)
     w = turn.plan.window
     now = [d for d in series if w is None or w.start.isoformat() <= d.metadata["date"] <= w.end.isoformat()]
     past = [d for d in series if any(c.start.isoformat() <= d.metadata["date"] <= c.end.isoformat()
@@ -78,10 +93,13 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     lang, plan = turn.lang, turn.plan
     if checks.preamble(turn, ctx, out):
         return out
-    pid = subject(turn, ctx)
-    if pid is None:
+    ids = parcels_of(turn, ctx)
+    if not ids:
         from assistant.answers import clarify
         return clarify.compose(turn, ctx)
+    if len(ids) > 1:
+        return _group(turn, ctx, ids)
+    pid = ids[0]
     column = K.column_of(plan.index)
     index = K.label_of(column)
     series = list(turn.found.extra)
@@ -163,4 +181,34 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if any_stable:
         out.add(say(lang, "stable_note", noise=K.num(noise)))
         out.derived.append(K.num(noise))
+    return out
+
+
+def _group(turn: Turn, ctx: AnswerContext, ids: list[str]) -> Composition:
+    """Several parcels (a crop, an area) against the same windows: one line each, same-window means."""
+    out = Composition()
+    lang, plan = turn.lang, turn.plan
+    column = K.column_of(plan.index)
+    series = K.by_parcel(turn.found.extra)
+    label = plan.window.label if plan.window else plan.reference_date.isoformat()
+    noise = K.noise(column)
+    for w in plan.compare_windows:
+        for pid in ids:
+            docs = series.get(pid, [])
+            now = K.good([d for d in docs if plan.window is None or plan.window.start.isoformat() <= d.metadata["date"]
+                          <= plan.window.end.isoformat()], ctx.suspects, column)
+            past = K.good([d for d in docs if w.start.isoformat() <= d.metadata["date"] <= w.end.isoformat()],
+                          ctx.suspects, column)
+            if not now or not past:
+                out.add(say(lang, "missing_window", pid=pid, labels=label if not now else w.label))
+                continue
+            v = K.mean_of(out, [K.value(d, column) for d in now])
+            pv = K.mean_of(out, [K.value(d, column) for d in past])
+            delta = int(round(float(v) * 100)) - int(round(float(pv) * 100))
+            out.add(say(lang, "means", pid=pid, index=K.label_of(column), label=label, v=v,
+                        verdict=_verdict(lang, delta, noise), past_label=w.label, pv=pv, delta=K.signed(delta)))
+            K.cite_all(out, [*now, *past], (column,))
+            out.history += K.history_rows([*now, *past], ctx.suspects, column)
+    out.add(say(lang, "stable_note", noise=K.num(noise)))
+    out.derived.append(K.num(noise))
     return out

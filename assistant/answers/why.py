@@ -165,7 +165,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.derived.append(ptext)
         for _, pa, pb in moves:
             K.cite_all(out, [pa, pb], (column,))
-        alike = abs(delta - pdelta) <= 2 * round(noise * 100)
+        # Alike: the same change within twice the noise, or peers that fell at least as much.
+        alike = abs(delta - pdelta) <= 2 * round(noise * 100) or (delta < 0 and pdelta <= delta) or (delta > 0 and pdelta >= delta)
         if alike:
             out.add(say(lang, "peers_alike", verb=verb, crop=crop, pdelta=ptext, **values))
         elif delta < 0:
