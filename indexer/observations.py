@@ -175,7 +175,11 @@ def parcel_areas(records: pd.DataFrame) -> dict[str, str]:
     if len(groups) == 1:
         return dict.fromkeys(ids, "all parcels")
     points = shapely.point_on_surface(geoms)
-    which = [next(i for i, g in enumerate(groups) if g.intersects(p)) for p in points]
+    # A spatial index: a store of scattered parcels has as many areas as parcels.
+    point_i, group_i = shapely.STRtree(groups).query(points, predicate="intersects")
+    which = [0] * len(ids)
+    for pi, gi in zip(point_i[::-1], group_i[::-1]):  # reversed: the first group found wins
+        which[pi] = int(gi)
     names: dict[int, str] = {}
     for pid, group in zip(ids, which):  # ids sorted: each area named after its first parcel
         names.setdefault(group, f"around {pid}")
