@@ -35,6 +35,7 @@ TEXTS = {
         "emergence": "emerging", "senescence": "senescing", "peak": "at its peak",
         "event": "Parcel {pid} was {what} between {a} and {b}: {index} {verb} from {va} to {vb}.",
         "peak_event": "Parcel {pid}'s {index} peaked at {v} on {date}{censored}.",
+        "highest": "Parcel {pid}'s {index} peaked at {v} on {date}, the highest of its {n} usable observations in {label}.",
         "censored": " (the first or last usable observation: the true peak may lie outside the archive)",
         "rose": "rose", "fell": "fell",
         "none": "No {what} of parcel {pid} is visible in {label} ({n} usable observations){nearest}.",
@@ -59,6 +60,7 @@ TEXTS = {
         "emergence": "en levée", "senescence": "en sénescence", "peak": "à son pic",
         "event": "La parcelle {pid} a été {what} entre le {a} et le {b} : le {index} est {verb} de {va} à {vb}.",
         "peak_event": "Le {index} de la parcelle {pid} a culminé à {v} le {date}{censored}.",
+        "highest": "Le {index} de la parcelle {pid} a culminé à {v} le {date}, le plus haut de ses {n} observations exploitables en {label}.",
         "censored": " (première ou dernière observation exploitable : le vrai pic peut être hors de l'archive)",
         "rose": "monté", "fell": "tombé",
         "none": "Aucune {what} de la parcelle {pid} n'est visible en {label} ({n} observations exploitables){nearest}.",
@@ -180,6 +182,18 @@ def _event_sentence(out: Composition, lang: str, pid: str, e, docs, column: str)
 
 def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column) -> None:
     events = K.events(docs, ctx.suspects, column)
+    if wanted == ["peak"]:
+        # "The peak in 2019": the highest usable observation of the window (the calendar's peaks
+        # need a prominence a short window may not show).
+        good = [d for d in K.good(docs, ctx.suspects, column)
+                if (start is None or d.metadata["date"] >= start) and (end is None or d.metadata["date"] <= end)]
+        if good:
+            top = max(good, key=lambda d: K.value(d, column))
+            out.add(say(lang, "highest", pid=pid, index=K.label_of(column), v=K.num(K.value(top, column)),
+                        date=top.metadata["date"], label=label, n=len(good)))
+            out.counts.append(len(good))
+            out.cite(top, (column,))
+            return
     kinds = set(wanted) | ({"emergence"} if "green-up" in wanted else set())
     hits = [e for e in events if e.kind in kinds and e.overlaps(start, end)]
     if start is None and len(hits) > 1:

@@ -29,11 +29,19 @@ DECLINE = _words(r"yields?", r"rendements?", r"prices?", r"prix", r"costs?", r"c
                  r"tonnes?", r"t/ha", r"bushels?", r"sell\w*", r"vendre", r"subsid\w*", r"tomorrow", r"demain",
                  r"next\s+(?:week|month|year|season)", r"(?:semaine|mois|annee|saison)\s+prochaine?",
                  r"will\s+(?:it|the|parcel|field)", r"va-t-(?:il|elle)", r"predict\w*", r"predi\w*", r"soil\s+type",
-                 r"owner", r"proprietaire", r"farmer'?s?\s+name", r"insurance", r"assurance")
+                 r"owner", r"proprietaire", r"farmer'?s?\s+name", r"insurance", r"assurance", r"nitrogen", r"azote",
+                 r"who\s+owns", r"qui\s+possede", r"a\s+qui\s+appartient", r"doses?", r"herbicid\w*", r"fongicid\w*",
+                 r"fungicid\w*", r"how\s+much\s+(?:money|water|nitrogen|fertili[sz]er)")
 #: What the archive holds.
 ARCHIVE = _words(r"archive", r"store", r"database", r"data\s*set", r"base(?:\s+de\s+donnees)?", r"available",
                  r"disponibles?", r"holds?", r"contains?", r"contient", r"covers?", r"list\s+(?:the|all|of)",
-                 r"liste[rz]?", r"how\s+many\s+(?:parcels|fields|dates|acquisitions|images|crops|seasons)(?!\s+(?:have|had|were|are|with|where|show))",
+                 r"liste[rz]?",
+                 r"how\s+many\s+(?:parcels|fields|dates|acquisitions|images|crops|seasons)"
+                 r"(?!\s+(?:have|had|were|with|where|show)\b|\s+are\s+(?!stored|there|in\b|available))",
+                 r"how\s+many\s+(?:\w+\s+){1,3}(?:parcels|fields)\s+(?:are\s+there|do\s+you|exist|in\s+the)",
+                 r"(?:which|what)\s+(?:parcels|fields)\s+(?:are|grow)\s+(?!\w+(?:ed|est|er)\b)",
+                 r"quelles\s+parcelles\s+sont\s+(?:en|de|du|des)\b", r"(?:what|which)\s+crop\s+(?:is|was|grows|does|on)",
+                 r"quelle\s+(?:est\s+la\s+)?culture", r"crop\s+of\s+(?:parcel|field)",
                  r"combien\s+(?:de|d')\s*(?:parcelles|champs|dates|acquisitions|images|cultures|saisons)",
                  r"(?:which|what)\s+(?:crops|cultures|dates|seasons|years|parcels\s+(?:are|do)\s+(?:there|you))",
                  r"quelles\s+(?:cultures|dates|saisons|annees)", r"what\s+(?:do|does)\s+(?:you|it)\s+(?:have|know)",

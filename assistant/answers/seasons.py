@@ -1,10 +1,10 @@
 """A parcel against its past seasons.
 
 Retrieval: the parcel's whole series (every season the store holds).
-Composition, by the library's rule (`indexer.seasons`): a window with one usable observation is
+Composition, by the library's rule (`indexer.seasons`): a single day asked is
 paired by closest day of year (`compare_past_seasons`: the same calendar day in the past season,
 the usable observation nearest to it within 15 days); a window with several is compared by
-same-window means (`compare_windows`). Each past season asked gets a signed delta, now minus then,
+same-window means (`compare_windows`), however many usable observations it holds. Each past season asked gets a signed delta, now minus then,
 and "stable" when it is within the index's measured noise; the answer says which pairing it used.
 """
 
@@ -116,8 +116,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     asked_years = {w.start.year for w in plan.compare_windows}
     by_id = {d.metadata["record_id"]: d for d in series}
     any_stable = False
-    if len(good_now) == 1:
-        now = good_now[0]
+    single_day = plan.window is not None and plan.window.start == plan.window.end
+    if single_day or (plan.window is None and len(good_now) == 1):
+        now = good_now[-1]
         try:
             result = compare_past_seasons(history, now.metadata["date"], column)
         except InputError:

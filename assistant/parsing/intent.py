@@ -85,7 +85,7 @@ _SIMILAR = re.compile(r"\b(?:similar\w*|resembl\w*|look(?:s|ed|ing)?\s+like\s+(?
                       r"same\s+(?:behaviou?r|profile)\s+as|semblables?|similaires?|ressembl\w*|analogues?|comparables?\s+a|comme\s+la\s+parcelle|"
                       r"proches?\s+de\s+la\s+parcelle|nearest\s+neighbou?rs?|closest\s+(?:match|parcels?|fields?))\b")
 _RANK = re.compile(r"\b(?:which|what)\s+(?:of\s+the\s+)?(?:(?!(?:did|does|do|is|was|are|were|has|had|have|about)\b)\w+\s+)?(?:parcels?|fields?|plots?|ones)\b|\bwhich\s+(?:\w+\s+)?(?:had|have|has|were|was|are|is|show\w*)\b|"
-                   r"\b(?:rank\w*|sort\w*|order\s+by|highest|lowest|greenest|driest|wettest|best|worst|top|most(?!\s+recent)|least|strongest|weakest|"
+                   r"\b(?:rank\w*|sort\w*|order\s+by|highest|lowest|bottom|greenest|driest|wettest|best|worst|top|most(?!\s+recent)|least|strongest|weakest|"
                    r"how\s+many|any\s+(?:parcels?|fields?)|is\s+there|are\s+there|y\s+a-t-il|existe-t-il|show\s+(?:me\s+)?(?:all\s+)?(?:the\s+)?(?:parcels?|fields?)\s+(?:with|where|that)|find\s+(?:the\s+)?(?:parcels?|fields?)|"
                    r"quel(?:le)?s\s+(?:\w+\s+)?(?:parcelles|champs)|quelles?\s+(?:parcelles?|champs?)\b|lesquel\w*|class\w*|trie\w*|"
                    r"(?:le|la|les)\s+plus(?!\s+(?:proches?|semblables?|similaires?)\b)|le\s+moins|la\s+moins|les\s+moins|meilleur\w*|pire\w*|combien\s+de|y\s+a-t-il\s+des)\b")
@@ -96,10 +96,11 @@ _HISTORY = re.compile(r"\b(?:history|historic\w*|trends?|over\s+time|evolution|e
 _DESCRIBE = re.compile(r"\b(?:describe|description|status|state|condition|health|how\s+(?:is|was|are|were|does|did|look)|what\s+(?:is|was|about)|"
                        r"tell\s+me|show|summar\w*|report|analys\w*|look|etat|comment\s+(?:va|allait|se\s+porte|est|etait|se\s+portait)|decri\w*|sante|quel(?:le)?\s+(?:est|etait)|resume\w*|analyse\w*)\b")
 _DESC = re.compile(r"\b(?:highest|greenest|wettest|best|top|most|strongest|le\s+plus|la\s+plus|les\s+plus|meilleur\w*|plus\s+(?:haut|eleve|fort|vert)e?s?)\b")
-_ASC = re.compile(r"\b(?:lowest|driest|worst|least|weakest|le\s+moins|la\s+moins|les\s+moins|pire\w*|plus\s+(?:bas|faible|sec)(?:se)?s?)\b")
-_K_RE = re.compile(rf"\b(?:top|k\s*=?|the\s+|les\s+|first\s+)?\s*(?P<n>{NUMBER})\s+(?:most\s+|closest\s+|nearest\s+|best\s+|plus\s+)?"
+_ASC = re.compile(r"\b(?:lowest|driest|worst|least|weakest|bottom|le\s+moins|la\s+moins|les\s+moins|pire\w*|plus\s+(?:bas|faible|sec)(?:se)?s?)\b")
+_K_RE = re.compile(rf"\b(?:top|bottom|k\s*=?|the\s+|les\s+|first\s+)?\s*(?P<n>{NUMBER})\s+(?:most\s+|closest\s+|nearest\s+|best\s+|plus\s+|"
+                   rf"(?:weakest|strongest|greenest|lowest|highest|worst|driest|wettest|healthiest)\s+)?"
                    rf"(?:similar\w*|closest|nearest|parcels?|fields?|plots?|parcelles?|champs?|semblables?|similaires?|proches|matches|results?|ones|best|lowest|highest)\b"
-                   rf"|\btop\s*-?\s*(?P<t>{NUMBER})\b|\bk\s*=\s*(?P<k>\d+)\b")
+                   rf"|\b(?:top|bottom)\s*-?\s*(?P<t>{NUMBER})\b|\bk\s*=\s*(?P<k>\d+)\b")
 _YES_NO = re.compile(r"^\W*(?:is|are|was|were|did|does|do|has|have|had|est-ce|etait-elle|est-elle|a-t-elle)\b|-t-(?:elle|il)s?\b|\b(?:est|etait|sont|etaient|avait|avaient|ont)-(?:elle|il)s?\b")
 DEFAULT_K = 5
 #: The patterns of words this module understands (the parser reports the words none of them took).
@@ -138,8 +139,14 @@ def value_range(text: str) -> re.Match[str] | None:
     return _VALUE_RANGE.search(text)
 
 
+#: "above 0.6" with no index named: NDVI (the index people mean by default), for a decimal value
+#: between -1 and 1 only, so that "above 2019" or "within 500 m" is never a threshold.
+_COND_BARE = re.compile(rf"(?:{_OP_RE})\s*(?:a\s+|de\s+|than\s+)?(?P<num>[-+]?\d?[.,]\d+)(?![\d.])")
+
+
 def read_condition(text: str) -> tuple[Condition | None, str]:
-    """The first "<index> <op> <number>" of the folded `text`, and the text with it blanked.
+    """The first "<index> <op> <number>" of the folded `text`, and the text with it blanked
+    (without an index word, a decimal threshold is NDVI's, see `_COND_BARE`).
 
     Read before places and dates, so that its number is neither a coordinate nor a day.
     """
@@ -157,6 +164,11 @@ def read_condition(text: str) -> tuple[Condition | None, str]:
                 start = m.start() if pattern is _COND_RE_REV else op_start
                 end = m.start("idx") if pattern is _COND_RE_REV else m.end()
                 return Condition(idx, op, value), blank(text, start, end)
+    for m in _COND_BARE.finditer(text):
+        value = float(m["num"].replace(",", "."))
+        if -1.0 <= value <= 1.0:
+            op = next(_OPS[int(k[2:])][0] for k, v in m.groupdict().items() if k.startswith("op") and v)
+            return Condition("ndvi", op, value), blank(text, m.start(), m.end())
     return None, text
 
 

@@ -125,7 +125,8 @@ class PlaceReading:
 
 
 _PARCEL_WORD = r"(?:parcels?|fields?|plots?|parcelles?|champs?|ilots?)"
-_REF = r"(?=[\w-]*\d)[a-z0-9][\w-]*"
+# A reference is not the day of a numeric date ("parcels 16/05/2019").
+_REF = r"(?=[\w-]*\d)[a-z0-9][\w-]*(?![\w-])(?![/.]\d)"
 _PARCEL_LIST = re.compile(
     rf"\b{_PARCEL_WORD}\s*(?:(?:no\.?|nr\.?|n°|number|numero|num\.?|id)\s*)?[:#]?\s*"
     rf"(?P<list>{_REF}(?:\s*(?:,|&|\band\b|\bet\b|\bor\b|\bou\b)\s*(?:{_PARCEL_WORD}\s+)?{_REF})*)")

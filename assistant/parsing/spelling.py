@@ -86,6 +86,16 @@ def targets(crop_words: Iterable[str] = ()) -> dict[str, str]:
 _WORD = re.compile(r"[a-z]+")
 
 
+def _meaning(target: str) -> str:
+    """What a target means: a month's number, "parcel" for every parcel word, else itself (two
+    targets of one meaning, "june" and "juin" for "juen", are no tie)."""
+    if target in MONTHS:
+        return f"month {MONTHS[target]}"
+    if target in PARCEL_WORDS:
+        return "parcel"
+    return target
+
+
 def correct(folded: str, crop_words: Iterable[str] = (), understood: Iterable[re.Pattern[str]] = ()
             ) -> tuple[str, list[tuple[str, str]]]:
     """`folded` with its misspelt words replaced (see the module docstring), and the readings
@@ -111,7 +121,7 @@ def correct(folded: str, crop_words: Iterable[str] = (), understood: Iterable[re
             d = osa_distance(word, target, best_d)
             if d < best_d:
                 best, best_d, tie = target, d, False
-            elif d == best_d and best is not None and table[target] != table[best]:
+            elif d == best_d and best is not None and _meaning(target) != _meaning(best):
                 tie = True
         if best is None or tie or best_d > _allowed(word):
             continue
