@@ -142,14 +142,19 @@ def test_suspect_scene_is_reported_and_left_out_of_the_trend(view):
 
 
 def test_compare_gives_both_values_and_the_signed_delta(view):
+    plan = make_plan("farm-01 on 2022-07-19 vs last year", "compare", ["farm-01"], window("2022-07-19"),
+                     [window("2021-07-19", label="2021-07-19")])
+    out = _ask(view, plan)
+    assert "(the usable observation closest in day of year)" in out["answer"]  # a single day: by day of year
+    _grounded(out, view)
     plan = make_plan("farm-01 in July 2022 compared with July 2021", "compare", ["farm-01"],
                      window("2022-07-01", "2022-07-31", "July 2022"), [window("2021-07-01", "2021-07-31", "July 2021")])
     out = _ask(view, plan)
     now, then = _row(view, "farm-01", "2022-07-19"), _row(view, "farm-01", "2021-07-19")
     delta = round(now["ndvi_mean"], 2) - round(then["ndvi_mean"], 2)
-    expected = (f"On 2022-07-19, parcel farm-01's NDVI was {now['ndvi_mean']:.2f} against {then['ndvi_mean']:.2f} on "
-                f"2021-07-19 in 2021 (the usable observation closest in day of year): "
-                f"{'+' if delta >= 0 else '-'}{abs(delta):.2f}, lower.")
+    # A month against a month: same-window means (one usable observation in each July here).
+    expected = (f"Parcel farm-01's NDVI in July 2022 averaged {now['ndvi_mean']:.2f} against {then['ndvi_mean']:.2f} in "
+                f"July 2021: {'+' if delta >= 0 else '-'}{abs(delta):.2f}, lower.")
     assert expected in out["answer"] and delta < 0  # the drought season is lower
     assert {(c["parcel_id"], c["date"]) for c in out["citations"]} >= {("farm-01", "2022-07-19"), ("farm-01", "2021-07-19")}
     _grounded(out, view)
