@@ -173,3 +173,44 @@ def test_a_number_other_than_the_records_is_a_failure(lang):
     assert failures(text, changed, lang)["wrong_number"]  # NDVI off by 0.01 at two decimals
     assert failures(text + " Garbled 0.5 sentence.", record, lang)["wrong_number"]  # a number outside the grammar
     assert not failures(text + " Garbled sentence.", record, lang)["wrong_number"]
+
+
+def test_batched_scoring_writes_what_per_record_and_streamed_writing_write(model):
+    """Every record's class requests answered together (one forward pass per round) give the texts
+    that scoring each record alone, and streaming each record, give; and the scoring decides."""
+    rows = _random_records(12, seed=5)
+    torch.manual_seed(0)
+    features = torch.randn(len(rows), 8)
+    batched = write_analyses(model, features, rows, "en", max_new_tokens=40, batch_size=5)
+    alone = write_analyses(model, features, rows, "en", max_new_tokens=40, batch_size=5, scoring="per_record")
+    assert batched == alone
+    for i, record in enumerate(rows):
+        pieces: list[str] = []
+        streamed = write_analyses(model, features[i:i + 1], [record], "en", max_new_tokens=40, on_text=pieces.append)
+        assert streamed == [batched[i]] and " ".join(pieces) == batched[i].text
+    unscored = write_analyses(model, features, rows, "en", max_new_tokens=40, scoring="none")
+    assert [a.raw for a in unscored] == [a.raw for a in batched]  # the same decoded text ...
+    assert [a.generated for a in unscored] != [a.generated for a in batched]  # ... held to other classes
+    for analysis, record in zip(batched, rows):  # scored: every aspect stated once
+        assert _aspect_counts(analysis.text, "en") == {a: 1 for a in EVALUATED_ASPECTS}
+
+
+def test_a_continuations_score_is_its_log_likelihood_after_the_text(model):
+    from xvision_model.writer import PROMPTS, _Scoring
+
+    prompt = model.tokenizer(PROMPTS["en"], add_special_tokens=False)["input_ids"]
+    torch.manual_seed(1)
+    features = torch.randn(2, 8)
+    requests = [("Vigorous vegetation across the parcel.", ("Moisture content is low", "The canopy is dry")),
+                ("", ("Moisture content is high",))]
+    scores = _Scoring(model, prompt).score(features, requests)
+    for i, (prefix, candidates) in enumerate(requests):
+        for candidate, score in zip(candidates, scores[i]):
+            head = model.tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+            tail = model.tokenizer((" " if prefix else "") + candidate, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():  # the whole row alone, every position's logits
+                batch = model.splice(features[i:i + 1], [prompt], [head + tail])
+                logp = model.run(batch).logits[0].log_softmax(-1)
+            n = batch.inputs_embeds.shape[1] - 1  # the last position is EOS
+            expected = sum(logp[n - len(tail) + k - 1, t].item() for k, t in enumerate(tail))
+            assert score == pytest.approx(expected, abs=1e-4)
