@@ -57,7 +57,7 @@ def _grounded(out: dict, view: StoreView) -> None:
         ev.add_record(_row(view, c["parcel_id"], c["date"]))
     ev.allow_text(out["question"])
     ev.identifiers.update(view.parcels()["parcel_id"])
-    counts = re.findall(r"\b(\d+) (?:of|usable|parcels|acquisitions|more|sur)\b", out["answer"])
+    counts = re.findall(r"\b(\d+) (?:of|usable|parcels|acquisitions|more|sur|in)\b", out["answer"])
     ev.allow(*counts, *re.findall(r"\b(?:of|sur) (\d+)\b", out["answer"]))
     ev.allow(*(f"{s['distance']:.3f}" for s in out["similar"]), *{d[:4] for d in view.dates()})
     ev.allow(*(f"{x:.2f}" for x in NOISE.values()))  # "stable" is a change within the measured noise
