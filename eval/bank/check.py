@@ -4,8 +4,8 @@ What the checker accepts (strict on facts, tolerant on format):
 
 * numbers: ``0.72`` or ``0,72``, signed ``+0.05`` / ``−0.05``; an index value matches an expected
   one within `VALUE_TOL` (0.02: the two decimals an answer rounds to plus the pixels a product may
-  treat differently at a parcel's edge; the bank's own values match the store's exactly on fully
-  clear observations), a difference within `DELTA_TOL` (0.03: two rounded values);
+  treat differently at a parcel's edge; the bank's own values equal the store's to 1e-7 on every
+  clear observation of the Flanders sample), a difference within `DELTA_TOL` (0.03: two rounded values);
 * dates: ISO ``2019-05-16``, ``16/05/2019``, ``16 May 2019``, ``May 16, 2019``, ``16 mai 2019``,
   ``le 1er mai``, and ranges ``between 5 and 20 July 2019`` / ``5–20 July`` / ``du 5 au 20 juillet``
   (each end is a date); a date without a year takes the next year written after it, else the year
@@ -14,7 +14,19 @@ What the checker accepts (strict on facts, tolerant on format):
 * parcels: ``Flanders31UES-009``, ``parcel 9``, ``field 009``, ``parcelle n° 9``, ``#9``, lists after
   a parcel word (``parcels 3, 7 and 12``, ``parcelles 3 et 7``) and bare zero-padded ``009``.
 
-Each question carries only the checks its facts call for; it is right when all of them pass.
+What it looks for (each question carries only the checks its facts call for; it is right when all
+of them pass; `Expect` lists them):
+
+* the facts: the parcels, dates, values and counts; aggregates and window means stated with their
+  word ("mean NDVI 0.58", "NDVI moyen de 0,58"), not merely present in a list of values; a cause
+  ("harvested", "under snow", "clouded") affirmed, not negated ("with no harvest" is not one), and
+  in the first sentence where the question asks why or how many;
+* that it answers this question and not another: no parcel outside the question (parcels set aside
+  in a caveat sentence, "no usable observation for 017", do not count), no citation outside the
+  asked window, rankings of exactly the parcels asked, unusable dates named with their reason and
+  clear dates never called unusable, no index value in an answer about what the archive holds;
+* declines: nothing cited, no number, and a refusal ("cannot", "ne peux pas"); a question that is
+  not understood may instead get a clarifying answer or the list of what can be asked.
 """
 
 from __future__ import annotations
