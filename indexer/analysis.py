@@ -264,6 +264,7 @@ INVALID: dict[str, dict[str, tuple[str, ...]]] = {
         "snow": ("Observation *unusable*: the parcel is covered by snow{frac}.",),
         "nodata": ("*No valid data* for the parcel on this date{frac}; the observation is *unusable*.",
                    "The image holds *no valid data* over the parcel{frac}, so this date is *not usable*."),
+        "missing bands": ("Observation *unusable*: the image lacks the bands needed to assess the parcel.",),
         "other": ("Observation *unusable* for this date{frac}.",),
     },
     "fr": {
@@ -274,6 +275,8 @@ INVALID: dict[str, dict[str, tuple[str, ...]]] = {
         "snow": ("Observation *inexploitable* : la parcelle est couverte de neige{frac}.",),
         "nodata": ("*Aucune donnée valide* pour la parcelle à cette date{frac} ; l'observation est *inexploitable*.",
                    "L'image ne contient *aucune donnée valide* sur la parcelle{frac} ; cette date n'est *pas exploitable*."),
+        "missing bands": ("Observation *inexploitable* : il manque à l'image les bandes nécessaires "
+                          "pour évaluer la parcelle.",),
         "other": ("Observation *inexploitable* pour cette date{frac}.",),
     },
 }
@@ -295,6 +298,7 @@ INVALID_FOLLOWUPS: dict[str, tuple[str, ...]] = {
            "Aucune conclusion agronomique ne peut être tirée de cette date."),
 }
 _REASON_ALIASES = {"clouds": "cloud", "cloudy": "cloud", "cirrus": "cloud", "no_data": "nodata",
+                   "missing_bands": "missing bands",
                    "cloud_shadow": "shadow", "shadows": "shadow"}
 
 _STARS = re.compile(r"\*([^*]+)\*")
@@ -411,7 +415,8 @@ def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: s
     growth, uniformity, surface water), each in one sentence quoting its index value; phrasing and
     the order of sentences after the vigor one vary with `seed` (deterministic for a given seed).
     With `valid=False` the text says the observation is unusable and why (`reason`: "cloud",
-    "shadow", "snow", "nodata", anything else is generic; `stats["valid_fraction"]` is quoted when
+    "shadow", "snow", "nodata", "missing bands" (the raster lacks the bands of the indices: no
+    fraction is quoted, nothing was measured), anything else is generic; `stats["valid_fraction"]` is quoted when
     given) and states no class at all: snow is never read as bare soil, water or a failed crop.
     With `too_small` (the parcel is under `indexer.observations.MIN_RELIABLE_PIXELS`;
     `stats["n_pixels"]` is quoted) a valid text says first that the values are not reliable, and

@@ -260,3 +260,12 @@ def test_a_too_small_parcel_says_so_first_and_recommends_nothing(lang):
         assert not any(c in text for c in CLOSINGS[lang]["low"]), text
         assert read_classes(text) == classify(small)  # the values are still stated, with the caveat
     assert any(c in write_analysis(small, lang=lang, seed=s) for s in range(20) for c in CLOSINGS[lang]["low"])
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_missing_bands_is_its_own_reason_never_cloud_and_quotes_no_fraction(lang):
+    text = write_analysis({"valid_fraction": 1.0}, valid=False, reason="missing bands", lang=lang)
+    assert says_unusable(text)
+    assert "%" not in text  # nothing of the ground was measured: no "100% valid pixels"
+    assert not any(word in text.lower() for word in ("cloud", "nuage"))
+    assert ("bands" if lang == "en" else "bandes") in text
