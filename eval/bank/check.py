@@ -200,6 +200,7 @@ class Expect:
     cite: set[tuple[str, str]] = field(default_factory=set)  # (parcel, date) records among the citations
     cite_scope: tuple[set[str], str, str] | None = None  # every citation is one of these parcels within [start, end]
     similar_allowed: set[str] | None = None  # the similar items' parcels are among these
+    similar_window: tuple[str, str] | None = None  # similar items found, all dated within [start, end]
     some_of: set[str] | None = None  # at least one of these is named or among the similar items
     lead: bool = False  # the counts and words must be in the first sentence (it answers the question)
     no_values: bool = False  # no decimal number: an index value answers another question
@@ -360,6 +361,12 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
         ok = bool(items | (named - expect.parcels)) and (items | named) <= expect.similar_allowed | expect.parcels
         out["similar scope"] = (ok, "" if ok else f"similar parcels {sorted(items | named)}, allowed "
                                 f"{sorted(expect.similar_allowed)}")
+    if expect.similar_window is not None:
+        start, end = expect.similar_window
+        dated = [str(s.get("date")) for s in (result.get("similar") or [])]
+        ok = bool(dated) and all(start <= d <= end for d in dated)
+        out["similar in the window"] = (ok, "" if ok else f"similar items dated {sorted(set(dated))[:6]}, "
+                                        f"window {start}..{end}")
     if expect.some_of is not None:
         items = {s.get("parcel_id") for s in (result.get("similar") or [])} | named
         ok = bool(items & expect.some_of)

@@ -724,6 +724,18 @@ def similar_questions(f: Facts, rng: random.Random) -> list[Question]:
             parcels={p}, similar_allowed=set(f.parcels) - {p}, some_of=set(near), date_any=[{d}],
             default_year=int(d[:4])),
             f"{p} {d}: nearest by clear-pixel reflectance {near}"))
+    win_en = ["Which fields looked like {p} in {m}?", "parcels similar to {p} during {m}"]
+    win_fr = ["Quelles parcelles ressemblaient à {p} en {m} ?"]
+    months = sorted({(int(d[:4]), int(d[5:7])) for d in f.dates})
+    cands = [(p, y, m) for p in big for y, m in months if len(f.clear_dates(p, *month_bounds(y, m))) >= 2]
+    for i, (p, y, m) in enumerate(rng.sample(cands, 3)):
+        lang = "fr" if i == 1 else "en"
+        tpl = win_fr[0] if lang == "fr" else win_en[i % 2]
+        start, end = month_bounds(y, m)
+        text = tpl.format(p=parcel_ref(p, i + 3, lang), m=month_ref(y, m, i + 2, lang))
+        qs.append(Question("similar", text, lang, Expect(
+            parcels={p}, similar_allowed=set(f.parcels) - {p}, similar_window=(start, end), default_year=y),
+            f"{p} {y}-{m:02d}: clear dates {f.clear_dates(p, start, end)}"))
     crop_en = ["Which other {c} fields looked like {p} on {d}?", "{c} parcels similar to {p} on {d}"]
     crop_fr = ["Quelles autres parcelles de {c} ressemblaient à {p} le {d} ?"]
     cands = []

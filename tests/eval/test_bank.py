@@ -247,3 +247,15 @@ def test_unusable_dates_are_named_as_such_and_clear_ones_are_not():
     right = {"answer": "Parcel 011 in June 2019: 3 of 5 acquisitions clear. Cloudy: 15 and 25 June 2019.",
              "citations": []}
     assert all(ok for ok, _ in score(expect, right, KNOWN).values())
+
+
+def test_similar_parcels_in_a_window():
+    expect = Expect(parcels={"Flanders31UES-001"}, similar_allowed=KNOWN - {"Flanders31UES-001"},
+                    similar_window=("2019-06-01", "2019-06-30"))
+    answer = "Parcels that looked like 001 in June 2019: 003 on 2019-06-20, 009 on 2019-06-20."
+    inside = {"answer": answer, "citations": [],
+              "similar": [{"parcel_id": "Flanders31UES-003", "date": "2019-06-20"},
+                          {"parcel_id": "Flanders31UES-009", "date": "2019-06-20"}]}
+    assert all(ok for ok, _ in score(expect, inside, KNOWN).values())
+    outside = dict(inside, similar=[{"parcel_id": "Flanders31UES-003", "date": "2019-11-22"}])
+    assert not score(expect, outside, KNOWN)["similar in the window"][0]
