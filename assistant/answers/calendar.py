@@ -40,8 +40,8 @@ TEXTS = {
         "rose": "rose", "fell": "fell",
         "none": "No {what} of parcel {pid} is visible in {label} ({n} usable observations){nearest}.",
         "none_near": "; the nearest is between {a} and {b}",
-        "trend_head": "Parcel {pid}, {index} over {label}: {n} usable observations of {total}; {events}.",
-        "trend_flat": "Parcel {pid}, {index} over {label}: {n} usable observations of {total}, no crop-calendar event.",
+        "trend_head": "Parcel {pid}, {index} over {label}: averaged {mean} over {n} usable observations of {total}; {events}.",
+        "trend_flat": "Parcel {pid}, {index} over {label}: averaged {mean} over {n} usable observations of {total}, no crop-calendar event.",
         "item_peak": "peak {v} on {date}",
         "item_window": "{what} between {a} and {b} ({va} to {vb})",
         "extremes": "Highest {hi} on {dhi}, lowest {lo} on {dlo}.",
@@ -65,8 +65,8 @@ TEXTS = {
         "rose": "monté", "fell": "tombé",
         "none": "Aucune {what} de la parcelle {pid} n'est visible en {label} ({n} observations exploitables){nearest}.",
         "none_near": " ; la plus proche se situe entre le {a} et le {b}",
-        "trend_head": "Parcelle {pid}, {index} sur {label} : {n} observations exploitables sur {total} ; {events}.",
-        "trend_flat": "Parcelle {pid}, {index} sur {label} : {n} observations exploitables sur {total}, aucun événement cultural.",
+        "trend_head": "Parcelle {pid}, {index} sur {label} : moyenne {mean} sur {n} observations exploitables sur {total} ; {events}.",
+        "trend_flat": "Parcelle {pid}, {index} sur {label} : moyenne {mean} sur {n} observations exploitables sur {total}, aucun événement cultural.",
         "item_peak": "pic {v} le {date}",
         "item_window": "{what} entre le {a} et le {b} ({va} à {vb})",
         "extremes": "Maximum {hi} le {dhi}, minimum {lo} le {dlo}.",
@@ -244,11 +244,13 @@ def _trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:
                              va=K.num(e.value_start), vb=K.num(e.value_end)))
         K.cite_all(out, [by_date[e.start], by_date[e.end]], (column,))
     index = K.label_of(column)
+    mean = K.mean_of(out, [K.value(d, column) for d in good])
+    K.cite_all(out, good, (column,))
     if items:
-        out.add(say(lang, "trend_head", pid=pid, index=index, label=label, n=len(good), total=len(in_window),
+        out.add(say(lang, "trend_head", pid=pid, index=index, label=label, n=len(good), total=len(in_window), mean=mean,
                     events=(" ; " if lang == "fr" else "; ").join(items)))
     else:
-        out.add(say(lang, "trend_flat", pid=pid, index=index, label=label, n=len(good), total=len(in_window)))
+        out.add(say(lang, "trend_flat", pid=pid, index=index, label=label, n=len(good), total=len(in_window), mean=mean))
     out.counts += [len(good), len(in_window)]
     hi = max(good, key=lambda d: K.value(d, column))
     lo = min(good, key=lambda d: K.value(d, column))

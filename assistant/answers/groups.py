@@ -64,6 +64,7 @@ TEXTS = {
         "nobody": "No parcel has a usable observation {when}, so none can be said to meet that.",
         "closest": "The closest was {item}.",
         "behind": "{n} parcels were more than {margin} below the median of their crop's other parcels {when}: {items}.",
+        "behind_one": "One parcel was more than {margin} below the median of its crop's other parcels {when}: {items}.",
         "behind_none": "No parcel was more than {margin} below the median of its crop's other parcels {when}.",
         "behind_item": "{pid} ({crop}) {v} against {peers}",
         "no_peers": "Parcels without another parcel of their crop to compare with: {pids}.",
@@ -94,6 +95,7 @@ TEXTS = {
         "nobody": "Aucune parcelle n'a d'observation exploitable {when} : aucune ne peut être dite remplir cette condition.",
         "closest": "La plus proche : {item}.",
         "behind": "{n} parcelles étaient à plus de {margin} sous la médiane des autres parcelles de leur culture {when} : {items}.",
+        "behind_one": "Une parcelle était à plus de {margin} sous la médiane des autres parcelles de sa culture {when} : {items}.",
         "behind_none": "Aucune parcelle n'était à plus de {margin} sous la médiane des autres parcelles de sa culture {when}.",
         "behind_item": "{pid} ({crop}) {v} contre {peers}",
         "no_peers": "Parcelles sans autre parcelle de la même culture pour comparer : {pids}.",
@@ -383,7 +385,8 @@ def _behind(out: Composition, turn: Turn, ctx: AnswerContext, values, column: st
                 K.cite_all(out, pused, (column,))
                 if windowed:
                     out.derived.append(K.num(v))
-        out.add(say(lang, "behind", n=len(behind), margin=margin, when=when, items="; ".join(items)))
+        out.add(say(lang, "behind" if len(behind) > 1 else "behind_one", n=len(behind), margin=margin, when=when,
+                    items="; ".join(items)))
         out.counts.append(len(behind))
     else:
         out.add(say(lang, "behind_none", margin=margin, when=when))

@@ -87,6 +87,11 @@ def _no_filter(plan: QueryPlan) -> bool:
     return plan.condition is None and plan.class_condition is None
 
 
+def _index_named(plan: QueryPlan) -> bool:
+    """The question names an index itself ("NDVI"), not only a word the parser maps to one ("cover")."""
+    return plan.index is not None and re.search(rf"\b{plan.index}\b", plan.question, re.IGNORECASE) is not None
+
+
 def _group(plan: QueryPlan) -> bool:
     p = plan.places
     return plan.intent == "rank" or (not p.parcel_ids and bool(p.attributes or p.all_parcels or p.bbox or p.point))
@@ -133,7 +138,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("similar", "similar", None, lambda p: p.intent == "similar", answers="parcels whose imagery looked alike"),
     Kind("why", "why", WHY, _subject, answers="why a value changed: harvest, cloud, snow, suspect scene or a real decline"),
     Kind("quality", "quality", QUALITY, answers="which dates were cloudy, snowy or unusable"),
-    Kind("archive", "archive", ARCHIVE, lambda p: _no_filter(p) and p.index is None, answers="what the archive holds: parcels, crops, dates, seasons"),
+    Kind("archive", "archive", ARCHIVE, lambda p: _no_filter(p) and not _index_named(p), answers="what the archive holds: parcels, crops, dates, seasons"),
     Kind("seasons", "seasons", None, lambda p: _past_seasons(p) and _one_or_no_parcel(p) and p.intent != "rank"
          and p.condition is None and p.class_condition is None,
          answers="a parcel against its past seasons, by day of year"),

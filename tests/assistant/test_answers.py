@@ -219,7 +219,7 @@ def test_a_threshold_counts_the_observed_parcels(ctx):
 def test_parcels_behind_their_crop_peers(ctx):
     plan = make_plan(attributes={"attr_crop_name": ("Winter wheat",)}, win=window("2019-06-25"))
     _, comp = answer(ctx, "Which wheat parcels are behind their peers on 2019-06-25?", plan, kind="groups")
-    assert text(comp).startswith("1 parcels were more than 0.10 below the median of their crop's other parcels "
+    assert text(comp).startswith("One parcel was more than 0.10 below the median of its crop's other parcels "
                                  "on 2019-06-25: W-3 (winter wheat) 0.50 against 0.79")
 
 
