@@ -4,7 +4,8 @@ Three rules make it fast for the first user and for many:
 
 * The assistant (store, parser, generator) loads in the background as soon as the server starts
   (`ui.serve`, which `xvision ui` runs, calls `preload`) and again whenever the store gets a new
-  generation; every page renders meanwhile, only an answer waits for it (`load`).
+  generation, then answers two questions that need no generation to warm its caches; every page
+  renders meanwhile, only an answer waits for it (`load`).
 * A generator is not safe to run from two threads at once, so generation is serialised by one lock,
   held only while the model generates (`SerialisedChatModel`). Planning, retrieval, composition, and
   every answer that needs no generation (groups, rankings, histories, unusable dates) never wait
@@ -143,7 +144,22 @@ def _open(store: str, model: str | None):
     inner = getattr(assistant.model, "inner", None)
     if callable(getattr(inner, "load", None)):
         inner.load()
+    _warm_up(assistant)
     return assistant
+
+
+def _warm_up(assistant) -> None:
+    """Ask what needs no generation once, in the loading thread: the chain's store facts, the parser's
+    lexicon and the answer modules' imports are then ready before the first user asks."""
+    try:
+        parcels = assistant.view.parcels()["parcel_id"].astype(str).tolist()
+    except Exception:  # an empty or unreadable store: the first question will say so
+        return
+    for question in ("What does the archive hold?", *([f"NDVI history of {parcels[0]}"] if parcels else [])):
+        try:
+            assistant.chain.invoke({"question": question, "lang": None, "today": assistant.today})
+        except Exception:  # a warm-up failure must not fail the load: the real question reports it
+            return
 
 
 def _key(cfg: config.AppConfig) -> tuple[str, str | None, str]:
