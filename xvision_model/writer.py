@@ -365,11 +365,12 @@ class Analysis:
 
 class _Scoring:
     """Scores continuations by the model's log-likelihood (summed over their tokens) after
-    [visual | prompt | text], for the requests of many records in one forward pass.
+    [visual | prompt | text], for the requests of many records together.
 
-    Every record asks for the same phrasings, so their token ids are computed once
-    (`ids`); only the logits of the last positions (where the continuations are) reach the
-    vocabulary-wide head and softmax (`logits_to_keep`). `max_rows` bounds one pass's batch.
+    What repeats is computed once: every record asks for the same phrasings (their token ids are
+    cached, `ids`), and a request's candidates share its text so far, so each request's
+    ``[visual | prompt | text]`` runs through the model once, its key/value cache is shared by its
+    candidates, and only their few tokens run after it. `max_rows` bounds one pass's candidates.
     """
 
     def __init__(self, model: XVisionModel, prompt_ids: list[int], max_rows: int = 256) -> None:
@@ -381,30 +382,51 @@ class _Scoring:
             self._ids[text] = self.model.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self._ids[text]
 
-    @torch.no_grad()
     def score(self, features: torch.Tensor, requests: Sequence[Request]) -> list[list[float]]:
         """Each request's candidates' scores; request i is asked about the record of `features[i]`."""
-        owner, targets, tails = [], [], []
-        for i, (prefix, candidates) in enumerate(requests):
-            head = self.ids(prefix) if prefix else []
-            for candidate in candidates:
-                tail = self.ids((" " if prefix else "") + candidate)
-                owner.append(i)
-                targets.append(head + tail)
-                tails.append(tail)
-        flat: list[float] = []
-        eos = 1 if self.model.eos_token_id is not None else 0  # rows end [... | tail | EOS]
-        for start in range(0, len(targets), self.max_rows):
-            rows = slice(start, start + self.max_rows)
-            batch = self.model.splice(features[owner[rows]], [self.prompt_ids] * len(targets[rows]), targets[rows])
-            # Position t predicts token t + 1: a tail of n tokens needs the n positions before it.
-            keep = max(len(t) for t in tails[rows]) + eos + 1
-            logits = self.model.run(batch, logits_to_keep=keep).logits
-            end = keep - eos
-            for r, tail in enumerate(tails[rows]):
-                logp = logits[r, end - len(tail) - 1:end - 1].float().log_softmax(-1)
-                ids = torch.tensor(tail, device=logits.device)[:, None]
-                flat.append(logp.gather(1, ids).sum().item())
+        out: list[list[float]] = []
+        start = 0
+        while start < len(requests):  # as many requests as fit in max_rows candidates (at least one)
+            stop, rows = start, 0
+            while stop < len(requests) and (stop == start or rows + len(requests[stop][1]) <= self.max_rows):
+                rows += len(requests[stop][1])
+                stop += 1
+            out += self._score(features[start:stop], requests[start:stop])
+            start = stop
+        return out
+
+    @torch.no_grad()
+    def _score(self, features: torch.Tensor, requests: Sequence[Request]) -> list[list[float]]:
+        lm, device = self.model.lm, self.model.lm.device
+        # The texts so far: [visual | prompt + text], left-padded as generation splices it.
+        heads = [self.ids(prefix) if prefix else [] for prefix, _ in requests]
+        batch = self.model.splice(features, [self.prompt_ids + head for head in heads])
+        first = lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                   position_ids=batch.position_ids, use_cache=True, logits_to_keep=1)
+        # The last position predicts each continuation's first token.
+        first_logp = first.logits[:, -1].float().log_softmax(-1)
+        owner = [i for i, (_, candidates) in enumerate(requests) for _ in candidates]
+        tails = [self.ids((" " if prefix else "") + c) for prefix, candidates in requests for c in candidates]
+        width = max(len(t) for t in tails)
+        rest = [0.0] * len(tails)
+        if width > 1:
+            # The continuations after their request's cache, right-padded (a padded position is
+            # masked and comes after every real one, so it changes none of them).
+            index = torch.tensor(owner, device=device)
+            cache = first.cache
+            cache.batch_select_indices(index)
+            ids = torch.tensor([t + [self.model.pad_token_id] * (width - len(t)) for t in tails], device=device)
+            mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in tails], device=device)
+            mask = torch.cat([batch.attention_mask[index], mask.to(batch.attention_mask.dtype)], 1)
+            positions = batch.position_ids[index, -1:] + 1 + torch.arange(width, device=device)
+            logits = lm(inputs_embeds=lm.get_input_embeddings()(ids), attention_mask=mask, position_ids=positions,
+                        cache=cache, use_cache=False).logits
+            # Position k of the continuation predicts its token k + 1.
+            logp = logits[:, :width - 1].float().log_softmax(-1)
+            targets = ids[:, 1:, None]
+            taken = logp.gather(2, targets)[..., 0] * mask[:, -width + 1:]
+            rest = taken.sum(1).tolist()
+        flat = [first_logp[i, tail[0]].item() + r for i, tail, r in zip(owner, tails, rest)]
         out, at = [], 0
         for _, candidates in requests:
             out.append(flat[at:at + len(candidates)])
