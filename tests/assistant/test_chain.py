@@ -50,9 +50,11 @@ def _ask(view, plan, model=None, spy=None, **kwargs):
     return chain.invoke({"question": plan.question}, config=config)
 
 
-def _grounded(out: dict, view: StoreView) -> None:
-    """Every number of the answer is in a cited record (or a difference of two), re-checked here."""
+def _grounded(out: dict, view: StoreView, derived=()) -> None:
+    """Every number of the answer is in a cited record (or a difference of two, or a mean the test
+    computed itself: `derived`), re-checked here."""
     ev = Evidence()
+    ev.allow(*derived)
     for c in out["citations"]:
         ev.add_record(_row(view, c["parcel_id"], c["date"]))
     ev.allow_text(out["question"])
@@ -262,10 +264,11 @@ def test_a_trend_reads_the_whole_usable_series_not_first_against_last(view):
     own = records[(records.parcel_id == "farm-05") & (records.date >= "2022-01-01") & (records.date <= "2022-12-31")]
     usable = own[own.valid]
     hi, lo = usable.loc[usable.ndvi_mean.idxmax()], usable.loc[usable.ndvi_mean.idxmin()]
-    assert f"{len(usable)} usable observations of {len(own)}" in out["answer"]
+    mean = f"{usable.ndvi_mean.mean():.2f}"
+    assert f"averaged {mean} over {len(usable)} usable observations of {len(own)}" in out["answer"]
     assert f"Highest {hi.ndvi_mean:.2f} on {hi.date}, lowest {lo.ndvi_mean:.2f} on {lo.date}." in out["answer"]
     assert {h["date"] for h in out["history"]} == set(own.date)
-    _grounded(out, view)
+    _grounded(out, view, derived=[mean])
 
 
 def test_a_threshold_cites_every_match_and_says_when_nothing_was_observed(view):
