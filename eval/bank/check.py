@@ -189,6 +189,9 @@ class Expect:
     dates: set[str] = field(default_factory=set)  # each named
     date_windows: list[tuple[str, str]] = field(default_factory=list)  # at least one named date in each
     date_any: list[set[str]] = field(default_factory=list)  # at least one date of each set named
+    event_words: str | None = None  # dates for `date_windows` count only in a clause that says this (a
+    # harvest, an emergence), so a list of every date does not pass
+    any_words: str | None = None  # the same for `date_any` (a peak)
     date_words: str | None = None  # each date of `dates` is named in a sentence that says this (a cause, a cloud)
     clear_dates: set[str] = field(default_factory=set)  # never named in a sentence saying `date_words` only
     values_with: list[tuple[str, list[float]]] = field(default_factory=list)  # (words, values): one of the
@@ -275,7 +278,8 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
         out["no other parcel"] = (not extra, f"also named: {sorted(extra)}" if extra else "")
     if expect.parcel_sets is not None:
         ok = any(answered == s for s in expect.parcel_sets)
-        out["parcel set"] = (ok, "" if ok else f"named {sorted(answered)}, expected one of {[sorted(s) for s in expect.parcel_sets]}")
+        out["parcel set"] = (ok, "" if ok else f"named {sorted(answered)}, expected one of "
+                             f"{[sorted(s) for s in expect.parcel_sets]}")
     if expect.first_sentence_parcels is not None:
         first = answer_parcels(sentences(answer)[0], known)
         must, may = expect.first_sentence_parcels
@@ -291,11 +295,13 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
                                  f"answer has {numbers[:12]}")
     if expect.value_sets is not None:
         ok = any(all(any(abs(x - v) <= VALUE_TOL for x in numbers) for v in vs) for vs in expect.value_sets)
-        out["values"] = (ok, "" if ok else f"expected all of one of {[[round(v, 3) for v in vs] for vs in expect.value_sets]}; "
+        out["values"] = (ok, "" if ok else "expected all of one of "
+                         f"{[[round(v, 3) for v in vs] for vs in expect.value_sets]}; "
                          f"answer has {numbers[:12]}")
     if expect.deltas is not None:
         ok = any(abs(x - d) <= DELTA_TOL for x in numbers for d in expect.deltas)
-        out["difference"] = (ok, "" if ok else f"expected a difference of {' or '.join(f'{d:+.3f}' for d in expect.deltas)}; "
+        out["difference"] = (ok, "" if ok else "expected a difference of "
+                             f"{' or '.join(f'{d:+.3f}' for d in expect.deltas)}; "
                              f"answer has {numbers[:12]}")
     if expect.direction is not None:
         said = re.search(DIRECTION_WORDS[expect.direction], low) is not None
@@ -308,11 +314,17 @@ def score(expect: Expect, result: dict, known: set[str]) -> dict[str, tuple[bool
     if expect.dates:
         missing = expect.dates - dates
         out["dates"] = (not missing, f"not named: {sorted(missing)}; named {sorted(dates)[:10]}" if missing else "")
+    def told_with(words: str | None) -> set[str]:
+        if words is None:
+            return told
+        return {d for c in clauses(answer) if not re.search(CAVEAT, fold(c)) and affirmed(words, c)
+                for d in find_dates(c, expect.default_year)}
+
     for start, end in expect.date_windows:
-        ok = any(start <= d <= end for d in told)
+        ok = any(start <= d <= end for d in told_with(expect.event_words))
         out[f"date in {start}..{end}"] = (ok, "" if ok else f"no date between {start} and {end}; named {sorted(dates)[:10]}")
     for i, options in enumerate(expect.date_any):
-        ok = bool(told & options)
+        ok = bool(told_with(expect.any_words) & options)
         out[f"one of dates {i + 1}"] = (ok, "" if ok else f"none of {sorted(options)} named; named {sorted(dates)[:10]}")
     if expect.months:
         months = find_months(answer)

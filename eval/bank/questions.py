@@ -72,7 +72,8 @@ UNUSABLE_WORDS = r"(cloud|nuage|unusable|not usable|no usable|inexploitable|pas 
                  r"couvert|snow|neige|not observ|non observ|pas observ|hidden|cache)"
 QUALITY_WORDS = UNUSABLE_WORDS
 PEAK_WORDS = r"(peak|pic|maximum|max\b|highest|plus haut|plus eleve|culmin)"
-GREENUP_WORDS = r"(green|emergence|emerg|levee|leve|sprout|pousse|croissance|growth|rose|rise|monte|hausse|develop)"
+GREENUP_WORDS = (r"(green.?up|greening|emergence|emerg|levee|\blev[ea]\b|sprout|reprise|croissance|growth|\brose\b|"
+                 r"\brise|risen|monte|hausse)")
 WRONG_CAUSE = r"(water stress|stress hydrique|drought|secheresse|open water|eau libre|disease|maladie|flood|inond)"
 WEAK_VIGOR = r"(weak vigou?r|low vigou?r|faible vigueur|vigueur faible|poor vigou?r)"
 MEAN_WORDS = r"(mean|averag|moyen)"
@@ -215,7 +216,8 @@ def window_questions(f: Facts, rng: random.Random) -> list[Question]:
         text = tpl.format(p=parcel_ref(p, i + 2, lang), s=s, y=y)
         qs.append(Question("window", text, lang, Expect(
             parcels={p}, parcels_allowed={p}, values_with=[(MEAN_WORDS, [w["mean"] for w in ws])],
-            date_any=[{w["peak"][0] for w in ws}], cite_scope=({p}, bounds[0][0], max(b for _, b in bounds)),
+            date_any=[{w["peak"][0] for w in ws}], any_words=PEAK_WORDS,
+            cite_scope=({p}, bounds[0][0], max(b for _, b in bounds)),
             default_year=y),
             f"{p} {season} {y}: mean {' or '.join(format(w['mean'], '.3f') for w in ws)}, peak "
             f"{' or '.join(w['peak'][0] for w in ws)}"))
@@ -229,7 +231,7 @@ def window_questions(f: Facts, rng: random.Random) -> list[Question]:
         text = tpl.format(p=parcel_ref(p, i + 3, lang), d=date_ref(d, i, lang))
         qs.append(Question("window", text, lang, Expect(
             parcels={p}, parcels_allowed={p}, dates={d}, words=[UNUSABLE_WORDS], forbidden_words=[WEAK_VIGOR, WRONG_CAUSE],
-            default_year=int(d[:4])), f"{p} {d}: {f.get(p, d).cloud:.0%} cloud, no clear pixel share {f.get(p, d).clear:.0%}"))
+            default_year=int(d[:4])), f"{p} {d}: {f.get(p, d).cloud:.0%} cloud, {f.get(p, d).clear:.0%} clear pixels"))
     return qs
 
 
@@ -347,7 +349,8 @@ def calendar_questions(f: Facts, rng: random.Random) -> list[Question]:
         tpl = harvest_fr[i % 2] if lang == "fr" else harvest_en[i % 4]
         text = tpl.format(p=parcel_ref(p, i, lang), )
         qs.append(Question("calendar", text, lang, Expect(
-            parcels={p}, parcels_allowed={p}, date_windows=[(a, b)], words=[HARVEST_WORDS], default_year=2019),
+            parcels={p}, parcels_allowed={p}, date_windows=[(a, b)], words=[HARVEST_WORDS], lead=True,
+            event_words=HARVEST_WORDS, default_year=2019),
             f"{p} ({f.crops[p]}): last green {a} {f.ndvi(p, a):.3f}, first bare {b} {f.ndvi(p, b):.3f}"))
     peak_en = ["When did {p} peak in 2019?", "when was {p} at its greenest in 2019", "Peak NDVI of {p} in 2019?"]
     peak_fr = ["Quand {p} a-t-elle atteint son pic de NDVI en 2019 ?", "Pic de végétation de {p} en 2019 ?"]
@@ -357,7 +360,8 @@ def calendar_questions(f: Facts, rng: random.Random) -> list[Question]:
         near, values = peak(f, p, "2019-01-01", "2019-12-31")
         text = tpl.format(p=parcel_ref(p, i + 2, lang))
         qs.append(Question("calendar", text, lang, Expect(
-            parcels={p}, parcels_allowed={p}, date_any=[near], values=[values], default_year=2019),
+            parcels={p}, parcels_allowed={p}, date_any=[near], values=[values], words=[PEAK_WORDS], lead=True,
+            any_words=PEAK_WORDS, default_year=2019),
             f"{p}: peak dates {sorted(near)} values {[round(v, 3) for v in values]}"))
     green_en = ["When did {p} green up in 2019?", "when did the crop on {p} emerge this season (2019)"]
     green_fr = ["Quand la levée de {p} a-t-elle eu lieu en 2019 ?"]
@@ -367,7 +371,8 @@ def calendar_questions(f: Facts, rng: random.Random) -> list[Question]:
         tpl = green_fr[0] if lang == "fr" else green_en[i % 2]
         text = tpl.format(p=parcel_ref(p, i + 1, lang))
         qs.append(Question("calendar", text, lang, Expect(
-            parcels={p}, parcels_allowed={p}, date_windows=[(a, b)], default_year=2019),
+            parcels={p}, parcels_allowed={p}, date_windows=[(a, b)], words=[GREENUP_WORDS], lead=True,
+            event_words=GREENUP_WORDS, default_year=2019),
             f"{p} ({f.crops[p]}): green-up between {a} {f.ndvi(p, a):.3f} and {b} {f.ndvi(p, b):.3f}"))
     trend_en = ["How has {p} evolved over 2019?", "NDVI trend of {p} in 2019"]
     trend_fr = ["Comment a évolué {p} en 2019 ?"]
@@ -378,7 +383,8 @@ def calendar_questions(f: Facts, rng: random.Random) -> list[Question]:
         near, values = peak(f, p, "2019-01-01", "2019-12-31")
         text = tpl.format(p=parcel_ref(p, i + 4, lang))
         qs.append(Question("calendar", text, lang, Expect(
-            parcels={p}, parcels_allowed={p}, date_any=[near], date_windows=[(a, b)], default_year=2019),
+            parcels={p}, parcels_allowed={p}, date_any=[near], any_words=PEAK_WORDS, date_windows=[(a, b)],
+            event_words=HARVEST_WORDS, default_year=2019),
             f"{p}: peak {sorted(near)}, harvest between {a} and {b}"))
     return qs
 
@@ -401,8 +407,9 @@ def why_questions(f: Facts, rng: random.Random) -> list[Question]:
         y, m = int(b[:4]), int(b[5:7])
         text = tpl.format(p=parcel_ref(p, i, lang), m=month_ref(y, m, i, lang))
         qs.append(Question("why", text, lang, Expect(
-            parcels={p}, words=[HARVEST_WORDS], lead=True, date_windows=[(a, b)],
-            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR], default_year=y), f"{p}: harvest, {a} {f.ndvi(p, a):.3f} -> {b} {f.ndvi(p, b):.3f}"))
+            parcels={p}, words=[HARVEST_WORDS], lead=True, date_windows=[(a, b)], event_words=HARVEST_WORDS,
+            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR], default_year=y),
+            f"{p}: harvest, {a} {f.ndvi(p, a):.3f} -> {b} {f.ndvi(p, b):.3f}"))
     snow = [d for d in f.dates if f.area[d]["snow"] >= 0.9]
     snow_en = ["Why is {p} so low on {d}?", "why does {p} read almost zero on {d}? is the crop dead?",
                "{p} on {d}: NDVI near 0, why?"]
@@ -415,7 +422,8 @@ def why_questions(f: Facts, rng: random.Random) -> list[Question]:
         text = tpl.format(p=parcel_ref(p, i + 1, lang), d=date_ref(d, i, lang))
         qs.append(Question("why", text, lang, Expect(
             parcels={p}, words=[SNOW_WORDS], lead=True, dates={d}, date_words=SNOW_WORDS,
-            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR], default_year=int(d[:4])), f"{p} {d}: snow on {f.get(p, d).snow:.0%} of the parcel"))
+            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR], default_year=int(d[:4])),
+            f"{p} {d}: snow on {f.get(p, d).snow:.0%} of the parcel"))
     cloud_en = ["Why is there no value for {p} on {d}?", "why did {p} disappear on {d}",
                 "Why is {p} missing on {d}?"]
     cloud_fr = ["Pourquoi n'y a-t-il pas de valeur pour {p} le {d} ?", "Pourquoi {p} manque le {d} ?"]
@@ -426,7 +434,8 @@ def why_questions(f: Facts, rng: random.Random) -> list[Question]:
         text = tpl.format(p=parcel_ref(p, i + 2, lang), d=date_ref(d, i + 1, lang))
         qs.append(Question("why", text, lang, Expect(
             parcels={p}, words=[CLOUD_WORDS], lead=True, dates={d}, date_words=CLOUD_WORDS,
-            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR, SNOW_WORDS], default_year=int(d[:4])), f"{p} {d}: cloud on {f.get(p, d).cloud:.0%}"))
+            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR, SNOW_WORDS], default_year=int(d[:4])),
+            f"{p} {d}: cloud on {f.get(p, d).cloud:.0%}"))
     return qs
 
 
@@ -548,7 +557,8 @@ def group_questions(f: Facts, rng: random.Random) -> list[Question]:
         qs.append(Question("groups", text, lang, Expect(
             values_with=[(MEAN_WORDS, means + weighted)], dates={d}, parcels_allowed=set(f.crop_members(crop)),
             default_year=int(d[:4])),
-            f"{crop} {d}: mean {[round(x, 3) for x in means]}, pixel-weighted {[round(x, 3) for x in weighted]} over {variants[0]}"))
+            f"{crop} {d}: mean {[round(x, 3) for x in means]}, pixel-weighted {[round(x, 3) for x in weighted]} "
+            f"over {variants[0]}"))
     # median and range over all parcels
     for i, d in enumerate(rng.sample(dates, 3)):
         variants = _variants(f, f.parcels, d)
@@ -805,7 +815,8 @@ def decline_questions() -> list[Question]:
     ]
     clarify = [("What is the capital of France?", "en"), ("qwxz vbnm", "en"), ("blah", "en")]
     return ([Question("decline", t, lang, Expect(decline="refuse"), "out of scope: refuse") for t, lang in refuse]
-            + [Question("decline", t, lang, Expect(decline="clarify"), "not understood: clarify") for t, lang in clarify])
+            + [Question("decline", t, lang, Expect(decline="clarify"), "not understood: clarify")
+               for t, lang in clarify])
 
 
 def build_bank(f: Facts, seed: int = 0) -> list[Question]:

@@ -259,3 +259,14 @@ def test_similar_parcels_in_a_window():
     assert all(ok for ok, _ in score(expect, inside, KNOWN).values())
     outside = dict(inside, similar=[{"parcel_id": "Flanders31UES-003", "date": "2019-11-22"}])
     assert not score(expect, outside, KNOWN)["similar in the window"][0]
+
+
+def test_an_event_date_counts_only_where_the_event_is_said():
+    expect = Expect(date_windows=[("2019-06-10", "2019-06-20")], event_words=r"(emerg|green.?up|levee)",
+                    default_year=2019)
+    listing = {"answer": "Parcel 013 in autumn 2019 averaged 0.52 against 0.55 in 2019: stable. Usable observations: "
+                         "2019-05-16, 2019-06-10, 2019-06-20.", "citations": []}
+    assert not score(expect, listing, KNOWN)["date in 2019-06-10..2019-06-20"][0]
+    right = {"answer": "Parcel 013 emerged between 2019-06-10 and 2019-06-20: NDVI rose from 0.42 to 0.56.",
+             "citations": []}
+    assert score(expect, right, KNOWN)["date in 2019-06-10..2019-06-20"][0]
