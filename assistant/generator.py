@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -103,10 +104,11 @@ class XVisionChatModel(BaseChatModel):
     one: it is then called once, the first time a text is generated (thread-safe: the app shares
     one chat model between sessions), and `model` holds its result. `store` is the `StoreView`
     the record ids refer to. `has_chat_template` says, before loading, whether the tokenizer has
-    a chat template (None: ask the loaded tokenizer). Greedy decoding, `max_new_tokens` at most. `threads` sets torch's intra-op threads
-    while generating (None: unchanged): the tiny profile's 256-wide matrices are too small to share
-    between cores, and on a busy 2-core machine one thread decodes ~10x faster than two (measured:
-    100 tokens in 0.52 s against 5.3 s, load average 5).
+    a chat template (None: ask the loaded tokenizer). Greedy decoding, `max_new_tokens` at most.
+    `threads` sets torch's intra-op threads while generating (None: unchanged): the tiny
+    profile's 256-wide matrices are too small to share between cores, and on a busy 2-core
+    machine one thread decodes ~10x faster than two (measured: 100 tokens in 0.52 s against
+    5.3 s, load average 5).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -140,8 +142,6 @@ class XVisionChatModel(BaseChatModel):
         if self.model is None:
             with self._load_lock:
                 if self.model is None:
-                    import time
-
                     start = time.perf_counter()
                     self.model = self.loader()
                     self._load_seconds = time.perf_counter() - start
