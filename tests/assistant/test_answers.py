@@ -253,3 +253,22 @@ def test_french_answers_use_the_lexicon(ctx):
     plan = make_plan(attributes={"attr_crop_name": ("Winter wheat",)}, win=window("2019-06-05"), lang="fr")
     _, comp = answer(ctx, "NDVI moyen des parcelles de blé d'hiver le 2019-06-05", plan)
     assert "blé d'hiver" in text(comp) and "Winter wheat" not in text(comp)
+
+
+def test_the_chain_steps_run_alone_on_a_fake_context(ctx):
+    """plan -> retrieve -> compose as plain functions over a Turn, with no store: the context and
+    the parser are injected."""
+    from assistant.chain import generate_turn, ground_turn, plan_turn, retrieve_turn, stream_answer
+    from conftest import fixed
+
+    plan = make_plan("When was W-2 harvested?", parcels=["W-2"])
+    turn = plan_turn({"question": plan.question}, ctx, parse=fixed(plan))
+    assert turn.kind == "calendar" and turn.plan.kind == "calendar"
+    turn = retrieve_turn(turn, ctx)
+    assert {d.metadata["parcel_id"] for d in turn.found.extra} == {"W-2"}
+    turn = ground_turn(generate_turn(turn, ctx, model=None), ctx)
+    chunks = list(stream_answer(turn, ctx))
+    answer = "".join(c.get("answer", "") for c in chunks)
+    assert answer.startswith("Parcel W-2 was harvested between 2019-07-05 and 2019-07-20: NDVI fell from 0.77 to 0.26.")
+    assert [(c["parcel_id"], c["date"], c["source"]) for c in chunks[-1]["citations"]] == [
+        ("W-2", "2019-07-05", "S2_2019-07-05.tif"), ("W-2", "2019-07-20", "S2_2019-07-20.tif")]
