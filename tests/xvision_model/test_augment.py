@@ -132,3 +132,32 @@ def test_copies_shrink_on_a_large_store_so_training_time_stays_bounded(one_date)
     valid = sum(p.valid for p in pairs.pairs)
     augmented = augmented_pairs(pairs, store, [imagery], AugmentSettings(copies=3, max_examples=2 * valid), seed=1)
     assert len(augmented.pairs) == len(pairs.pairs) + valid
+
+
+def test_chips_streamed_block_by_block_give_the_examples_of_one_pass(one_date, monkeypatch):
+    """Blocks of records (re-read, perturbed, encoded, then dropped) give the same examples, bit for
+    bit, as every chip at once; and no more than one block of chips is read at a time."""
+    import xvision_model.finetune.augment as augment
+
+    imagery, store_dir = one_date
+    store = Store.open(store_dir)
+    pairs = build_pairs(store)
+    settings = AugmentSettings(copies=2)
+    monkeypatch.setattr(augment, "BATCH_SIZE", 2)
+    monkeypatch.setattr(augment, "BLOCK", 10**6)  # one block: every chip in memory at once
+    whole = augmented_pairs(pairs, store, [imagery], settings, seed=3)
+    sizes: list[int] = []
+    reread = augment.read_chips
+
+    def counted(store, records, *args, **kwargs):
+        sizes.append(len(records))
+        return reread(store, records, *args, **kwargs)
+
+    monkeypatch.setattr(augment, "read_chips", counted)
+    monkeypatch.setattr(augment, "BLOCK", 4)
+    streamed = augmented_pairs(pairs, store, [imagery], settings, seed=3)
+    valid = len({p.row for p in pairs.pairs if p.valid})
+    assert max(sizes) == 4 and sum(sizes) == valid > 8  # several blocks, each chip read once
+    np.testing.assert_array_equal(streamed.features, whole.features)
+    np.testing.assert_array_equal(streamed.stats, whole.stats)
+    assert streamed.pairs == whole.pairs and streamed.records == whole.records

@@ -23,11 +23,18 @@ Chips are re-read from each record's recorded source with the indexer's own re-r
 (`indexer.sources`: same reader, window, resampling and masks); `imagery` names folders to look in
 when the rasters were moved. Every re-read chip is checked against its stored embedding before it
 is used.
+
+Chips stream through in blocks of `BLOCK` records: re-read, checked, perturbed, encoded and
+measured, then dropped, so memory holds one block's chips whatever the store's size (holding
+every chip at once peaked at 8.1 GB on the README's training store). Each copy's perturbations
+are drawn for all records before the first block, in the order one pass over all chips drew
+them, and the blocks are whole encoder batches: the examples are the same, bit for bit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,19 +53,43 @@ from xvision_model.finetune.seeds import derive_seed, numpy_rng
 MIN_COSINE = 0.995
 #: Chips per encoder call (and per spyndex call, which copies every pixel to float64).
 BATCH_SIZE = 64
+#: Records whose chips are in memory at once (about 0.7 MB per 12-band 120 x 120 chip, times the
+#: chip, its perturbed copy and spyndex's float64 batch); whole encoder batches, so that blocks
+#: batch the encoder exactly as one pass over every chip did.
+BLOCK = 4 * BATCH_SIZE
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """The random draws of `augment_chips` for N chips: brightness `k`, band gains, haze offset,
+    mixed-in share and spectrum (arrays of N rows, broadcast over the pixels)."""
+
+    k: np.ndarray
+    gains: np.ndarray
+    haze: np.ndarray
+    share: np.ndarray
+    spectrum: np.ndarray
+
+    @classmethod
+    def draw(cls, n: int, bands: int, settings: AugmentSettings, rng: np.random.Generator) -> Perturbation:
+        lo, hi = np.log(settings.brightness[0]), np.log(settings.brightness[1])
+        k = np.exp(rng.uniform(lo, hi, (n, 1, 1, 1)))
+        gains = np.exp(rng.normal(0.0, settings.band_gain_sigma, (n, bands, 1, 1)))
+        haze = rng.uniform(*settings.haze, (n, 1, 1, 1))
+        share = rng.uniform(0.0, settings.mix_max, (n, 1, 1, 1))
+        spectrum = rng.uniform(0.0, 0.8, (n, bands, 1, 1))
+        return cls(k, gains, haze, share, spectrum)
+
+    def apply(self, chips: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+        """`chips` (the chips of `rows` of the draw) perturbed: float32 reflectance in [0, 1]."""
+        share = self.share[rows]
+        out = (1 - share) * (chips * self.k[rows] * self.gains[rows] + self.haze[rows]) + share * self.spectrum[rows]
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def augment_chips(chips: np.ndarray, settings: AugmentSettings, rng: np.random.Generator) -> np.ndarray:
     """[N, C, H, W] reflectance -> perturbed copy (see the module docstring), float32 in [0, 1]."""
-    n, c = chips.shape[:2]
-    lo, hi = np.log(settings.brightness[0]), np.log(settings.brightness[1])
-    k = np.exp(rng.uniform(lo, hi, (n, 1, 1, 1)))
-    gains = np.exp(rng.normal(0.0, settings.band_gain_sigma, (n, c, 1, 1)))
-    haze = rng.uniform(*settings.haze, (n, 1, 1, 1))
-    share = rng.uniform(0.0, settings.mix_max, (n, 1, 1, 1))
-    spectrum = rng.uniform(0.0, 0.8, (n, c, 1, 1))
-    out = (1 - share) * (chips * k * gains + haze) + share * spectrum
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return Perturbation.draw(chips.shape[0], chips.shape[1], settings, rng).apply(chips)
 
 
 def read_chips(store: Store, records: Sequence[dict], imagery: Sequence[str | Path] = (),
@@ -129,28 +160,43 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
     records = [{**pairs.records[r], "geometry": table.loc[pairs.records[r]["record_id"], "geometry"]} for r in rows]
     encoder = encoder or build_encoder(store.encoder_id)
     bands = tuple(store.manifest["encoder"]["bands"])
-    with tqdm(total=len(rows) * (1 + copies), desc="augment", unit="chip", disable=not progress) as bar:
-        chips, valid = read_chips(store, records, imagery, progress=bar.update)
-        reread = _encode(encoder, chips, valid, BATCH_SIZE)
-        cosine = np.sum(reread * pairs.features[rows], axis=1)
-        worst = int(np.argmin(cosine))
-        if cosine[worst] < MIN_COSINE:
-            rec = records[worst]
-            raise InputError(
-                f"{rec['source']}: the chip of {rec['parcel_id']} {rec['date']} re-read from this file does not "
-                f"match its stored embedding (cosine {cosine[worst]:.3f}); is it the file that was indexed, "
-                "with the same read options?", path=rec["source"], field="imagery",
-            )
-        rng = numpy_rng(seed, "augment")
-        features, stats, extra_records = [], [], []
-        for _ in range(copies):
-            changed = augment_chips(chips, settings, rng)
-            features.append(_encode(encoder, changed, valid, BATCH_SIZE))
-            for record, values in zip(records, _statistics(changed, valid, bands, BATCH_SIZE)):
-                stats.append([values[c] for c in CLASS_STAT_COLUMNS])
-                extra_records.append({**{k: v for k, v in record.items() if k != "geometry"}, **values})
-            bar.update(len(rows))
-    return _append(pairs, rows, np.concatenate(features), np.asarray(stats, np.float32), extra_records)
+    n = len(rows)
+    # Every copy's draws first, in the order one pass over all chips made them (see the docstring).
+    rng = numpy_rng(seed, "augment")
+    draws = [Perturbation.draw(n, len(bands), settings, rng) for _ in range(copies)]
+    features = np.zeros((copies, n, encoder.spec.dim), np.float32)
+    measured: list[list[dict[str, float] | None]] = [[None] * n for _ in range(copies)]
+    with tqdm(total=n * (1 + copies), desc="augment", unit="chip", disable=not progress) as bar:
+        for start in range(0, n, BLOCK):
+            block = slice(start, min(start + BLOCK, n))
+            chips, valid = read_chips(store, records[block], imagery, progress=bar.update)
+            _check_reread(_encode(encoder, chips, valid, BATCH_SIZE), pairs.features[rows[block]], records[block])
+            for copy, draw in enumerate(draws):
+                changed = draw.apply(chips, block)
+                features[copy, block] = _encode(encoder, changed, valid, BATCH_SIZE)
+                measured[copy][block] = _statistics(changed, valid, bands, BATCH_SIZE)
+                bar.update(block.stop - block.start)
+            del chips, valid, changed
+    stats, extra_records = [], []
+    for copy in range(copies):  # copy-major, as `_append` numbers the new rows
+        for record, values in zip(records, measured[copy]):
+            stats.append([values[c] for c in CLASS_STAT_COLUMNS])
+            extra_records.append({**{k: v for k, v in record.items() if k != "geometry"}, **values})
+    return _append(pairs, rows, features.reshape(copies * n, -1), np.asarray(stats, np.float32), extra_records)
+
+
+def _check_reread(reread: np.ndarray, stored: np.ndarray, records: Sequence[dict]) -> None:
+    """InputError when a re-read chip's embedding is not its record's stored one (another file,
+    or other read options): the worst of the block is named."""
+    cosine = np.sum(reread * stored, axis=1)
+    worst = int(np.argmin(cosine))
+    if cosine[worst] < MIN_COSINE:
+        rec = records[worst]
+        raise InputError(
+            f"{rec['source']}: the chip of {rec['parcel_id']} {rec['date']} re-read from this file does not "
+            f"match its stored embedding (cosine {cosine[worst]:.3f}); is it the file that was indexed, "
+            "with the same read options?", path=rec["source"], field="imagery",
+        )
 
 
 def _append(pairs: PairSet, rows: list[int], features: np.ndarray, stats: np.ndarray,
