@@ -196,7 +196,7 @@ def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column) -> Non
             return
     kinds = set(wanted) | ({"emergence"} if "green-up" in wanted else set())
     hits = [e for e in events if e.kind in kinds and e.overlaps(start, end)]
-    if start is None and len(hits) > 1:
+    if len(hits) > 1:
         # "When was it harvested?": the latest first, the earlier ones after it.
         hits = hits[::-1]
     for i, e in enumerate(hits):

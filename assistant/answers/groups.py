@@ -37,6 +37,11 @@ _BEHIND = re.compile(r"\b(?:behind|lagg?ing|lag|peers?|en\s+retard|retard\w*|bel
 _ONE = re.compile(r"\b(?:highest|lowest|greenest|best|worst|driest|weakest|strongest)\s+(?:\w+\s+){0,2}(?:parcel|field|plot)\b(?!s)|"
                   r"\b(?:which|what|quelle?)\s+(?:\w+\s+){0,2}(?:parcel|field|plot|parcelle|champ)\b(?!s)|"
                   r"\b(?:the|la|le)\s+(?:\w+\s+){0,2}(?:parcel|field|plot|parcelle|champ)\b(?!s)")
+#: "the biggest drop", "la plus forte baisse": parcels ranked by their largest change between two
+#: consecutive usable observations in the window (a fall unless a rise is asked).
+_CHANGE = re.compile(r"\b(?:biggest|largest|greatest|sharpest|steepest|most)\s+(?P<what>drop|fall|decline|decrease|loss|rise|increase|gain|growth)\b|"
+                     r"\bplus\s+(?:forte|grande)\s+(?P<fr>baisse|chute|hausse|augmentation)\b|"
+                     r"\b(?P<verb>dropped|fell|declined|rose|increased)\s+(?:the\s+)?most\b")
 _BY_CROP = re.compile(r"\b(?:which|what|quelles?)\s+(?:\w+\s+)?(?:crops|cultures|crop\s+types)\b|\bby\s+crop\b|\bpar\s+culture\b")
 _AGGREGATE = re.compile(r"\b(?:average|mean|median|moyenn\w*|median\w*|range|ecart|count|how\s+many|combien|overall|"
                         r"en\s+moyenne|typical|summary|resume)\b")
@@ -61,6 +66,13 @@ TEXTS = {
         "threshold": "{n} of {total} observed parcels had {what} {when}: {items}.",
         "threshold_none": "None of the {total} observed parcels had {what} {when}.",
         "empty_area": "No parcel of this store matches {what}. Known values: {known}.", "that_area": "that area",
+        "change_fall": "Largest {index} fall {when} between two usable observations (of {n} parcels): {items}.",
+        "change_rise": "Largest {index} rise {when} between two usable observations (of {n} parcels): {items}.",
+        "change_item": "{pid} {d}, from {va} on {a} to {vb} on {b}",
+        "peers_higher": "{pid}'s {index} {when}{note} was {v}, {d} above the median {m} of the {n} other {crop} parcels.",
+        "peers_lower": "{pid}'s {index} {when}{note} was {v}, {d} below the median {m} of the {n} other {crop} parcels.",
+        "peers_stable": ("{pid}'s {index} {when}{note} was {v}, level with the median {m} of the {n} other {crop} parcels "
+                         "(within the noise of repeated clear observations)."),
         "nobody": "No parcel has a usable observation {when}, so none can be said to meet that.",
         "closest": "The closest was {item}.",
         "behind": "{n} parcels were more than {margin} below the median of their crop's other parcels {when}: {items}.",
@@ -92,6 +104,13 @@ TEXTS = {
         "threshold_none": "Aucune des {total} parcelles observées n'avait {what} {when}.",
         "empty_area": "Aucune parcelle de cette base ne correspond à {what}. Valeurs connues : {known}.",
         "that_area": "cette zone",
+        "change_fall": "Plus forte baisse du {index} {when} entre deux observations exploitables (sur {n} parcelles) : {items}.",
+        "change_rise": "Plus forte hausse du {index} {when} entre deux observations exploitables (sur {n} parcelles) : {items}.",
+        "change_item": "{pid} {d}, de {va} le {a} à {vb} le {b}",
+        "peers_higher": "Le {index} de {pid} {when}{note} était de {v}, {d} au-dessus de la médiane {m} des {n} autres parcelles de {crop}.",
+        "peers_lower": "Le {index} de {pid} {when}{note} était de {v}, {d} en dessous de la médiane {m} des {n} autres parcelles de {crop}.",
+        "peers_stable": ("Le {index} de {pid} {when}{note} était de {v}, au niveau de la médiane {m} des {n} autres parcelles "
+                         "de {crop} (dans le bruit des observations dégagées répétées)."),
         "nobody": "Aucune parcelle n'a d'observation exploitable {when} : aucune ne peut être dite remplir cette condition.",
         "closest": "La plus proche : {item}.",
         "behind": "{n} parcelles étaient à plus de {margin} sous la médiane des autres parcelles de leur culture {when} : {items}.",
@@ -139,6 +158,12 @@ def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
     plan = turn.plan
     places = plan.places
     start, end = checks.window_bounds(turn)
+    if len(places.parcel_ids) == 1:
+        # One parcel against its peers: every parcel of its crop, in the window.
+        crop = ctx.context.parcel_attributes.get(places.parcel_ids[0], {}).get("attr_crop_name")
+        ids = [p for p, a in ctx.context.parcel_attributes.items() if a.get("attr_crop_name") == crop] if crop else []
+        return Found(records=tuple(ctx.records(parcel_ids=ids or list(places.parcel_ids), date_from=start,
+                                               date_to=end)))
     docs = ctx.records(parcel_ids=list(places.parcel_ids) or None, date_from=start, date_to=end,
                        attributes=places.attributes or None, bbox=places.bbox,
                        point=places.point if places.radius_m else None, radius_m=places.radius_m)
@@ -221,10 +246,17 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     values = per_parcel(docs, ctx, column, windowed)
     index = K.label_of(column)
     unobserved = [p for p in group if p not in values]
+    if len(plan.places.parcel_ids) == 1:
+        _versus_peers(out, turn, ctx, values, column, when, note, windowed, lang)
+        return out
     if plan.condition is not None or plan.class_condition is not None:
         _threshold(out, turn, ctx, docs, values, when, lang)
     elif _BEHIND.search(folded):
         _behind(out, turn, ctx, values, column, when, windowed, lang)
+    elif (m := _CHANGE.search(folded)) and values:
+        rise = any(w in (m.group("what") or m.group("fr") or m.group("verb") or "")
+                   for w in ("rise", "increase", "gain", "growth", "hausse", "augmentation", "rose"))
+        _largest_change(out, turn, ctx, docs, column, when, rise, lang)
     elif _BY_CROP.search(folded) and values:
         _by_crop(out, turn, docs, values, column, when, note, lang)
     elif plan.intent == "rank" and not _AGGREGATE.search(folded) and values:
@@ -337,6 +369,58 @@ def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, w
             say(lang, "item_date", pid=d.metadata["parcel_id"], v=K.values(d, ("ndvi_mean",)), date=d.metadata["date"])
             for d in bare)))
         K.cite_all(out, bare, ("ndvi_mean",))
+
+
+def _versus_peers(out: Composition, turn: Turn, ctx: AnswerContext, values, column: str, when: str, note: str,
+                  windowed: bool, lang: str) -> None:
+    """One named parcel against the median of the other parcels of its crop."""
+    pid = turn.plan.places.parcel_ids[0]
+    index = K.label_of(column)
+    crop = K.crop_name(ctx.context.parcel_attributes.get(pid, {}).get("attr_crop_name") or "?", lang)
+    if pid not in values:
+        out.add(say(lang, "unobserved", when=when, pids=pid))
+        return
+    x, used = values[pid]
+    peers = {p: v for p, v in values.items() if p != pid}
+    K.cite_all(out, used, (column,))
+    if not peers:
+        out.add(say(lang, "no_peers", pids=pid))
+        return
+    median = statistics.median(v for v, _ in peers.values())
+    for v, pused in peers.values():
+        K.cite_all(out, pused, (column,))
+        if windowed:
+            out.derived.append(K.num(v))
+    mine, theirs = _written(out, x, windowed), K.median_of(out, [v for v, _ in peers.values()])
+    delta = int(round(float(mine) * 100)) - int(round(float(theirs) * 100))
+    verdict = K.stable_words("en", delta, K.noise(column))
+    out.add(say(lang, "peers_" + verdict, pid=pid, index=index, when=when, note=note, v=mine, m=theirs,
+                n=len(peers), crop=crop, d=f"{abs(delta) / 100:.2f}"))
+    out.derived.append(f"{abs(delta) / 100:.2f}")
+    out.counts.append(len(peers))
+
+
+def _largest_change(out: Composition, turn: Turn, ctx: AnswerContext, docs, column: str, when: str, rise: bool,
+                    lang: str) -> None:
+    steps = []
+    for pid, items in K.by_parcel(docs).items():
+        good = K.good(items, ctx.suspects, column)
+        pairs = [(K.hundredths(K.value(b, column)) - K.hundredths(K.value(a, column)), a, b) for a, b in zip(good, good[1:])]
+        if pairs:
+            steps.append(max(pairs, key=lambda p: p[0]) if rise else min(pairs, key=lambda p: p[0]))
+    if not steps:
+        out.add(say(lang, "nobody", when=when))
+        return
+    steps.sort(key=lambda p: -p[0] if rise else p[0])
+    k = min(turn.plan.k, len(steps)) if turn.plan.k and turn.plan.k < len(ctx.context.parcel_ids) else 1
+    items = []
+    for delta, a, b in steps[:k]:
+        items.append(say(lang, "change_item", pid=a.metadata["parcel_id"], d=K.signed(delta), va=K.num(K.value(a, column)),
+                         a=a.metadata["date"], vb=K.num(K.value(b, column)), b=b.metadata["date"]))
+        K.cite_all(out, [a, b], (column,))
+    out.add(say(lang, "change_rise" if rise else "change_fall", index=K.label_of(column), when=when, items="; ".join(items),
+                n=len(steps)))
+    out.counts.append(len(steps))
 
 
 def _by_crop(out: Composition, turn: Turn, docs, values, column: str, when: str, note: str, lang: str) -> None:

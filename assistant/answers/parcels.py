@@ -21,6 +21,7 @@ TEXTS = {
         "shared": ("Over the {n} dates of {label} when all of them were clear ({dates}), mean {index}: {items}."),
         "gap": "{a} is {diff} {dir} {b}{noise}.",
         "higher": "above", "lower": "below",
+        "spread": "{hi} is the highest and {lo} the lowest, {diff} apart.",
         "same": "{a} and {b} are level ({diff}){noise}.",
         "noise": ", within the noise of repeated clear observations ({noise})",
         "apart": ("They have no clear date in common in {label}; each parcel's own usable observations: {items}."),
@@ -33,6 +34,7 @@ TEXTS = {
         "shared": ("Sur les {n} dates de {label} où toutes étaient dégagées ({dates}), {index} moyen : {items}."),
         "gap": "{a} est {diff} {dir} {b}{noise}.",
         "higher": "au-dessus de", "lower": "en dessous de",
+        "spread": "{hi} est la plus haute et {lo} la plus basse, à {diff} d'écart.",
         "same": "{a} et {b} sont au même niveau ({diff}){noise}.",
         "noise": ", dans le bruit des observations dégagées répétées ({noise})",
         "apart": ("Elles n'ont aucune date dégagée en commun en {label} ; observations exploitables de chacune : {items}."),
@@ -118,6 +120,14 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             out.counts.append(len(docs))
             K.cite_all(out, docs, (column,))
         out.add(say(lang, "apart", label=label, items="; ".join(items)))
+        return out
+    if len(present) > 2:
+        # Several: the highest and the lowest, and how far apart.
+        hi = max(present, key=lambda p: (means[p], p))
+        lo = min(present, key=lambda p: (means[p], p))
+        gap = means[hi] - means[lo]
+        out.sentences.insert(1 if missing else 0, say(lang, "spread", hi=hi, lo=lo, diff=f"{gap / 100:.2f}"))
+        out.derived.append(f"{gap / 100:.2f}")
         return out
     a, b = present[0], present[1]
     diff = means[a] - means[b]

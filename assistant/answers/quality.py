@@ -18,6 +18,7 @@ from assistant.answers import common as K
 from assistant.answers.groups import members
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
+from indexer.observations import MIN_RELIABLE_PIXELS
 
 _CLEAR = re.compile(r"\b(?:clear|cloud[- ]?free|usable|good|sans\s+nuages?|degage\w*|exploitables?|claire?s?)\b")
 _NOT = re.compile(r"\b(?:unusable|inexploitables?|not\s+usable|non\s+exploitables?)\b")
@@ -35,7 +36,9 @@ TEXTS = {
         "too_small": "Too small for a reliable value",
         "none_of": "No {what} date in {label}.",
         "all_parcels": "the {n} parcels", "crop": "the {n} {crop} parcels",
-        "share": "{date} ({p} of {n})", "pct_clear": " ({p} % clear)",
+        "share": "{date} ({p} of {n})",
+        "small_parcels": "Too small for a reliable value (fewer than {min} pixels of 10 m): {pids}.",
+        "usable_share": "Usable acquisitions per parcel in {label}, fewest first: {items}.", "pct_clear": " ({p} % clear)",
         "none_asked": "No acquisition was flagged {what} for {who} in {label}.",
         "old_rule": ("These records were indexed before snow was told apart from cloud: snowy dates count as "
                      "cloudy or, before that rule, as clear; re-indexing the imagery applies it."),
@@ -52,7 +55,9 @@ TEXTS = {
         "suspect": "Suspectes (brume ou voile nuageux que le masque n'a pas vu)", "too_small": "Trop petites pour une valeur fiable",
         "none_of": "Aucune date {what} en {label}.",
         "all_parcels": "les {n} parcelles", "crop": "les {n} parcelles de {crop}",
-        "share": "{date} ({p} sur {n})", "pct_clear": " ({p} % dégagé)",
+        "share": "{date} ({p} sur {n})",
+        "small_parcels": "Trop petites pour une valeur fiable (moins de {min} pixels de 10 m) : {pids}.",
+        "usable_share": "Acquisitions exploitables par parcelle en {label}, les moins nombreuses d'abord : {items}.", "pct_clear": " ({p} % dégagé)",
         "none_asked": "Aucune acquisition n'a été marquée {what} pour {who} en {label}.",
         "old_rule": ("Ces enregistrements ont été indexés avant que la neige soit distinguée des nuages : les dates "
                      "enneigées comptent comme nuageuses ou, avant cette règle, comme dégagées ; réindexer les images l'applique."),
@@ -91,6 +96,25 @@ def _order(folded: str) -> list[str]:
     return ["cloud", "snow", "suspect", "nodata", "too_small"]
 
 
+_WHICH_PARCELS = re.compile(r"\b(?:which|what)\s+(?:\w+\s+)?(?:parcels|fields|plots)\b|\bquelles\s+(?:\w+\s+)?(?:parcelles|champs)\b")
+
+
+def _parcels(out: Composition, lang: str, parcels, ctx: AnswerContext, label: str) -> None:
+    """Which parcels: those too small for a reliable value, then each one's usable share, lowest first."""
+    small = [pid for pid, items in parcels.items() if any(K.status(d, ctx.suspects) == "too_small" for d in items)]
+    if small:
+        out.derived += [str(MIN_RELIABLE_PIXELS), "10"]
+        out.add(say(lang, "small_parcels", min=MIN_RELIABLE_PIXELS, pids=", ".join(
+            f"{pid} ({parcels[pid][0].metadata['n_pixels']} px)" for pid in small)))
+        out.counts += [parcels[pid][0].metadata["n_pixels"] for pid in small]
+        K.cite_all(out, [parcels[pid][-1] for pid in small], ())
+    rest = [(pid, sum(K.usable(d, ctx.suspects) for d in items), len(items)) for pid, items in parcels.items()
+            if pid not in small]
+    rest.sort(key=lambda r: (r[1] / r[2], r[0]))
+    out.add(say(lang, "usable_share", label=label, items=", ".join(say(lang, "share", date=p, p=u, n=n) for p, u, n in rest)))
+    out.counts += [x for _, u, n in rest for x in (u, n)]
+
+
 def _old_rule(out: Composition, lang: str, order: list[str], docs) -> None:
     """Records indexed before snow was told apart from cloud: say so when snow is asked."""
     if order == ["snow"] and not any((d.metadata.get("quality_rule") or 0) >= 2 for d in docs):
@@ -115,6 +139,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.add(say(lang, "none_of", what="", label=label))
         return out
     parcels = K.by_parcel(docs)
+    if len(parcels) > 1 and _WHICH_PARCELS.search(folded):
+        _parcels(out, lang, parcels, ctx, label)
+        return out
     if len(parcels) == 1:
         [(pid, items)] = parcels.items()
         by_status: dict[str, list] = {}

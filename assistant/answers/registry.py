@@ -53,8 +53,8 @@ WHY = _words(r"why", r"pourquoi", r"causes?d?", r"reasons?", r"raisons?", r"expl
 #: Observation quality.
 QUALITY = _words(r"cloud\w*", r"overcast", r"snow\w*", r"neig\w*", r"enneig\w*", r"nuag\w*", r"unusable", r"usable",
                  r"exploitables?", r"inexploitables?", r"clear", r"degage\w*", r"quality", r"qualite", r"haze", r"hazy",
-                 r"brume\w*", r"no\s+data", r"missing", r"manquant\w*", r"gaps?", r"suspect\w*", r"reliable",
-                 r"fiables?", r"valid")
+                 r"brume\w*", r"no\s+data", r"missing", r"manquant\w*", r"gaps?", r"suspect\w*", r"reliab\w*",
+                 r"unreliab\w*", r"fiables?", r"valid", r"trust\w*", r"too\s+small", r"trop\s+petite?s?")
 #: Crop-calendar events and trends.
 CALENDAR = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"fauch\w*", r"mow\w*", r"cut", r"coupee?s?",
                   r"green[- ]?up", r"emergence", r"emerg\w*", r"levee", r"peak\w*", r"pic", r"senescen\w*",
@@ -64,6 +64,9 @@ CALENDAR = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"fauch\w*", r"m
                   r"over\s+the\s+(?:season|year)", r"through(?:out)?\s+the\s+(?:season|year)", r"au\s+fil",
                   r"au\s+cours\s+de", r"serie\s+temporelle", r"courbe", r"trajectory", r"bare\s+soil", r"sol\s+nu",
                   r"stubble", r"chaumes?")
+#: One parcel set against the others ("compared with the other grass fields", "its peers").
+PEERS = _words(r"(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)", r"the\s+others", r"peers?",
+               r"(?:les\s+)?autres\s+(?:\w+\s+){0,3}(?:parcelles|champs)", r"same[- ]crop")
 #: Words for a change, read by the "why" and calendar kinds (vocabulary only: they choose no kind).
 CHANGE = _words(r"drop\w*", r"fall\w*", r"fell", r"declin\w*", r"dip\w*", r"rise", r"rose", r"increas\w*", r"decreas\w*",
                 r"went\s+(?:up|down)", r"baiss\w*", r"chut\w*", r"hausse", r"augment\w*", r"diminu\w*", r"lower", r"higher")
@@ -139,6 +142,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("why", "why", WHY, _subject, answers="why a value changed: harvest, cloud, snow, suspect scene or a real decline"),
     Kind("quality", "quality", QUALITY, answers="which dates were cloudy, snowy or unusable"),
     Kind("archive", "archive", ARCHIVE, lambda p: _no_filter(p) and not _index_named(p), answers="what the archive holds: parcels, crops, dates, seasons"),
+    Kind("peers", "groups", PEERS, lambda p: len(p.places.parcel_ids) == 1 and p.intent != "similar",
+         answers="one parcel against the other parcels of its crop"),
     Kind("seasons", "seasons", None, lambda p: _past_seasons(p) and _one_or_no_parcel(p) and p.intent != "rank"
          and p.condition is None and p.class_condition is None,
          answers="a parcel against its past seasons, by day of year"),

@@ -9,14 +9,23 @@ Composition: the reference first, then the parcels in order with their distance 
 
 from __future__ import annotations
 
+import re
+
 from assistant.answers import checks
 from assistant.answers import common as K
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
 
+_ONE = re.compile(r"\b(?:which|what)\s+(?:parcel|field|plot)\s+(?:is|was|looks?|looked)\b|\bthe\s+most\s+similar\s+(?:parcel|field)\b(?!s)|"
+                  r"\bquelle\s+(?:parcelle|champ)\s+(?:est|ressemble)\b")
+
+_HOW_MANY = re.compile(r"\b(?:top|k\s*=)\s*\d+|\b(?:\d+|two|three|four|five|six|seven|eight|nine|ten|deux|trois|quatre|cinq)"
+                       r"\s+(?:most\s+|plus\s+)?(?:similar|closest|nearest|parcels|fields|parcelles|champs)\b")
+
 TEXTS = {
     "en": {
         "head": "The parcels whose imagery looked most like {pid} on {date} ({values}){within} are:",
+        "head_one": "The parcel whose imagery looked most like {pid} on {date} ({values}){within} is",
         "within_crop": ", among the {crop} parcels",
         "within_window": " in {label}",
         "item": "{pid} on {date} (distance {distance}, {values})",
@@ -26,6 +35,7 @@ TEXTS = {
     },
     "fr": {
         "head": "Les parcelles dont l'image ressemblait le plus à {pid} le {date} ({values}){within} sont :",
+        "head_one": "La parcelle dont l'image ressemblait le plus à {pid} le {date} ({values}){within} est",
         "within_crop": ", parmi les parcelles de {crop}",
         "within_window": " en {label}",
         "item": "{pid} le {date} (distance {distance}, {values})",
@@ -55,7 +65,11 @@ def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
         return Found(records=tuple(d for d in series if (start is None or d.metadata["date"] >= start)
                                    and d.metadata["date"] <= end)[-1:], extra=tuple(series))
     focus = good[-1]
-    hits = ctx.similar(focus.metadata["record_id"], plan.k or 5, date_from=start, date_to=end if window else None,
+    k = plan.k or 5
+    folded = K.fold_text(turn.question)
+    if not _HOW_MANY.search(folded) and _ONE.search(folded):
+        k = 1  # "which parcel is most similar": one
+    hits = ctx.similar(focus.metadata["record_id"], k, date_from=start, date_to=end if window else None,
                        attributes=plan.places.attributes or None)
     hits = [h for h in hits if h.metadata["date"] not in ctx.suspects]
     return Found(records=(focus,), extra=tuple(series), similar=tuple(hits), focus=focus)
@@ -82,7 +96,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     window = plan.compare_windows[0] if plan.compare_windows else plan.window
     if window is not None:
         within += say(lang, "within_window", label=window.label)
-    out.add(say(lang, "head", pid=focus.metadata["parcel_id"], date=focus.metadata["date"],
+    out.add(say(lang, "head_one" if len(found.similar) == 1 else "head", pid=focus.metadata["parcel_id"], date=focus.metadata["date"],
                 values=K.values(focus, ("ndvi_mean",)), within=within))
     out.cite(focus, ("ndvi_mean",))
     if not found.similar:

@@ -33,8 +33,8 @@ TEXTS = {
         "harvest": ("Parcel {pid}'s {index} {verb} in {label} because it was {what} between {a} and {b}: it went from "
                     "{va} to {vb}{after}."),
         "after_low": " and stayed low afterwards ({vc} on {dc}): bare soil or stubble",
-        "unusable": ("Parcel {pid}'s low values in {label} are not the crop: {items} were {why}; its usable "
-                     "observations around them read {around}."),
+        "unusable": ("Parcel {pid}'s low values in {label} are not the crop: {items} {were} {why}; its usable "
+                     "observations around read {around}."),
         "peers_alike": ("Parcel {pid}'s {index} {verb} from {va} on {a} to {vb} on {b} ({delta}); the other {crop} "
                         "parcels moved alike over the same dates (median {pdelta}), so it is the season, not this field."),
         "decline": ("Parcel {pid}'s {index} fell from {va} on {a} to {vb} on {b} ({delta}) while the other {crop} "
@@ -47,14 +47,14 @@ TEXTS = {
                       "({noise}) in {label}: from {va} on {a} to {vb} on {b}."),
         "few": "Parcel {pid} has too few usable observations in {label} to say how its {index} changed.",
         "fell": "fell", "rose": "rose", "the_archive": "the archive",
-        "cloud": "clouded", "snow": "under snow", "suspect": "suspect scenes (haze or thin cloud)", "nodata": "without data",
+        "cloud": "clouded", "snow": "under snow", "suspect": "a suspect scene (haze or thin cloud)", "nodata": "without data",
         "too_small": "too small",
     },
     "fr": {
         "harvest": ("Le {index} de la parcelle {pid} a {verb} en {label} parce qu'elle a été {what} entre le {a} et le "
                     "{b} : il est passé de {va} à {vb}{after}."),
         "after_low": " et est resté bas ensuite ({vc} le {dc}) : sol nu ou chaumes",
-        "unusable": ("Les valeurs basses de la parcelle {pid} en {label} ne sont pas la culture : {items} étaient "
+        "unusable": ("Les valeurs basses de la parcelle {pid} en {label} ne sont pas la culture : {items} {were} "
                      "{why} ; ses observations exploitables autour donnent {around}."),
         "peers_alike": ("Le {index} de la parcelle {pid} a {verb} de {va} le {a} à {vb} le {b} ({delta}) ; les autres "
                         "parcelles de {crop} ont évolué de même sur ces dates (médiane {pdelta}) : c'est la saison, pas "
@@ -69,7 +69,7 @@ TEXTS = {
                       "répétées ({noise}) en {label} : de {va} le {a} à {vb} le {b}."),
         "few": "La parcelle {pid} a trop peu d'observations exploitables en {label} pour dire comment son {index} a évolué.",
         "fell": "baissé", "rose": "augmenté", "the_archive": "l'archive",
-        "cloud": "nuageuses", "snow": "sous la neige", "suspect": "des scènes suspectes (brume ou voile nuageux)",
+        "cloud": "nuageux", "snow": "sous la neige", "suspect": "une scène suspecte (brume ou voile nuageux)",
         "nodata": "sans données", "too_small": "trop petites",
     },
 }
@@ -132,7 +132,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if bad and (step is None or abs(K.value(step[1], column) - K.value(step[0], column)) <= noise):
         reasons = sorted({K.status(d, ctx.suspects) for d in bad})
         around = checks.nearest_usable(series, K.day(bad[0]), ctx.suspects, column)
-        out.add(say(lang, "unusable", pid=pid, label=label, items=", ".join(d.metadata["date"] for d in bad[:8]),
+        were = ("was" if len(bad) == 1 else "were") if lang != "fr" else ("était" if len(bad) == 1 else "étaient")
+        out.add(say(lang, "unusable", pid=pid, label=label, were=were, items=", ".join(d.metadata["date"] for d in bad[:8]),
                     why=" / ".join(say(lang, r) if r in TEXTS["en"] else r for r in reasons),
                     around=", ".join(f"{K.num(K.value(d, column))} ({d.metadata['date']})" for d in around)))
         K.cite_all(out, [*bad[:8], *around], (column,))

@@ -107,7 +107,7 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
     compare_verb = bool(re.search(r"\bcompar\w*\b", place.text)) and len(place.parcel_ids) < 2
     dates = read_dates(place.text, ref, hemi, chosen, source,
                        oldest=min(ctx.dates) if ctx.dates else None, compare_verb=compare_verb, original=text,
-                       parcels_compared=len(place.parcel_ids) >= 2)
+                       parcels_compared=len(place.parcel_ids) >= 2 or bool(place.parcel_ids and _PEERS.search(place.text)))
     notes.extend(dates.notes)
     ask = read_ask(dates.text, text, condition, words=work)
     notes.extend(ask.notes or [])
@@ -156,6 +156,11 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
         notes=tuple(dict.fromkeys(notes)), order=ask.order if intent == "rank" else None,
         unresolved=tuple(unused_words(ask.text, _UNDERSTOOD)), corrections=tuple(readings),
     )
+
+
+#: "the other fields", "its peers": a comparison with other parcels, not with another window.
+_PEERS = re.compile(r"\b(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)\b|\bthe\s+others\b|\bpeers\b|"
+                    r"\b(?:les\s+)?autres\s+(?:\w+\s+){0,3}(?:parcelles|champs)\b")
 
 
 #: Phrasings read as the date parser's own words (folded): "than a year before" = "than last year".

@@ -272,3 +272,32 @@ def test_the_chain_steps_run_alone_on_a_fake_context(ctx):
     assert answer.startswith("Parcel W-2 was harvested between 2019-07-05 and 2019-07-20: NDVI fell from 0.77 to 0.26.")
     assert [(c["parcel_id"], c["date"], c["source"]) for c in chunks[-1]["citations"]] == [
         ("W-2", "2019-07-05", "S2_2019-07-05.tif"), ("W-2", "2019-07-20", "S2_2019-07-20.tif")]
+
+
+def test_one_parcel_against_the_other_parcels_of_its_crop(ctx):
+    plan = make_plan(intent="compare", parcels=["W-3"], win=window("2019-06-25"))
+    kind, comp = answer(ctx, "How does W-3 compare with the other wheat fields on 2019-06-25?", plan)
+    assert kind == "peers"
+    median = statistics.median([SERIES["W-1"]["2019-06-25"], SERIES["W-2"]["2019-06-25"]])
+    assert text(comp).startswith(f"W-3's NDVI on 2019-06-25 was 0.50, {round(median, 2) - 0.50:.2f} below the median "
+                                 f"{median:.2f} of the 2 other winter wheat parcels.")
+
+
+def test_the_largest_fall_of_a_group(ctx):
+    plan = make_plan(intent="rank", all_parcels=True, win=JULY, k=5)
+    _, comp = answer(ctx, "Which field had the biggest drop in July 2019?", dataclasses.replace(plan, k=5))
+    # W-1 fell 0.76 -> 0.24 (-0.52), W-2 0.77 -> 0.26 (-0.51): W-1 first.
+    assert re.search(r"W-1 -0\.52, from 0\.76 on 2019-07-05 to 0\.24 on 2019-07-20", text(comp)), text(comp)
+
+
+def test_which_parcels_cannot_be_trusted_names_the_too_small_one(ctx):
+    kind, comp = answer(ctx, "Which parcels cannot be trusted?", make_plan(intent="rank", all_parcels=True))
+    assert kind == "quality"
+    assert text(comp).startswith("Too small for a reliable value (fewer than 20 pixels of 10 m): S-1 (4 px).")
+
+
+def test_misspellings_of_one_meaning_are_no_tie():
+    from assistant.parsing.spelling import correct
+
+    assert correct("how is parcele 4 in juen 2019")[1] == [("parcele", "parcel"), ("juen", "June")]
+    assert correct("the main field")[1] == []  # a real word is never "corrected"
