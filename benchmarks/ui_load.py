@@ -5,8 +5,9 @@ talks to it as browsers do, over Streamlit's own websocket protocol (`/_stcore/s
 protobuf messages of `streamlit.proto`), without a browser: the numbers are the server's, not
 a headless browser's rendering. Every level of concurrency asks --total questions of the same mix
 (alternately one the generator writes and one composed from the records; other questions at each
-level), dealt round-robin to its sessions: each session opens the Ask page, then asks its share one after the other; all sessions
-of a level start together. An answer's latency runs from sending the
+level), dealt round-robin to its sessions in conversations of the same length at every level (--total / the largest level, each in
+a fresh session: the page draws the whole conversation again at each question); all sessions of a
+level start together. An answer's latency runs from sending the
 question to the end of the page's script run (the answer and its citations drawn); the time to
 the answer's first text is kept too.
 
@@ -99,6 +100,7 @@ class Session:
         self.number = number
         self.chat_id: str | None = None
         self.ws = None
+        self.asked = 0  # answers already on this session's page (each rerun draws them again)
 
     async def __aenter__(self) -> Session:
         import websockets
@@ -123,7 +125,7 @@ class Session:
             widget.chat_input_value.data = question
         start = time.perf_counter()
         await self.ws.send(message.SerializeToString())
-        first_text, in_answer = None, False
+        first_text, in_answer, answers = None, False, 0
         async with asyncio.timeout(timeout):
             while True:
                 forward = ForwardMsg()
@@ -132,12 +134,16 @@ class Session:
                 if kind == "delta":
                     delta = forward.delta
                     if delta.WhichOneof("type") == "add_block" and delta.add_block.WhichOneof("type") == "chat_message":
-                        in_answer = delta.add_block.chat_message.name == "assistant"
+                        # The page draws the conversation again first: the new answer is the last one.
+                        if delta.add_block.chat_message.name == "assistant":
+                            answers += 1
+                        in_answer = delta.add_block.chat_message.name == "assistant" and answers > self.asked
                     elif delta.WhichOneof("type") == "new_element":
                         element = delta.new_element
                         if element.WhichOneof("type") == "chat_input":
                             self.chat_id = element.chat_input.id
-                        elif in_answer and first_text is None and element.WhichOneof("type") == "markdown":
+                        elif (in_answer and first_text is None and element.WhichOneof("type") == "markdown"
+                              and element.markdown.body.strip()):
                             first_text = time.perf_counter() - start
                 elif kind == "script_finished":
                     return time.perf_counter() - start, first_text
@@ -151,6 +157,7 @@ class Session:
     async def ask(self, kind: str, question: str, timeout: float) -> Answer:
         try:
             seconds, first = await self._run(timeout, question)
+            self.asked += 1
             return Answer(self.number, kind, question, seconds, first, first is not None,
                           "" if first is not None else "no answer text")
         except TimeoutError:
@@ -163,20 +170,32 @@ async def first_answer(port: int, question: tuple[str, str], timeout: float) -> 
         return await session.ask(*question, timeout)
 
 
-async def level(port: int, sessions: int, questions: list[list[tuple[str, str]]], timeout: float) -> list[Answer]:
-    """`sessions` sessions open the Ask page, then all ask their questions at the same moment."""
-    async def one(number: int, asked: list[tuple[str, str]], go: asyncio.Event) -> list[Answer]:
-        async with Session(port, number) as session:
-            await session.open_page(timeout)
-            ready.append(number)
-            if len(ready) == sessions:
-                go.set()
-            await go.wait()
-            return [await session.ask(kind, q, timeout) for kind, q in asked]
-
+async def level(port: int, sessions: int, questions: list[tuple[str, str]], per_session: int,
+                timeout: float) -> list[Answer]:
+    """`sessions` sessions ask `questions` at once. They are dealt in conversations of `per_session`
+    questions, each in a session of its own (a longer conversation makes every rerun draw more):
+    slot i holds conversations i, i + sessions, ...; all slots start together."""
+    chunks = [questions[i:i + per_session] for i in range(0, len(questions), per_session)]
+    # Every other conversation in reverse: at the start half the sessions ask a question the generator
+    # writes and half one composed from the records (the bank alternates the two).
+    chunks = [c[::-1] if i % 2 else c for i, c in enumerate(chunks)]
     ready: list[int] = []
     go = asyncio.Event()
-    results = await asyncio.gather(*(one(i, questions[i], go) for i in range(sessions)))
+
+    async def slot(number: int) -> list[Answer]:
+        out = []
+        for k, chunk in enumerate(chunks[number::sessions]):
+            async with Session(port, number) as session:
+                await session.open_page(timeout)
+                if k == 0:
+                    ready.append(number)
+                    if len(ready) == min(sessions, len(chunks)):
+                        go.set()
+                    await go.wait()
+                out += [await session.ask(kind, q, timeout) for kind, q in chunk]
+        return out
+
+    results = await asyncio.gather(*(slot(i) for i in range(min(sessions, len(chunks)))))
     return [a for answers in results for a in answers]
 
 
@@ -241,9 +260,9 @@ def main() -> int:
                 # served from the generator's kept texts at the next (distinct while levels x total
                 # <= the bank's size).
                 questions = [bank[(number * args.total + j) % len(bank)] for j in range(args.total)]
-                asked = [questions[i::n] for i in range(n)]
+                per_session = -(-args.total // max(args.sessions))  # the same conversation length at every level
                 t0 = time.perf_counter()
-                answers = await level(port, n, asked, args.answer_timeout)
+                answers = await level(port, n, questions, per_session, args.answer_timeout)
                 results["levels"][n] = {**summary(answers), "wall_s": time.perf_counter() - t0,
                                         "failures": [asdict(a) for a in answers if not a.ok][:5]}
 
