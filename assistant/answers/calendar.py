@@ -280,7 +280,7 @@ def _group(out, lang, ids, series, ctx, kind, start, end, label) -> None:
         if not hits:
             unseen.append(pid)
             continue
-        e = max(hits, key=lambda e: e.value_start) if kind == "peak" else hits[0]
+        e = max(hits, key=lambda e: e.value_start) if kind == "peak" else (hits[-1] if start is None else hits[0])
         if e.kind == "peak":
             items.append(say(lang, "group_peak", pid=pid, v=K.num(e.value_start), date=e.start))
         else:

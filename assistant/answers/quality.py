@@ -99,6 +99,28 @@ def _order(folded: str) -> list[str]:
 _WHICH_PARCELS = re.compile(r"\b(?:which|what)\s+(?:\w+\s+)?(?:parcels|fields|plots)\b|\bquelles\s+(?:\w+\s+)?(?:parcelles|champs)\b")
 
 
+_TRUST = re.compile(r"\b(?:trust\w*|reliab\w*|unreliab\w*|fiables?|too\s+small|trop\s+petite?s?)\b")
+
+
+def _parcels_by_status(out: Composition, lang: str, parcels, ctx: AnswerContext, label: str, order: list[str]) -> None:
+    """Which parcels were snowy / cloudy ...: each with its dates of that status."""
+    listed = 0
+    for st in order:
+        hits = {pid: [d for d in items if K.status(d, ctx.suspects) == st] for pid, items in parcels.items()}
+        hits = {pid: ds for pid, ds in hits.items() if ds}
+        if not hits:
+            continue
+        listed += 1
+        out.add(say(lang, "listing", what=say(lang, st), dates="; ".join(
+            f"{pid} ({', '.join(d.metadata['date'] for d in ds[:6])}{' …' if len(ds) > 6 else ''})" for pid, ds in hits.items())))
+        for ds in hits.values():
+            K.cite_all(out, ds[:6], ())
+    if not listed:
+        out.add(say(lang, "none_asked", what=_word(lang, order), who=say(lang, "all_parcels", n=len(parcels)), label=label))
+        out.counts.append(len(parcels))
+        _old_rule(out, lang, order, [d for items in parcels.values() for d in items])
+
+
 def _parcels(out: Composition, lang: str, parcels, ctx: AnswerContext, label: str) -> None:
     """Which parcels: those too small for a reliable value, then each one's usable share, lowest first."""
     small = [pid for pid, items in parcels.items() if any(K.status(d, ctx.suspects) == "too_small" for d in items)]
@@ -139,8 +161,12 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.add(say(lang, "none_of", what="", label=label))
         return out
     parcels = K.by_parcel(docs)
-    if len(parcels) > 1 and _WHICH_PARCELS.search(folded):
-        _parcels(out, lang, parcels, ctx, label)
+    one_date = len({d.metadata["date"] for d in docs}) == 1
+    if len(parcels) > 1 and _WHICH_PARCELS.search(folded) and (_TRUST.search(folded) or not one_date):
+        if _TRUST.search(folded) or order[0] == "usable":
+            _parcels(out, lang, parcels, ctx, label)
+        else:
+            _parcels_by_status(out, lang, parcels, ctx, label, order)
         return out
     if len(parcels) == 1:
         [(pid, items)] = parcels.items()

@@ -10,6 +10,8 @@ and "stable" when it is within the index's measured noise; the answer says which
 
 from __future__ import annotations
 
+import statistics
+
 from assistant.answers import checks
 from assistant.answers import common as K
 from assistant.answers.observe import subject
@@ -25,6 +27,7 @@ TEXTS = {
         "means": ("Parcel {pid}'s {index} in {label} averaged {v} against {pv} in {past_label}: {delta}, {verdict}."),
         "now_only": "Parcel {pid}: {index} averaged {v} in {label} over {n} usable observations.",
         "before_archive": "The archive starts on {first}: it holds nothing of {labels}.",
+        "group_now": "In {label}, the {n} parcels observed averaged {index} {v} (mean of each parcel's usable observations).",
         "means_detail": ("Same-window means of usable observations: {n} in {label} ({dates}) against {pn} in "
                          "{past_label} ({pdates})."),
         "stable_note": "A change within {noise} is read as stable: that is how much two clear observations a few days apart differ.",
@@ -40,6 +43,7 @@ TEXTS = {
                   "{delta}, {verdict}."),
         "now_only": "Parcelle {pid} : {index} moyen de {v} en {label} sur {n} observations exploitables.",
         "before_archive": "L'archive commence le {first} : elle ne contient rien de {labels}.",
+        "group_now": "En {label}, les {n} parcelles observées avaient un {index} moyen de {v} (moyenne des observations exploitables de chacune).",
         "means_detail": ("Moyennes des observations exploitables sur la même période : {n} en {label} ({dates}) "
                          "contre {pn} en {past_label} ({pdates})."),
         "stable_note": "Un écart inférieur à {noise} est lu comme stable : c'est l'écart entre deux observations dégagées à quelques jours d'intervalle.",
@@ -193,7 +197,11 @@ def _group(turn: Turn, ctx: AnswerContext, ids: list[str]) -> Composition:
     series = K.by_parcel(turn.found.extra)
     label = plan.window.label if plan.window else plan.reference_date.isoformat()
     noise = K.noise(column)
+    first = ctx.dates()[0]
     for w in plan.compare_windows:
+        if w.end.isoformat() < first:
+            out.add(say(lang, "before_archive", first=first, labels=w.label))
+            continue
         for pid in ids:
             docs = series.get(pid, [])
             now = K.good([d for d in docs if plan.window is None or plan.window.start.isoformat() <= d.metadata["date"]
@@ -210,6 +218,20 @@ def _group(turn: Turn, ctx: AnswerContext, ids: list[str]) -> Composition:
                         verdict=_verdict(lang, delta, noise), past_label=w.label, pv=pv, delta=K.signed(delta)))
             K.cite_all(out, [*now, *past], (column,))
             out.history += K.history_rows([*now, *past], ctx.suspects, column)
-    out.add(say(lang, "stable_note", noise=K.num(noise)))
-    out.derived.append(K.num(noise))
+    compared = any(h for h in out.history)
+    if compared:
+        out.add(say(lang, "stable_note", noise=K.num(noise)))
+        out.derived.append(K.num(noise))
+    else:  # nothing to compare with: at least the window asked
+        xs = []
+        for pid in ids:
+            now = K.good([d for d in series.get(pid, []) if plan.window is None or plan.window.start.isoformat()
+                          <= d.metadata["date"] <= plan.window.end.isoformat()], ctx.suspects, column)
+            if now:
+                xs.append(statistics.fmean(K.value(d, column) for d in now))
+                out.derived.append(K.num(xs[-1]))
+                K.cite_all(out, now, (column,))
+        if xs:
+            out.add(say(lang, "group_now", n=len(xs), label=label, index=K.label_of(column), v=K.mean_of(out, xs)))
+            out.counts.append(len(xs))
     return out

@@ -32,6 +32,8 @@ TEXTS = {
     "en": {
         "harvest": ("Parcel {pid}'s {index} {verb} in {label} because it was {what} between {a} and {b}: it went from "
                     "{va} to {vb}{after}."),
+        "since_harvest": ("Parcel {pid}'s {index} is low in {label} ({v} on {date}) because it was {what} between {a} and "
+                          "{b} ({va} to {vb}): bare soil or stubble since."),
         "after_low": " and stayed low afterwards ({vc} on {dc}): bare soil or stubble",
         "unusable": ("Parcel {pid}'s low values in {label} are not the crop: {items} {were} {why}; its usable "
                      "observations around read {around}."),
@@ -53,6 +55,8 @@ TEXTS = {
     "fr": {
         "harvest": ("Le {index} de la parcelle {pid} a {verb} en {label} parce qu'elle a été {what} entre le {a} et le "
                     "{b} : il est passé de {va} à {vb}{after}."),
+        "since_harvest": ("Le {index} de la parcelle {pid} est bas en {label} ({v} le {date}) parce qu'elle a été {what} "
+                          "entre le {a} et le {b} ({va} à {vb}) : sol nu ou chaumes depuis."),
         "after_low": " et est resté bas ensuite ({vc} le {dc}) : sol nu ou chaumes",
         "unusable": ("Les valeurs basses de la parcelle {pid} en {label} ne sont pas la culture : {items} {were} "
                      "{why} ; ses observations exploitables autour donnent {around}."),
@@ -124,6 +128,18 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
                     what=_WHAT[lang if lang in _WHAT else "en"]["grass" if grass else "harvest"], a=e.start, b=e.end,
                     va=K.num(e.value_start), vb=K.num(e.value_end), after=after))
         K.cite_all(out, [by_date[e.start], by_date[e.end]], (column,))
+        return out
+    # 1b. still bare soil or stubble from a harvest shortly before the window
+    earlier = [e for e in K.events(series, ctx.suspects, column) if e.kind == "harvest" and start is not None
+               and e.end < start and (K.day(start) - K.day(e.end)).days <= 120]
+    low_now = [d for d in good if start <= d.metadata["date"] <= end and K.value(d, column) < 0.3] if start else []
+    if earlier and low_now and not rise:
+        e = earlier[-1]
+        grass = "grass" in (K.crop_of(series[0]) or "").lower()
+        out.add(say(lang, "since_harvest", pid=pid, index=index, label=label, v=K.num(K.value(low_now[-1], column)),
+                    date=low_now[-1].metadata["date"], what=_WHAT[lang if lang in _WHAT else "en"]["grass" if grass else "harvest"],
+                    a=e.start, b=e.end, va=K.num(e.value_start), vb=K.num(e.value_end)))
+        K.cite_all(out, [by_date[e.start], by_date[e.end], low_now[-1]], (column,))
         return out
     # 2. low values only in unusable observations
     bad = [d for d in in_window if not K.usable(d, ctx.suspects)]

@@ -160,7 +160,7 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
 
 #: "the other fields", "its peers": a comparison with other parcels, not with another window.
 _PEERS = re.compile(r"\b(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)\b|\bthe\s+others\b|\bpeers\b|"
-                    r"\b(?:les\s+)?autres\s+(?:\w+\s+){0,3}(?:parcelles|champs)\b")
+                    r"\b(?:les\s+)?autres\s+(?!dates?\b|annees?\b|saisons?\b|mois\b|acquisitions?\b)\w+")
 
 
 #: Phrasings read as the date parser's own words (folded): "than a year before" = "than last year".
@@ -168,6 +168,10 @@ _SYNONYMS = (
     (re.compile(r"\b(?:a|one|the)\s+year\s+(?:before|earlier|ago|prior)\b|\bthe\s+(?:previous|prior)\s+year\b|"
                 r"\bprevious\s+year\b"), "last year"),
     (re.compile(r"\bl'annee\s+(?:precedente|d'avant)\b|\bun\s+an\s+(?:avant|plus\s+tot)\b"), "l'an dernier"),
+    (re.compile(r"\b(?:at\s+the\s+)?(?:start|beginning)\s+of\s+(?=(?:january|february|march|april|may|june|july|august|"
+                r"september|october|november|december)\b)"), "early "),
+    (re.compile(r"\b(?:at\s+the\s+)?end\s+of\s+(?=(?:january|february|march|april|may|june|july|august|"
+                r"september|october|november|december)\b)"), "late "),
 )
 
 

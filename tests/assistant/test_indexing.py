@@ -8,6 +8,7 @@ import pytest
 
 from assistant import encoder_for
 from indexer.core.errors import EncoderMismatchError
+from indexer.store import seal_manifest
 
 
 def test_encoder_for_is_the_store_encoder(farm_store):
@@ -24,7 +25,8 @@ def test_encoder_for_refuses_a_store_it_cannot_match(farm_store, tmp_path):
     shutil.copytree(farm_store, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["encoder"]["normalization"] = {"mean": [0.0]}
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    # Sealed like a writer's manifest: the checksum is not what this test is about.
+    (copy / "manifest.json").write_text(json.dumps(seal_manifest(manifest)))
     with pytest.raises(EncoderMismatchError) as err:
         encoder_for(copy)
     assert err.value.field == "encoder"
