@@ -40,13 +40,15 @@ def target_query(parcel_ids: Sequence[str] | None = None, date_from: str | None 
 
 def similar_query(record_id: int, k: int = 5, date_from: str | None = None, date_to: str | None = None,
                   attributes: Mapping[str, Sequence[str]] | None = None, bbox: Sequence[float] | None = None,
-                  exclude_parcel_ids: Sequence[str] = (), per_parcel: bool = True) -> str:
+                  exclude_parcel_ids: Sequence[str] = (), per_parcel: bool = True,
+                  parcel_ids: Sequence[str] | None = None) -> str:
     """The SimilarRetriever query: the `k` records nearest to `record_id`'s embedding, filtered
-    (`per_parcel`: each parcel's best record only, so k parcels)."""
+    (`per_parcel`: each parcel's best record only, so k parcels; `parcel_ids`: only among these)."""
     return _query(record_id=int(record_id), k=int(k), date_from=date_from, date_to=date_to,
                   attributes={k_: list(v) for k_, v in (attributes or {}).items()},
                   bbox=list(bbox) if bbox else None, exclude_parcel_ids=list(exclude_parcel_ids),
-                  per_parcel=per_parcel if not per_parcel else None)
+                  per_parcel=per_parcel if not per_parcel else None,
+                  parcel_ids=list(parcel_ids) if parcel_ids is not None else None)
 
 
 def history_query(parcel_id: str, windows: Sequence[tuple[str, str, str]] = ()) -> str:

@@ -29,6 +29,7 @@ TEXTS = {
         "within_crop": ", among the {crop} parcels",
         "within_window": " in {label}",
         "item": "{pid} on {date} (distance {distance}, {values})",
+        "pair": "The imagery of {b} on {db} ({vb}) was at distance {distance} from {a}'s on {da} ({va}).",
         "none": "No usable record of another parcel matches those filters.",
         "note": "Distance is between image embeddings: 0 is identical; it says the images look alike, not that the crops are the same.",
         "no_ref": "Which parcel should the others look like? Name one, for example: {examples}.",
@@ -39,6 +40,7 @@ TEXTS = {
         "within_crop": ", parmi les parcelles de {crop}",
         "within_window": " en {label}",
         "item": "{pid} le {date} (distance {distance}, {values})",
+        "pair": "L'image de {b} le {db} ({vb}) était à une distance de {distance} de celle de {a} le {da} ({va}).",
         "none": "Aucun enregistrement exploitable d'une autre parcelle ne correspond à ces filtres.",
         "note": "La distance compare les empreintes des images : 0 est identique ; elle dit que les images se ressemblent, pas que les cultures sont les mêmes.",
         "no_ref": "À quelle parcelle les autres doivent-elles ressembler ? Nommez-en une, par exemple : {examples}.",
@@ -69,6 +71,14 @@ def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
     folded = K.fold_text(turn.question)
     if not _HOW_MANY.search(folded) and _ONE.search(folded):
         k = 1  # "which parcel is most similar": one
+    others = list(plan.places.parcel_ids[1:])
+    if others:
+        # "How similar are A and B": B's record on A's date (else in the window, else any date).
+        for lo, hi in ((focus.metadata["date"], focus.metadata["date"]), (start, end), (None, None)):
+            hits = ctx.similar(focus.metadata["record_id"], len(others), date_from=lo, date_to=hi, parcel_ids=others)
+            if hits:
+                break
+        return Found(records=(focus,), extra=tuple(series), similar=tuple(hits), focus=focus)
     hits = ctx.similar(focus.metadata["record_id"], k, date_from=start, date_to=end if window else None,
                        attributes=plan.places.attributes or None)
     hits = [h for h in hits if h.metadata["date"] not in ctx.suspects]
@@ -89,6 +99,20 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             checks.not_usable(out, lang, found.records[-1], found.extra, ctx.suspects)
         return out
     focus = found.focus
+    if len(plan.places.parcel_ids) > 1:
+        out.cite(focus, ("ndvi_mean",))
+        if not found.similar:
+            out.add(say(lang, "none"))
+        for d in found.similar:
+            out.add(say(lang, "pair", a=focus.metadata["parcel_id"], da=focus.metadata["date"], b=d.metadata["parcel_id"],
+                        db=d.metadata["date"], distance=f"{d.metadata['distance']:.3f}",
+                        va=K.values(focus, ("ndvi_mean",)), vb=K.values(d, ("ndvi_mean",))))
+            out.cite(d, ("ndvi_mean",))
+            out.similar.append({"parcel_id": d.metadata["parcel_id"], "date": d.metadata["date"],
+                                "distance": d.metadata["distance"], "score": d.metadata["score"],
+                                "record_id": d.metadata["record_id"]})
+        out.add(say(lang, "note"))
+        return out
     within = ""
     crops = [v for vals in plan.places.attributes.values() for v in vals]
     if crops:

@@ -69,8 +69,8 @@ class AnswerContext(Protocol):
                 radius_m: float | None = None) -> list[Document]: ...
 
     def similar(self, record_id: int, k: int, *, date_from: str | None = None, date_to: str | None = None,
-                attributes: Mapping[str, Sequence[str]] | None = None,
-                bbox: Sequence[float] | None = None) -> list[Document]: ...
+                attributes: Mapping[str, Sequence[str]] | None = None, bbox: Sequence[float] | None = None,
+                parcel_ids: Sequence[str] | None = None) -> list[Document]: ...
 
 
 def _in(doc: Document, parcel_ids, date_from, date_to, attributes) -> bool:
@@ -104,7 +104,8 @@ class ListContext:
         out = [d for d in self.docs if _in(d, ids, date_from, date_to, attributes)]
         return sorted(out, key=lambda d: (d.metadata["parcel_id"], d.metadata["date"]))
 
-    def similar(self, record_id, k, *, date_from=None, date_to=None, attributes=None, bbox=None) -> list[Document]:
+    def similar(self, record_id, k, *, date_from=None, date_to=None, attributes=None, bbox=None,
+                parcel_ids=None) -> list[Document]:
         import numpy as np
 
         if record_id not in self.vectors:
@@ -115,7 +116,8 @@ class ListContext:
         for d in self.docs:
             rid = d.metadata["record_id"]
             if (rid not in self.vectors or d.metadata["parcel_id"] == target.metadata["parcel_id"]
-                    or not d.metadata["valid"] or not _in(d, None, date_from, date_to, attributes)):
+                    or not d.metadata["valid"] or not _in(d, set(parcel_ids) if parcel_ids is not None else None,
+                                                          date_from, date_to, attributes)):
                 continue
             w = np.asarray(self.vectors[rid], dtype=float)
             s = float(v @ w / (np.linalg.norm(v) * np.linalg.norm(w)))
@@ -146,11 +148,12 @@ class StoreAnswerContext:
             parcel_ids=parcel_ids, date_from=date_from, date_to=date_to, attributes=attributes, bbox=bbox,
             point=point, radius_m=radius_m))
 
-    def similar(self, record_id, k, *, date_from=None, date_to=None, attributes=None, bbox=None) -> list[Document]:
+    def similar(self, record_id, k, *, date_from=None, date_to=None, attributes=None, bbox=None,
+                parcel_ids=None) -> list[Document]:
         from assistant.retrievers import similar_query
 
         return self._similar.invoke(similar_query(record_id, k=k, date_from=date_from, date_to=date_to,
-                                                  attributes=attributes, bbox=bbox))
+                                                  attributes=attributes, bbox=bbox, parcel_ids=parcel_ids))
 
 
 def as_date(text: str) -> dt.date:

@@ -301,3 +301,14 @@ def test_misspellings_of_one_meaning_are_no_tie():
 
     assert correct("how is parcele 4 in juen 2019")[1] == [("parcele", "parcel"), ("juen", "June")]
     assert correct("the main field")[1] == []  # a real word is never "corrected"
+
+
+def test_how_similar_two_named_parcels_are(ctx):
+    ctx.vectors = {d.metadata["record_id"]: [1.0, d.metadata["ndvi_mean"] or 0.0] for d in ctx.docs
+                   if d.metadata["valid"]}
+    plan = make_plan(intent="similar", parcels=["W-1", "G-1"], win=window("2019-06-05"))
+    _, comp = answer(ctx, "how similar are W-1 and G-1 on 2019-06-05?", plan)
+    [hit] = comp.similar
+    assert (hit["parcel_id"], hit["date"]) == ("G-1", "2019-06-05")
+    assert text(comp).startswith(f"The imagery of G-1 on 2019-06-05 (NDVI 0.79) was at distance {hit['distance']:.3f} "
+                                 "from W-1's on 2019-06-05 (NDVI 0.82).")
