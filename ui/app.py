@@ -53,6 +53,7 @@ def main() -> None:
         return
     areas = view.areas()
     state.init(view.dates, list(view.parcels["parcel_id"]), view.opening_date(areas[0]) if areas else None)
+    state.apply_link(st.query_params, view.dates, list(view.parcels["parcel_id"]))
     chat_backend.preload(cfg)  # the assistant loads in the background while pages render (no-op once loaded)
     try:
         page.run()

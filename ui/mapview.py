@@ -77,9 +77,9 @@ def colour_bar(colours: branca.colormap.LinearColormap, title: str, width: int =
         f'fill="{colours.rgb_hex_str(colours.vmin + (colours.vmax - colours.vmin) * (i + 0.5) / steps)}"/>'
         for i in range(steps))
     ticks = "".join(
-        f'<text x="{4 + (width - 8) * f:.1f}" y="42" text-anchor="middle">'
+        f'<text x="{width * f:.1f}" y="42" text-anchor="{anchor}">'
         f'{format(colours.vmin + (colours.vmax - colours.vmin) * f, fmt)}</text>'
-        for f in (0, 0.25, 0.5, 0.75, 1))
+        for f, anchor in ((0, "start"), (0.25, "middle"), (0.5, "middle"), (0.75, "middle"), (1, "end")))
     return (f'<svg class="xv-colourbar" xmlns="http://www.w3.org/2000/svg" width="{width}" height="46" '
             f'font-family="sans-serif" font-size="11"><text x="0" y="11">{html_text(title)}</text>{rects}{ticks}</svg>')
 

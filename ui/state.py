@@ -40,6 +40,41 @@ def init(dates: list[str], parcels: list[str], opening_date: str | None = None) 
     state.setdefault(MAP_CLICK, None)
 
 
+LINK_APPLIED = "xv_link_applied"  # the page address's ?date=&parcel= were applied (once per session)
+
+
+def apply_link(params, dates: list[str], parcels: list[str]) -> None:
+    """A link to a view (`?date=YYYY-MM-DD&parcel=ID`) selects that date and parcel when a session
+    starts; values the store does not hold are ignored. Applied once, so the widgets can change them."""
+    state = st.session_state
+    if state.get(LINK_APPLIED):
+        return
+    state[LINK_APPLIED] = True
+    if params.get("date") in dates:
+        state[DATE] = params.get("date")
+    if params.get("parcel") in parcels:
+        state[PARCEL] = params.get("parcel")
+
+
+def bound(name: str, then=None) -> dict:
+    """Keyword arguments that bind a widget to the shared setting `name`: the widget shows the
+    setting (seeded before it is drawn, every run) and a change by the user is written back before
+    the page reruns (then `then()`, if given). Pass no `index`/`value` beside them.
+
+    (A widget given `index=` from the setting gets a new identity whenever the setting changes, so
+    the user's next choice lands on a widget that is no longer drawn and is lost.)
+    """
+    key = f"{name}__widget"
+    st.session_state[key] = st.session_state.get(name)
+
+    def write_back() -> None:
+        st.session_state[name] = st.session_state[key]
+        if then is not None:
+            then()
+
+    return {"key": key, "on_change": write_back}
+
+
 def select_parcel(parcel_id: str | None) -> None:
     st.session_state[PARCEL] = parcel_id
 

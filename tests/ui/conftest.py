@@ -42,6 +42,43 @@ def flanders_archive(tmp_path_factory) -> Path:
     return store
 
 
+#: The hazy acquisition `hazy_store` writes, between two clear ones five and ten days away.
+HAZY_DATE = "2019-10-18"
+
+
+@pytest.fixture(scope="session")
+def hazy_store(tmp_path_factory) -> Path:
+    """A suspect acquisition: 2019-10-13, 2019-10-18 and 2019-10-28 over Flanders, all clear by the
+    scene classification, with 2019-10-18's near-infrared bands (B08, B8A) scaled by 0.4, as a
+    haze the cloud mask missed would lower them. Every parcel's NDVI drops on that date and comes
+    back: the suspect-scene rule's case. (The real archive has no such date under the current
+    quality rule: its hazy dates are masked as cloud or snow.)"""
+    import rasterio
+
+    from indexer.pipeline import IndexConfig, index
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
+
+    folder = tmp_path_factory.mktemp("hazy")
+    source = FLANDERS / f"S2_L2A_Flanders31UES_{HAZY_DATE}.tif"
+    hazy = folder / source.name
+    with rasterio.open(source) as src:
+        profile, bands, tags = src.profile, src.read(), src.tags()
+        names = src.descriptions
+    for i, name in enumerate(names):
+        if name in ("B08", "B8A"):
+            bands[i] = (bands[i] * 0.4).astype(bands.dtype)
+    with rasterio.open(hazy, "w", **profile) as dst:
+        dst.write(bands)
+        dst.descriptions = names
+        dst.update_tags(**tags)
+    files = (str(FLANDERS / "S2_L2A_Flanders31UES_2019-10-13.tif"), str(hazy),
+             str(FLANDERS / "S2_L2A_Flanders31UES_2019-10-28.tif"))
+    store = folder / "store"
+    index(IndexConfig(store=store, inputs=files, parcels=FLANDERS / "parcels_Flanders31UES.gpkg", progress=False),
+          build_encoder(DEFAULT_ENCODER))
+    return store
+
+
 @pytest.fixture(scope="session")
 def two_area_store(flanders_store, tmp_path_factory) -> Path:
     """The Flanders store plus two Hesbaye months cut into 10 x 10 pixel cells, 90 km away."""

@@ -15,34 +15,28 @@ st.title("Parcels")
 selected = state.selected_parcel()
 areas = view.areas()
 # The map frames one area (a group of nearby parcels): the selected parcel's, else the last one shown.
-home = view.area_of(selected) if selected else st.session_state.get(state.AREA)
+if selected and view.has_parcel(selected):
+    st.session_state[state.AREA] = view.area_of(selected)
+elif st.session_state.get(state.AREA) not in areas:
+    st.session_state[state.AREA] = areas[0]
 controls = st.columns([3, 1, 2, 1] if len(areas) > 1 else [3, 1, 2])
 if len(areas) > 1:
     with controls[3]:
-        area = st.selectbox("Area", areas, index=areas.index(home) if home in areas else 0)
-        if selected and view.area_of(selected) != area:  # another area chosen: its parcel is not shown
-            selected = None
-            state.select_parcel(None)
+        # Another area chosen: the selected parcel is not on its map any more.
+        area = st.selectbox("Area", areas, **state.bound(state.AREA, then=lambda: state.select_parcel(None)))
 else:
     area = areas[0]
-st.session_state[state.AREA] = area
 dates = view.area_dates(area)
-date = st.session_state[state.DATE]
-if date not in dates:  # snap to the area's own acquisitions: the newest on which most parcels are usable
-    date = view.opening_date(area)
+if st.session_state[state.DATE] not in dates:  # snap to the area's own acquisitions: the newest mostly usable
+    st.session_state[state.DATE] = view.opening_date(area)
 with controls[0]:
-    date = st.select_slider("Acquisition date (☁ mostly cloudy or no data, ⚠ suspect)", options=dates, value=date,
-                            format_func=lambda d: view.date_label(area, d))
-    st.session_state[state.DATE] = date
+    date = st.select_slider("Acquisition date (☁ mostly cloudy or no data, ⚠ suspect)", options=dates,
+                            format_func=lambda d: view.date_label(area, d), **state.bound(state.DATE))
 with controls[1]:
-    index = st.selectbox("Index", data.INDICES, index=data.INDICES.index(st.session_state[state.INDEX]),
-                         format_func=str.upper)
-    st.session_state[state.INDEX] = index
+    index = st.selectbox("Index", data.INDICES, format_func=str.upper, **state.bound(state.INDEX))
 with controls[2]:
-    kinds = list(mapview.COLOURINGS)
-    kind = st.selectbox("Colour by", kinds, index=kinds.index(st.session_state[state.COLOURING]),
-                        format_func=mapview.COLOURINGS.get)
-    st.session_state[state.COLOURING] = kind
+    kind = st.selectbox("Colour by", list(mapview.COLOURINGS), format_func=mapview.COLOURINGS.get,
+                        **state.bound(state.COLOURING))
 
 quality = view.quality(area, date)
 if quality["unusable_share"] >= data.MOSTLY_USABLE:

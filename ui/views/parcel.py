@@ -11,25 +11,19 @@ cfg = config.parse()
 view = data.open_view(cfg.store)
 
 ids = list(view.parcels["parcel_id"])
-current = state.selected_parcel()
-parcel = st.selectbox("Parcel", ids, index=ids.index(current) if current in ids else None,
-                      format_func=lambda p: f"{p} · {view.label(p)}" if view.label(p) else p,
-                      placeholder="Choose a parcel (or click one on the map)")
+parcel = st.selectbox("Parcel", ids, format_func=lambda p: f"{p} · {view.label(p)}" if view.label(p) else p,
+                      placeholder="Choose a parcel (or click one on the map)", **state.bound(state.PARCEL))
 if parcel is None:
     st.info("Choose a parcel, or click one on the Map page.")
     st.stop()
-if parcel != current:
-    state.select_parcel(parcel)
 
 history = view.history(parcel)
 dates = list(history["date"])
-date = st.session_state[state.DATE]
-if date not in dates:  # the map's date is not one of this parcel's: its newest usable one
+if st.session_state[state.DATE] not in dates:  # the map's date is not one of this parcel's: its newest usable one
     usable = list(history.loc[history["usable"], "date"])
-    date = usable[-1] if usable else dates[-1]
-date = st.select_slider("Date", options=dates, value=date,
-                        format_func=lambda d: view.date_label(view.area_of(parcel), d))
-st.session_state[state.DATE] = date
+    st.session_state[state.DATE] = usable[-1] if usable else dates[-1]
+date = st.select_slider("Date", options=dates, format_func=lambda d: view.date_label(view.area_of(parcel), d),
+                        **state.bound(state.DATE))
 
 panels.parcel_card(view, parcel, date)
 if not history["usable"].any():
