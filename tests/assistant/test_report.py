@@ -183,3 +183,24 @@ def test_hostile_labels_are_escaped_in_the_report_and_guarded_in_the_csv(hostile
     rows = list(csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))))
     assert rows and all(r["attr_label_source"] == "'" + HOSTILE_SOURCE for r in rows)
     assert all(r["attr_crop_name"] == HOSTILE_CROP for r in rows), "markup is plain text in a CSV"
+
+
+def test_a_grid_cell_without_parcel_attributes_gets_its_report(tmp_path):
+    """Cells of `--grid` have no parcels file: no crop, no attributes; the rest of the report holds."""
+    from indexer.pipeline import IndexConfig, index
+    from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
+
+    hesbaye = REPO / "data" / "worldcereal-hesbaye"
+    files = tuple(str(p) for p in sorted(hesbaye.glob("S2_L2A_hesbaye_2021-0[4-7]-01.tif")))
+    if len(files) < 4:
+        pytest.skip("the Hesbaye months are not in data/")
+    index(IndexConfig(store=tmp_path / "grid", inputs=files, grid=10, progress=False), build_encoder(DEFAULT_ENCODER))
+    store = Store.open(tmp_path / "grid")
+    cell = sorted(store.records()["parcel_id"].unique())[0]
+    report = build_report(store, cell, ReportConfig(similar_k=2))
+    assert report.crop == "" and report.attributes == {} and report.season == 2021
+    html = render_html(report)
+    assert cell in html and "S2_L2A_hesbaye_&lt;date&gt;.tif" in html, "one raster per date, named by its date"
+    history = store.history(cell).sort_values("date")
+    newest = history[history["valid"]].iloc[-1]
+    assert report.recent[0].record_id == int(newest["record_id"]) and f"{newest['ndvi_mean']:.2f}" in html
