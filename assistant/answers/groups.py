@@ -41,7 +41,7 @@ _ONE = re.compile(r"\b(?:highest|lowest|greenest|best|worst|driest|weakest|stron
 #: consecutive usable observations in the window (a fall unless a rise is asked).
 _CHANGE = re.compile(r"\b(?:biggest|largest|greatest|sharpest|steepest|most)\s+(?P<what>drop|fall|decline|decrease|loss|rise|increase|gain|growth)\b|"
                      r"\bplus\s+(?:forte|grande)\s+(?P<fr>baisse|chute|hausse|augmentation)\b|"
-                     r"\b(?P<verb>dropped|fell|declined|rose|increased)\s+(?:the\s+)?most\b")
+                     r"\b(?P<verb>dropped|fell|declined|rose|increased|grew|greened(?:\s+up)?)\s+(?:the\s+)?most\b")
 _BY_CROP = re.compile(r"\b(?:which|what|quelles?)\s+(?:\w+\s+)?(?:crops|cultures|crop\s+types)\b|\bby\s+crop\b|\bpar\s+culture\b")
 _AGGREGATE = re.compile(r"\b(?:average|mean|median|moyenn\w*|median\w*|range|ecart|count|how\s+many|combien|overall|"
                         r"en\s+moyenne|typical|summary|resume)\b")
@@ -82,7 +82,7 @@ TEXTS = {
         "no_peers": "Parcels without another parcel of their crop to compare with: {pids}.",
         "item": "{pid} {v}", "item_date": "{pid} {v} on {date}",
         "lt": "{index} below {v}", "le": "{index} at or below {v}", "gt": "{index} above {v}", "ge": "{index} at or above {v}",
-        "class": "{label} {aspect}",
+        "class": "{label} {aspect}", "standing_water": "standing water",
     },
     "fr": {
         "what_all": "les {n} parcelles", "what_crop": "les {n} parcelles de {crop}", "what_area": "les {n} parcelles de cette zone",
@@ -121,13 +121,20 @@ TEXTS = {
         "item": "{pid} {v}", "item_date": "{pid} {v} le {date}",
         "lt": "un {index} inférieur à {v}", "le": "un {index} inférieur ou égal à {v}", "gt": "un {index} supérieur à {v}",
         "ge": "un {index} supérieur ou égal à {v}",
-        "class": "{aspect} {label}",
+        "class": "{aspect} {label}", "standing_water": "de l'eau stagnante",
     },
 }
 _ASPECTS = {"en": {"vigor": "vigor", "moisture": "moisture", "cover": "cover", "biomass": "biomass", "growth": "growth",
                    "uniformity": "uniformity", "water": "surface water"},
             "fr": {"vigor": "vigueur", "moisture": "humidité", "cover": "couverture", "biomass": "biomasse",
                    "growth": "croissance", "uniformity": "homogénéité", "water": "eau de surface"}}
+
+
+_LABELS = {"en": {"bare_soil": "bare soil", "vegetation_dominant": "dense vegetation", "early_or_senescent": "early or senescent"},
+           "fr": {"low": "faible", "moderate": "moyenne", "high": "élevée", "bare_soil": "sol nu", "mixed": "mixte",
+                  "vegetation_dominant": "végétation dominante", "early_or_senescent": "précoce ou sénescente",
+                  "mature_canopy": "couvert mature", "heterogeneous": "hétérogène", "uniform": "homogène",
+                  "present": "présente"}}
 
 
 def say(lang: str, key: str, **values: object) -> str:
@@ -249,17 +256,18 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if len(plan.places.parcel_ids) == 1:
         _versus_peers(out, turn, ctx, values, column, when, note, windowed, lang)
         return out
-    if plan.condition is not None or plan.class_condition is not None:
+    superlative = plan.class_condition is not None and plan.order is not None and _ONE.search(folded)
+    if (plan.condition is not None or plan.class_condition is not None) and not superlative:
         _threshold(out, turn, ctx, docs, values, when, lang)
     elif _BEHIND.search(folded):
         _behind(out, turn, ctx, values, column, when, windowed, lang)
     elif (m := _CHANGE.search(folded)) and values:
         rise = any(w in (m.group("what") or m.group("fr") or m.group("verb") or "")
-                   for w in ("rise", "increase", "gain", "growth", "hausse", "augmentation", "rose"))
+                   for w in ("rise", "increase", "gain", "growth", "hausse", "augmentation", "rose", "grew", "greened"))
         _largest_change(out, turn, ctx, docs, column, when, rise, lang)
     elif _BY_CROP.search(folded) and values:
         _by_crop(out, turn, docs, values, column, when, note, lang)
-    elif plan.intent == "rank" and not _AGGREGATE.search(folded) and values:
+    elif (plan.intent == "rank" or superlative) and not _AGGREGATE.search(folded) and values:
         asc = plan.order == "asc"
         ranked = sorted(values.items(), key=lambda kv: (kv[1][0], kv[0]), reverse=not asc)
         k = min(plan.k or len(ranked), len(ranked))
@@ -327,7 +335,10 @@ def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, w
     else:
         aspect, label = plan.class_condition.aspect, plan.class_condition.label
         column = RULE_BY_ASPECT[aspect].stat
-        what = say(lang, "class", aspect=_ASPECTS.get(lang, _ASPECTS["en"]).get(aspect, aspect), label=label.replace("_", " "))
+        what = say(lang, "class", aspect=_ASPECTS.get(lang, _ASPECTS["en"]).get(aspect, aspect),
+                   label=_LABELS.get(lang, _LABELS["en"]).get(label, label.replace("_", " ")))
+        if aspect == "water" and label == "present":
+            what = say(lang, "standing_water")
         matched, closest = [], []
         series = K.by_parcel(turn.found.extra)
         bare = []

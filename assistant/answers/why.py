@@ -88,7 +88,9 @@ def say(lang: str, key: str, **values: object) -> str:
 def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
     pid = subject(turn, ctx)
     if pid is None:
-        return Found()
+        # "What happened on 19 August?": no parcel, so what the scene shows (observation quality).
+        from assistant.answers import quality
+        return quality.retrieve(turn, ctx)
     series = ctx.records(parcel_ids=[pid])
     crop = K.crop_of(series[0]) if series else None
     peers = [d for d in ctx.records(attributes={"attr_crop_name": [crop]}) if d.metadata["parcel_id"] != pid] if crop else []
@@ -102,8 +104,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         return out
     pid = subject(turn, ctx)
     if pid is None:
-        from assistant.answers import clarify
-        return clarify.compose(turn, ctx)
+        from assistant.answers import clarify, quality
+        return quality.compose(turn, ctx) if plan.window is not None else clarify.compose(turn, ctx)
     column = K.column_of(plan.index)
     index = K.label_of(column)
     series = list(turn.found.records)

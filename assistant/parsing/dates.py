@@ -569,9 +569,13 @@ def resolve(m: Mention, ref: dt.date, hemi: str, lang: str, anchor_year: int | N
             last = w.end.day
             lo, hi = {"early": (1, 10), "mid": (11, 20), "late": (21, last), "week1": (1, 7), "week2": (8, 14),
                       "week3": (15, 21), "week4": (22, 28), "week_last": (last - 6, last)}[m.part]
-            label = {"week1": "first week of", "week2": "second week of", "week3": "third week of",
-                     "week4": "fourth week of", "week_last": "last week of"}.get(m.part, m.part)
-            w = DateWindow(w.start.replace(day=lo), w.start.replace(day=hi), f"{label} {w.label}")
+            label = ({"week1": "first week of", "week2": "second week of", "week3": "third week of",
+                      "week4": "fourth week of", "week_last": "last week of"} if lang != "fr" else
+                     {"week1": "première semaine de", "week2": "deuxième semaine de", "week3": "troisième semaine de",
+                      "week4": "quatrième semaine de", "week_last": "dernière semaine de", "early": "début",
+                      "mid": "mi-", "late": "fin"}).get(m.part, m.part)
+            w = DateWindow(w.start.replace(day=lo), w.start.replace(day=hi),
+                           f"{label}{w.label}" if label.endswith("-") else f"{label} {w.label}")
             key = "month_week" if m.part.startswith("week") else "month_part"
         return w, rule_text(key, lang, m.text, w, ref, name=name)
     if m.kind == "season":
