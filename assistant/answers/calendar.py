@@ -124,10 +124,15 @@ def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
 
 
 def _bounds(turn: Turn) -> tuple[str | None, str | None, str]:
+    """The window events are looked for in: the plan's, spanning the other windows it names
+    ("this season (2019)")."""
     w = turn.plan.window
     if w is None:
         return None, None, say(turn.lang, "the_archive")
-    return w.start.isoformat(), w.end.isoformat(), w.label
+    windows = [w, *turn.plan.compare_windows]
+    start, end = min(x.start for x in windows), max(x.end for x in windows)
+    label = w.label if len(windows) == 1 else " / ".join(x.label for x in windows)
+    return start.isoformat(), end.isoformat(), label
 
 
 def _grass(doc) -> bool:

@@ -4,7 +4,9 @@ A kind is a module of `assistant.answers` with two functions, ``retrieve(turn, c
 ``compose(turn, ctx) -> Composition``. `choose(plan)` walks `KINDS` in order and takes the first
 whose trigger words appear in the (folded) question and whose condition on the plan holds; the
 parser's own reading (places, dates, the index, a threshold) is in the plan. Adding a kind is one
-module and one row here; nothing else branches on the kind.
+module and one row here; nothing else branches on the kind. A kind may have two rows (the calendar:
+an event asked by name wins early, a trend only after past seasons and groups); both name the same
+module.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ PEERS = _words(r"(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)", 
 #: Words for a change, read by the "why" and calendar kinds (vocabulary only: they choose no kind).
 CHANGE = _words(r"drop\w*", r"fall\w*", r"fell", r"declin\w*", r"dip\w*", r"rise", r"rose", r"increas\w*", r"decreas\w*",
                 r"went\s+(?:up|down)", r"baiss\w*", r"chut\w*", r"hausse", r"augment\w*", r"diminu\w*", r"lower", r"higher")
+#: A crop-calendar event asked by name: answered by the calendar even when several dates are named.
+EVENTS = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"green[- ]?up", r"emerg\w*", r"levee", r"senescen\w*",
+                r"sowing", r"sown", r"semis", r"peak\w*", r"pic", r"fauch\w*", r"mow\w*")
 #: Aggregates, rankings and peers of a group.
 GROUPS = _words(r"average", r"mean", r"moyenn\w*", r"median\w*", r"range", r"ecart", r"count", r"how\s+many",
                 r"combien", r"rank\w*", r"classe\w*", r"top", r"highest", r"lowest", r"best", r"worst", r"greenest",
@@ -144,6 +149,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("archive", "archive", ARCHIVE, lambda p: _no_filter(p) and not _index_named(p), answers="what the archive holds: parcels, crops, dates, seasons"),
     Kind("peers", "groups", PEERS, lambda p: len(p.places.parcel_ids) == 1 and p.intent != "similar",
          answers="one parcel against the other parcels of its crop"),
+    Kind("calendar", "calendar", EVENTS, answers="a crop-calendar event asked by name (harvest, emergence, peak)"),
     Kind("seasons", "seasons", None, lambda p: _past_seasons(p) and _one_or_no_parcel(p) and p.intent != "rank"
          and p.condition is None and p.class_condition is None,
          answers="a parcel against its past seasons, by day of year"),
