@@ -118,8 +118,14 @@ def screenshot(page, shots: list[Path], name: str, height: int = 1000) -> None:
         page.screenshot(path=str(folder / f"{name}.png"))
 
 
+def map_frame(page):
+    """The map's frame, once Streamlit has dropped the previous run's copy of it."""
+    page.wait_for_function(f"() => document.querySelectorAll('{MAP_FRAME}').length === 1")
+    return page.frame_locator(MAP_FRAME)
+
+
 def map_paths(page):
-    paths = page.frame_locator(MAP_FRAME).locator("path.leaflet-interactive")
+    paths = map_frame(page).locator("path.leaflet-interactive")
     paths.first.wait_for()
     return paths
 
@@ -131,7 +137,7 @@ def test_clicking_a_parcel_on_the_map_shows_its_chart(app_url, page, shots):
     assert paths.count() == 19
     target = paths.nth(0)
     target.hover()
-    tooltip = page.frame_locator(MAP_FRAME).locator(".leaflet-tooltip")
+    tooltip = map_frame(page).locator(".leaflet-tooltip")
     tooltip.wait_for()
     parcel = re.search(r"Flanders31UES-\d{3}", tooltip.inner_text()).group(0)
     target.click()
@@ -188,3 +194,117 @@ def test_question_gets_a_streamed_answer_citing_a_parcel(app_url, page, shots, f
         assert f"NDVI {ndvi:.2f}" in text, "the answer states the record's own NDVI"
     assert re.search(r"NDVI 0\.\d{2}", text)
     screenshot(page, shots, "ask")
+
+
+# -- the whole Flanders archive ----------------------------------------------------------------------
+
+#: Dates of the real archive and what they are (checked against the store in the test).
+FULLY_CLOUDED = "2019-11-27"  # also the newest acquisition
+SNOWY = "2018-11-12"
+CLOUDED_PARCEL = "Flanders31UES-003"
+
+
+@pytest.fixture(scope="module")
+def archive_url(flanders_archive, tmp_path_factory):
+    """`xvision ui` serving a copy of the 72-date Flanders archive, without a generator (the
+    answers of these tests need none)."""
+    store = tmp_path_factory.mktemp("archive") / "store"
+    shutil.copytree(flanders_archive, store)
+    with serve(store, store.parent, model=[]) as url:
+        yield url
+
+
+def no_exception_anywhere(page) -> None:
+    settled(page)
+    text = page.locator('[data-testid="stApp"]').inner_text()
+    assert "Traceback" not in text and "Error:" not in text, text[:2000]
+
+
+def every_page(page, url: str, date: str, parcel: str, shots=None, name: str | None = None) -> None:
+    """The map, Parcel, Ask and Add data pages with `parcel` selected on `date`, which must be an
+    unusable observation of it: no exception, no value, the reason said."""
+    page.goto(f"{url}/?date={date}&parcel={parcel}")
+    no_exception_anywhere(page)
+    assert map_paths(page).count() == 19
+    page.get_by_role("heading", name=re.compile(parcel)).first.wait_for()
+    page.get_by_text(f"No usable observation of this parcel on {date}").first.wait_for()
+    assert page.locator('[data-testid="stMetric"]').count() == 0, "no value shown for an unusable date"
+    if name:
+        screenshot(page, shots, name)
+    for link, marker in (("Parcel", "Compared with past seasons"), ("Ask", "Ask about your parcels"),
+                         ("Add data", "Add imagery and parcels")):
+        page.get_by_role("link", name=link).first.click()
+        page.get_by_text(marker).first.wait_for()
+        no_exception_anywhere(page)
+        if link == "Parcel":
+            page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
+            page.get_by_text("Parcels that looked like this").wait_for()
+            assert page.locator('[data-testid="stMetric"]').count() == 0
+
+
+def test_every_page_on_the_newest_fully_clouded_and_the_snowy_date(archive_url, page, shots, flanders_archive):
+    from ui.data import open_view
+
+    view = open_view(flanders_archive)
+    assert view.dates[-1] == FULLY_CLOUDED and view.quality("all parcels", FULLY_CLOUDED)["unusable_share"] == 1
+    for date in (FULLY_CLOUDED, SNOWY):
+        assert not view.record(CLOUDED_PARCEL, date)["usable"]
+        every_page(page, archive_url, date, CLOUDED_PARCEL, shots, "map-clouded" if date == FULLY_CLOUDED else None)
+
+
+def test_every_page_on_a_suspect_date(hazy_store, tmp_path, page):
+    from conftest import HAZY_DATE
+
+    from ui.data import open_view
+
+    assert open_view(hazy_store).quality("all parcels", HAZY_DATE)["suspect"]
+    with serve(hazy_store, tmp_path, model=[]) as url:
+        every_page(page, url, HAZY_DATE, PARCEL)
+        page.get_by_role("link", name="Map").first.click()
+        page.get_by_text("flagged suspect").first.wait_for()
+
+
+def test_a_new_visit_opens_on_a_usable_date(archive_url, page, flanders_archive):
+    from ui.data import open_view
+
+    opening = open_view(flanders_archive).opening_date("all parcels")
+    page.goto(archive_url)
+    no_exception_anywhere(page)
+    slider = page.locator('[data-testid="stSlider"]').first
+    assert opening in slider.inner_text()
+    grey = [p for p in map_paths(page).all() if p.get_attribute("fill") == "#9e9e9e"]
+    assert len(grey) < 19 / 2, "most parcels are coloured on the opening date"
+
+
+def test_a_group_question_with_a_parcel_selected_answers_the_group(archive_url, page):
+    page.goto(f"{archive_url}/ask?parcel={PARCEL}")
+    no_exception_anywhere(page)
+    page.get_by_text(re.compile("about the selected parcel")).first.wait_for()
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill("Which parcels had NDVI below 0.3 in July 2019?")
+    box.press("Enter")
+    question = page.locator('[data-testid="stChatMessage"]').nth(0)
+    question.get_by_text("About: all parcels").wait_for()
+    answer = page.locator('[data-testid="stChatMessage"]').nth(1)
+    answer.locator('[data-testid="stDataFrame"]').first.wait_for()
+    no_exception_anywhere(page)
+    assert "1 of 1 parcels" not in answer.inner_text()
+    assert PARCEL not in question.inner_text()
+
+
+def test_status_colourings_render_with_their_legends(archive_url, page, shots):
+    page.goto(f"{archive_url}/?date=2019-10-13&parcel={PARCEL}")
+    no_exception_anywhere(page)
+    for option, words in (("Difference from its own other seasons", "closest in day of year"),
+                          ("Difference from parcels of the same crop", "same crop")):
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Colour by").click()
+        page.keyboard.type(option)
+        page.keyboard.press("Enter")
+        page.locator('[data-testid="stCaptionContainer"]', has_text=words).first.wait_for()
+        no_exception_anywhere(page)
+        frame = map_frame(page)
+        frame.locator("svg.xv-colourbar").wait_for()
+        assert "Δ" in frame.locator(".xv-legend").inner_text()
+        coloured = [p.get_attribute("fill") for p in map_paths(page).all()]
+        assert len(set(coloured) - {"#9e9e9e"}) > 3, "a diverging colour per parcel"
+        screenshot(page, shots, "map-" + option.split()[-1].strip("()"))
