@@ -230,4 +230,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.add(say(lang, "listing", what=say(lang, "clear" if st == "usable" else st), dates=", ".join(
             say(lang, "share", date=d, p=per_date[d][st], n=n_all[d]) for d in listed[:MAX_DATES])))
         out.counts += [per_date[d][st] for d in listed] + list(n_all.values())
+        # The counts rest on these records: cite them (their status, no index value).
+        shown = set(listed[:MAX_DATES])
+        K.cite_all(out, [d for d in docs if d.metadata["date"] in shown], ())
     return out
