@@ -329,3 +329,32 @@ def test_a_group_question_with_a_parcel_selected_is_answered_for_the_group(app_e
     assert not at.exception
     assert PARCEL in at.session_state["xv_messages"][2]["subject"]
     assert {c["parcel_id"] for c in at.session_state["xv_messages"][3]["answer"]["citations"]} == {PARCEL}
+
+
+# -- one truth: the map and the assistant ----------------------------------------------------------
+
+def test_the_map_and_the_assistant_agree_on_suspect_dates_and_past_season_deltas(hazy_store, flanders_store):
+    """The same library rules behind both: the map flags exactly the dates the assistant calls
+    suspect, and its own-seasons colouring holds the difference the assistant states."""
+    from assistant import Assistant
+    from conftest import HAZY_DATE
+
+    view = ui.data.open_view(hazy_store)
+    assistant = Assistant.open(hazy_store)
+    flagged = {d for d in view.dates if view.quality("all parcels", d)["suspect"]}
+    assert flagged == {HAZY_DATE}
+    for date in view.dates:
+        answer = assistant.ask(f"How is {PARCEL} doing on {date}?")["answer"]
+        assert ("suspect" in answer) == (date in flagged), (date, answer)
+
+    view = ui.data.open_view(flanders_store)
+    seasons = view.colouring("seasons", "2019-10-13", "ndvi", "all parcels")
+    delta, reference = seasons.values[PARCEL], seasons.reference[PARCEL]
+    answer = Assistant.open(flanders_store).ask(
+        f"How does {PARCEL} on 2019-10-13 compare with the same time last year?")["answer"]
+    past = re.search(r"\d{4}-\d{2}-\d{2}", reference).group(0)
+    stated = [float(x) for x in re.findall(r"(?<![\w.])[+-]\d+\.\d+", answer)]
+    assert past in answer and stated, (reference, answer)
+    # The answer states the difference to two decimals, possibly of its two rounded values
+    # (0.80 - 0.29 = +0.51 for an exact +0.504): the same pair and the same difference within that.
+    assert any(abs(x - delta) <= 0.0105 for x in stated), (delta, answer)
