@@ -87,6 +87,34 @@ def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
     return Found(records=tuple(now), extra=tuple(series), focus=good[0] if len(good) == 1 else None)
 
 
+def window_pairs(series, plan, column: str, ctx: AnswerContext) -> list[tuple]:
+    """(compared window, usable observations now, usable observations then) for each window compared.
+
+    The same window in another year is the library's same-window pairing (`indexer.seasons.
+    compare_windows`: its record ids); another window ("this summer against last spring") is its
+    own usable observations."""
+    if plan.window is None or not series:
+        return []
+    now = K.good([d for d in series if plan.window.start.isoformat() <= d.metadata["date"] <= plan.window.end.isoformat()],
+                 ctx.suspects, column)
+    by_id = {d.metadata["record_id"]: d for d in series}
+    try:
+        library = compare_windows(K.frame(series, ctx.suspects), plan.window.start, plan.window.end, column)
+        pairs = {p.past_season: p for p in library.pairs}
+    except InputError:  # no usable observation in the window itself
+        pairs = {}
+    out = []
+    for w in plan.compare_windows:
+        p = pairs.get(w.start.year)
+        if p is not None and p.past_window == (w.start.isoformat(), w.end.isoformat()):
+            past = [by_id[i] for i in p.past_record_ids]
+        else:
+            past = K.good([d for d in series if w.start.isoformat() <= d.metadata["date"] <= w.end.isoformat()],
+                          ctx.suspects, column)
+        out.append((w, now, past))
+    return out
+
+
 def _verdict(lang: str, delta: int, noise: float) -> str:
     key = K.stable_words("en", delta, noise)
     return say(lang, key)
@@ -143,34 +171,22 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.history += K.history_rows([now, *(by_id[p.past_record_id] for p in pairs)], ctx.suspects, column)
     else:
         missing = []
-        try:
-            library = compare_windows(history, plan.window.start, plan.window.end, column)
-            pairs = {p.past_season: p for p in library.pairs}
-        except InputError:
-            pairs = {}
-        for w in plan.compare_windows:
-            p = pairs.get(w.start.year)
-            whole_years = p is not None and p.past_window == (w.start.isoformat(), w.end.isoformat())
-            if whole_years:
-                past = [by_id[i] for i in p.past_record_ids]
-            else:  # a window that is not the same one in another year: its own usable observations
-                past = K.good([d for d in series if w.start.isoformat() <= d.metadata["date"] <= w.end.isoformat()],
-                              ctx.suspects, column)
+        for w, now, past in window_pairs(series, plan, column, ctx):
             if not past:
                 missing.append(w.label)
                 continue
-            v = K.mean_of(out, [K.value(d, column) for d in good_now])
+            v = K.mean_of(out, [K.value(d, column) for d in now])
             pv = K.mean_of(out, [K.value(d, column) for d in past])
             delta = int(round(float(v) * 100)) - int(round(float(pv) * 100))
             any_stable |= abs(delta) <= round(noise * 100)
             out.add(say(lang, "means", pid=pid, index=index, label=label, v=v, verdict=_verdict(lang, delta, noise),
                         past_label=w.label, pv=pv, delta=K.signed(delta)))
-            out.add(say(lang, "means_detail", n=len(good_now), label=label,
-                        dates=", ".join(d.metadata["date"] for d in good_now), pn=len(past), past_label=w.label,
+            out.add(say(lang, "means_detail", n=len(now), label=label,
+                        dates=", ".join(d.metadata["date"] for d in now), pn=len(past), past_label=w.label,
                         pdates=", ".join(d.metadata["date"] for d in past)))
-            out.counts += [len(good_now), len(past)]
-            K.cite_all(out, [*good_now, *past], (column,))
-            out.history += K.history_rows([*good_now, *past], ctx.suspects, column)
+            out.counts += [len(now), len(past)]
+            K.cite_all(out, [*now, *past], (column,))
+            out.history += K.history_rows([*now, *past], ctx.suspects, column)
         if missing:
             first = ctx.dates()[0]
             early = [w.label for w in plan.compare_windows if w.label in missing and w.end.isoformat() < first]
@@ -198,16 +214,13 @@ def _group(turn: Turn, ctx: AnswerContext, ids: list[str]) -> Composition:
     label = plan.window.label if plan.window else plan.reference_date.isoformat()
     noise = K.noise(column)
     first = ctx.dates()[0]
-    for w in plan.compare_windows:
-        if w.end.isoformat() < first:
-            out.add(say(lang, "before_archive", first=first, labels=w.label))
-            continue
-        for pid in ids:
-            docs = series.get(pid, [])
-            now = K.good([d for d in docs if plan.window is None or plan.window.start.isoformat() <= d.metadata["date"]
-                          <= plan.window.end.isoformat()], ctx.suspects, column)
-            past = K.good([d for d in docs if w.start.isoformat() <= d.metadata["date"] <= w.end.isoformat()],
-                          ctx.suspects, column)
+    early = [w for w in plan.compare_windows if w.end.isoformat() < first]
+    for w in early:
+        out.add(say(lang, "before_archive", first=first, labels=w.label))
+    for pid in ids:
+        for w, now, past in window_pairs(series.get(pid, []), plan, column, ctx):
+            if w in early:
+                continue
             if not now or not past:
                 out.add(say(lang, "missing_window", pid=pid, labels=label if not now else w.label))
                 continue
