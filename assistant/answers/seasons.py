@@ -27,6 +27,8 @@ TEXTS = {
         "means": ("Parcel {pid}'s {index} in {label} averaged {v} against {pv} in {past_label}: {delta}, {verdict}."),
         "now_only": "Parcel {pid}: {index} averaged {v} in {label} over {n} usable observations.",
         "before_archive": "The archive starts on {first}: it holds nothing of {labels}.",
+        "group_means": ("Over the {n} parcels compared, mean {index} {v} in {label} against {pv} in {past_label}: "
+                        "{delta}, {verdict} (each parcel's same-window mean, averaged)."),
         "group_now": "In {label}, the {n} parcels observed averaged {index} {v} (mean of each parcel's usable observations).",
         "means_detail": ("Same-window means of usable observations: {n} in {label} ({dates}) against {pn} in "
                          "{past_label} ({pdates})."),
@@ -43,6 +45,8 @@ TEXTS = {
                   "{delta}, {verdict}."),
         "now_only": "Parcelle {pid} : {index} moyen de {v} en {label} sur {n} observations exploitables.",
         "before_archive": "L'archive commence le {first} : elle ne contient rien de {labels}.",
+        "group_means": ("Sur les {n} parcelles comparées, {index} moyen de {v} en {label} contre {pv} en {past_label} : "
+                        "{delta}, {verdict} (moyenne des moyennes de chaque parcelle sur la même période)."),
         "group_now": "En {label}, les {n} parcelles observées avaient un {index} moyen de {v} (moyenne des observations exploitables de chacune).",
         "means_detail": ("Moyennes des observations exploitables sur la même période : {n} en {label} ({dates}) "
                          "contre {pn} en {past_label} ({pdates})."),
@@ -217,6 +221,8 @@ def _group(turn: Turn, ctx: AnswerContext, ids: list[str]) -> Composition:
     early = [w for w in plan.compare_windows if w.end.isoformat() < first]
     for w in early:
         out.add(say(lang, "before_archive", first=first, labels=w.label))
+    head = len(out.sentences)
+    means: dict = {}
     for pid in ids:
         for w, now, past in window_pairs(series.get(pid, []), plan, column, ctx):
             if w in early:
@@ -226,11 +232,20 @@ def _group(turn: Turn, ctx: AnswerContext, ids: list[str]) -> Composition:
                 continue
             v = K.mean_of(out, [K.value(d, column) for d in now])
             pv = K.mean_of(out, [K.value(d, column) for d in past])
+            means.setdefault(w, []).append((float(v), float(pv)))
             delta = int(round(float(v) * 100)) - int(round(float(pv) * 100))
             out.add(say(lang, "means", pid=pid, index=K.label_of(column), label=label, v=v,
                         verdict=_verdict(lang, delta, noise), past_label=w.label, pv=pv, delta=K.signed(delta)))
             K.cite_all(out, [*now, *past], (column,))
             out.history += K.history_rows([*now, *past], ctx.suspects, column)
+    for w, pairs in means.items():
+        if len(pairs) > 1:  # the answer first: the group as a whole, then each parcel
+            v, pv = (K.mean_of(out, [p[i] for p in pairs]) for i in (0, 1))
+            delta = int(round(float(v) * 100)) - int(round(float(pv) * 100))
+            out.sentences.insert(head, say(lang, "group_means", n=len(pairs), index=K.label_of(column), label=label, v=v,
+                                           pv=pv, past_label=w.label, delta=K.signed(delta),
+                                           verdict=_verdict(lang, delta, noise)))
+            out.counts.append(len(pairs))
     compared = any(h for h in out.history)
     if compared:
         out.add(say(lang, "stable_note", noise=K.num(noise)))
