@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -149,12 +150,18 @@ def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str = "en", bat
     rows = {int(r["record_id"]): r for r in records.to_dict("records")}
     max_new = _max_new_tokens(card)
 
-    threads = serving_threads(card) if threads == "auto" else threads
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with _threads(serving_threads(card) if threads == "auto" else threads):
         return _evaluate(model, pairs, rows, prompts, lang, batch_size, max_new, held_out, progress, scoring)
+
+
+@contextmanager
+def _threads(n: int | None):
+    """Run with `n` torch intra-op threads (None: torch's setting), then restore it."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
     finally:
         torch.set_num_threads(before)
 
@@ -203,8 +210,9 @@ def describe(model_dir: str | Path, store_dir: str | Path, parcel_id: str, date:
     model, card, store = _open(model_dir, store_dir)
     record = store.record(str(parcel_id), str(date))
     features = torch.from_numpy(store.vectors([int(record["record_id"])]))
-    analysis = write_analyses(model, features, [record.to_dict()], code, prompt=_prompt(card, code),
-                              max_new_tokens=_max_new_tokens(card))[0]
+    with _threads(serving_threads(card)):
+        analysis = write_analyses(model, features, [record.to_dict()], code, prompt=_prompt(card, code),
+                                  max_new_tokens=_max_new_tokens(card))[0]
     valid = bool(record["valid"])
     indices = {}
     for name in STAT_COLUMNS:
