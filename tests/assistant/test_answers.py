@@ -314,3 +314,21 @@ def test_how_similar_two_named_parcels_are(ctx):
     assert (hit["parcel_id"], hit["date"]) == ("G-1", "2019-06-05")
     assert text(comp).startswith(f"The imagery of G-1 on 2019-06-05 (NDVI 0.79) was at distance {hit['distance']:.3f} "
                                  "from W-1's on 2019-06-05 (NDVI 0.82).")
+
+
+def test_a_crop_against_its_past_season_gives_the_group_first(ctx):
+    plan = make_plan(intent="compare", attributes={"attr_crop_name": ("Winter wheat",)}, win=window("2019-10-15"),
+                     compare=[window("2018-10-15", label="2018-10-15")])
+    kind, comp = answer(ctx, "wheat on 2019-10-15 vs last year", plan)
+    assert kind == "seasons"
+    now = statistics.fmean(SERIES[p]["2019-10-15"] for p in ("W-1", "W-2", "W-3"))
+    then = statistics.fmean(SERIES[p]["2018-10-15"] for p in ("W-1", "W-2", "W-3"))
+    assert text(comp).startswith(f"Over the 3 parcels compared, mean NDVI {now:.2f} in 2019-10-15 against {then:.2f}")
+    assert {("W-3", "2018-10-15"), ("W-3", "2019-10-15")} <= cited(comp)
+
+
+def test_what_happened_on_a_date_without_a_parcel_is_the_scene(ctx):
+    plan = make_plan(intent="describe", all_parcels=True, win=window("2019-06-15"))
+    kind, comp = answer(ctx, "What happened on 2019-06-15?", plan)
+    assert kind == "why"
+    assert text(comp).startswith("On 2019-06-15, 0 of 4 parcels had a usable observation. Cloudy: G-1, W-1, W-2, W-3.")
