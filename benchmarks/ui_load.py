@@ -12,8 +12,8 @@ question to the end of the page's script run (the answer and its citations drawn
 the answer's first text is kept too.
 
 Measured, in one run: the server's start (command launched -> health check passed), the first
-answer after start (one session asks as soon as the server answers; the generator may still be
-loading in the background), then for each level of concurrency p50 and p95 over every answer,
+answer after start (one session asks --first-after seconds after the server answers, at once by
+default: the generator may still be loading in the background), then for each level of concurrency p50 and p95 over every answer,
 overall and per kind of question (those that need the generator, those that do not). The target
 of the issue: p50 with 20 sessions within 3 x p50 with one.
 
@@ -101,6 +101,7 @@ class Session:
         self.chat_id: str | None = None
         self.ws = None
         self.asked = 0  # answers already on this session's page (each rerun draws them again)
+        self.problems: list[str] = []  # errors and exceptions the page showed
 
     async def __aenter__(self) -> Session:
         import websockets
@@ -142,6 +143,8 @@ class Session:
                         element = delta.new_element
                         if element.WhichOneof("type") == "chat_input":
                             self.chat_id = element.chat_input.id
+                        elif element.WhichOneof("type") in ("alert", "exception"):
+                            self.problems.append(str(getattr(element, element.WhichOneof("type")))[:300])
                         elif (in_answer and first_text is None and element.WhichOneof("type") == "markdown"
                               and element.markdown.body.strip()):
                             first_text = time.perf_counter() - start
@@ -151,7 +154,7 @@ class Session:
     async def open_page(self, timeout: float) -> float:
         seconds, _ = await self._run(timeout)
         if self.chat_id is None:
-            raise RuntimeError("the Ask page drew no chat input")
+            raise RuntimeError("the Ask page drew no chat input: " + " | ".join(self.problems))
         return seconds
 
     async def ask(self, kind: str, question: str, timeout: float) -> Answer:
@@ -225,6 +228,8 @@ def main() -> int:
     parser.add_argument("--total", type=int, default=40, help="questions per level, shared by its sessions (default 40)")
     parser.add_argument("--answer-timeout", type=float, default=180.0, help="seconds an answer may take (default 180)")
     parser.add_argument("--deadline", type=float, default=900.0, help="seconds the whole run may take (default 900)")
+    parser.add_argument("--first-after", type=float, default=0.0,
+                        help="seconds after the server is up before the first session arrives (default 0)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     if max(args.sessions) > MAX_SESSIONS or min(args.sessions) < 1:
@@ -251,6 +256,7 @@ def main() -> int:
         results["server_start_s"] = time.perf_counter() - started
 
         async def run() -> None:
+            await asyncio.sleep(args.first_after)
             # Not a question of the levels below: its answer would be served from the kept text.
             first = await first_answer(port, bank[-1 if bank[-1][0] == "generated" else 0], args.answer_timeout)
             results["first_answer_after_start_s"] = time.perf_counter() - started
@@ -284,7 +290,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(results, indent=2, default=str))
         return 0
-    print(f"server start {results['server_start_s']:.1f} s; first answer after start "
+    print(f"server start {results['server_start_s']:.1f} s; first session {args.first_after:.0f} s later; first answer after start "
           f"{results['first_answer_after_start_s']:.1f} s ({results['first_answer']['seconds']:.2f} s after asking)")
     print(f"{'sessions':>8} {'kind':>10} {'n':>4} {'failed':>6} {'p50 s':>7} {'p95 s':>7} {'first text p50':>15}")
     for n, level_result in levels.items():

@@ -10,13 +10,20 @@ it loading or loaded.
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    script_args = argv[argv.index("--") + 1:] if "--" in argv else []
-    from streamlit.web import cli as streamlit_cli
+def _preload_when_running(script_args: list[str], wait_s: float = 120.0) -> None:
+    """Start the assistant's load once Streamlit's runtime exists (its caches are the runtime's:
+    importing the app's modules before it would set them up without it)."""
+    from streamlit import runtime
 
+    deadline = time.monotonic() + wait_s
+    while not runtime.exists():
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
     from indexer.core.errors import XVisionError
     from ui import chat_backend, config
 
@@ -24,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         chat_backend.preload(config.parse(script_args, environ={}))
     except (SystemExit, XVisionError) as exc:  # no store given or none there: the app itself says so
         print(f"ui.serve: not preloading the assistant ({exc})", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    from streamlit.web import cli as streamlit_cli
+
+    threading.Thread(target=_preload_when_running, args=(script_args,), name="xvision-preload", daemon=True).start()
     sys.argv = ["streamlit", *argv]
     return streamlit_cli.main()
 
