@@ -272,3 +272,26 @@ def test_the_ask_page_is_drawn_while_the_assistant_loads(app_env, monkeypatch):
         assert any("is loading" in c.value for c in at.caption)
     finally:
         gate.set()
+
+
+def test_the_server_starts_the_load_once_its_runtime_exists(flanders_store, monkeypatch):
+    import streamlit.runtime
+
+    from ui import serve
+
+    opened = threading.Event()
+
+    def record(store, model):
+        opened.set()
+        return "assistant"
+
+    monkeypatch.setattr(chat_backend, "_open", record)
+    monkeypatch.setattr(chat_backend, "_LOADS", type(chat_backend._LOADS)())
+    monkeypatch.setattr(streamlit.runtime, "exists", lambda: False)
+    serve._preload_when_running(["--store", str(flanders_store)], wait_s=0.2)
+    assert not opened.wait(0.5), "no load before the runtime exists"
+    monkeypatch.setattr(streamlit.runtime, "exists", lambda: True)
+    serve._preload_when_running(["--store", str(flanders_store)])
+    assert opened.wait(10)
+    cfg = config.AppConfig(store=flanders_store.resolve(), model=None, data_dir=flanders_store)
+    assert chat_backend.load(cfg, timeout=10) == "assistant"
