@@ -23,7 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from indexer.core.errors import NotFoundError, StoreError
-from indexer.core.schema import INDEX_NAMES, attribute_columns, stat_column
+from indexer.core.schema import INDEX_NAMES, crop_column, stat_column
 from indexer.seasons import DOY_TOLERANCE_DAYS
 from indexer.store import Store
 
@@ -107,30 +107,11 @@ def status_text(record: pd.Series) -> str:
 
 
 def similar_records(store: Store, parcel_id: str, date: str, k: int) -> pd.DataFrame:
-    """Other parcels' records nearest by embedding: `indexer.query.similar`, with cosine distance."""
+    """The `k` other parcels whose usable records look most like (parcel, date) by embedding, each
+    by its best record: `indexer.query.similar` (score, distance, summary columns, status)."""
     from indexer.query import similar
 
-    rows = similar(store, parcel_id, date, k)
-    return rows.assign(distance=1 - rows["score"])
-
-
-def crop_column(parcels: pd.DataFrame) -> str | None:
-    """The parcels file's column that holds crops, as the assistant reads them: the text attribute
-    whose values the question parser's crop lexicon recognises most often (None when none does)."""
-    from assistant.parsing.places import CROP_LEXICON, canonical_tokens
-    from assistant.parsing.text import fold
-
-    crops = set(CROP_LEXICON.values())
-    best, hits = None, 0
-    for column in attribute_columns(parcels):
-        values = parcels[column].dropna().astype(str)
-        if pd.api.types.is_numeric_dtype(parcels[column]) or values.empty:
-            continue
-        found = sum(any(f" {c} " in f" {' '.join(t for t, _, _ in canonical_tokens(fold(v)))} " for c in crops)
-                    for v in values.unique())
-        if found > hits:
-            best, hits = column, found
-    return best
+    return similar(store, parcel_id, date, k, per_parcel=True)
 
 
 # -- text shown -------------------------------------------------------------------------------------
@@ -190,7 +171,7 @@ class AppView:
         """One row per parcel: id, polygon (WGS84), crop label (the crop column's value), area."""
         parcels = self.store.parcels() if len(self.records) else gpd.GeoDataFrame(
             {"parcel_id": pd.Series(dtype=str)}, geometry=[], crs="EPSG:4326")
-        column = crop_column(parcels)
+        column = crop_column(parcels)  # the library's rule: the parcels file's crop-name attribute
         parcels["label"] = parcels[column].fillna("").astype(str) if column else ""
         parcels["area"] = parcels["parcel_id"].map(parcel_areas(parcels)) if len(parcels) else []
         return parcels
@@ -399,46 +380,14 @@ def _png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _render(obs, bands: tuple[str, str, str], gain: float) -> np.ndarray:
-    """Reflectance to 8-bit display colour (a fixed gain and gamma; no data drawn black)."""
-    from indexer.chips import impute_plan
-
-    imputed = impute_plan(obs.bands, bands)
-    stack = np.stack([obs.band(imputed.get(b, b)) for b in bands])
-    rgb = np.clip(np.nan_to_num(stack, nan=0.0) * gain, 0, 1) ** (1 / 1.3)
-    return (np.moveaxis(rgb, 0, -1) * 255).astype(np.uint8)
-
-
-TRUE_COLOUR = (("B04", "B03", "B02"), 3.5)
-FALSE_COLOUR = (("B08", "B04", "B03"), 2.5)  # near infrared as red: vegetation shows bright red
-
-
 @st.cache_data(max_entries=2048, show_spinner=False)
 def _thumbnails(path: str, geometry_wkb: bytes, size: int) -> tuple[bytes, bytes]:
-    from PIL import Image, ImageDraw
     from shapely import wkb
 
-    from indexer.chips import parcel_window
-    from indexer.reader import open_scene
+    from indexer.thumbnails import parcel_thumbnails
 
-    scene = open_scene(path)
-    geometry = gpd.GeoSeries([wkb.loads(geometry_wkb)], crs="EPSG:4326").to_crs(scene.crs).iloc[0]
-    with scene:
-        obs = scene.read(parcel_window(scene, geometry))
-    inverse = ~obs.transform
-    out = []
-    for bands, gain in (TRUE_COLOUR, FALSE_COLOUR):
-        rgb = _render(obs, bands, gain)
-        scale = size / max(rgb.shape[:2])
-        image = Image.fromarray(rgb).resize((size, size), Image.NEAREST)
-        draw = ImageDraw.Draw(image)
-        for polygon in getattr(geometry, "geoms", [geometry]):
-            ring = [tuple(np.multiply(inverse * xy, scale)) for xy in polygon.exterior.coords]
-            draw.line(ring, fill=(255, 230, 0), width=1)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=True)
-        out.append(buffer.getvalue())
-    return out[0], out[1]
+    thumbs = parcel_thumbnails(path, wkb.loads(geometry_wkb), size)
+    return thumbs.true_colour, thumbs.false_colour
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -447,11 +396,12 @@ def _scene_image(path: str, max_side: int = 512) -> tuple[bytes, tuple[float, fl
     from rasterio.windows import Window
 
     from indexer.reader import open_scene
+    from indexer.thumbnails import TRUE_COLOUR, render_rgb
 
     scene = open_scene(path)
     with scene:
         obs = scene.read(Window(0, 0, scene.width, scene.height))
-    rgb = _render(obs, *TRUE_COLOUR)
+    rgb = render_rgb(obs, *TRUE_COLOUR)
     step = max(1, int(np.ceil(max(rgb.shape[:2]) / max_side)))
     west, south, east, north = transform_bounds(scene.crs, "EPSG:4326", *scene.bounds)
     return _png(rgb[::step, ::step]), (south, west, north, east)

@@ -45,7 +45,7 @@ if quality["unusable_share"] >= data.MOSTLY_USABLE:
 if quality["suspect"]:
     st.warning(f"{date}: some records are flagged suspect (a scene-wide jump the cloud mask missed).")
 if kind == "crop" and view.crop_column is None:
-    st.info("The parcels file has no crop column the assistant recognises: no parcel has same-crop peers.")
+    st.info("The parcels file has no crop-name column: no parcel has same-crop peers to compare with.")
 
 left, right = st.columns([3, 2])
 with left:
