@@ -1,6 +1,6 @@
 """`xvision eval` speed: the writer before class scoring, the per-record scoring, the batched one.
 
-    python benchmarks/evaluation.py --store flanders-store --limit 80
+    python benchmarks/evaluation.py                  # demo-store (built from data/ if missing), 80 records
     python benchmarks/evaluation.py --store flanders-store --limit 80 --only before batched
 
 Runs `xvision_model.evaluate.evaluate` (what `xvision eval` runs) on the same store, model and
@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 #: name -> (evaluate's scoring, threads)
 CONFIGS = {
@@ -43,17 +45,34 @@ CONFIGS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", type=Path, required=True, help="store to evaluate on")
+    parser.add_argument("--store", type=Path, help="store to evaluate on (default: demo-store, built from data/ "
+                                                   "when missing)")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "tiny-demo", help="model folder")
     parser.add_argument("--limit", type=int, default=80, help="records (the first by record_id; default 80)")
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS), help="run only these configurations")
     args = parser.parse_args(argv)
+    names = args.only or list(CONFIGS)
+    scratch = None
+    if args.store is None:
+        from cold_start import DEMO_STORE, build_demo_store
 
+        args.store = DEMO_STORE
+        if not (args.store / "manifest.json").is_file():
+            scratch = Path(tempfile.mkdtemp(prefix="xvision-eval-"))
+            print(f"building the demo store from data/ in {scratch} ...", file=sys.stderr, flush=True)
+            args.store = build_demo_store(scratch / "demo-store")
+    try:
+        return _run(args, names)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, names: list[str]) -> int:
     import torch
 
     from xvision_model.evaluate import evaluate
 
-    names = args.only or list(CONFIGS)
     seconds, scores, loads = {}, {}, {}
     for name in names:
         scoring, threads = CONFIGS[name]

@@ -31,6 +31,9 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "generation": (["benchmarks/generation.py", "--shape", "tiny"], ["benchmarks/generation.py", "--shape", "tiny", "--quick"]),
     # On demo-store (built from data/ when missing): cold `xvision ask` over cold `xvision history`.
     "cold_start": (["benchmarks/cold_start.py"], ["benchmarks/cold_start.py", "--runs", "3"]),
+    # xvision eval before class scoring, scoring per record and batched, identical scores (demo-store).
+    "evaluation": (["benchmarks/evaluation.py", "--limit", "80"],
+                   ["benchmarks/evaluation.py", "--limit", "32", "--only", "before", "batched"]),
 }
 
 
