@@ -265,7 +265,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         rise = any(w in (m.group("what") or m.group("fr") or m.group("verb") or "")
                    for w in ("rise", "increase", "gain", "growth", "hausse", "augmentation", "rose", "grew", "greened"))
         _largest_change(out, turn, ctx, docs, column, when, rise, lang)
-    elif _BY_CROP.search(folded) and values:
+    elif (_BY_CROP.search(folded) or sum(len(v) for v in plan.places.attributes.values()) > 1) and values:
+        # Crops named side by side ("wheat or maize"), or "which crops": crop against crop.
         _by_crop(out, turn, docs, values, column, when, note, lang)
     elif (plan.intent == "rank" or superlative) and not _AGGREGATE.search(folded) and values:
         asc = plan.order == "asc"
