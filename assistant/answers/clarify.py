@@ -15,7 +15,7 @@ TEXTS = {
                       "For example: \"How is parcel {pid} doing on {last}?\" or \"When was parcel {pid} harvested?\""),
         "no_place": ("Which parcel do you mean? This store holds {n} parcels, for example: {examples}; you can also "
                      "ask about a crop (\"the {crop} parcels\") or all parcels."),
-        "unused": "I did not understand: {words}.",
+        "unused": "I did not understand {words}.",
     },
     "fr": {
         "off_topic": ("Je réponds aux questions sur les {n} parcelles et {m} acquisitions de cette base (du {first} au {last}) : "
@@ -25,7 +25,7 @@ TEXTS = {
                       "ou « Quand la parcelle {pid} a-t-elle été récoltée ? »"),
         "no_place": ("De quelle parcelle parlez-vous ? Cette base contient {n} parcelles, par exemple : {examples} ; "
                      "vous pouvez aussi demander une culture (« les parcelles de {crop} ») ou toutes les parcelles."),
-        "unused": "Je n'ai pas compris : {words}.",
+        "unused": "Je n'ai pas compris {words}.",
     },
 }
 
@@ -54,6 +54,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
                     crop=crop_name(crops[0], lang) if crops else ("maize" if lang == "en" else "maïs")))
         out.counts.append(len(ids))
     else:
+        if plan is not None and plan.unresolved:
+            out.add(say(lang, "unused", words=", ".join(f"'{w}'" for w in plan.unresolved[:5])))
         out.add(say(lang, "off_topic", n=len(ids), m=len(dates), first=dates[0], last=dates[-1],
                     pid=ids[0] if ids else "?"))
         out.counts += [len(ids), len(dates)]
