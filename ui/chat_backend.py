@@ -22,6 +22,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import streamlit as st
@@ -51,15 +53,26 @@ class SerialisedChatModel(BaseChatModel):
     text: a text generated to its end is kept (`cache_size` most recent) and served again without
     the lock. Sessions asking about the same parcel and date then do not queue for it. A stream
     the caller closed early is not kept (its text is cut).
+
+    Requests that queue for the lock are written together: whoever gets the lock writes every
+    waiting record analysis of the same language and prompt in one batch (`max_batch` at most) of
+    the writer (`xvision_model.writer.write_analyses`, which writes the same texts in a batch as one
+    by one), and the others find theirs written when the lock comes to them. Measured with the tiny
+    demo model on the loaded 2-core machine: 20 analyses in one batch 15.6 s, one alone 2.2 s. A
+    request alone keeps the sentence-by-sentence stream. Generators that write answers from a chat
+    template (instruct models) are never batched.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     inner: Any
     lock: Any = None
     cache_size: int = 512
+    max_batch: int = 16
     waits: list[float] = Field(default_factory=list)
+    batch_sizes: list[int] = Field(default_factory=list)  # of each batch written (tests, benchmarks)
     _cache: OrderedDict = PrivateAttr(default_factory=OrderedDict)
     _cache_lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _pending: list = PrivateAttr(default_factory=list)
 
     def model_post_init(self, context: Any) -> None:
         if self.lock is None:
@@ -96,38 +109,118 @@ class SerialisedChatModel(BaseChatModel):
         self.lock.acquire()
         self.waits.append(time.perf_counter() - start)
 
+    def _request(self, key: tuple, messages) -> _Request | None:
+        """A queued analysis request when the generator can write it in a batch, else None."""
+        inner = self.inner
+        if self.max_batch <= 1 or not callable(getattr(inner, "_analysis_request", None)) or inner.chat_template:
+            return None
+        features, record, lang, prompt = inner._analysis_request(messages)
+        request = _Request(key, (lang, prompt), features, record)
+        with self._cache_lock:
+            self._pending.append(request)
+        return request
+
+    def _write_batch(self, request: _Request) -> None:
+        """Under the lock: write `request` with every pending request of its language and prompt."""
+        with self._cache_lock:
+            batch = [request] + [r for r in self._pending if r is not request and r.group == request.group]
+            batch = batch[:self.max_batch]
+            self._pending = [r for r in self._pending if r not in batch]
+        self.batch_sizes.append(len(batch))
+        try:
+            import torch
+
+            from assistant.generator import torch_threads
+            from xvision_model.writer import write_analyses
+
+            model = self.inner.load()
+            lang, prompt = request.group
+            with torch_threads(getattr(self.inner, "threads", None)):
+                written = write_analyses(model, torch.cat([r.features for r in batch]), [r.record for r in batch],
+                                         lang, prompt=prompt, max_new_tokens=self.inner.max_new_tokens)
+            for r, analysis in zip(batch, written):
+                r.text = analysis.text
+                self._keep(r.key, r.text)
+        except BaseException as exc:  # every request of the batch gets the failure (the chain words it)
+            for r in batch:
+                r.error = exc
+            raise
+        finally:
+            for r in batch:
+                r.done.set()
+
+    def _queued(self, key: tuple, messages) -> tuple[str | None, bool]:
+        """(text, True) when this request was written in a batch (its own or another's), or
+        (None, False) when it holds the lock alone and should generate itself; the lock is held
+        on return only in the second case."""
+        request = self._request(key, messages)
+        self._acquire()
+        if request is None:
+            return None, False
+        if not request.done.is_set():
+            with self._cache_lock:
+                alone = not any(r is not request and r.group == request.group for r in self._pending)
+                if alone:
+                    self._pending.remove(request)
+            if alone:
+                return None, False  # nobody to batch with: the usual stream
+            try:
+                self._write_batch(request)
+            finally:
+                self.lock.release()
+        else:
+            self.lock.release()
+        if request.error is not None:
+            raise request.error
+        return request.text, True
+
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         key = self._key(messages, stop)
         text = self._cached(key)
         if text is None:
-            self._acquire()
-            try:  # another session may have generated the same text while this one waited
-                text = self._cached(key)
-                if text is None:
-                    result = self.inner._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-                    self._keep(key, str(result.generations[0].message.content))
-                    return result
-            finally:
-                self.lock.release()
+            text, written = self._queued(key, messages)
+            if not written:
+                try:  # the lock is held: another session may have generated the same text meanwhile
+                    text = self._cached(key)
+                    if text is None:
+                        result = self.inner._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+                        self._keep(key, str(result.generations[0].message.content))
+                        return result
+                finally:
+                    self.lock.release()
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):
         key = self._key(messages, stop)
         text = self._cached(key)
         if text is None:
-            self._acquire()
-            try:
-                text = self._cached(key)
-                if text is None:
-                    pieces = []
-                    for chunk in self.inner._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
-                        pieces.append(str(chunk.message.content))
-                        yield chunk
-                    self._keep(key, "".join(pieces))  # reached only when the caller read to the end
-                    return
-            finally:
-                self.lock.release()
+            text, written = self._queued(key, messages)
+            if not written:
+                try:
+                    text = self._cached(key)
+                    if text is None:
+                        pieces = []
+                        for chunk in self.inner._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
+                            pieces.append(str(chunk.message.content))
+                            yield chunk
+                        self._keep(key, "".join(pieces))  # reached only when the caller read to the end
+                        return
+                finally:
+                    self.lock.release()
         yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+
+
+@dataclass(eq=False)
+class _Request:
+    """One record analysis waiting for the generator (see `SerialisedChatModel`)."""
+
+    key: tuple
+    group: tuple[str, str]  # (language, prompt): requests written in one batch share them
+    features: Any
+    record: dict
+    done: threading.Event = dataclass_field(default_factory=threading.Event)
+    text: str | None = None
+    error: BaseException | None = None
 
 
 def serialised(model: BaseChatModel) -> SerialisedChatModel:

@@ -246,6 +246,25 @@ def test_the_served_assistant_generates_behind_the_lock(flanders_store, tmp_path
     assert assistant.model.waits, "the generator ran, under the lock"
     assert not chat_backend._GENERATE.locked()
 
+    # Sessions asking at once about different records: written together, the same texts as alone.
+    questions = [f"How was {p} doing on 2019-07-25?" for p in ("Flanders31UES-004", "Flanders31UES-008",
+                                                                "Flanders31UES-011", "Flanders31UES-016")]
+    together: dict = {}
+    with chat_backend._GENERATE:  # hold the generator so that all four queue
+        threads = [threading.Thread(target=lambda q=q: together.update({q: _ask(assistant, q)})) for q in questions]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(assistant.model._pending) < len(questions) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for t in threads:
+        t.join(300)
+    assert max(assistant.model.batch_sizes) == len(questions)
+    assistant.model._cache.clear()
+    for q in questions:  # one by one, from the start: the texts must not depend on the batch
+        text, answer = _ask(assistant, q)
+        assert text == together[q][0] and answer["plan"]["analysis_source"] == together[q][1]["plan"]["analysis_source"]
+
 
 def test_the_ask_page_is_drawn_while_the_assistant_loads(app_env, monkeypatch):
     import ui.mapview
