@@ -41,8 +41,9 @@ def parcel_card(view: data.AppView, parcel_id: str, date: str) -> None:
         before, after = view.usable_neighbours(parcel_id, date)
         around = [f"before: {before}" if before else "", f"after: {after}" if after else ""]
         around = "; ".join(a for a in around if a)
-        st.warning(f"No usable observation of this parcel on {date}: its values describe the "
-                   f"{'scene, not the crop' if record['suspect'] else 'clouds, snow or missing data, not the crop'}. "
+        # The rule's own reason (clouds, snow, no data, too small, a suspect scene): not the crop.
+        st.warning(f"No usable observation of this parcel on {date} ({md_text(_status(record))}): its values "
+                   "are not the crop's condition. "
                    + (f"Nearest usable dates — {around}." if around else "It has no usable observation at all."))
     st.write(md_text(record["analysis"]))
 

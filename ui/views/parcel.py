@@ -7,6 +7,10 @@ import streamlit as st
 from ui import config, data, panels, report_view, state
 from ui.data import md_text
 
+#: The observation rule's statuses (indexer.observations) in words.
+STATUS_WORDS = {"cloud": "clouded", "snow": "under snow", "nodata": "without data",
+                "too_small": "too small for a reliable value", "suspect": "suspect"}
+
 cfg = config.parse()
 view = data.open_view(cfg.store)
 
@@ -27,8 +31,9 @@ date = st.select_slider("Date", options=dates, format_func=lambda d: view.date_l
 
 panels.parcel_card(view, parcel, date)
 if not history["usable"].any():
-    st.warning(f"{md_text(parcel)} has no usable observation in the store: every acquisition is clouded, "
-               "without data or suspect. The charts below show no line.")
+    why = ", ".join(f"{n} {STATUS_WORDS.get(status, status)}" for status, n in history["status"].value_counts().items())
+    st.warning(f"{md_text(parcel)} has no usable observation in the store (of its {len(history)} acquisitions: "
+               f"{why}). The charts below show no line.")
 
 st.subheader("Seasons")
 chosen = st.multiselect("Indices", data.INDICES, default=["ndvi", "ndmi"], format_func=str.upper)
