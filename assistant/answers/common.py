@@ -223,9 +223,15 @@ def events(series: Sequence[Document], suspects, column: str = "ndvi_mean", date
 
 
 def after_harvest(doc: Document, series: Sequence[Document], suspects, within_days: int = 120) -> bool:
-    """Whether the parcel's calendar has a harvest ending on or before `doc`, at most `within_days` before."""
-    return any(e.kind == "harvest" and e.end <= doc.metadata["date"] and (day(doc) - day(e.end)).days <= within_days
-               for e in events(series, suspects))
+    """Whether `doc` lies after a harvest of the parcel's calendar (ending on or before it, at most
+    `within_days` before) with no regrowth since (no emergence, green-up or peak in between)."""
+    found = events(series, suspects)
+    date = doc.metadata["date"]
+    harvests = [e for e in found if e.kind == "harvest" and e.end <= date and (day(doc) - day(e.end)).days <= within_days]
+    if not harvests:
+        return False
+    last = harvests[-1].end
+    return not any(e.kind in ("emergence", "green-up", "peak") and last < e.start and e.end <= date for e in found)
 
 
 def noise(column: str) -> float:
@@ -267,6 +273,7 @@ _FR_TIDY = (
     (re.compile(r"\ben toute l'archive\b"), "sur toute l'archive"),
     (re.compile(r"\ben (\d{4}-\d{2}-\d{2})\b"), r"le \1"),
     (re.compile(r"\ble le\b"), "le"),
+    (re.compile(r"\ben (fin|debut|début|mi-)"), r"\1"),
     (re.compile(r"\b([Ll])a ([aeiouyéèêâîôûh])(?=\w)", re.IGNORECASE), r"\1'\2"),
 )
 

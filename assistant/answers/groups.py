@@ -83,6 +83,7 @@ TEXTS = {
         "item": "{pid} {v}", "item_date": "{pid} {v} on {date}",
         "lt": "{index} below {v}", "le": "{index} at or below {v}", "gt": "{index} above {v}", "ge": "{index} at or above {v}",
         "class": "{label} {aspect}", "standing_water": "standing water",
+        "bare_apart": "Left out as bare soil or stubble after the harvest, where low values are expected: {pids}.",
     },
     "fr": {
         "what_all": "les {n} parcelles", "what_crop": "les {n} parcelles de {crop}", "what_area": "les {n} parcelles de cette zone",
@@ -122,6 +123,7 @@ TEXTS = {
         "lt": "un {index} inférieur à {v}", "le": "un {index} inférieur ou égal à {v}", "gt": "un {index} supérieur à {v}",
         "ge": "un {index} supérieur ou égal à {v}",
         "class": "{aspect} {label}", "standing_water": "de l'eau stagnante",
+        "bare_apart": "Écartées car en sol nu ou en chaumes après la récolte, où des valeurs basses sont attendues : {pids}.",
     },
 }
 _ASPECTS = {"en": {"vigor": "vigor", "moisture": "moisture", "cover": "cover", "biomass": "biomass", "growth": "growth",
@@ -270,6 +272,14 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         _by_crop(out, turn, docs, values, column, when, note, lang)
     elif (plan.intent == "rank" or superlative) and not _AGGREGATE.search(folded) and values:
         asc = plan.order == "asc"
+        bare: list[str] = []
+        if superlative and plan.class_condition.label in ("low", "high"):
+            asc = plan.class_condition.label == "low"  # "the driest": the lowest NDMI, whatever "most" says
+            if asc and plan.class_condition.aspect in ("moisture", "vigor"):
+                # The driest or weakest crop, not a harvested field: bare soil and stubble are said apart.
+                series = K.by_parcel(turn.found.extra)
+                bare = sorted(p for p, (_, used) in values.items() if _bare(used[-1], series.get(p, used), ctx))
+                values = {p: v for p, v in values.items() if p not in bare}
         ranked = sorted(values.items(), key=lambda kv: (kv[1][0], kv[0]), reverse=not asc)
         k = min(plan.k or len(ranked), len(ranked))
         if plan.k == len(ctx.context.parcel_ids) and _ONE.search(folded):
@@ -286,6 +296,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             items.append(say(lang, "item", pid=pid, v=_written(out, x, windowed)) if windowed or plan.window
                          else say(lang, "item_date", pid=pid, v=K.num(x), date=used[0].metadata["date"]))
             K.cite_all(out, used, (column,))
+        if bare:
+            out.add(say(lang, "bare_apart", pids=", ".join(bare)))
         if ranked:
             out.add(say(lang, "rank", index=index, when=when, note=note, order=say(lang, "lowest" if asc else "highest"), k=k,
                         n=len(ranked), items=", ".join(items)))

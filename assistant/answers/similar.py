@@ -135,6 +135,6 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.similar.append({"parcel_id": d.metadata["parcel_id"], "date": d.metadata["date"],
                             "distance": d.metadata["distance"], "score": d.metadata["score"],
                             "record_id": d.metadata["record_id"]})
-    out.sentences[-1] += " " + "; ".join(items) + "."
+    out.sentences[-1] += " " + (" ; " if lang == "fr" else "; ").join(items) + "."
     out.add(say(lang, "note"))
     return out
