@@ -53,10 +53,12 @@ from xvision_model.finetune.seeds import derive_seed, numpy_rng
 MIN_COSINE = 0.995
 #: Chips per encoder call (and per spyndex call, which copies every pixel to float64).
 BATCH_SIZE = 64
-#: Records whose chips are in memory at once (about 0.7 MB per 12-band 120 x 120 chip, times the
-#: chip, its perturbed copy and spyndex's float64 batch); whole encoder batches, so that blocks
-#: batch the encoder exactly as one pass over every chip did.
-BLOCK = 4 * BATCH_SIZE
+#: Records whose chips are in memory at once (about 0.7 MB per 12-band 120 x 120 chip, and the
+#: perturbation works in float64 temporaries of several times that); a whole number of encoder
+#: batches, so that blocks batch the encoder exactly as one pass over every chip did. Measured on
+#: a store of the Flanders and Hesbaye samples (2,368 records, 1,795 examples added): peak RSS
+#: 8.5 GB in one pass, 2.4 GB with blocks of 256, 1.5 GB with blocks of 64, the same examples.
+BLOCK = BATCH_SIZE
 
 
 @dataclass(frozen=True)
