@@ -1,9 +1,11 @@
 """XVision's Streamlit app: `xvision ui --store DIR [--model DIR] [--port P]` runs this script.
 
-Pages: Map (parcels coloured by an index on a date; click to select), Parcel (time series over
-seasons, compare with past seasons, similar parcels), Ask (chat with the assistant, citing
-records), Add data (index uploaded rasters and parcels). The store and the models are opened once
-and shared by all sessions (`st.cache_resource`).
+Pages: Map (parcels coloured by an index, or by their difference from their own other seasons or
+from their crop, on a date; click to select), Parcel (time series over seasons, compare with past
+seasons, similar parcels), Ask (chat with the assistant, citing records), Add data (index uploaded
+rasters and parcels). The store and the models are opened once and shared by all sessions
+(`st.cache_resource`). A link `?date=YYYY-MM-DD&parcel=ID` opens a session on that date with that
+parcel selected.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def test_markdown_shows_store_values_as_typed():
 
 
 def test_no_payload_runs_in_a_real_browser(hostile_store, tmp_path):
-    from test_browser import CHROMIUM, LAUNCH_ARGS, MAP_FRAME, map_paths, serve, settled
+    from test_browser import CHROMIUM, LAUNCH_ARGS, map_frame, map_paths, serve, settled
 
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium: install it with `apt-get install -y chromium`")
@@ -110,7 +110,7 @@ def test_no_payload_runs_in_a_real_browser(hostile_store, tmp_path):
         settled(page)
         paths = map_paths(page)
         assert paths.count() == len(ids)
-        tooltip = page.frame_locator(MAP_FRAME).locator(".leaflet-tooltip")
+        tooltip = map_frame(page).locator(".leaflet-tooltip")
         seen = []
         for i in range(len(ids)):
             try:
