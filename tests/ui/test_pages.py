@@ -360,3 +360,19 @@ def test_the_map_and_the_assistant_agree_on_suspect_dates_and_past_season_deltas
     # The answer states the difference to two decimals, possibly of its two rounded values
     # (0.80 - 0.29 = +0.51 for an exact +0.504): the same pair and the same difference within that.
     assert any(abs(x - delta) <= 0.0105 for x in stated), (delta, answer)
+
+
+def test_a_link_opens_a_session_on_its_date_and_parcel_once(app_env, monkeypatch):
+    at, _ = _app(monkeypatch)
+    at.query_params["date"] = "2019-05-16"
+    at.query_params["parcel"] = PARCEL
+    at.run()
+    assert not at.exception
+    assert at.select_slider[0].value == "2019-05-16" and at.session_state["xv_parcel"] == PARCEL
+    at.select_slider[0].set_value("2019-10-13").run()  # the link does not pin the view afterwards
+    assert at.session_state["xv_date"] == "2019-10-13"
+    at2, _ = _app(monkeypatch)
+    at2.query_params["date"] = "1999-01-01"  # not in the store: ignored
+    at2.query_params["parcel"] = "<script>"
+    at2.run()
+    assert not at2.exception and at2.session_state["xv_parcel"] is None
