@@ -286,7 +286,18 @@ class AppView:
         kind "value": the index mean. "seasons": minus the parcel's own usable observation
         closest in day of year in another season (within SEASON_TOLERANCE_DAYS; the newest such
         season). "crop": minus the median of the other parcels of the same crop usable on `date`.
+        Computed once per store generation (this view is shared by every session).
         """
+        key = (kind, date, index, area)
+        if key not in self._colourings:
+            self._colourings[key] = self._colouring(kind, date, index, area)
+        return self._colourings[key]
+
+    @cached_property
+    def _colourings(self) -> dict:
+        return {}
+
+    def _colouring(self, kind: str, date: str, index: str, area: str) -> Colouring:
         column = stat_column(index)
         ids = list(self.parcels.loc[self.parcels["area"] == area, "parcel_id"])
         today = self.on_date(date).reindex(ids)
