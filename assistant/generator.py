@@ -189,6 +189,21 @@ class XVisionChatModel(BaseChatModel):
         prompt = next(str(m.content) for m in reversed(messages) if isinstance(m, HumanMessage))
         return features, record, lang, prompt
 
+    def write_batch(self, features: torch.Tensor, records: Sequence[dict], lang: str = "en",
+                    prompt: str | None = None) -> list[str]:
+        """The analyses users are shown for several records at once (store rows and their
+        embeddings [N, D]), written in one batch: the texts `invoke` writes one record at a time
+        (the writer's batched and single paths agree). Loads the model if it was not yet, and
+        writes with this model's `threads`, so a caller (the app's generation queue) needs no
+        import of torch's side of the model."""
+        model = self.load()
+        from xvision_model.writer import write_analyses
+
+        with torch_threads(self.threads):
+            written = write_analyses(model, features, list(records), lang, prompt=prompt,
+                                     max_new_tokens=self.max_new_tokens)
+        return [analysis.text for analysis in written]
+
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         model = self.load()  # first: the load time measured is the model's and its imports'

@@ -162,3 +162,30 @@ def test_writer_role_follows_the_model_card():
     assert writer_of({"profile": "full", "base_model": "Qwen/Qwen2-1.5B-Instruct"}, True) == "answer"
     assert writer_of({"base_model": "Qwen/Qwen2-1.5B-Instruct"}, False) == "analysis"
     assert writer_of({"writer": "answer"}, False) == "answer"
+
+
+def test_a_batch_written_at_once_is_what_invoke_writes_one_by_one(chat):
+    model, view = chat
+    rids = [_rid(view, "farm-03", "2022-05-30"), _rid(view, "farm-03", "2021-03-15"), _rid(view, "farm-01", "2022-05-30")]
+    prompt = "Describe the agronomic state of this parcel."
+    records = [view.by_ids([rid]).iloc[0].to_dict() for rid in rids]
+    batch = model.write_batch(torch.from_numpy(view.vectors(rids)), records, "en", prompt=prompt)
+    assert batch == [model.invoke([record_message(prompt, rid)]).content for rid in rids]
+
+
+def test_a_lazy_chat_model_loads_its_model_once_at_the_first_generation(model_dir, farm_store):
+    view = StoreView.open(farm_store)
+    loads = []
+
+    def loader():
+        loads.append(1)
+        return load_model(model_dir, merge=True).eval()
+
+    lazy = XVisionChatModel(store=view, loader=loader, has_chat_template=False, max_new_tokens=24)
+    assert not lazy.loaded and lazy.load_seconds is None and not lazy.chat_template and not loads
+    rid = _rid(view, "farm-03", "2022-05-30")
+    first = lazy.invoke([record_message("Describe the agronomic state of this parcel.", rid)]).content
+    again = lazy.invoke([record_message("Describe the agronomic state of this parcel.", rid)]).content
+    assert first == again and first and loads == [1] and lazy.loaded and lazy.load_seconds > 0
+    with pytest.raises(InputError, match="model or a loader"):
+        XVisionChatModel(store=view)
