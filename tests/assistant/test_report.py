@@ -204,3 +204,17 @@ def test_a_grid_cell_without_parcel_attributes_gets_its_report(tmp_path):
     history = store.history(cell).sort_values("date")
     newest = history[history["valid"]].iloc[-1]
     assert report.recent[0].record_id == int(newest["record_id"]) and f"{newest['ndvi_mean']:.2f}" in html
+
+
+def test_crop_calendar_events_are_the_librarys_on_the_parcels_records(report, history):
+    from indexer import phenology
+
+    assert report.events is not None, "the library has a crop-calendar rule"
+    expected = [e for e in phenology.crop_calendar(history.reset_index(), "ndvi_mean",
+                                                   date_from="2019-01-01", date_to="2019-12-31")]
+    assert report.events, "the test store holds the 2019 season of a winter wheat"
+    assert [(e.kind, e.start, e.end) for e in report.events] == [(e.kind, e.start, e.end) for e in expected]
+    ids = set(history["record_id"].astype(int))
+    assert all(set(e.record_ids) <= ids for e in report.events)
+    html = render_html(report)
+    assert all(e.kind in html and e.start in html for e in report.events)
