@@ -236,7 +236,7 @@ def stream_answer(turn: Turn, ctx: AnswerContext) -> Iterator[AddableDict]:
     evidence = evidence_of(turn)
     for doc, _ in comp.cited:
         evidence.add_record(doc.metadata)
-    evidence.allow(*comp.counts, *comp.derived)
+    evidence.allow(*comp.counts, *comp.derived, *comp.rules)
     dates = ctx.dates()
     evidence.allow(*sorted({int(d[:4]) for d in dates}))
     evidence.identifiers.update(ctx.context.parcel_ids)

@@ -26,6 +26,9 @@ class Composition:
     counts: list[int] = field(default_factory=list)
     #: Numbers the answer computes from cited values (a mean, a median), as written.
     derived: list[str] = field(default_factory=list)
+    #: Numbers of the product's own documented rules the answer quotes (a class threshold of
+    #: `indexer.analysis.CLASS_RULES`): facts about the method, not about a field.
+    rules: list[float] = field(default_factory=list)
 
     def add(self, sentence: str) -> None:
         self.sentences.append(sentence)

@@ -2,8 +2,9 @@
 
 A kind is a module of `assistant.answers` with two functions, ``retrieve(turn, ctx) -> Found`` and
 ``compose(turn, ctx) -> Composition``. `choose(plan)` walks `KINDS` in order and takes the first
-whose trigger words appear in the (folded) question and whose condition on the plan holds; the
-parser's own reading (places, dates, the index, a threshold) is in the plan. Adding a kind is one
+whose trigger words appear in the (folded) question and whose condition on the plan holds (when
+the parser found no intent, only the rows marked `without_intent`: their words alone say what is
+asked); the parser's own reading (places, dates, the index, a threshold) is in the plan. Adding a kind is one
 module and one row here; nothing else branches on the kind. A kind may have two rows (the calendar:
 an event asked by name wins early, a trend only after past seasons and groups); both name the same
 module.
@@ -132,6 +133,9 @@ class Kind:
     or_intent: str | None = None
     #: What the kind answers, in one line (the clarifying answer lists them).
     answers: str = ""
+    #: The kind applies even when the parser found no intent: its trigger words alone say what is
+    #: asked (a decline, the archive's contents, a definition).
+    without_intent: bool = False
 
     def applies(self, plan: QueryPlan, folded: str) -> bool:
         said = self.triggers is None or self.triggers.search(folded) is not None
@@ -142,12 +146,13 @@ class Kind:
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("decline", "decline", DECLINE, answers="what the store cannot know (yields, prices, weather): declined"),
+    Kind("decline", "decline", DECLINE, answers="what the store cannot know (yields, prices, weather): declined",
+         without_intent=True),
     Kind("similar", "similar", None, lambda p: p.intent == "similar", answers="parcels whose imagery looked alike"),
     Kind("why", "why", WHY, _subject, answers="why a value changed: harvest, cloud, snow, suspect scene or a real decline"),
     Kind("quality", "quality", QUALITY, answers="which dates were cloudy, snowy or unusable"),
     Kind("archive", "archive", ARCHIVE, lambda p: _no_filter(p) and not _index_named(p),
-         answers="what the archive holds: parcels, crops, dates, seasons"),
+         answers="what the archive holds: parcels, crops, dates, seasons", without_intent=True),
     Kind("peers", "groups", PEERS, lambda p: len(p.places.parcel_ids) == 1 and p.intent != "similar",
          answers="one parcel against the other parcels of its crop"),
     Kind("calendar", "calendar", EVENTS, answers="a crop-calendar event asked by name (harvest, emergence, peak)"),
@@ -159,15 +164,16 @@ KINDS: tuple[Kind, ...] = (
     Kind("groups", "groups", None, _group, answers="a crop, an area or all parcels: aggregates, rankings, thresholds, laggards"),
     Kind("parcels", "parcels", None, _several, answers="several named parcels on the same dates"),
     Kind("observe", "observe", None, _subject, answers="a parcel on a date, in a month or a season"),
-    Kind("clarify", "clarify", None, answers="a question not understood: what it can answer"),
+    Kind("clarify", "clarify", None, answers="a question not understood: what it can answer", without_intent=True),
 )
 
 
 def choose(plan: QueryPlan | None, folded: str) -> Kind:
     """The first kind of `KINDS` that applies to the plan (clarify when there is no plan)."""
-    if plan is None or plan.intent == "unknown" and not DECLINE.search(folded) and not ARCHIVE.search(folded):
+    if plan is None:
         return KINDS[-1]
-    return next(k for k in KINDS if k.applies(plan, folded))
+    understood = plan.intent != "unknown"
+    return next(k for k in KINDS if (understood or k.without_intent) and k.applies(plan, folded))
 
 
 def by_name(name: str) -> Kind:
