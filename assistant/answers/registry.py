@@ -50,6 +50,14 @@ ARCHIVE = _words(r"archive", r"store", r"database", r"data\s*set", r"base(?:\s+d
                  r"quelles\s+(?:cultures|dates|saisons|annees)", r"what\s+(?:do|does)\s+(?:you|it)\s+(?:have|know)",
                  r"first\s+(?:date|acquisition|image)", r"last\s+(?:date|acquisition|image)", r"latest\s+(?:date|acquisition|image)",
                  r"derniere\s+(?:date|acquisition|image)", r"premiere\s+(?:date|acquisition|image)")
+#: What an index means ("what does NDMI mean", "qu'est-ce que le NDRE"): a name of an index asked
+#: about on its own, not its value for a parcel.
+_INDEX = r"(?:the\s+|an?\s+|le\s+|la\s+|l')?(?:ndvi|ndmi|ndwi|savi|evi|ndre)(?:\s+index|\s+indice)?"
+GLOSSARY = re.compile(r"\b(?:" + "|".join((rf"what\s+(?:is|does|'s)\s+{_INDEX}\s*(?:mean\w*|measure\w*|stand\s+for|tell\s+\w+|show\w*)?\s*\??$",
+                  rf"meaning\s+of\s+{_INDEX}", rf"(?:define|definition\s+(?:of|du|de))\s+{_INDEX}",
+                  rf"explain\s+(?:what\s+)?{_INDEX}\s*(?:is|means)?\s*\??$",
+                  rf"qu'est-ce\s+que?\s+{_INDEX}\s*\??$", rf"que\s+(?:signifie|mesure|veut\s+dire)\s+{_INDEX}",
+                  rf"{_INDEX}\s*,?\s*(?:c'est\s+quoi|ca\s+veut\s+dire\s+quoi)")) + ")")
 #: "Why" a value changed.
 WHY = _words(r"why", r"pourquoi", r"causes?d?", r"reasons?", r"raisons?", r"explain\w*", r"expliqu\w*",
              r"what\s+happened", r"que\s+s'est-il\s+passe", r"qu'est-ce\s+qui\s+s'est\s+passe", r"how\s+come")
@@ -148,6 +156,8 @@ class Kind:
 KINDS: tuple[Kind, ...] = (
     Kind("decline", "decline", DECLINE, answers="what the store cannot know (yields, prices, weather): declined",
          without_intent=True),
+    Kind("glossary", "glossary", GLOSSARY, lambda p: not p.places.parcel_ids,
+         answers="what an index means and how the analyses read it", without_intent=True),
     Kind("similar", "similar", None, lambda p: p.intent == "similar", answers="parcels whose imagery looked alike"),
     Kind("why", "why", WHY, _subject, answers="why a value changed: harvest, cloud, snow, suspect scene or a real decline"),
     Kind("quality", "quality", QUALITY, answers="which dates were cloudy, snowy or unusable"),

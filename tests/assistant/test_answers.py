@@ -332,3 +332,30 @@ def test_what_happened_on_a_date_without_a_parcel_is_the_scene(ctx):
     kind, comp = answer(ctx, "What happened on 2019-06-15?", plan)
     assert kind == "why"
     assert text(comp).startswith("On 2019-06-15, 0 of 4 parcels had a usable observation. Cloudy: G-1, W-1, W-2, W-3.")
+
+
+@pytest.mark.parametrize("question, lang", [
+    ("What does NDMI mean?", "en"), ("what is ndmi", "en"), ("Meaning of NDMI please", "en"),
+    ("Qu'est-ce que le NDMI ?", "fr"), ("que signifie le NDMI", "fr"), ("NDMI, c'est quoi ?", "fr"),
+])
+def test_what_an_index_means_is_explained_with_the_analyses_own_thresholds(ctx, question, lang):
+    from indexer.analysis import RULE_BY_ASPECT
+
+    plan = make_plan(intent="unknown", index="ndmi", lang=lang, all_parcels=True)
+    kind, comp = answer(ctx, question, plan)
+    assert kind == "glossary"
+    said = text(comp)
+    assert said.startswith("NDMI is" if lang == "en" else "Le NDMI est")
+    for threshold in RULE_BY_ASPECT["moisture"].breaks:  # the table the analyses are written with
+        assert f"{threshold:g}" in said and threshold in comp.rules
+    assert not comp.cited  # about the method, not a field
+
+
+@pytest.mark.parametrize("question, plan", [
+    ("What is the NDMI of W-1?", make_plan(intent="describe", parcels=["W-1"], index="ndmi")),
+    ("What does NDMI mean for W-1 in June?", make_plan(intent="describe", parcels=["W-1"], index="ndmi", win=JUNE)),
+    ("What is the average NDMI of the wheat parcels?",
+     make_plan(intent="describe", index="ndmi", attributes={"attr_crop_name": ("Winter wheat",)})),
+])
+def test_a_value_asked_of_a_field_is_not_a_definition(question, plan):
+    assert registry.choose(plan, question.lower()).name != "glossary"
