@@ -3,17 +3,23 @@
 Retrieval: the parcel's records in the window (without a window: up to the reference date), and
 its whole series (for the nearest usable dates and the crop calendar).
 Composition: one usable observation -> its values and what they mean for the crop at that point
-of its calendar (with the record's analysis when there is one); several -> the window's mean and
+of its calendar (with the sentences of the record's analysis about the index asked, or its vigor, moisture
+and cover); several -> the window's mean and
 range over all its usable observations, its peak and its low with their dates; none usable -> why
 (cloud, snow, a suspect scene) and the nearest usable dates.
 """
 
 from __future__ import annotations
 
+import re
+
 from assistant.answers import checks
 from assistant.answers import common as K
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
+from indexer.analysis import CLASS_RULES, EVALUATED_ASPECTS, read_classes
+
+_SENTENCES = re.compile(r"(?<=[.!?])\s+")
 
 #: The chain may have a generator describe this kind's focus observation (one usable date).
 DESCRIBES_FOCUS = True
@@ -46,6 +52,15 @@ TEXTS = {
         "analysis_stored": "Analyse (d'après les indices de l'enregistrement) : {text}",
     },
 }
+
+
+def relevant_sentences(analysis: str, index: str | None) -> str:
+    """The sentences of a record's analysis that matter for the question: the one stating the class
+    read from the index asked (its `CLASS_RULES` aspect), else vigor, moisture and cover (the
+    aspects a farmer asks "how is it doing" about) — not every statistic the analysis holds."""
+    wanted = {r.aspect for r in CLASS_RULES if index and r.stat.startswith(f"{index}_")} or set(EVALUATED_ASPECTS)
+    kept = [s for s in _SENTENCES.split(analysis.strip()) if wanted & set(read_classes(s))]
+    return " ".join(kept)
 
 
 def say(lang: str, key: str, **values: object) -> str:
@@ -122,7 +137,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         # vigor and moisture classes would read a harvested field as a failing crop.
         if turn.analysis and not bare:
             key = "analysis_generated" if turn.analysis["source"] == "generated" else "analysis_stored"
-            out.add(say(lang, key, text=turn.analysis["text"]))
+            text = relevant_sentences(turn.analysis["text"], plan.index)
+            if text:
+                out.add(say(lang, key, text=text))
     else:
         xs = [K.value(d, column) for d in good]
         hi = max(good, key=lambda d: K.value(d, column))

@@ -34,7 +34,9 @@ DECLINE = _words(r"yields?", r"rendements?", r"prices?", r"prix", r"costs?", r"c
                  r"will\s+(?:it|the|parcel|field)", r"va-t-(?:il|elle)", r"predict\w*", r"predi\w*", r"soil\s+type",
                  r"owner", r"proprietaire", r"farmer'?s?\s+name", r"insurance", r"assurance", r"nitrogen", r"azote",
                  r"who\s+owns", r"qui\s+possede", r"a\s+qui\s+appartient", r"doses?", r"herbicid\w*", r"fongicid\w*",
-                 r"fungicid\w*", r"how\s+much\s+(?:money|water|nitrogen|fertili[sz]er)")
+                 r"fungicid\w*", r"how\s+much\s+(?:money|water|nitrogen|fertili[sz]er)", r"earn\w*", r"income",
+                 r"gagner", r"revenus?", r"margins?", r"marges?", r"ph", r"soil\s+(?:texture|organic|nutrients?|analys\w*)",
+                 r"(?:matiere\s+organique|analyse\s+de\s+sol)")
 #: What the archive holds.
 ARCHIVE = _words(r"archive", r"store", r"database", r"data\s*set", r"base(?:\s+de\s+donnees)?", r"available",
                  r"disponibles?", r"holds?", r"contains?", r"contient", r"covers?", r"list\s+(?:the|all|of)",
@@ -60,9 +62,13 @@ GLOSSARY = re.compile(r"\b(?:" + "|".join((rf"what\s+(?:is|does|'s)\s+{_INDEX}\s
                   rf"{_INDEX}\s*,?\s*(?:c'est\s+quoi|ca\s+veut\s+dire\s+quoi)")) + ")")
 #: "Why" a value changed.
 WHY = _words(r"why", r"pourquoi", r"causes?d?", r"reasons?", r"raisons?", r"explain\w*", r"expliqu\w*",
-             r"what\s+happened", r"que\s+s'est-il\s+passe", r"qu'est-ce\s+qui\s+s'est\s+passe", r"how\s+come")
+             r"what\s+happened", r"que\s+s'est-il\s+passe", r"qu'est-ce\s+qui\s+s'est\s+passe", r"how\s+come",
+             # a worry about a change: "was it a problem?", "should I worry?", "est-ce normal ?"
+             r"(?:is|was)\s+(?:it|this|that)\s+(?:a\s+)?(?:problem\w*|concern\w*|worr\w*|normal|bad|serious)",
+             r"should\s+i\s+(?:be\s+)?worr\w*", r"est-ce\s+(?:normal|grave|inquietant|un\s+probleme)",
+             r"faut-il\s+s'inquieter")
 #: Observation quality.
-QUALITY = _words(r"cloud\w*", r"overcast", r"snow\w*", r"neig\w*", r"enneig\w*", r"nuag\w*", r"unusable", r"usable",
+QUALITY = _words(r"cloud\w*", r"overcast", r"(?:images?|dates?|acquisitions?)\s+(?:\w+\s+)?claire?s?", r"snow\w*", r"neig\w*", r"enneig\w*", r"nuag\w*", r"unusable", r"usable",
                  r"exploitables?", r"inexploitables?", r"clear", r"degage\w*", r"quality", r"qualite", r"haze", r"hazy",
                  r"brume\w*", r"no\s+data", r"missing", r"manquant\w*", r"gaps?", r"suspect\w*", r"reliab\w*",
                  r"unreliab\w*", r"fiables?", r"valid", r"trust\w*", r"too\s+small", r"trop\s+petite?s?")
@@ -79,7 +85,7 @@ CALENDAR = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"fauch\w*", r"m
 PEERS = _words(r"(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)", r"the\s+others", r"peers?",
                r"(?:les\s+)?autres\s+(?!dates?\b|annees?\b|saisons?\b|mois\b|acquisitions?\b)\w+", r"same[- ]crop")
 #: Words for a change, read by the "why" and calendar kinds (vocabulary only: they choose no kind).
-CHANGE = _words(r"drop\w*", r"fall\w*", r"fell", r"declin\w*", r"dip\w*", r"rise", r"rose", r"increas\w*", r"decreas\w*",
+CHANGE = _words(r"drop\w*", r"fall\w*", r"fell", r"los[te]\w*", r"perdu\w*", r"declin\w*", r"dip\w*", r"rise", r"rose", r"increas\w*", r"decreas\w*",
                 r"went\s+(?:up|down)", r"baiss\w*", r"chut\w*", r"hausse", r"augment\w*", r"diminu\w*", r"lower", r"higher")
 #: A crop-calendar event asked by name: answered by the calendar even when several dates are named.
 EVENTS = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"green[- ]?up", r"emerg\w*", r"levee", r"senescen\w*",
@@ -160,7 +166,7 @@ KINDS: tuple[Kind, ...] = (
          answers="what an index means and how the analyses read it", without_intent=True),
     Kind("similar", "similar", None, lambda p: p.intent == "similar", answers="parcels whose imagery looked alike"),
     Kind("why", "why", WHY, _subject, answers="why a value changed: harvest, cloud, snow, suspect scene or a real decline"),
-    Kind("quality", "quality", QUALITY, answers="which dates were cloudy, snowy or unusable"),
+    Kind("quality", "quality", QUALITY, answers="which dates were cloudy, snowy or unusable", without_intent=True),
     Kind("archive", "archive", ARCHIVE, lambda p: _no_filter(p) and not _index_named(p),
          answers="what the archive holds: parcels, crops, dates, seasons", without_intent=True),
     Kind("peers", "groups", PEERS, lambda p: len(p.places.parcel_ids) == 1 and p.intent != "similar",

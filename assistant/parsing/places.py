@@ -125,8 +125,9 @@ class PlaceReading:
 
 
 _PARCEL_WORD = r"(?:parcels?|fields?|plots?|parcelles?|champs?|ilots?)"
-# A reference is not the day of a numeric date ("parcels 16/05/2019").
-_REF = r"(?=[\w-]*\d)[a-z0-9][\w-]*(?![\w-])(?![/.]\d)"
+# A reference is not the day of a numeric date ("parcels 16/05/2019") nor an ISO date ("plot 8,
+# 2019-06-20").
+_REF = r"(?!\d{4}-\d{1,2}-\d{1,2}\b)(?=[\w-]*\d)[a-z0-9][\w-]*(?![\w-])(?![/.]\d)"
 _PARCEL_LIST = re.compile(
     rf"\b{_PARCEL_WORD}\s*(?:(?:no\.?|nr\.?|n°|number|numero|num\.?|id)\s*)?[:#]?\s*"
     rf"(?P<list>{_REF}(?:\s*(?:,|&|\band\b|\bet\b|\bor\b|\bou\b)\s*(?:{_PARCEL_WORD}\s+)?{_REF})*)")

@@ -17,7 +17,7 @@ from assistant.answers import registry
 from assistant.answers.turn import ListContext, Turn
 from assistant.documents import to_document
 from assistant.plan import Condition, StoreContext
-from conftest import make_plan, window
+from plans import fixed, make_plan, window
 
 CROPS = {"W-1": "Winter wheat", "W-2": "Winter wheat", "W-3": "Winter wheat", "G-1": "Permanent grass",
          "S-1": "Maize"}
@@ -261,7 +261,6 @@ def test_the_chain_steps_run_alone_on_a_fake_context(ctx):
     """plan -> retrieve -> compose as plain functions over a Turn, with no store: the context and
     the parser are injected."""
     from assistant.chain import generate_turn, ground_turn, plan_turn, retrieve_turn, stream_answer
-    from conftest import fixed
 
     plan = make_plan("When was W-2 harvested?", parcels=["W-2"])
     turn = plan_turn({"question": plan.question}, ctx, parse=fixed(plan))
@@ -359,3 +358,22 @@ def test_what_an_index_means_is_explained_with_the_analyses_own_thresholds(ctx, 
 ])
 def test_a_value_asked_of_a_field_is_not_a_definition(question, plan):
     assert registry.choose(plan, question.lower()).name != "glossary"
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("Which dates had snow?", "quality"), ("Was there any snow in the archive?", "quality"),
+    ("Which dates were cloudy?", "quality"), ("How much will I earn from parcel 3?", "decline"),
+    ("What is the soil pH of parcel 3?", "decline"),
+])
+def test_words_alone_choose_the_kind_when_the_parser_found_no_intent(question, kind):
+    assert registry.choose(make_plan(question, intent="unknown"), question.lower()).name == kind
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("W-1 lost a lot of NDVI in July, was it a problem?", "why"),
+    ("Should I worry about W-1 in July?", "why"),
+    ("La parcelle W-1 a baissé en juillet, est-ce normal ?", "why"),
+])
+def test_a_worry_about_a_change_asks_why(question, kind):
+    plan = make_plan(question, intent="describe", parcels=["W-1"], win=JULY)
+    assert registry.choose(plan, question.lower()).name == kind

@@ -272,3 +272,9 @@ def test_last_month_is_the_calendar_month_before_today(flanders, today):
     assert plan.window.end == first_of_this - dt.timedelta(days=1)
     assert plan.window.start == plan.window.end.replace(day=1)
     assert plan.window.end < today
+
+
+def test_an_iso_date_after_a_parcel_number_is_a_date_not_a_parcel(flanders):
+    plan = parse("state of plot 8, 2019-06-20", flanders)
+    assert plan.places.parcel_ids == ("Flanders31UES-008",)
+    assert plan.window is not None and plan.window.start == D("2019-06-20") == plan.window.end
