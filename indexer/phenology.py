@@ -9,7 +9,7 @@ say when exactly). The rule, on the usable series v(t) of NDVI means:
 
 * **peak** — an observation with NDVI >= CANOPY_NDVI (0.5, the analysis' "high vigor" break)
   standing out by at least MIN_PROMINENCE (0.2) from the lowest values between it and any higher
-  observation (`scipy.signal.find_peaks` prominence). A peak on the first or last observation is
+  observation (`prominent_peaks`: scipy.signal.find_peaks' prominence). A peak on the first or last observation is
   kept but `censored`: the true peak may lie outside the series.
 * **emergence** — before a peak (since the previous one), the last step from bare soil
   (NDVI < BARE_NDVI = 0.3; the analysis' "bare soil" SAVI 0.2 is about NDVI 0.3) to above it:
@@ -106,6 +106,42 @@ def _one_date_dips(rows: pd.DataFrame, column: str) -> np.ndarray:
     return dip
 
 
+def prominent_peaks(x: np.ndarray, height: float, prominence: float) -> list[int]:
+    """Indices of the local maxima of `x` at least `height` high and `prominence` prominent.
+
+    The definitions of `scipy.signal.find_peaks(x, height=, prominence=)` (a plateau's peak is its
+    middle sample; a peak's prominence is its height above the higher of the lowest values between
+    it and a higher sample on each side, or the series' end), written out because importing
+    scipy.signal costs about a second, paid by every cold `xvision ask` that reads a calendar;
+    tests check the two agree.
+    """
+    x = np.asarray(x, dtype=float)
+    peaks, i, n = [], 1, len(x)
+    while i < n - 1:
+        if x[i - 1] < x[i]:
+            ahead = i + 1
+            while ahead < n - 1 and x[ahead] == x[i]:
+                ahead += 1
+            if x[ahead] < x[i]:
+                peaks.append((i + ahead - 1) // 2)
+                i = ahead
+                continue
+        i += 1
+    out = []
+    for p in peaks:
+        if x[p] < height:
+            continue
+        left = p
+        while left > 0 and x[left - 1] <= x[p]:
+            left -= 1
+        right = p
+        while right < n - 1 and x[right + 1] <= x[p]:
+            right += 1
+        if x[p] - max(x[left:p + 1].min(), x[p:right + 1].min()) >= prominence:
+            out.append(p)
+    return out
+
+
 def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects: Suspects | None = None,
                   date_from: str | dt.date | None = None, date_to: str | dt.date | None = None) -> list[CropEvent]:
     """The crop-calendar events of one parcel (see the module docstring), oldest first.
@@ -128,10 +164,7 @@ def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects:
     dates = rows["date"].astype(str).str[:10].tolist()
     # Padding with a value below any NDVI lets a peak on the first or last observation be found.
     padded = np.concatenate([[-1.0], v, [-1.0]])
-    from scipy.signal import find_peaks  # here: scipy.signal costs ~1.5 s to import, every cold `xvision ask` paid it
-
-    found, _ = find_peaks(padded, height=CANOPY_NDVI, prominence=MIN_PROMINENCE)
-    peaks = [int(p) - 1 for p in found]
+    peaks = [p - 1 for p in prominent_peaks(padded, height=CANOPY_NDVI, prominence=MIN_PROMINENCE)]
     events: list[CropEvent] = []
 
     def window(kind: str, a: int, b: int) -> CropEvent:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -77,3 +78,18 @@ def test_a_peak_on_the_first_observation_is_censored_and_windows_filter_events()
     assert events[-1].kind == HARVEST and (events[-1].start, events[-1].end) == ("2018-09-23", "2018-10-13")
     assert _kinds(crop_calendar(_history(late), date_from="2018-10-01", date_to="2018-10-31")) == [
         (HARVEST, "2018-09-23", "2018-10-13")]
+
+
+def test_prominent_peaks_agree_with_scipy_find_peaks():
+    from scipy.signal import find_peaks
+
+    from indexer.phenology import prominent_peaks
+
+    rng = np.random.default_rng(0)
+    for trial in range(2000):
+        n = int(rng.integers(3, 40))
+        # Rounded values make plateaus and ties, the cases where the definitions could drift apart.
+        x = np.round(rng.uniform(-1, 1, n), int(rng.integers(1, 3)))
+        height, prominence = float(rng.uniform(-0.5, 0.8)), float(rng.uniform(0, 0.6))
+        expected, _ = find_peaks(x, height=height, prominence=prominence)
+        assert prominent_peaks(x, height, prominence) == expected.tolist(), (x.tolist(), height, prominence)
