@@ -118,7 +118,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if crops:
         within += say(lang, "within_crop", crop=" / ".join(K.crop_name(c, lang) for c in crops))
     window = plan.compare_windows[0] if plan.compare_windows else plan.window
-    if window is not None:
+    # A window of the focus date alone is already said by "on <date>".
+    if window is not None and not (window.start == window.end and window.start.isoformat() == focus.metadata["date"][:10]):
         within += say(lang, "within_window", label=window.label)
     out.add(say(lang, "head_one" if len(found.similar) == 1 else "head", pid=focus.metadata["parcel_id"], date=focus.metadata["date"],
                 values=K.values(focus, ("ndvi_mean",)), within=within))
