@@ -377,3 +377,19 @@ def test_words_alone_choose_the_kind_when_the_parser_found_no_intent(question, k
 def test_a_worry_about_a_change_asks_why(question, kind):
     plan = make_plan(question, intent="describe", parcels=["W-1"], win=JULY)
     assert registry.choose(plan, question.lower()).name == kind
+
+
+def test_the_clarifying_answer_suggests_a_usable_date_of_its_example_parcel(ctx, monkeypatch):
+    # The archive's newest date clouded for every parcel (as 2019-11-27 is on the Flanders sample).
+    for series in SERIES.values():
+        monkeypatch.setitem(series, "2019-11-27", None)
+    docs = _docs()
+    clouded = ListContext(docs=docs, context=dataclasses.replace(
+        ctx.context, dates=tuple(__import__("datetime").date.fromisoformat(d)
+                                 for d in sorted({d.metadata["date"] for d in docs}))))
+    _, comp = answer(clouded, "qwxz", make_plan(intent="unknown"))
+    said = text(comp)
+    assert "to 2019-11-27" in said  # the archive's span is still said
+    example = re.search(r"doing on (\d{4}-\d{2}-\d{2})", said).group(1)
+    pid = re.search(r"How is parcel (\S+) doing", said).group(1)
+    assert SERIES[pid][example] is not None  # a usable record of that parcel, not the clouded date
