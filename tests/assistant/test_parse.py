@@ -278,3 +278,12 @@ def test_an_iso_date_after_a_parcel_number_is_a_date_not_a_parcel(flanders):
     plan = parse("state of plot 8, 2019-06-20", flanders)
     assert plan.places.parcel_ids == ("Flanders31UES-008",)
     assert plan.window is not None and plan.window.start == D("2019-06-20") == plan.window.end
+
+
+@pytest.mark.parametrize("question", ["Which fields looked like it in May?", "Which fields look like this one?"])
+def test_fields_that_look_like_it_are_a_similarity_question_about_the_parcel_in_context(flanders, question):
+    plan = parse(question, flanders)
+    assert plan.intent == "similar" and not plan.places.parcel_ids
+    # The app names its selected parcel for "it"; the question then has its reference.
+    plan = parse(f"{question} (parcel Flanders31UES-001)", flanders)
+    assert plan.intent == "similar" and plan.places.parcel_ids == ("Flanders31UES-001",)
