@@ -26,6 +26,7 @@ from assistant.answers import checks
 from assistant.answers import common as K
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
+from indexer.observations import MIN_RELIABLE_PIXELS
 from indexer.analysis import RULE_BY_ASPECT, classify
 
 #: A parcel is behind its crop's peers when its value is this much below their median (twice the
@@ -55,6 +56,7 @@ TEXTS = {
                       "{n} parcels observed."),
         "aggregate_one": "Only {pid} of {what} was observed {when}: {index} {v}.",
         "unobserved": "No usable observation {when} for: {pids}.",
+        "too_small": "Left out as too small for a reliable value (under {n} pixels): {pids}.",
         "rank": "{index} {when}{note}, {order} ({k} of {n} parcels): {items}.",
         "rank_one": "{pid} had the {which} {index} {when}{note}: {v}, of {n} parcels observed.",
         "highest_one": "highest", "lowest_one": "lowest",
@@ -93,6 +95,7 @@ TEXTS = {
                       "{n} parcelles observées."),
         "aggregate_one": "Seule {pid} parmi {what} a été observée {when} : {index} {v}.",
         "unobserved": "Aucune observation exploitable {when} pour : {pids}.",
+        "too_small": "Écartées car trop petites pour une valeur fiable (moins de {n} pixels) : {pids}.",
         "rank": "{index} {when}{note}, {order} ({k} parcelles sur {n}) : {items}.",
         "rank_one": "{pid} avait le {index} le plus {which} {when}{note} : {v}, sur {n} parcelles observées.",
         "highest_one": "élevé", "lowest_one": "bas",
@@ -322,8 +325,21 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             if windowed:  # the mean of means and the median are of the parcels' means, declared above
                 out.derived.extend(K.num(x) for x in xs)
     if unobserved:
-        out.add(say(lang, "unobserved", when=when, pids=", ".join(unobserved)))
+        _say_unobserved(out, lang, when, unobserved, docs, ctx)
     return out
+
+
+def _say_unobserved(out: Composition, lang: str, when: str, unobserved: list[str], docs, ctx: AnswerContext) -> None:
+    """The group's parcels with no value: too small ones said as such (a sliver is never "not
+    observed"), the others as without a usable observation in the window."""
+    small = [p for p in unobserved
+             if any(K.status(d, ctx.suspects) == "too_small" for d in docs if d.metadata["parcel_id"] == p)]
+    rest = [p for p in unobserved if p not in small]
+    if rest:
+        out.add(say(lang, "unobserved", when=when, pids=", ".join(rest)))
+    if small:
+        out.add(say(lang, "too_small", n=MIN_RELIABLE_PIXELS, pids=", ".join(small)))
+        out.rules.append(MIN_RELIABLE_PIXELS)
 
 
 def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, when: str, lang: str) -> None:

@@ -393,3 +393,12 @@ def test_the_clarifying_answer_suggests_a_usable_date_of_its_example_parcel(ctx,
     example = re.search(r"doing on (\d{4}-\d{2}-\d{2})", said).group(1)
     pid = re.search(r"How is parcel (\S+) doing", said).group(1)
     assert SERIES[pid][example] is not None  # a usable record of that parcel, not the clouded date
+
+
+@pytest.mark.parametrize("lang, said", [("en", "too small for a reliable value (under 20 pixels): S-1"),
+                                         ("fr", "trop petites pour une valeur fiable (moins de 20 pixels) : S-1")])
+def test_a_group_says_a_sliver_is_too_small_not_unobserved(ctx, lang, said):
+    plan = make_plan(all_parcels=True, win=window("2019-06-05"), lang=lang)
+    _, comp = answer(ctx, "Average NDVI of all parcels on 2019-06-05", plan)
+    assert said in text(comp) and "S-1" not in text(comp).split(said)[0]
+    assert 20 in comp.rules
