@@ -16,7 +16,7 @@ from collections import Counter
 
 from assistant.answers import checks
 from assistant.answers import common as K
-from assistant.answers.observe import subject
+from assistant.answers.observe import parcels_asked
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
 
@@ -104,20 +104,8 @@ def asked(question: str) -> list[str]:
     return [name for name, pattern in ASKED if pattern.search(folded)]
 
 
-def parcels_of(turn: Turn, ctx: AnswerContext) -> list[str]:
-    places = turn.plan.places
-    if places.parcel_ids:
-        return list(places.parcel_ids[:MAX_PARCELS])
-    pid = subject(turn, ctx)
-    if pid is not None:
-        return [pid]
-    from assistant.answers.groups import members
-
-    return members(turn, ctx)[:MAX_PARCELS]
-
-
 def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
-    ids = parcels_of(turn, ctx)
+    ids = parcels_asked(turn, ctx, MAX_PARCELS)
     if not ids:
         return Found()
     return Found(extra=tuple(ctx.records(parcel_ids=ids)))
@@ -149,7 +137,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     lang, plan = turn.lang, turn.plan
     if checks.preamble(turn, ctx, out):
         return out
-    ids = parcels_of(turn, ctx)
+    ids = parcels_asked(turn, ctx, MAX_PARCELS)
     if not ids:
         from assistant.answers import clarify
         return clarify.compose(turn, ctx)

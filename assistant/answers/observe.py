@@ -80,6 +80,20 @@ def subject(turn: Turn, ctx: AnswerContext) -> str | None:
     return None
 
 
+def parcels_asked(turn: Turn, ctx: AnswerContext, limit: int) -> list[str]:
+    """The parcels named (at most `limit`), else the subject, else the parcels of the crop or area
+    asked (at most `limit`)."""
+    places = turn.plan.places
+    if places.parcel_ids:
+        return list(places.parcel_ids[:limit])
+    pid = subject(turn, ctx)
+    if pid is not None:
+        return [pid]
+    from assistant.answers.groups import members  # groups reads this module's subject
+
+    return members(turn, ctx)[:limit]
+
+
 def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
     pid = subject(turn, ctx)
     if pid is None:

@@ -14,7 +14,7 @@ import statistics
 
 from assistant.answers import checks
 from assistant.answers import common as K
-from assistant.answers.observe import subject
+from assistant.answers.observe import parcels_asked
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
 from indexer.core.errors import InputError
@@ -66,18 +66,8 @@ def say(lang: str, key: str, **values: object) -> str:
 MAX_PARCELS = 8
 
 
-def parcels_of(turn: Turn, ctx: AnswerContext) -> list[str]:
-    """The parcel asked, else the parcels of the crop or area asked (at most `MAX_PARCELS`)."""
-    pid = subject(turn, ctx)
-    if pid is not None:
-        return [pid]
-    from assistant.answers.groups import members
-
-    return members(turn, ctx)[:MAX_PARCELS]
-
-
 def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
-    ids = parcels_of(turn, ctx)
+    ids = parcels_asked(turn, ctx, MAX_PARCELS)
     if len(ids) > 1:
         return Found(extra=tuple(ctx.records(parcel_ids=ids)))
     if not ids:
@@ -129,7 +119,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     lang, plan = turn.lang, turn.plan
     if checks.preamble(turn, ctx, out):
         return out
-    ids = parcels_of(turn, ctx)
+    ids = parcels_asked(turn, ctx, MAX_PARCELS)
     if not ids:
         from assistant.answers import clarify
         return clarify.compose(turn, ctx)
