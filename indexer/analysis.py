@@ -313,6 +313,12 @@ def finite_or_none(value: object) -> float | None:
     return x if math.isfinite(x) else None
 
 
+#: What a generator writes where an analysis states a number (`write_analysis(slots=True)`): the
+#: writer fills every slot from the record, so the generator chooses the words (the classes) and
+#: never decodes a value (`xvision_model.writer`).
+NUMBER_SLOT = "#"
+
+
 def _fmt(x: float) -> str:
     return f"{x:.2f}"
 
@@ -408,7 +414,7 @@ def analysis_seed(parcel_id: str, date: str) -> int:
 
 
 def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: str | None = None,
-                   lang: str = "en", seed: int = 0, too_small: bool = False) -> str:
+                   lang: str = "en", seed: int = 0, too_small: bool = False, slots: bool = False) -> str:
     """An agronomic analysis of one parcel on one date, in English (`lang="en"`) or French ("fr").
 
     Valid observations state every class of `classify(stats)` (vigor, moisture, cover, biomass,
@@ -420,13 +426,15 @@ def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: s
     given) and states no class at all: snow is never read as bare soil, water or a failed crop.
     With `too_small` (the parcel is under `indexer.observations.MIN_RELIABLE_PIXELS`;
     `stats["n_pixels"]` is quoted) a valid text says first that the values are not reliable, and
-    ends with no recommendation.
+    ends with no recommendation. With `slots` every number is written `NUMBER_SLOT` instead (the
+    same words, phrasing and order: a generator's training target).
     """
     if lang not in LANGS:
         raise ValueError(f"lang must be one of {LANGS}, got {lang!r}")
     rng = random.Random(seed)
+    fmt = (lambda _x: NUMBER_SLOT) if slots else _fmt
     fraction = finite_or_none(stats.get("valid_fraction"))
-    pct = None if fraction is None else f"{100 * fraction:.0f}"
+    pct = None if fraction is None else (NUMBER_SLOT if slots else f"{100 * fraction:.0f}")
 
     if not valid:
         key = (reason or "other").strip().lower()
@@ -441,8 +449,8 @@ def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: s
     for rule in CLASS_RULES:
         if rule.aspect not in classes:
             continue
-        available = {k: _fmt(x) for k, x in values.items() if x is not None}
-        available["v"] = _fmt(finite_or_none(stats[rule.stat]))  # type: ignore[arg-type]
+        available = {k: fmt(x) for k, x in values.items() if x is not None}
+        available["v"] = fmt(finite_or_none(stats[rule.stat]))  # type: ignore[arg-type]
         templates = [t for t in PHRASES[lang][rule.aspect][classes[rule.aspect]]
                      if _fields(t) <= available.keys()]
         sentences.append(_render(rng.choice(templates), **available))
@@ -451,7 +459,7 @@ def write_analysis(stats: Mapping[str, object], *, valid: bool = True, reason: s
     head = [_render(rng.choice(intros), pct=pct or "")]
     n_pixels = finite_or_none(stats.get("n_pixels"))
     if too_small:
-        head.append(SMALL_PARCEL[lang].format(n="?" if n_pixels is None else f"{n_pixels:.0f}"))
+        head.append(SMALL_PARCEL[lang].format(n="?" if n_pixels is None else NUMBER_SLOT if slots else f"{n_pixels:.0f}"))
     if not sentences:
         return " ".join(head + [NO_INDEX[lang]])
     # Vigor (when stated) leads; the other aspects come in a seeded order.

@@ -38,7 +38,7 @@ from xvision_model.artifacts import load_model, read_card
 from indexer.core.schema import STAT_COLUMNS, TEXT_COLUMNS
 from xvision_model.finetune.dataset import PROMPTS, Split, build_pairs, languages, same_store, store_fingerprint
 from xvision_model.model import XVisionModel
-from xvision_model.writer import DEFAULT_MAX_NEW_TOKENS, failures, write_analyses
+from xvision_model.writer import DEFAULT_MAX_NEW_TOKENS, DEFAULT_REPAIR, failures, write_analyses
 
 FAILURES = ("repeated_sentence", "missing_aspect", "unusable_as_usable", "wrong_number")
 
@@ -93,6 +93,8 @@ def _open(model_dir: str | Path, store_dir: str | Path) -> tuple[XVisionModel, d
         raise EncoderMismatchError(f"{store.path}: embeddings are {store.manifest['dimension']}-d, the model expects {in_dim}-d",
                                    path=store.path, field="dimension", value=store.manifest["dimension"])
     model = load_model(model_dir, merge=True)
+    # A model trained before number slots decodes numbers (the writer scores its classes after them).
+    model.number_slots = bool(((card.get("training") or {}).get("profile") or {}).get("number_slots", False))
     if torch.cuda.is_available():
         model = model.to("cuda")
     return model.eval(), card, store
@@ -113,9 +115,9 @@ def serving_threads(card: dict) -> int | None:
     return 1 if card.get("profile") == "tiny" and not torch.cuda.is_available() else None
 
 
-def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str = "en", batch_size: int = 32,
+def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str | None = None, batch_size: int = 32,
              limit: int | None = None, progress: bool = False, scoring: str = "batched",
-             threads: int | None | str = "auto") -> dict:
+             threads: int | None | str = "auto", repair: str = DEFAULT_REPAIR) -> dict:
     """Score the model in `model_dir` on the records of `store_dir` (held-out parcels only when it
     is the training store).
 
@@ -125,15 +127,17 @@ def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str = "en", bat
     right on every aspect, `n` the number of scored (record, language) items; `raw` the same
     scores of the decoded text; `failures` the shares of items with a repeated sentence, a
     missing aspect, an unusable record described as usable, or a number not the record's. `lang` "both" scores each record
-    in English and in French. `limit` keeps the first records by record_id. `scoring` is the
-    writer's (`writer.SCORING`: "batched" and "per_record" give the same scores); `threads` the
-    torch threads to write with ("auto": `serving_threads`; None: torch's default).
+    in English and in French, and `by_lang` holds the same scores for each language alone. `limit` keeps the first records by
+    record_id. `scoring` is the writer's (`writer.SCORING`: "batched" and "per_record" give the
+    same scores); `repair` the writer's (`writer.REPAIRS`); `threads` the torch threads to write
+    with ("auto": `serving_threads`; None: torch's default).
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}", field="batch_size", value=batch_size)
     if limit is not None and limit < 1:
         raise InputError(f"limit must be >= 1, got {limit}", field="limit", value=limit)
     model, card, store = _open(model_dir, store_dir)
+    lang = lang or (card.get("training") or {}).get("lang") or "en"  # default: the languages it was trained in
     split = Split.load(model_dir)
     held_out = split is not None and same_store(split.store, store_fingerprint(store))
     records = store.records().sort_values("record_id")
@@ -151,7 +155,7 @@ def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str = "en", bat
     max_new = _max_new_tokens(card)
 
     with _threads(serving_threads(card) if threads == "auto" else threads):
-        return _evaluate(model, pairs, rows, prompts, lang, batch_size, max_new, held_out, progress, scoring)
+        return _evaluate(model, pairs, rows, prompts, lang, batch_size, max_new, held_out, progress, scoring, repair)
 
 
 @contextmanager
@@ -166,10 +170,35 @@ def _threads(n: int | None):
         torch.set_num_threads(before)
 
 
+class _Tally:
+    """The scores of one language (or of all): the model's grammar text, the decoded text, failures."""
+
+    def __init__(self) -> None:
+        self.model, self.raw = Scores(), Scores()
+        self.failed = {where: {f: 0 for f in FAILURES} for where in ("raw", "shown")}
+        self.n = 0
+
+    def add(self, analysis, record: Mapping[str, object], valid: bool, lang: str) -> None:
+        self.model.add(analysis.generated, record, valid)
+        self.raw.add(analysis.raw, record, valid)
+        for where, text in (("raw", analysis.raw), ("shown", analysis.text)):
+            for name, bad in failures(text, record, lang).items():
+                self.failed[where][name] += bad
+        self.n += 1
+
+    def result(self) -> dict:
+        return {
+            **self.model.result(),
+            "n": self.n,
+            "raw": self.raw.result(),
+            "failures": {where: {name: count / max(1, self.n) for name, count in counts.items()}
+                         for where, counts in self.failed.items()},
+        }
+
+
 def _evaluate(model: XVisionModel, pairs, rows: dict, prompts: dict, lang: str, batch_size: int, max_new: int,
-              held_out: bool, progress: bool, scoring: str) -> dict:
-    model_scores, raw_scores = Scores(), Scores()
-    failed = {where: {f: 0 for f in FAILURES} for where in ("raw", "shown")}
+              held_out: bool, progress: bool, scoring: str, repair: str) -> dict:
+    overall, by_lang = _Tally(), {code: _Tally() for code in languages(lang)}
     bar = tqdm(total=len(pairs), desc="evaluate", unit="record", disable=not progress)
     for code in languages(lang):
         chunk_pairs = [p for p in pairs.pairs if p.lang == code]
@@ -178,25 +207,14 @@ def _evaluate(model: XVisionModel, pairs, rows: dict, prompts: dict, lang: str, 
             features = torch.from_numpy(pairs.features[[p.row for p in chunk]])
             analyses = write_analyses(model, features, [rows[p.record_id] for p in chunk], code,
                                       prompt=prompts[code], max_new_tokens=max_new, batch_size=batch_size,
-                                      scoring=scoring)
+                                      scoring=scoring, repair=repair)
             for pair, analysis in zip(chunk, analyses):
-                record = rows[pair.record_id]
-                model_scores.add(analysis.generated, record, pair.valid)
-                raw_scores.add(analysis.raw, record, pair.valid)
-                for where, text in (("raw", analysis.raw), ("shown", analysis.text)):
-                    for name, bad in failures(text, record, code).items():
-                        failed[where][name] += bad
+                for tally in (overall, by_lang[code]):
+                    tally.add(analysis, rows[pair.record_id], pair.valid, code)
             bar.update(len(chunk))
     bar.close()
-    n = len(pairs)
-    return {
-        **model_scores.result(),
-        "n": n,
-        "held_out": held_out,
-        "lang": lang,
-        "raw": raw_scores.result(),
-        "failures": {where: {name: count / n for name, count in counts.items()} for where, counts in failed.items()},
-    }
+    return {**overall.result(), "held_out": held_out, "lang": lang, "repair": repair,
+            "by_lang": {code: tally.result() for code, tally in by_lang.items()}}
 
 
 def describe(model_dir: str | Path, store_dir: str | Path, parcel_id: str, date: str, lang: str = "en") -> dict:

@@ -10,17 +10,19 @@ the grammar the analyses are written in (the phrase banks of `indexer.analysis`)
   anything else (a garbled or cut-off sentence) is dropped;
 - each aspect is stated at most once (the model's first statement wins), every other kind once,
   so no sentence can appear twice;
-- numbers are written from the record, never decoded (the model wrote "SAVI 0.41" for a record
-  with 0.38): the model chooses the class phrase, the record gives the value;
-- vigor, moisture and cover are each stated exactly once, and their class is the model's most
-  probable one: at each aspect (where the model states it, or at the end when it never reached it)
-  every class phrase of that aspect is scored by the model's likelihood after the text so far, up
-  to the end of the phrase and before any number (the record's number is never shown to the
-  model), and a class's probability is the sum over its phrasings. Greedy decoding picks the most
-  probable *token*, which can belong to the less probable class when the other's mass is split
-  over three phrasings, and in "A mean NDVI of {v} points to ..." it decides after a number it
-  decoded itself (0.49 written for 0.51 flips the class at 0.5). The model's sentence is kept
-  when its class is the most probable; otherwise the best phrasing of that class replaces it;
+- numbers are written from the record, never decoded: a model trained with number slots
+  (`Profile.number_slots`, the default) writes `NUMBER_SLOT` where a number goes and the slot's
+  place in the grammar sentence names the value; an older model's decoded numbers (it wrote
+  "SAVI 0.41" for a record with 0.38) are replaced the same way;
+- vigor, moisture and cover are each stated exactly once. The class is the one the model stated
+  (its first statement wins). Where it stated none in a grammar sentence (it never reached the
+  aspect, or garbled the sentence), every class phrase of that aspect is scored by the model's
+  likelihood after the text so far, as the model writes it (slots, never the record's number),
+  up to the end of the phrase; a class's probability is the sum over its phrasings, and the
+  class is the most probable one, or the one a garbled sentence named. That repair ("fill",
+  `REPAIRS`) cannot make what users see worse than the decoded text on any aspect; replacing a
+  stated class by the most probable one ("override") turned right cover classes into wrong ones
+  in about 7 % of the records of imagery the model never saw, and is kept only to measure it;
 - a text the model opened as an unusable observation stays one (its class sentences are dropped).
 
 Then the rule: a record flagged not valid is shown the unusable text with its reason
@@ -52,15 +54,18 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from indexer.analysis import (
-    CLOSINGS, EVALUATED_ASPECTS, classify, INTROS, INVALID, INVALID_FOLLOWUPS, LANGS, NO_INDEX, PHRASES, RULE_BY_ASPECT,
-    VALID_FRACTION, analysis_seed, finite_or_none, read_classes, says_unusable, write_analysis,
+    CLOSINGS, EVALUATED_ASPECTS, classify, INTROS, INVALID, INVALID_FOLLOWUPS, LANGS, NO_INDEX, NUMBER_SLOT, PHRASES,
+    RULE_BY_ASPECT, VALID_FRACTION, analysis_seed, finite_or_none, read_classes, says_unusable, write_analysis,
 )
 from indexer.core.errors import InputError
 from xvision_model.model import PROMPTS, XVisionModel
 
 DEFAULT_MAX_NEW_TOKENS = 256
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_NUMBER = r"-?\d+(?:\.\d+)?"
+# A number as written, or the slot a model trained with `Profile.number_slots` writes instead.
+_NUMBER = r"(?:-?\d+(?:\.\d+)?|" + re.escape(NUMBER_SLOT) + ")"
+# The same, standing alone in a sentence as written (not the "2" of "Sentinel-2", the "10" of "10th").
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w-])-?\d+(?:\.\d+)?(?!\w)|" + re.escape(NUMBER_SLOT))
 
 
 # -- the grammar ------------------------------------------------------------------------------------
@@ -120,8 +125,9 @@ def parse_sentence(sentence: str, lang: str) -> tuple[Form, bool] | None:
     return None
 
 
-def _values(form: Form, record: Mapping[str, object]) -> dict[str, str] | None:
-    """The template's fields from the record (None when the record lacks one)."""
+def _values(form: Form, record: Mapping[str, object], slots: bool = False) -> dict[str, str] | None:
+    """The template's fields from the record (None when the record lacks one); `slots`: each
+    written `NUMBER_SLOT`, as a slot-trained model writes them."""
     out = {}
     for _, name, _, _ in string.Formatter().parse(form.template):
         if not name or name == "frac":
@@ -131,19 +137,48 @@ def _values(form: Form, record: Mapping[str, object]) -> dict[str, str] | None:
         value = finite_or_none(record.get(stat)) if stat else None
         if value is None:
             return None
-        out[name] = f"{100 * value:.0f}" if name == "pct" else f"{value:.2f}"
+        out[name] = NUMBER_SLOT if slots else f"{100 * value:.0f}" if name == "pct" else f"{value:.2f}"
     return out
 
 
-def render(form: Form, record: Mapping[str, object], lang: str, with_fraction: bool = False) -> str | None:
-    """`form` written with the record's values (None when the record lacks one of them)."""
-    values = _values(form, record)
+def render(form: Form, record: Mapping[str, object], lang: str, with_fraction: bool = False,
+           slots: bool = False) -> str | None:
+    """`form` written with the record's values (None when the record lacks one of them); `slots`:
+    with `NUMBER_SLOT` in their place."""
+    values = _values(form, record, slots)
     if values is None:
         return None
     if "{frac}" in form.template:
         pct = finite_or_none(record.get("valid_fraction"))
-        values["frac"] = VALID_FRACTION[lang].format(pct=f"{100 * pct:.0f}") if with_fraction and pct is not None else ""
+        shown = NUMBER_SLOT if slots else f"{100 * pct:.0f}" if pct is not None else ""
+        values["frac"] = VALID_FRACTION[lang].format(pct=shown) if with_fraction and pct is not None else ""
     return form.template.replace("*", "").format(**values)
+
+
+def fill_slots(text: str, record: Mapping[str, object], lang: str) -> str:
+    """`text` with each `NUMBER_SLOT` a model wrote replaced by the record's value, sentence by
+    sentence: the slot's place in the grammar sentence says which value. A slot in a sentence
+    outside the grammar, or for a value the record lacks, stays as written; numbers the model
+    decoded are never changed (they are what `failures` checks)."""
+    if NUMBER_SLOT not in text or lang not in GRAMMAR:
+        return text
+    return " ".join(_fill(s, record, lang) if NUMBER_SLOT in s else s for s in split_sentences(text))
+
+
+def _fill(sentence: str, record: Mapping[str, object], lang: str) -> str:
+    parsed = parse_sentence(sentence, lang)
+    rendered = render(parsed[0], record, lang, parsed[1]) if parsed is not None else None
+    if rendered is None:
+        return sentence
+    values = [m.group() for m in _NUMBER_IN_TEXT.finditer(rendered)]
+    written = list(_NUMBER_IN_TEXT.finditer(sentence))
+    if len(values) != len(written):
+        return sentence
+    out, at = [], 0
+    for found, value in zip(written, values):
+        out += [sentence[at:found.start()], value if found.group() == NUMBER_SLOT else found.group()]
+        at = found.end()
+    return "".join(out) + sentence[at:]
 
 
 def required_aspects(record: Mapping[str, object]) -> tuple[str, ...]:
@@ -154,6 +189,15 @@ def required_aspects(record: Mapping[str, object]) -> tuple[str, ...]:
 
 #: (text so far, candidate continuations) -> each candidate's log-likelihood after the text.
 Scorer = Callable[[str, list[str]], list[float]]
+
+#: When the model's likelihood decides an aspect's class (`SentenceFilter`): "fill" only where the
+#: model stated none in a grammar sentence (it keeps a class it named in a garbled sentence, and
+#: its phrasing is the most probable of that class); "override" also replaces a stated class that
+#: is not the most probable one (summed over its phrasings). "fill" is the default: what users see
+#: can then never be worse than the decoded text on any aspect, and "override" was measured to
+#: change right classes into wrong ones (docs/experiments.md).
+REPAIRS: tuple[str, ...] = ("fill", "override")
+DEFAULT_REPAIR = "fill"
 
 
 @functools.cache
@@ -186,10 +230,11 @@ def decide_class(scorer: Scorer, prefix: str, aspect: str, lang: str) -> tuple[d
     return _decided(aspect, lang, scorer(prefix, list(_head_texts(aspect, lang))))
 
 
-def _decide_steps(prefix: str, aspect: str, lang: str) -> Steps:
-    """`decide_class` as a step: the scores are asked for (yielded) instead of computed."""
+def _decide_steps(prefix: str, aspect: str, lang: str, label: str | None = None) -> Steps:
+    """`decide_class` as a step: the scores are asked for (yielded) instead of computed. With
+    `label`, the form returned is the most probable phrasing of that class."""
     scores = yield (prefix, _head_texts(aspect, lang))
-    return _decided(aspect, lang, scores)
+    return _decided(aspect, lang, scores, label)
 
 
 def _drive(steps: Steps, scorer: Scorer) -> Any:
@@ -202,13 +247,13 @@ def _drive(steps: Steps, scorer: Scorer) -> Any:
         return done.value
 
 
-def _decided(aspect: str, lang: str, scores: Sequence[float]) -> tuple[dict[str, float], Form]:
+def _decided(aspect: str, lang: str, scores: Sequence[float], label: str | None = None) -> tuple[dict[str, float], Form]:
     forms = _heads(aspect, lang)
     by_class: dict[str, list[float]] = {}
     for form, score in zip(forms, scores):
         by_class.setdefault(form.label, []).append(score)
     total = {label: _logsumexp(values) for label, values in by_class.items()}
-    best = max(total, key=total.__getitem__)  # the first class in the grammar's order on a tie
+    best = label if label in total else max(total, key=total.__getitem__)  # the grammar's first class on a tie
     form, _ = max(((f, score) for f, score in zip(forms, scores) if f.label == best), key=lambda pair: pair[1])
     return total, form
 
@@ -233,12 +278,18 @@ class SentenceFilter:
     """
 
     def __init__(self, record: Mapping[str, object], lang: str, *, usable: bool | None = None,
-                 scorer: Scorer | None = None) -> None:
+                 scorer: Scorer | None = None, repair: str = DEFAULT_REPAIR, slots: bool = True) -> None:
         if lang not in GRAMMAR:
             raise InputError(f"language must be one of {', '.join(GRAMMAR)}, got {lang!r}", field="lang", value=lang)
-        self.record, self.lang, self.scorer = record, lang, scorer
+        if repair not in REPAIRS:
+            raise InputError(f"repair must be one of {', '.join(REPAIRS)}, got {repair!r}", field="repair", value=repair)
+        self.record, self.lang, self.scorer, self.repair, self.slots = record, lang, scorer, repair, slots
         self.kept: list[str] = []
+        # The kept sentences as the model writes them (number slots for a slot-trained model): the
+        # text the class phrases are scored after.
+        self.written: list[str] = []
         self.stated: dict[str, str] = {}  # aspect -> class
+        self.named: dict[str, str] = {}  # aspect -> class a sentence outside the grammar named
         self.kinds: set[str] = set()
         # Whether the text describes the parcel or declares the observation unusable: decided by
         # the model's first statement unless `usable` is given (the shown text of a valid record).
@@ -256,6 +307,9 @@ class SentenceFilter:
         answers the requests of many records with one batch)."""
         parsed = parse_sentence(sentence, self.lang)
         if parsed is None:
+            if self.unusable is not True:  # a garbled sentence still names the class the model chose
+                for aspect, label in read_classes(sentence).items():
+                    self.named.setdefault(aspect, label)
             return None
         form, with_fraction = parsed
         if form.kind in ("aspect", "unusable", "no_index") and self.unusable is None:
@@ -273,10 +327,14 @@ class SentenceFilter:
         if form.kind == "closing":  # held back: it closes the text, after any fill-in
             self.closing = form
             return None
-        if form.kind == "aspect" and self.scorer is not None and form.aspect in required_aspects(self.record):
-            total, best = yield from _decide_steps(self.text, form.aspect, self.lang)
+        if (form.kind == "aspect" and self.repair == "override" and self.scorer is not None
+                and form.aspect in required_aspects(self.record)):
+            total, best = yield from _decide_steps(self.prefix, form.aspect, self.lang)
             if total.get(form.label, -math.inf) < total[best.label]:
                 form, with_fraction = best, False
+        return self._keep(form, with_fraction)
+
+    def _keep(self, form: Form, with_fraction: bool = False) -> str | None:
         text = render(form, self.record, self.lang, with_fraction)
         if text is None:
             return None
@@ -284,7 +342,13 @@ class SentenceFilter:
         if form.kind == "aspect":
             self.stated[form.aspect] = form.label
         self.kept.append(text)
+        self.written.append(render(form, self.record, self.lang, with_fraction, slots=True) if self.slots else text)
         return text
+
+    @property
+    def prefix(self) -> str:
+        """The text so far as the model would have written it (what class phrases are scored after)."""
+        return " ".join(self.written)
 
     def finish_steps(self) -> Steps:
         """`finish` as a step (see `feed_steps`)."""
@@ -294,15 +358,14 @@ class SentenceFilter:
         for aspect in required_aspects(self.record):
             if aspect in self.stated or self.scorer is None:
                 continue
-            _, form = yield from _decide_steps(self.text, aspect, self.lang)
-            text = render(form, self.record, self.lang)
-            if text is not None:
-                self.kept.append(text)
-                self.stated[aspect] = form.label
+            # Only where the model stated no class: the class it named outside the grammar, else
+            # its most probable one; the phrasing is the model's most probable of that class.
+            _, form = yield from _decide_steps(self.prefix, aspect, self.lang, self.named.get(aspect))
+            if (text := self._keep(form)) is not None:
                 out.append(text)
         if self.closing is not None and self.stated.get("vigor") == self.closing.label:
-            out.append(render(self.closing, self.record, self.lang))
-            self.kept.append(out[-1])
+            if (text := self._keep(self.closing)) is not None:
+                out.append(text)
         return out
 
     @property
@@ -310,10 +373,11 @@ class SentenceFilter:
         return " ".join(self.kept)
 
 
-def grammar_text(raw: str, record: Mapping[str, object], lang: str, scorer: Scorer | None = None) -> str:
+def grammar_text(raw: str, record: Mapping[str, object], lang: str, scorer: Scorer | None = None,
+                 repair: str = DEFAULT_REPAIR, slots: bool = True) -> str:
     """`raw` held to the grammar (see the module docstring); `scorer` None: the decoded classes
     stand and nothing is filled in."""
-    keep = SentenceFilter(record, lang, scorer=scorer)
+    keep = SentenceFilter(record, lang, scorer=scorer, repair=repair, slots=slots)
     for sentence in split_sentences(raw):
         keep.feed(sentence)
     keep.finish()
@@ -356,7 +420,8 @@ def _numbers_are_the_records(sentence: str, record: Mapping[str, object], lang: 
 @dataclass(frozen=True)
 class Analysis:
     """One record's analysis: `text` what users see, `generated` the model's grammar text (before
-    the unusable rule), `raw` the decoded text."""
+    the unusable rule), `raw` the decoded text (its number slots filled from the record,
+    `fill_slots`)."""
 
     text: str
     generated: str
@@ -492,12 +557,13 @@ class _SentenceStreamer(BaseStreamer):
 
 
 def _write_one(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int], record: Mapping[str, object],
-               lang: str, on_text: Callable[[str], None], max_new_tokens: int) -> Analysis:
+               lang: str, on_text: Callable[[str], None], max_new_tokens: int, repair: str, slots: bool) -> Analysis:
     """One record, decoded now and streamed to `on_text` sentence by sentence."""
     valid = bool(record.get("valid", True))
     score = _scorer(_Scoring(model, prompt_ids), features)
-    model_text = SentenceFilter(record, lang, scorer=score)
-    filters = [SentenceFilter(record, lang, usable=True, scorer=score), model_text] if valid else [model_text]
+    model_text = SentenceFilter(record, lang, scorer=score, repair=repair, slots=slots)
+    filters = [SentenceFilter(record, lang, usable=True, scorer=score, repair=repair, slots=slots),
+               model_text] if valid else [model_text]
     emit = on_text if valid else None
     if not valid:
         on_text(unusable_text(record, lang))
@@ -508,17 +574,19 @@ def _write_one(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int
             if k == 0 and emit is not None:
                 emit(text)
     shown = filters[0].text if valid else unusable_text(record, lang)
-    return Analysis(shown, model_text.text, streamer.text)
+    return Analysis(shown, model_text.text, fill_slots(streamer.text, record, lang))
 
 
-def _write_steps(raw: str, record: Mapping[str, object], lang: str, scored: bool = True) -> Steps:
+def _write_steps(raw: str, record: Mapping[str, object], lang: str, scored: bool = True,
+                 repair: str = DEFAULT_REPAIR, slots: bool = True) -> Steps:
     """One record's analyses from its decoded text `raw`, as steps: the class scores it needs are
     yielded as requests (each distinct request once: the shown and the model's text mostly ask
     the same); returns the `Analysis`. `scored=False`: the decoded classes stand, nothing asked."""
     valid = bool(record.get("valid", True))
     scorer = _asked if scored else None
-    model_text = SentenceFilter(record, lang, scorer=scorer)
-    filters = [SentenceFilter(record, lang, usable=True, scorer=scorer), model_text] if valid else [model_text]
+    model_text = SentenceFilter(record, lang, scorer=scorer, repair=repair, slots=slots)
+    filters = [SentenceFilter(record, lang, usable=True, scorer=scorer, repair=repair, slots=slots),
+               model_text] if valid else [model_text]
     answered: dict[Request, list[float]] = {}
 
     def once(steps: Steps) -> Steps:
@@ -537,7 +605,7 @@ def _write_steps(raw: str, record: Mapping[str, object], lang: str, scored: bool
     for keep in filters:
         yield from once(keep.finish_steps())
     shown = filters[0].text if valid else unusable_text(record, lang)
-    return Analysis(shown, model_text.text, raw)
+    return Analysis(shown, model_text.text, fill_slots(raw, record, lang))
 
 
 #: How `write_analyses` scores the class phrases: all records of a batch together (one forward
@@ -572,13 +640,15 @@ def _score_together(scoring: _Scoring, features: torch.Tensor, tasks: list[Steps
 def write_analyses(model: XVisionModel, features: torch.Tensor, records: Sequence[Mapping[str, object]],
                    lang: str = "en", *, prompt: str | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                    batch_size: int = 32, on_text: Callable[[str], None] | None = None,
-                   scoring: str = "batched") -> list[Analysis]:
+                   scoring: str = "batched", repair: str = DEFAULT_REPAIR) -> list[Analysis]:
     """The analyses of `records` (store rows: statistics, `valid`, `invalid_reason`, `parcel_id`,
     `date`) from their embeddings `features` [N, D], greedy, in `lang` ("en" or "fr").
 
     `on_text` (one record only) receives the shown text as it is written, sentence by sentence;
     the pieces joined with spaces are `Analysis.text`. `scoring` (see `SCORING`): "batched" and
     "per_record" write the same texts; "none" skips the class scoring (not what users are shown).
+    `repair` (see `REPAIRS`): when the model's likelihood decides a class. Whether the model
+    writes number slots is `model.number_slots` (set from its card by `load_model`; True when unset).
     """
     if len(features) != len(records):
         raise InputError(f"{len(features)} embeddings for {len(records)} records", field="features", value=len(features))
@@ -588,16 +658,20 @@ def write_analyses(model: XVisionModel, features: torch.Tensor, records: Sequenc
         raise InputError("the model has no tokenizer; it cannot write text", field="model")
     if scoring not in SCORING:
         raise InputError(f"scoring must be one of {', '.join(SCORING)}, got {scoring!r}", field="scoring", value=scoring)
+    if repair not in REPAIRS:
+        raise InputError(f"repair must be one of {', '.join(REPAIRS)}, got {repair!r}", field="repair", value=repair)
+    slots = bool(getattr(model, "number_slots", True))
     prompt_ids = model.tokenizer(prompt or PROMPTS[lang], add_special_tokens=False)["input_ids"]
     if on_text is not None:
-        return [_write_one(model, features[:1], prompt_ids, records[0], lang, on_text, max_new_tokens)]
+        return [_write_one(model, features[:1], prompt_ids, records[0], lang, on_text, max_new_tokens, repair, slots)]
     scorer = _Scoring(model, prompt_ids)
     out: list[Analysis] = []
     for start in range(0, len(records), batch_size):
         chunk = features[start:start + batch_size]
         rows = model.generate(chunk, [prompt_ids] * len(chunk), max_new_tokens=max_new_tokens)
         raws = model.tokenizer.batch_decode(rows, skip_special_tokens=True)
-        tasks = [_write_steps(raw, records[start + i], lang, scored=scoring != "none") for i, raw in enumerate(raws)]
+        tasks = [_write_steps(raw, records[start + i], lang, scored=scoring != "none", repair=repair, slots=slots)
+                 for i, raw in enumerate(raws)]
         if scoring == "per_record":
             out += [_drive(task, _scorer(scorer, chunk[i:i + 1])) for i, task in enumerate(tasks)]
         else:

@@ -90,6 +90,44 @@ def test_split_is_by_parcel_without_leak(small_store, tmp_path):
     assert Split.load(tmp_path).held_out == split.held_out
 
 
+def test_both_languages_train_one_language_per_record_drawn_anew_each_epoch(small_store):
+    """"both": each training record appears once (not twice: training time stays that of one
+    language), in either language, and each epoch draws its language again, with the prompt of
+    that language; the targets write number slots, the record's words otherwise."""
+    from indexer.analysis import NUMBER_SLOT
+    from xvision_model.finetune.dataset import PROMPTS, one_language_each
+    from xvision_model.finetune.tokens import token_rows
+    from xvision_model.tokenizer import train_tokenizer
+
+    store = Store.open(small_store)
+    pairs = build_pairs(store, "both", slots=True)
+    once = one_language_each(pairs)
+    assert len(once) == len(store) and {p.lang for p in once.pairs} == {"en", "fr"}
+    assert len({p.row for p in once.pairs}) == len(once)
+    for pair in once.pairs[:20]:
+        record = once.records[pair.row]
+        plain = record["analysis" if pair.lang == "en" else "analysis_fr"]
+        # The stored analysis with its numbers replaced by slots: same phrasing, same classes.
+        assert NUMBER_SLOT in pair.text and not re.search(r"\d\.\d", pair.text)
+        assert read_classes(pair.text) == read_classes(plain)
+    tokenizer = train_tokenizer([p.text for p in pairs.pairs] + list(PROMPTS.values()), vocab_size=300)
+    data, _ = token_rows(once, once.select([], keep=True), tokenizer, prompts=list(PROMPTS.values()),
+                         max_length=256, visual_tokens=4, marks=False)
+    prompt_of = {code: tokenizer(PROMPTS[code], add_special_tokens=False)["input_ids"] for code in PROMPTS}
+    seen: dict[int, set[str]] = {}
+    for variant in range(1, 6):
+        epoch = data.rephrased(1.0, seed=0, variant=variant)
+        for i in range(len(epoch)):
+            lang = "en" if epoch.prompts[i] == prompt_of["en"] else "fr"
+            assert epoch.prompts[i] == prompt_of[lang]
+            # The target is the record's analysis written in the prompt's language.
+            text = once.rephrase(once.in_language(once.pairs[i], lang), variant=variant)
+            assert epoch.targets[i] == tokenizer(text, add_special_tokens=False)["input_ids"][:data.max_target]
+            assert ("Vegetation" in text or "NDVI of" in text or "vigor" in text.lower()) == (lang == "en")
+            seen.setdefault(i, set()).add(lang)
+    assert sum(len(langs) == 2 for langs in seen.values()) > 0.8 * len(seen)  # most records seen in both
+
+
 def test_unobserved_pairs_teach_zero_vector_means_unusable(small_store):
     pairs = build_pairs(Store.open(small_store), "both")
     assert all(p.valid for p in pairs.pairs)  # cloud-free composites: the case the pairs exist for
@@ -151,7 +189,10 @@ def test_evaluate_scores_held_out_parcels(trained, small_store):
     assert set(scores["per_aspect"]) == set(EVALUATED_ASPECTS)
     for value in [scores["overall"], scores["all_three"], *scores["per_aspect"].values()]:
         assert 0.0 <= value <= 1.0
-    assert evaluate(out, small_store, limit=3)["n"] == 3
+    limited = evaluate(out, small_store, limit=3)  # trained in both languages: each record in each
+    assert limited["lang"] == "both" and limited["n"] == 6
+    assert {code: r["n"] for code, r in limited["by_lang"].items()} == {"en": 3, "fr": 3}
+    assert evaluate(out, small_store, limit=3, lang="en")["n"] == 3
     # The scores are the tally of what the model wrote for each held-out record, aspect by aspect.
     store = Store.open(small_store)
     held = store.records()[store.records()["parcel_id"].isin(Split.load(out).held_out)].sort_values("record_id")

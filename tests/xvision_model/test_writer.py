@@ -79,8 +79,11 @@ def test_a_loop_becomes_one_statement_per_aspect_with_the_records_numbers(lang, 
     assert all(counts[a] == 1 for a in EVALUATED_ASPECTS) and max(counts.values()) == 1
     # The model's own statements stay first, in its order; what it never said is chosen by it.
     assert split_sentences(text)[0].startswith("Vigorous" if lang == "en" else "Végétation très vigoureuse")
-    # Every evaluated aspect's class was asked of the model once: where it stated it, or at the end.
-    assert len(asked) == 3
+    # Only the aspects the model never stated were asked of it (at the end); its stated classes stand.
+    assert len(asked) == len(set(EVALUATED_ASPECTS) - set(read_classes(raw))) >= 1
+    asked.clear()
+    grammar_text(raw, RECORD, lang, scorer=even, repair="override")
+    assert len(asked) == 3  # "override" asks every aspect: where it was stated, or at the end
     # Every number is the record's, at the precision written (the model had written 0.60 and 0.41).
     record_values = {f"{v:.2f}" for k, v in RECORD.items() if isinstance(v, float)}
     assert _numbers(text) and set(_numbers(text)) <= record_values
@@ -157,11 +160,86 @@ def test_the_class_shown_is_the_models_most_probable_summed_over_its_phrasings()
     assert best.label == "moderate" and max(total, key=total.get) == "moderate"
     assert np.isclose(np.exp(total["moderate"]), 0.6) and np.isclose(np.exp(total["high"]), 0.4)
     raw = "Vegetation displays high vigor (NDVI 0.31). The canopy looks dry (NDMI 0.05)."
-    text = grammar_text(raw, RECORD, "en", scorer=scorer)
+    text = grammar_text(raw, RECORD, "en", scorer=scorer, repair="override")
     assert read_classes(text)["vigor"] == "moderate" and "0.72" in text and "0.31" not in text
     assert split_sentences(text)[0] == "Vegetation shows moderate vigor (NDVI 0.72)."
+    # The default repair fills only what the model did not state: its high vigor stands, with the
+    # record's number, and the cover it never reached is its most probable class.
+    text = grammar_text(raw, RECORD, "en", scorer=scorer)
+    assert split_sentences(text)[0] == "Vegetation displays high vigor (NDVI 0.72)."
+    assert set(read_classes(text)) >= set(EVALUATED_ASPECTS)
     # Without a scorer the decoded class stands (and nothing is filled in).
     assert read_classes(grammar_text(raw, RECORD, "en"))["vigor"] == "high"
+
+
+def test_a_class_named_in_a_garbled_sentence_is_the_class_filled_in():
+    """The model named dense cover in a sentence outside the grammar: that class is shown (in the
+    grammar's most probable phrasing of it), not the likelihood's favourite."""
+    raw = ("Vegetation displays high vigor (NDVI 0.72). The canopy looks dry (NDMI 0.12). "
+           "The ground shows a dense vegetation cover with some gaps (SAVI 0.38).")
+    assert read_classes(raw)["cover"] == "vegetation_dominant"
+
+    def prefers_bare(prefix, candidates):
+        return [0.0 if "soil" in c.lower() or "little" in c.lower() else -5.0 for c in candidates]
+
+    text = grammar_text(raw, RECORD, "en", scorer=prefers_bare)
+    assert read_classes(text)["cover"] == "vegetation_dominant"
+    assert grammar_text(raw.rsplit(". ", 1)[0] + ".", RECORD, "en", scorer=prefers_bare).count("oil") >= 1
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_what_users_see_is_never_worse_than_the_decoded_text_on_any_aspect(lang):
+    """Random decoded texts (grammar sentences of random classes, repeated, garbled, cut off) and a
+    scorer that favours random classes: with the default repair, every aspect the decoded text
+    gets right (`read_classes` against `classify`) is right in the text users see."""
+    from indexer.analysis import classify
+
+    rng = np.random.default_rng(7)
+    for i, record in enumerate(_random_records(120, seed=9)):
+        pieces = []
+        for k in range(int(rng.integers(1, 6))):
+            other = _random_records(1, seed=1000 * i + k)[0]
+            sentences = split_sentences(write_analysis(other, seed=int(rng.integers(1 << 30)), lang=lang))
+            sentence = sentences[int(rng.integers(len(sentences)))]
+            if rng.random() < 0.3:  # garbled: a word dropped
+                words = sentence.split()
+                del words[int(rng.integers(len(words)))]
+                sentence = " ".join(words)
+            pieces.append(sentence)
+        raw = " ".join(pieces)
+        favourite = rng.random(64)
+
+        def scorer(prefix, candidates):
+            return [float(favourite[hash(c) % 64]) for c in candidates]
+
+        shown = SentenceFilter(record, lang, usable=True, scorer=scorer)
+        for sentence in split_sentences(raw):
+            shown.feed(sentence)
+        shown.finish()
+        truth, decoded, seen = classify(record), read_classes(raw), read_classes(shown.text)
+        for aspect in EVALUATED_ASPECTS:
+            if decoded.get(aspect) == truth[aspect]:
+                assert seen.get(aspect) == truth[aspect], (raw, shown.text)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_number_slots_are_filled_from_the_record(lang):
+    """A slot-trained model writes '#' where a number goes: the grammar text and the decoded text
+    (`fill_slots`) carry the record's values, and the slots are never failures."""
+    from xvision_model.writer import fill_slots
+
+    for i, record in enumerate(_random_records(60, seed=11)):
+        slotted = write_analysis(record, seed=i, lang=lang, slots=True)
+        plain = write_analysis(record, seed=i, lang=lang)
+        assert "#" in slotted and not re.search(r"\d\.\d", slotted)
+        assert fill_slots(slotted, record, lang) == plain  # uniformity's "percentiles 10-90" untouched
+        assert grammar_text(slotted, record, lang) == plain
+        assert not failures(fill_slots(slotted, record, lang), record, lang)["wrong_number"]
+    # A number the model decoded itself is never rewritten by the filling: it stays a failure.
+    record = RECORD
+    raw = "Vegetation displays high vigor (NDVI 0.31). The canopy looks dry (NDMI #)."
+    filled = fill_slots(raw, record, "en")
+    assert "0.31" in filled and "NDMI 0.12" in filled and failures(filled, record, "en")["wrong_number"]
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])

@@ -12,10 +12,14 @@ label: it is the rule table applied to the augmented pixels.
 
 Per chip, on reflectance (all bands of a pixel change together, so the parcel's texture stays):
 
-    x' = (1 - a) * (k * g_b * x + o) + a * s_b
+    x' = (1 - a) * (k * g_b * x + o_b) + a * s_b,    o_b = o * (lambda_b / 560 nm) ** -alpha
 
 `k` a brightness factor (illumination, soil moisture darkening), `g_b` a per-band gain (other
-surface types and atmospheres shift the bands independently), `o` an additive haze offset, and
+surface types and atmospheres shift the bands independently), `o_b` an additive haze (path
+reflectance) falling with wavelength as aerosol (alpha ~ 1) or Rayleigh (alpha ~ 4) scattering
+does: what separates top-of-atmosphere (L1C) from surface (L2A) reflectance, so that a model
+trained on L2A chips meets L1C-like spectra in training (the blue bands raised most, NDVI
+lowered), and
 `s_b` a random spectrum mixed in with weight `a` (a sub-pixel share of snow, water, rock, dry
 grass ... whose spectra no region of the training store has). Values are clipped to [0, 1].
 
@@ -40,12 +44,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from indexer.core.bands import BAND_BY_NAME
 from indexer.core.indices import chip_statistics
 from indexer.sources import locate_sources, reread_chips
 from indexer.store import Store
 from indexer.core.errors import InputError
 from xvision_model.encoders import Encoder, build_encoder
-from xvision_model.finetune.dataset import CLASS_STAT_COLUMNS, Pair, PairSet
+from xvision_model.finetune.dataset import CLASS_STAT_COLUMNS, Pair, PairSet, written
 from xvision_model.finetune.profiles import AugmentSettings
 from xvision_model.finetune.seeds import derive_seed, numpy_rng
 
@@ -59,6 +64,8 @@ BATCH_SIZE = 64
 #: a store of the Flanders and Hesbaye samples (2,368 records, 1,795 examples added): peak RSS
 #: 8.5 GB in one pass, 2.4 GB with blocks of 256, 1.5 GB with blocks of 64, the same examples.
 BLOCK = BATCH_SIZE
+#: Wavelength (nm) at which the haze offset is drawn (`AugmentSettings.haze`): Sentinel-2's green band.
+HAZE_REFERENCE_NM = 560.0
 
 
 @dataclass(frozen=True)
@@ -73,13 +80,21 @@ class Perturbation:
     spectrum: np.ndarray
 
     @classmethod
-    def draw(cls, n: int, bands: int, settings: AugmentSettings, rng: np.random.Generator) -> Perturbation:
+    def draw(cls, n: int, bands: int | Sequence[str], settings: AugmentSettings,
+             rng: np.random.Generator) -> Perturbation:
+        """Draws for `n` chips of `bands` (band names, for the haze's wavelength dependence; a
+        count alone gives a flat haze)."""
+        count = bands if isinstance(bands, int) else len(bands)
         lo, hi = np.log(settings.brightness[0]), np.log(settings.brightness[1])
         k = np.exp(rng.uniform(lo, hi, (n, 1, 1, 1)))
-        gains = np.exp(rng.normal(0.0, settings.band_gain_sigma, (n, bands, 1, 1)))
+        gains = np.exp(rng.normal(0.0, settings.band_gain_sigma, (n, count, 1, 1)))
         haze = rng.uniform(*settings.haze, (n, 1, 1, 1))
         share = rng.uniform(0.0, settings.mix_max, (n, 1, 1, 1))
-        spectrum = rng.uniform(0.0, 0.8, (n, bands, 1, 1))
+        spectrum = rng.uniform(0.0, 0.8, (n, count, 1, 1))
+        alpha = rng.uniform(*settings.haze_exponent, (n, 1, 1, 1))
+        if not isinstance(bands, int):
+            relative = np.array([BAND_BY_NAME[b].wavelength_nm for b in bands]) / HAZE_REFERENCE_NM
+            haze = haze * relative[None, :, None, None] ** -alpha
         return cls(k, gains, haze, share, spectrum)
 
     def apply(self, chips: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
@@ -89,9 +104,11 @@ class Perturbation:
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def augment_chips(chips: np.ndarray, settings: AugmentSettings, rng: np.random.Generator) -> np.ndarray:
-    """[N, C, H, W] reflectance -> perturbed copy (see the module docstring), float32 in [0, 1]."""
-    return Perturbation.draw(chips.shape[0], chips.shape[1], settings, rng).apply(chips)
+def augment_chips(chips: np.ndarray, settings: AugmentSettings, rng: np.random.Generator,
+                  bands: Sequence[str] | None = None) -> np.ndarray:
+    """[N, C, H, W] reflectance -> perturbed copy (see the module docstring), float32 in [0, 1];
+    `bands` names the C bands (without them the haze is the same in every band)."""
+    return Perturbation.draw(chips.shape[0], bands or chips.shape[1], settings, rng).apply(chips)
 
 
 def read_chips(store: Store, records: Sequence[dict], imagery: Sequence[str | Path] = (),
@@ -165,7 +182,7 @@ def augmented_pairs(pairs: PairSet, store: Store, imagery: Sequence[str | Path],
     n = len(rows)
     # Every copy's draws first, in the order one pass over all chips made them (see the docstring).
     rng = numpy_rng(seed, "augment")
-    draws = [Perturbation.draw(n, len(bands), settings, rng) for _ in range(copies)]
+    draws = [Perturbation.draw(n, bands, settings, rng) for _ in range(copies)]
     features = np.zeros((copies, n, encoder.spec.dim), np.float32)
     measured: list[list[dict[str, float] | None]] = [[None] * n for _ in range(copies)]
     with tqdm(total=n * (1 + copies), desc="augment", unit="chip", disable=not progress) as bar:
@@ -204,7 +221,7 @@ def _check_reread(reread: np.ndarray, stored: np.ndarray, records: Sequence[dict
 def _append(pairs: PairSet, rows: list[int], features: np.ndarray, stats: np.ndarray,
             records: list[dict]) -> PairSet:
     """New feature rows (copy-major: copy 0 of every source row, then copy 1 ...) and their pairs."""
-    from indexer.analysis import analysis_seed, write_analysis
+    from indexer.analysis import analysis_seed
 
     start = len(pairs.features)
     position = {row: i for i, row in enumerate(rows)}
@@ -216,7 +233,7 @@ def _append(pairs: PairSet, rows: list[int], features: np.ndarray, stats: np.nda
             new_row = start + copy * len(rows) + position[pair.row]
             record = records[new_row - start]
             phrasing = derive_seed(analysis_seed(pair.parcel_id, pair.date), "augment", copy)
-            text = write_analysis(record, valid=True, lang=pair.lang, seed=phrasing)
+            text = written(record, True, pair.lang, phrasing, slots=pairs.slots, small=False)
             added.append(Pair(row=new_row, record_id=pair.record_id, parcel_id=pair.parcel_id, date=pair.date,
                               lang=pair.lang, prompt=pair.prompt, text=text, valid=True))
     return pairs.extended(features, stats, records, added)

@@ -9,6 +9,7 @@ fingerprint, so `evaluate` can tell whether it is scoring the store the model wa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable
@@ -18,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from indexer.analysis import CLASS_RULES, analysis_seed, write_analysis
+from indexer.analysis import CLASS_RULES, analysis_seed, finite_or_none, write_analysis
 from indexer.chips import MIN_VALID_FRACTION
 from indexer.core.errors import InputError
 from indexer.core.schema import TEXT_COLUMNS
+from indexer.observations import MIN_RELIABLE_PIXELS
 from indexer.store import Store
 from xvision_model.finetune.seeds import derive_seed, numpy_rng
 from xvision_model.model import PROMPTS
@@ -64,6 +66,10 @@ class PairSet:
     pairs: list[Pair]
     stats: np.ndarray | None = None
     records: list[dict] | None = None  # per row: the record's scalar fields (for `rephrase`)
+    #: Whether the texts write `indexer.analysis.NUMBER_SLOT` where a number goes (see `build_pairs`).
+    slots: bool = False
+    #: Language -> prompt of every language the set is written in (`rephrase` may switch a pair to another).
+    prompts: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -75,20 +81,26 @@ class PairSet:
     def select(self, parcels: Iterable[str], keep: bool = True) -> PairSet:
         """The pairs whose parcel is (`keep=True`) or is not in `parcels`; features are shared."""
         wanted = set(parcels)
-        return PairSet(self.features, [p for p in self.pairs if (p.parcel_id in wanted) == keep], self.stats,
-                       self.records)
+        return dataclasses.replace(self, pairs=[p for p in self.pairs if (p.parcel_id in wanted) == keep])
 
     def extended(self, features: np.ndarray, stats: np.ndarray, records: list[dict], pairs: list[Pair]) -> PairSet:
         """A new set with feature rows appended (numbered from `len(self.features)` on, in the
         order given) with their statistics and records, and `pairs` after the existing pairs."""
         start = len(self.features)
         own_records = self.records if self.records is not None else [{} for _ in range(start)]
-        return PairSet(
-            np.concatenate([self.features, features.astype(self.features.dtype)]),
-            [*self.pairs, *pairs],
-            None if self.stats is None else np.concatenate([self.stats, stats.astype(self.stats.dtype)]),
-            [*own_records, *records],
+        return dataclasses.replace(
+            self,
+            features=np.concatenate([self.features, features.astype(self.features.dtype)]),
+            pairs=[*self.pairs, *pairs],
+            stats=None if self.stats is None else np.concatenate([self.stats, stats.astype(self.stats.dtype)]),
+            records=[*own_records, *records],
         )
+
+    def in_language(self, pair: Pair, lang: str) -> Pair:
+        """`pair` asked in `lang` (one of the set's `prompts`); its text is rewritten by `rephrase`."""
+        if lang == pair.lang:
+            return pair
+        return dataclasses.replace(pair, lang=lang, prompt=self.prompts[lang], text="")
 
     def rephrase(self, pair: Pair, variant: int) -> str:
         """`pair`'s analysis written again from its record by `write_analysis`, phrasing seed `variant`.
@@ -98,12 +110,34 @@ class PairSet:
         a model that learns one text per embedding learns the seed; drawn anew, it learns the
         statistics.
         """
-        if variant == 0 or self.records is None:
+        if (variant == 0 and pair.text) or self.records is None:
             return pair.text
         record = self.records[pair.row]
         seed = derive_seed(analysis_seed(pair.parcel_id, pair.date), "rephrase", variant)
-        return write_analysis(record, valid=pair.valid, reason=record.get("invalid_reason") or None,
-                              lang=pair.lang, seed=seed)
+        return written(record, pair.valid, pair.lang, seed, slots=self.slots, small=False)
+
+
+def written(record: dict, valid: bool, lang: str, seed: int, *, slots: bool, small: bool | None = None) -> str:
+    """The analysis `write_analysis` writes for `record`; `small` None: as the indexer decides it
+    (fewer than `MIN_RELIABLE_PIXELS` pixels)."""
+    if small is None:
+        n_pixels = finite_or_none(record.get("n_pixels"))
+        small = n_pixels is not None and n_pixels < MIN_RELIABLE_PIXELS
+    return write_analysis(record, valid=valid, reason=record.get("invalid_reason") or None, lang=lang, seed=seed,
+                          too_small=bool(small and valid), slots=slots)
+
+
+def one_language_each(pairs: PairSet) -> PairSet:
+    """One pair per record of a set written in several languages: each record keeps the language
+    its (parcel, date) hash picks, so the languages share the records evenly (training draws the
+    language anew every epoch, `tokens.Encoded.rephrased`: a set with each record in every
+    language would take as many times longer to train)."""
+    langs = sorted(pairs.prompts) or sorted({p.lang for p in pairs.pairs})
+    if len(langs) < 2:
+        return pairs
+    kept = [p for p in pairs.pairs
+            if p.lang == langs[analysis_seed(p.parcel_id, p.date) % len(langs)] or p.record_id < 0]
+    return dataclasses.replace(pairs, pairs=kept)
 
 
 #: Share of synthetic "no observation" pairs added to a training set that has no unusable record.
@@ -136,7 +170,7 @@ def with_unobserved(pairs: PairSet, share: float = UNOBSERVED_SHARE, seed: int =
                   "valid_fraction": float(rng.uniform(0.0, MIN_VALID_FRACTION)) if k % 2 else 0.0}
         records.append(record)
         lang = langs[k % len(langs)]
-        text = write_analysis(record, valid=False, reason="cloud", lang=lang, seed=analysis_seed(parcel_id, date))
+        text = written(record, False, lang, analysis_seed(parcel_id, date), slots=pairs.slots)
         added.append(Pair(row=start + k, record_id=-1 - k, parcel_id=parcel_id, date=date, lang=lang,
                           prompt=prompts[lang], text=text, valid=False))
     zeros = np.zeros((count, pairs.features.shape[1]), np.float32)
@@ -144,11 +178,13 @@ def with_unobserved(pairs: PairSet, share: float = UNOBSERVED_SHARE, seed: int =
 
 
 def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None = None,
-                records: pd.DataFrame | None = None) -> PairSet:
+                records: pd.DataFrame | None = None, slots: bool = False) -> PairSet:
     """One pair per record and language (each record twice for "both"), ordered by record_id.
 
-    Records without an analysis text in a requested language are skipped. InputError when the
-    store has no record at all or none that is valid.
+    The text is the record's stored analysis; with `slots`, the same text (same phrasing seed)
+    with `indexer.analysis.NUMBER_SLOT` where it states a number. Records without an analysis
+    text in a requested language are skipped. InputError when the store has no record at all or
+    none that is valid.
     """
     prompts = {**PROMPTS, **(prompts or {})}
     langs = languages(lang)
@@ -168,6 +204,9 @@ def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None =
             text = getattr(rec, TEXT_COLUMNS[code], None)
             if not isinstance(text, str) or not text.strip():
                 continue
+            if slots:
+                text = written(rec._asdict(), bool(rec.valid), code, analysis_seed(str(rec.parcel_id), str(rec.date)),
+                               slots=True)
             pairs.append(Pair(row=row, record_id=int(rec.record_id), parcel_id=str(rec.parcel_id),
                               date=str(rec.date), lang=code, prompt=prompts[code], text=text.strip(),
                               valid=bool(rec.valid)))
@@ -178,7 +217,8 @@ def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None =
         pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float64) if c in table else np.full(len(table), np.nan)
         for c in CLASS_STAT_COLUMNS
     ]).astype(np.float32)
-    return PairSet(features, pairs, stats, table.drop(columns="geometry", errors="ignore").to_dict("records"))
+    return PairSet(features, pairs, stats, table.drop(columns="geometry", errors="ignore").to_dict("records"),
+                   slots=slots, prompts={code: prompts[code] for code in langs})
 
 
 # -- the split ----------------------------------------------------------------------------------

@@ -39,12 +39,19 @@ class AugmentSettings:
     max_examples: int = 4400
     brightness: tuple[float, float] = (0.5, 1.8)  # k, log-uniform
     band_gain_sigma: float = 0.3  # log g_b ~ N(0, sigma)
-    haze: tuple[float, float] = (-0.01, 0.04)  # o, uniform (reflectance)
+    haze: tuple[float, float] = (-0.01, 0.04)  # o at 560 nm, uniform (reflectance)
+    # The haze's wavelength dependence, o_b = o * (lambda_b / 560 nm) ** -alpha with alpha uniform
+    # here: 0 is flat, about 1 aerosol, 4 Rayleigh scattering. Top-of-atmosphere (L1C) imagery is
+    # bottom-of-atmosphere reflectance plus such a path term (most in the blue bands, least in the
+    # SWIR), so training on it makes the generator hold up on L1C input by design.
+    haze_exponent: tuple[float, float] = (0.0, 4.0)
     mix_max: float = 0.7  # a ~ U(0, mix_max); s_b ~ U(0, 0.8)
 
     def __post_init__(self) -> None:
         _check(self.copies >= 0, "augmentation copies", self.copies, ">= 0")
         _check(0 <= self.mix_max < 1, "augmentation mix_max", self.mix_max, "in [0, 1)")
+        _check(0 <= self.haze_exponent[0] <= self.haze_exponent[1], "augmentation haze_exponent",
+               self.haze_exponent, "an ascending pair >= 0")
         require_positive_int(self.max_examples, "augmentation max_examples")
 
     def copies_for(self, n_chips: int) -> int:
@@ -118,6 +125,11 @@ class Profile:
     lora: LoraSettings = field(default_factory=LoraSettings)
     #: Spectral augmentation of chips re-read from the store's sources (None: none).
     augment: AugmentSettings | None = None
+    #: Train on analyses that write `indexer.analysis.NUMBER_SLOT` where a number goes: the model
+    #: chooses the words (the classes), the writer fills every number from the record. Decoding
+    #: numbers put wrong values in 59 % of the decoded texts on L1C imagery the model never saw,
+    #: and a class read after a number the model wrote itself follows that number.
+    number_slots: bool = True
 
     def __post_init__(self) -> None:
         if (self.tiny_lm is None) == (self.base_model is None):

@@ -32,24 +32,39 @@ class Encoded:
     tokenizer: PreTrainedTokenizerBase | None = None
     max_target: int | None = None
     facts: list[list[bool]] | None = None
+    #: Language -> prompt token ids, for rows `rephrased` into another language.
+    prompt_ids: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.prompts)
 
     def rephrased(self, share: float, seed: int, variant: int) -> Encoded:
-        """A copy whose targets are, for `share` of the rows, the analysis in phrasing `variant` (>= 1)."""
+        """A copy whose targets are, for `share` of the rows, the analysis in phrasing `variant` (>= 1).
+
+        When the rows are written in several languages (`prompt_ids`), each rephrased row is also
+        asked in a language drawn anew (uniformly): over the epochs every record is seen in every
+        language, at the cost of one language per record and epoch.
+        """
         if share <= 0 or self.source is None:
             return self
-        pick = numpy_rng(seed, "rephrase", variant).random(len(self)) < share
+        rng = numpy_rng(seed, "rephrase", variant)
+        pick = rng.random(len(self)) < share
         rows = np.flatnonzero(pick).tolist()
-        texts = [self.source.rephrase(self.source.pairs[i], variant=variant) for i in rows]
+        langs = sorted(self.prompt_ids)
+        drawn = numpy_rng(seed, "language", variant).integers(0, len(langs), len(self)) if len(langs) > 1 else None
+        pairs = [self.source.pairs[i] for i in rows]
+        if drawn is not None:
+            pairs = [self.source.in_language(p, langs[drawn[i]]) for i, p in zip(rows, pairs)]
+        texts = [self.source.rephrase(p, variant=variant) for p in pairs]
         targets, facts = list(self.targets), None if self.facts is None else list(self.facts)
+        prompts = list(self.prompts)
         new_targets, new_facts = tokenize_targets(self.tokenizer, texts, self.max_target, marks=facts is not None)
         for k, i in enumerate(rows):
             targets[i] = new_targets[k]
+            prompts[i] = self.prompt_ids.get(pairs[k].lang, prompts[i])
             if facts is not None:
                 facts[i] = new_facts[k]
-        return dataclasses.replace(self, targets=targets, facts=facts)
+        return dataclasses.replace(self, targets=targets, facts=facts, prompts=prompts)
 
 
 def tokenize_targets(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_target: int | None,
@@ -87,8 +102,9 @@ def encode(pairs: PairSet, tokenizer: PreTrainedTokenizerBase, max_target: int |
     targets, facts = tokenize_targets(tokenizer, [p.text for p in pairs.pairs], max_target, marks)
     mean, std = stat_scale
     stats = torch.from_numpy(((pairs.stats[rows] - mean) / std).astype(np.float32))
+    by_lang = {code: tokenizer(text, add_special_tokens=False)["input_ids"] for code, text in pairs.prompts.items()}
     return Encoded(torch.from_numpy(pairs.features[rows]).float(), [prompts[p.prompt] for p in pairs.pairs], targets,
-                   stats, pairs, tokenizer, max_target, facts)
+                   stats, pairs, tokenizer, max_target, facts, by_lang)
 
 
 def stat_scale(pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:

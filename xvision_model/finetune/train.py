@@ -38,7 +38,9 @@ from xvision_model.finetune.batches import length_bucketed, lr_at, make_optimize
 from xvision_model.finetune.checkpoint import (
     CHECKPOINT_DIR, STATE_NAME, load_optimizer, load_params, read_state, save_checkpoint, trainable,
 )
-from xvision_model.finetune.dataset import PROMPTS, PairSet, Split, build_pairs, languages, same_store, with_unobserved
+from xvision_model.finetune.dataset import (
+    PROMPTS, PairSet, Split, build_pairs, languages, one_language_each, same_store, with_unobserved,
+)
 from xvision_model.finetune.loss import Objective, token_loss, validation_loss
 from xvision_model.finetune.numbers import DecimalTokens
 from xvision_model.finetune.profiles import Profile, StageSettings, get_profile
@@ -145,7 +147,7 @@ def train(
     epochs: int | None = None,
     lr: float | None = None,
     resume: bool = False,
-    lang: str = "en",
+    lang: str = "both",
     progress: bool = True,
     seed: int = 0,
     *,
@@ -158,7 +160,8 @@ def train(
 
     `profile`: "tiny" (default, offline), "full" or a `Profile`. `epochs`, `lr` and `batch_size`
     override the last (vision) stage's settings; the tiny profile's text stage keeps its own.
-    `lang`: "en", "fr" or "both" (each record twice). `base_model`: the full profile's Qwen2
+    `lang`: "en", "fr" or "both" (the default: each training record is written in one language,
+    drawn anew every epoch; validation scores every record in each). `base_model`: the full profile's Qwen2
     (a directory or a cached hub id; default $XVISION_QWEN2_PATH, then Qwen/Qwen2-1.5B).
     `resume=True` continues from `out_dir/checkpoint` (same store, profile and language); asking
     for more epochs than were run extends training. Without it, any previous checkpoint and log
@@ -179,7 +182,7 @@ def train(
     out_dir, langs = Path(out_dir), languages(lang)
     checkpoint = out_dir / CHECKPOINT_DIR
     store = Store.open(store_dir)
-    pairs = build_pairs(store, lang)
+    pairs = build_pairs(store, lang, slots=prof.number_slots)
     source = prof.resolve_base_model(base_model)
     if prof.encoder is not None and store.encoder_id != prof.encoder:
         warnings.warn(f"profile {prof.name!r} is meant for encoder {prof.encoder!r}; "
@@ -189,7 +192,8 @@ def train(
     imagery, reread = state["imagery"], state["reread"]  # a resumed run augments as the interrupted one did
 
     # -- the examples: the stored ones, chips re-read from their sources and augmented, "unusable" ones
-    train_pairs = pairs.select(split.held_out, keep=False)
+    # Each training record in one language (drawn anew every epoch when the stage rephrases).
+    train_pairs = one_language_each(pairs.select(split.held_out, keep=False))
     augment = prof.augment if reread and prof.augment is not None and prof.augment.copies else None
     if augment is not None:
         require_sources(store, train_pairs, imagery or ())
