@@ -308,3 +308,63 @@ def test_status_colourings_render_with_their_legends(archive_url, page, shots):
         coloured = [p.get_attribute("fill") for p in map_paths(page).all()]
         assert len(set(coloured) - {"#9e9e9e"}) > 3, "a diverging colour per parcel"
         screenshot(page, shots, "map-" + option.split()[-1].strip("()"))
+
+
+# -- the field report and the records CSV, downloaded as a user would -----------------------------------
+
+#: A clear October date of the test store: the season 2019 the Parcel page offers the report of.
+REPORT_DATE = "2019-10-13"
+
+
+def download(page, label: str, folder: Path) -> Path:
+    """Click the download button `label` and return the file the browser saved (its own name)."""
+    with page.expect_download(timeout=120_000) as info:  # the report is built on the click
+        page.get_by_role("button", name=label).click()
+    saved = folder / info.value.suggested_filename
+    info.value.save_as(saved)
+    assert info.value.failure() is None
+    return saved
+
+
+def test_the_parcel_pages_report_and_csv_download_with_the_parcels_numbers(app_url, page, flanders_store, tmp_path):
+    import csv
+    import html as html_lib
+
+    from indexer.store import Store
+
+    if os.environ.get("XVISION_UI_BROWSER_STORE"):
+        pytest.skip("checks the numbers of the test store the app serves a copy of")
+    history = Store.open(flanders_store).history(PARCEL).sort_values("date")
+    chosen = history[history["date"] == REPORT_DATE].iloc[0]
+    assert bool(chosen["valid"]), "the test's date is a usable observation"
+    page.goto(f"{app_url}/parcel?date={REPORT_DATE}&parcel={PARCEL}")
+    settled(page)
+    page.get_by_role("heading", name="Take it away").wait_for()
+
+    report = download(page, "Field report 2019 (HTML)", tmp_path)
+    assert report.name == f"{PARCEL}-2019-report.html"
+    text = report.read_text(encoding="utf-8")
+    assert text.lstrip().lower().startswith("<!doctype html")
+    assert PARCEL in text and "season 2019" in text
+    # The last usable observations table: the chosen date's row holds the store's NDVI (the first
+    # index column) and, in the analysis row under it, the record it came from.
+    row = re.search(rf"<tr><td>{REPORT_DATE}</td>(.*?)</tr>\s*<tr><td[^>]*class=\"analysis\">(.*?)</td></tr>",
+                    text, re.S)
+    assert row, f"{REPORT_DATE} is among the report's last usable observations"
+    cells = re.findall(r'<td class="n">([^<]*)</td>', row.group(1))
+    assert cells[0] == f"{chosen['ndvi_mean']:.2f}", "the report's NDVI is the store's"
+    assert f"record {int(chosen['record_id'])}" in row.group(2)
+    assert html_lib.escape(str(chosen["analysis"]), quote=False)[:40] in row.group(2)
+
+    table = download(page, "Records (CSV)", tmp_path)
+    assert table.name == f"{PARCEL}-2019-records.csv"
+    rows = list(csv.DictReader(table.open(encoding="utf-8", newline="")))
+    assert [r["date"] for r in rows] == list(history["date"]), "every record of the parcel, oldest first"
+    on_date = next(r for r in rows if r["date"] == REPORT_DATE)
+    assert int(on_date["record_id"]) == int(chosen["record_id"]) and on_date["parcel_id"] == PARCEL
+    for index in ("ndvi", "ndmi", "evi"):
+        assert float(on_date[f"{index}_mean"]) == pytest.approx(float(chosen[f"{index}_mean"]), abs=1e-6)
+    unusable = history[~history["valid"].astype(bool)]
+    if len(unusable):  # a clouded date is listed with its status, not as a crop value
+        clouded = next(r for r in rows if r["date"] == unusable.iloc[0]["date"])
+        assert clouded["status"] != "usable"
