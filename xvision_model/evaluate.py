@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -38,6 +37,7 @@ from xvision_model.artifacts import load_model, read_card
 from indexer.core.schema import STAT_COLUMNS, TEXT_COLUMNS
 from xvision_model.finetune.dataset import PROMPTS, Split, build_pairs, languages, same_store, store_fingerprint
 from xvision_model.model import XVisionModel
+from xvision_model.threads import tiny_cpu_threads, torch_threads
 from xvision_model.writer import DEFAULT_MAX_NEW_TOKENS, DEFAULT_REPAIR, failures, write_analyses
 
 FAILURES = ("repeated_sentence", "missing_aspect", "unusable_as_usable", "wrong_number")
@@ -109,10 +109,8 @@ def _max_new_tokens(card: dict) -> int:
 
 
 def serving_threads(card: dict) -> int | None:
-    """Torch intra-op threads to write with: 1 for the tiny profile on the CPU (its 256-wide
-    matrices are too small to share between cores; on the busy 2-core machine one thread ran the
-    same forward pass 4-10x faster than two, with equal logits), else None (torch's default)."""
-    return 1 if card.get("profile") == "tiny" and not torch.cuda.is_available() else None
+    """Torch intra-op threads to write with (`xvision_model.threads`: 1 for the tiny profile on the CPU)."""
+    return tiny_cpu_threads(card.get("profile"), torch.cuda.is_available())
 
 
 def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str | None = None, batch_size: int = 32,
@@ -154,20 +152,8 @@ def evaluate(model_dir: str | Path, store_dir: str | Path, lang: str | None = No
     rows = {int(r["record_id"]): r for r in records.to_dict("records")}
     max_new = _max_new_tokens(card)
 
-    with _threads(serving_threads(card) if threads == "auto" else threads):
+    with torch_threads(serving_threads(card) if threads == "auto" else threads):
         return _evaluate(model, pairs, rows, prompts, lang, batch_size, max_new, held_out, progress, scoring, repair)
-
-
-@contextmanager
-def _threads(n: int | None):
-    """Run with `n` torch intra-op threads (None: torch's setting), then restore it."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Tally:
@@ -228,7 +214,7 @@ def describe(model_dir: str | Path, store_dir: str | Path, parcel_id: str, date:
     model, card, store = _open(model_dir, store_dir)
     record = store.record(str(parcel_id), str(date))
     features = torch.from_numpy(store.vectors([int(record["record_id"])]))
-    with _threads(serving_threads(card)):
+    with torch_threads(serving_threads(card)):
         analysis = write_analyses(model, features, [record.to_dict()], code, prompt=_prompt(card, code),
                                   max_new_tokens=_max_new_tokens(card))[0]
     valid = bool(record["valid"])

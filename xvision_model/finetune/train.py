@@ -47,6 +47,7 @@ from xvision_model.finetune.profiles import Profile, StageSettings, get_profile
 from xvision_model.finetune.seeds import torch_generator
 from xvision_model.finetune.tokens import Encoded, token_rows
 from xvision_model.model import XVisionModel
+from xvision_model.threads import tiny_cpu_threads, torch_threads
 
 LOG_NAME = "train_log.jsonl"
 #: Generation budget: this factor times the longest training target, in tokens.
@@ -179,6 +180,14 @@ def train(
     """
     started = time.perf_counter()
     prof = get_profile(profile).with_overrides(epochs=epochs, lr=lr, batch_size=batch_size)
+    # A model built here (the tiny profile) trains on one CPU thread (`xvision_model.threads`).
+    with torch_threads(tiny_cpu_threads("tiny" if prof.builds_base else prof.name, build.device()[0].type != "cpu")):
+        return _train(store_dir, out_dir, prof, resume, lang, progress, seed, base_model, imagery, reread, started)
+
+
+def _train(store_dir: str | Path, out_dir: str | Path, prof: Profile, resume: bool, lang: str, progress: bool,
+           seed: int, base_model: str | None, imagery: Sequence[str | Path] | None, reread: bool,
+           started: float) -> TrainResult:
     out_dir, langs = Path(out_dir), languages(lang)
     checkpoint = out_dir / CHECKPOINT_DIR
     store = Store.open(store_dir)

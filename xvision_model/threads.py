@@ -1,0 +1,33 @@
+"""How many torch threads the tiny profile runs with on the CPU, and a context to run with them.
+
+The tiny profile's matrices (256 wide, batches of 8 to 32 rows) are too small to share between
+cores: splitting each operation costs more than it saves, and on a machine whose cores are busy
+with anything else the threads wait for each other. Measured on the 2-core machine while it was
+busy: a forward pass for serving 4-10x faster on one thread than on two with equal logits, and a
+training step (tiny Qwen2, batch 8 x 90 tokens, forward, backward, AdamW) 0.23-0.27 s on one
+thread against 0.75-0.85 s on two. The full profile (Qwen2-1.5B) uses torch's default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def tiny_cpu_threads(profile: str | None, on_gpu: bool) -> int | None:
+    """1 for the tiny profile on the CPU, else None (torch's default)."""
+    return 1 if profile == "tiny" and not on_gpu else None
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with `n` torch intra-op threads (None: torch's setting), then restore it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
