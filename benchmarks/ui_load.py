@@ -11,6 +11,11 @@ level start together. An answer's latency runs from sending the
 question to the end of the page's script run (the answer and its citations drawn); the time to
 the answer's first text is kept too.
 
+Where the time goes: each level also reports its wall time, the CPU seconds the server process
+spent in it (read from /proc, Linux; its threads share one interpreter lock), those of this
+client (parsing every message of every session, on the same machine) and the machine's load
+average before it, so that a ratio can be read against the cores that were actually free.
+
 Measured, in one run: the server's start (command launched -> health check passed), the first
 answer after start (one session asks --first-after seconds after the server answers, at once by
 default: the generator may still be loading in the background), then for each level of concurrency p50 and p95 over every answer,
@@ -202,6 +207,32 @@ async def level(port: int, sessions: int, questions: list[tuple[str, str]], per_
     return [a for answers in results for a in answers]
 
 
+def _process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process `pid` and its descendants so far (None: no /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, seconds)
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = entry.read_text()
+        except OSError:  # a process that ended meanwhile
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        stats[int(entry.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    if pid not in stats:
+        return None
+    tree, total = {pid}, 0.0
+    for _ in range(8):  # the command, Streamlit's process under it: a shallow tree
+        tree |= {child for child, (parent, _) in stats.items() if parent in tree}
+    for member in tree:
+        total += stats[member][1]
+    return total
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -267,9 +298,17 @@ def main() -> int:
                 # <= the bank's size).
                 questions = [bank[(number * args.total + j) % len(bank)] for j in range(args.total)]
                 per_session = -(-args.total // max(args.sessions))  # the same conversation length at every level
+                load_before = os.getloadavg()[0]
+                server_cpu, client_cpu = _process_cpu_seconds(server.pid), _own_cpu_seconds()
                 t0 = time.perf_counter()
                 answers = await level(port, n, questions, per_session, args.answer_timeout)
-                results["levels"][n] = {**summary(answers), "wall_s": time.perf_counter() - t0,
+                wall = time.perf_counter() - t0
+                server_after = _process_cpu_seconds(server.pid)
+                results["levels"][n] = {**summary(answers), "wall_s": wall,
+                                        "server_cpu_s": (server_after - server_cpu) if server_cpu is not None
+                                        and server_after is not None else None,
+                                        "client_cpu_s": _own_cpu_seconds() - client_cpu,
+                                        "load_average_before": load_before,
                                         "failures": [asdict(a) for a in answers if not a.ok][:5]}
 
         async def bounded() -> None:
@@ -287,6 +326,11 @@ def main() -> int:
     if 1 in levels and len(levels) > 1 and levels[1]["all"]["p50"]:
         top = max(levels)
         results["ratio_p50"] = levels[top]["all"]["p50"] / levels[1]["all"]["p50"]
+        # The question mix is half of each kind, so the overall p50 falls between the slowest composed
+        # and the fastest generated answers: the ratio of each kind says which one moved.
+        results["ratio_p50_by_kind"] = {kind: levels[top][kind]["p50"] / levels[1][kind]["p50"]
+                                        for kind in ("generated", "composed")
+                                        if levels[1][kind]["p50"] and levels[top][kind]["p50"]}
     if args.json:
         print(json.dumps(results, indent=2, default=str))
         return 0
@@ -299,8 +343,16 @@ def main() -> int:
             fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
             print(f"{n:>8} {kind:>10} {r['n']:>4} {r['failed']:>6} {fmt(r['p50']):>7} {fmt(r['p95']):>7} "
                   f"{fmt(r['first_text_p50']):>15}")
+    for n, level_result in levels.items():
+        cpu = level_result["server_cpu_s"]
+        print(f"{n:>8} sessions: {level_result['wall_s']:.1f} s wall, server CPU "
+              + ("-" if cpu is None else f"{cpu:.1f} s ({cpu / level_result['wall_s']:.2f} cores busy, "
+                 f"{cpu / level_result['all']['n']:.3f} s per answer)")
+              + f", client CPU {level_result['client_cpu_s']:.1f} s, "
+              f"load average before {level_result['load_average_before']:.1f}")
     if "ratio_p50" in results:
         print(f"p50 with {max(levels)} sessions / p50 with 1: {results['ratio_p50']:.2f} (target: at most 3)")
+        print("  by kind: " + ", ".join(f"{k} {r:.2f}" for k, r in results["ratio_p50_by_kind"].items()))
     return 0
 
 
