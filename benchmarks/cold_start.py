@@ -10,6 +10,14 @@ generator (the parcel on a date: the tiny model writes its analysis). The three 
 run by run, so a machine whose load changes during the benchmark slows them alike. Each ask is
 checked through its `--json` timings: the first must not load the generator, the second must.
 
+Before the measured runs each command runs once unmeasured (page cache, bytecode). The processes
+run as an installed user's do, with Python's bytecode cache: where this shell disables it
+(PYTHONDONTWRITEBYTECODE, which leaves the project's modules to be compiled again by every
+process), they cache it under the temporary folder instead (PYTHONPYCACHEPREFIX, kept between
+runs); `--no-bytecode-cache` measures with the shell's setting. `--floors` adds, interleaved the
+same way, the bare imports no ask can avoid: LangChain's Runnable (every ask runs the LCEL chain)
+and torch with transformers' Qwen2 (every generated answer).
+
 Prints a table of every run, the medians with the asks' step timings (their `--json` report),
 and ends with ``cold ask ratio: R1 (no generation), R2 (tiny generator)``: each median divided by
 the median `xvision history` (targets: <= 1.5 and <= 3).
@@ -35,6 +43,12 @@ FLANDERS = ROOT / "data" / "worldcereal-flanders"
 HESBAYE = ROOT / "data" / "worldcereal-hesbaye"
 TARGETS = {"no generation": 1.5, "tiny generator": 3.0}
 STEPS = ("startup", "open", "load", "plan", "retrieve", "generate", "ground", "compose", "total")
+#: Imports every ask of a kind pays whatever the project does (see --floors), under the garbage
+#: collector policy of the CLI's read-only commands (`xvision.cli._one_shot_gc`).
+_GC = "import atexit, gc; gc.set_threshold(*gc.get_threshold()[:2], 1_000_000); atexit.register(gc.freeze); "
+FLOORS = {"import langchain_core Runnable": _GC + "import langchain_core.runnables.base",
+          "import torch + transformers Qwen2": _GC + "import torch; from transformers.models.qwen2 import modeling_qwen2"}
+PYC_PREFIX = Path(tempfile.gettempdir()) / "xvision-cold-start-pyc"
 
 
 def xvision() -> list[str]:
@@ -53,13 +67,25 @@ def build_demo_store(out: Path) -> Path:
     return out
 
 
-def timed(args: list[str]) -> tuple[float, str]:
-    """Wall seconds of one fresh `xvision` process, and its standard output."""
+def process_env(bytecode_cache: bool) -> tuple[dict[str, str], str]:
+    """The environment of the measured processes, and a line saying how they cache bytecode."""
+    env = dict(os.environ)
+    if not bytecode_cache:
+        return env, f"bytecode cache as this shell has it (PYTHONDONTWRITEBYTECODE={env.get('PYTHONDONTWRITEBYTECODE')})"
+    if not env.get("PYTHONDONTWRITEBYTECODE"):
+        return env, "bytecode cached beside the sources (as installed)"
+    env.pop("PYTHONDONTWRITEBYTECODE")
+    env.setdefault("PYTHONPYCACHEPREFIX", str(PYC_PREFIX))
+    return env, f"bytecode cached in {env['PYTHONPYCACHEPREFIX']} (this shell sets PYTHONDONTWRITEBYTECODE)"
+
+
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Wall seconds of one fresh process, and its standard output."""
     start = time.perf_counter()
-    done = subprocess.run([*xvision(), *args], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     if done.returncode:
-        raise SystemExit(f"xvision {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     return seconds, done.stdout
 
 
@@ -70,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="cold processes of each kind (default 5)")
     parser.add_argument("--parcel", default="Flanders31UES-001", help="parcel the questions name")
     parser.add_argument("--date", default="2019-05-16", help="a date with a usable record of that parcel")
+    parser.add_argument("--no-bytecode-cache", dest="bytecode_cache", action="store_false",
+                        help="run the processes with this shell's bytecode setting (default: cached, as installed)")
+    parser.add_argument("--floors", action="store_true",
+                        help="also time the bare imports every ask pays: LangChain's Runnable, torch + Qwen2")
     args = parser.parse_args(argv)
+    env, bytecode = process_env(args.bytecode_cache)
 
     scratch = None
     store = args.store
@@ -83,17 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     year = args.date[:4]
     questions = {"no generation": f"NDVI history of {args.parcel} in {year}",
                  "tiny generator": f"How is {args.parcel} doing on {args.date}?"}
-    commands = {"history": ["history", args.parcel, "--store", str(store)],
-                **{kind: ["ask", q, "--store", str(store), "--model", str(args.model), "--json"]
+    commands = {"history": [*xvision(), "history", args.parcel, "--store", str(store)],
+                **{kind: [*xvision(), "ask", q, "--store", str(store), "--model", str(args.model), "--json"]
                    for kind, q in questions.items()}}
+    if args.floors:
+        commands.update({label: [sys.executable, "-c", code] for label, code in FLOORS.items()})
     try:
-        timed(commands["history"])  # once, unmeasured: the first run after a build pays the page cache
+        for command in commands.values():  # once each, unmeasured: the page cache and the bytecode
+            timed(command, env)
         load_before = os.getloadavg()[0]
         seconds: dict[str, list[float]] = {kind: [] for kind in commands}
         steps: dict[str, list[dict]] = {kind: [] for kind in questions}
         for _ in range(args.runs):
             for kind, command in commands.items():
-                took, out = timed(command)
+                took, out = timed(command, env)
                 seconds[kind].append(took)
                 if kind in questions:
                     timings = json.loads(out)["timings"]
@@ -108,14 +142,15 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
 
     print(f"## cold start: {args.runs} fresh processes of each, interleaved, on {store}")
-    print(f"load average (1 min) {load_before:.1f} before, {load_after:.1f} after; {os.cpu_count()} cores")
+    print(f"load average (1 min) {load_before:.1f} before, {load_after:.1f} after; {os.cpu_count()} cores; {bytecode}")
     print()
     print("| command | " + " | ".join(f"run {i + 1} s" for i in range(args.runs)) + " | median s |")
     print("|---|" + "---|" * (args.runs + 1))
     medians = {}
     for kind, values in seconds.items():
         medians[kind] = statistics.median(values)
-        label = "xvision history" if kind == "history" else f"xvision ask ({kind}): {questions[kind]!r}"
+        label = ("xvision history" if kind == "history" else
+                 f"xvision ask ({kind}): {questions[kind]!r}" if kind in questions else f"python -c: {kind}")
         print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {medians[kind]:.2f} |")
     print()
     print("median seconds per step of the asks (their --json timings; load: the generator's, imports included)")
@@ -129,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{statistics.median(values):.3f}" if values else "-")
         print(f"| {kind} | " + " | ".join(cells) + " |")
     print()
+    for label in FLOORS if args.floors else ():
+        print(f"floor: {label}: median {medians[label]:.2f} s = {medians[label] / medians['history']:.2f} x history")
     ratios = {kind: medians[kind] / medians["history"] for kind in questions}
     for kind, ratio in ratios.items():
         verdict = "met" if ratio <= TARGETS[kind] else "NOT met"
