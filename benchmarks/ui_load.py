@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -97,6 +98,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _unescaped(markdown: str) -> str:
+    """Text the app wrote as escaped markdown (`ui.data.md_text`: a backslash before each special
+    character), as typed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 class Session:
     """One browser session of the app, over its websocket."""
 
@@ -105,7 +112,6 @@ class Session:
         self.number = number
         self.chat_id: str | None = None
         self.ws = None
-        self.asked = 0  # answers already on this session's page (each rerun draws them again)
         self.problems: list[str] = []  # errors and exceptions the page showed
 
     async def __aenter__(self) -> Session:
@@ -131,7 +137,9 @@ class Session:
             widget.chat_input_value.data = question
         start = time.perf_counter()
         await self.ws.send(message.SerializeToString())
-        first_text, in_answer, answers = None, False, 0
+        # The page draws (the end of) the conversation again first: the new answer is the assistant
+        # message after the user message that holds this question.
+        first_text, in_user, asked_seen, in_answer = None, False, False, False
         async with asyncio.timeout(timeout):
             while True:
                 forward = ForwardMsg()
@@ -140,16 +148,17 @@ class Session:
                 if kind == "delta":
                     delta = forward.delta
                     if delta.WhichOneof("type") == "add_block" and delta.add_block.WhichOneof("type") == "chat_message":
-                        # The page draws the conversation again first: the new answer is the last one.
-                        if delta.add_block.chat_message.name == "assistant":
-                            answers += 1
-                        in_answer = delta.add_block.chat_message.name == "assistant" and answers > self.asked
+                        in_user = delta.add_block.chat_message.name == "user"
+                        in_answer = delta.add_block.chat_message.name == "assistant" and asked_seen
                     elif delta.WhichOneof("type") == "new_element":
                         element = delta.new_element
                         if element.WhichOneof("type") == "chat_input":
                             self.chat_id = element.chat_input.id
                         elif element.WhichOneof("type") in ("alert", "exception"):
                             self.problems.append(str(getattr(element, element.WhichOneof("type")))[:300])
+                        elif (in_user and question is not None and element.WhichOneof("type") == "markdown"
+                              and _unescaped(element.markdown.body) == question):
+                            asked_seen = True
                         elif (in_answer and first_text is None and element.WhichOneof("type") == "markdown"
                               and element.markdown.body.strip()):
                             first_text = time.perf_counter() - start
@@ -165,7 +174,6 @@ class Session:
     async def ask(self, kind: str, question: str, timeout: float) -> Answer:
         try:
             seconds, first = await self._run(timeout, question)
-            self.asked += 1
             return Answer(self.number, kind, question, seconds, first, first is not None,
                           "" if first is not None else "no answer text")
         except TimeoutError:

@@ -376,3 +376,52 @@ def test_a_link_opens_a_session_on_its_date_and_parcel_once(app_env, monkeypatch
     at2.query_params["parcel"] = "<script>"
     at2.run()
     assert not at2.exception and at2.session_state["xv_parcel"] is None
+
+
+# -- a long conversation -----------------------------------------------------------------------------
+
+def _conversation(n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        out += [{"role": "user", "content": f"Question number {i}", "subject": "all parcels"},
+                {"role": "assistant", "content": f"Answer number {i}",
+                 "answer": {"answer": f"Answer number {i}", "citations": [], "warnings": [], "similar": []}}]
+    return out
+
+
+def test_recent_messages_keep_the_last_questions_with_their_answers():
+    from ui.state import recent_messages
+
+    messages = _conversation(10)
+    shown, earlier = recent_messages(messages, 8)
+    assert earlier == 2 and shown == messages[4:]
+    assert shown[0]["content"] == "Question number 2" and shown[-1]["content"] == "Answer number 9"
+    assert recent_messages(messages, 8, show_all=True) == (messages, 0)
+    assert recent_messages(messages[:16], 8) == (messages[:16], 0)
+    # A question whose answer failed (no assistant message) still counts as one question.
+    broken = messages[:2] + [{"role": "user", "content": "Question unanswered"}] + messages[2:6]
+    assert recent_messages(broken, 3) == (broken[2:], 1)
+    with pytest.raises(ValueError):
+        recent_messages(messages, 0)
+
+
+def test_a_long_conversation_draws_its_last_questions_and_the_earlier_ones_on_demand(app_env, monkeypatch):
+    from ui.state import SHOWN_EXCHANGES
+
+    at, _ = _app(monkeypatch)
+    at.run()
+    at.switch_page("views/chat.py").run()
+    at.session_state["xv_messages"] = _conversation(SHOWN_EXCHANGES + 3)
+    at.run()
+    assert not at.exception
+
+    def drawn() -> list[str]:
+        return [shown(m.value) for m in at.markdown if "number" in m.value]
+
+    assert drawn()[0] == "Question number 3" and drawn()[-1] == f"Answer number {SHOWN_EXCHANGES + 2}"
+    assert len(drawn()) == 2 * SHOWN_EXCHANGES
+    toggle = at.toggle(key="xv_chat_show_earlier")
+    assert "3 earlier questions" in toggle.label
+    toggle.set_value(True).run()
+    assert not at.exception
+    assert drawn()[0] == "Question number 0" and len(drawn()) == 2 * (SHOWN_EXCHANGES + 3)

@@ -3,6 +3,11 @@
 The selected parcel is a question's subject only when the question names none: the assistant's
 own parser reads the question first, and a question naming parcels, a crop, a place or a group
 ("which parcels ...") is asked as it was written. Each question shows what its subject was.
+
+Every question reruns the page, which draws the conversation again before answering: only the
+last `state.SHOWN_EXCHANGES` questions and answers are drawn unless the user asks for the earlier ones,
+so a long conversation does not make each new answer (and every other session's, on the shared
+server) wait for it to be redrawn.
 """
 
 from __future__ import annotations
@@ -60,7 +65,11 @@ def escaped(pieces: Iterator[str]) -> Iterator[str]:
         yield md_text(piece, flatten=False)
 
 
-for message in st.session_state[state.MESSAGES]:
+messages = st.session_state[state.MESSAGES]
+earlier = state.recent_messages(messages, state.SHOWN_EXCHANGES)[1]
+show_all = bool(earlier) and st.toggle(f"Show the {earlier} earlier question{'s' if earlier > 1 else ''} of this "
+                                       "conversation", key="xv_chat_show_earlier")
+for message in state.recent_messages(messages, state.SHOWN_EXCHANGES, show_all)[0]:
     with st.chat_message(message["role"]):
         st.markdown(md_text(message["content"], flatten=message["role"] == "user"))
         if message.get("subject"):
