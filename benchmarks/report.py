@@ -32,6 +32,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     # On demo-store (built from data/ when missing): cold `xvision ask` over cold `xvision history`.
     "cold_start": (["benchmarks/cold_start.py"], ["benchmarks/cold_start.py", "--runs", "3"]),
     # xvision eval before class scoring, scoring per record and batched, identical scores (demo-store).
+    # The README's training command (store built from data/): wall time and peak memory (~12 min).
+    "training": (["benchmarks/training.py"], ["benchmarks/training.py", "--epochs", "1"]),
     "evaluation": (["benchmarks/evaluation.py", "--limit", "80"],
                    ["benchmarks/evaluation.py", "--limit", "32", "--only", "before", "batched"]),
 }

@@ -261,7 +261,9 @@ Example:
     p.add_argument("--epochs", type=int, help="epochs of the vision stage (default: the profile's)")
     p.add_argument("--lr", type=float, help="peak learning rate of the vision stage (default: the profile's)")
     p.add_argument("--batch-size", type=int, help="examples per optimizer step (default: the profile's)")
-    p.add_argument("--lang", default="en", choices=("en", "fr", "both"), help="language of prompts and analyses")
+    p.add_argument("--lang", default="both", choices=("en", "fr", "both"),
+                   help="language of prompts and analyses (default both: each record in one language per epoch, "
+                        "drawn anew every epoch)")
     p.add_argument("--base-model", help="full profile: Qwen2 directory or cached hub id (default $XVISION_QWEN2_PATH)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -284,7 +286,12 @@ Example:
     )
     p.add_argument("--model", required=True, type=Path, help="model folder written by `xvision train`")
     p.add_argument("--store", required=True, type=Path, help="store folder")
-    p.add_argument("--lang", default="en", choices=("en", "fr", "both"), help="language to generate in")
+    p.add_argument("--lang", choices=("en", "fr", "both"),
+                   help="language to generate in (default: the languages the model was trained in; both: each "
+                        "language scored, and reported, on its own)")
+    p.add_argument("--repair", default="fill", choices=("fill", "override"),
+                   help="when the model's likelihood decides a class: fill (default: only where the model stated "
+                        "none) or override (also replace a stated class that is not its most probable; to compare)")
     p.add_argument("--limit", type=int, help="score only the first N records")
     p.add_argument("--json", action="store_true", help='print {"overall", "per_aspect", "n", ...} as JSON')
     p.set_defaults(func=_cmd_eval)
@@ -502,21 +509,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from xvision_model.evaluate import evaluate
 
-    scores = evaluate(args.model, args.store, lang=args.lang, limit=args.limit, progress=not args.json)
+    scores = evaluate(args.model, args.store, lang=args.lang, limit=args.limit, progress=not args.json,
+                      repair=args.repair)
     if args.json:
         print(json.dumps(scores))
         return 0
     where = "held-out parcels of the training store" if scores["held_out"] else "every record (store not used for training)"
-    print(f"scored {scores['n']} records ({where})")
-    print(f"overall (record, aspect) accuracy: {scores['overall']:.3f}")
-    for aspect, value in scores["per_aspect"].items():
-        print(f"  {aspect:<9} {value:.3f}")
-    print(f"all three right: {scores['all_three']:.3f}  (decoded text, before the grammar: overall "
-          f"{scores['raw']['overall']:.3f}, all three {scores['raw']['all_three']:.3f})")
-    for where, label in (("raw", "decoded text"), ("shown", "what users see")):
-        shares = scores["failures"][where]
-        print(f"{label:<15} repeated sentence {shares['repeated_sentence']:.3f}, missing aspect "
-              f"{shares['missing_aspect']:.3f}, unusable described as usable {shares['unusable_as_usable']:.3f}")
+    print(f"scored {scores['n']} (record, language) items ({where}); repair: {scores['repair']}")
+    for lang, part in scores["by_lang"].items():
+        print(f"\n{'English' if lang == 'en' else 'French'} ({part['n']} records)")
+        print(f"  {'':<9} {'shown':>6} {'decoded':>8}")
+        print(f"  {'overall':<9} {part['overall']:6.3f} {part['raw']['overall']:8.3f}")
+        for aspect, value in part["per_aspect"].items():
+            print(f"  {aspect:<9} {value:6.3f} {part['raw']['per_aspect'][aspect]:8.3f}")
+        print(f"  {'all three':<9} {part['all_three']:6.3f} {part['raw']['all_three']:8.3f}")
+        for side, label in (("raw", "decoded text"), ("shown", "what users see")):
+            shares = part["failures"][side]
+            print(f"  {label:<15} repeated sentence {shares['repeated_sentence']:.3f}, missing aspect "
+                  f"{shares['missing_aspect']:.3f}, unusable described as usable {shares['unusable_as_usable']:.3f}, "
+                  f"number not the record's {shares['wrong_number']:.3f}")
     return 0
 
 
@@ -530,15 +541,22 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         result = {"parcel_id": args.parcel_id, "date": date, "generated": None, "reference": text,
                   "indices": {k: float(record[k]) for k in MEAN_COLUMNS}}
     else:
+        from assistant.grounding import check_analysis
         from xvision_model.evaluate import describe
 
         result = describe(args.model, args.store, args.parcel_id, date, lang=args.lang)
+        # The assistant's own grounding gate on the text a user would be shown.
+        verdict = check_analysis(result["text"], _open(args.store).record(args.parcel_id, date).to_dict())
+        result["gate"] = {"passes": verdict.ok, "problems": list(verdict.problems)}
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
     print(f"parcel {args.parcel_id} on {date}")
     if result.get("generated") is not None:
         print(f"\ngenerated ({args.model}):\n  {result['text']}")
+        if not result["gate"]["passes"]:
+            print("\n  WARNING: the assistant's grounding gate would set this text aside ("
+                  + "; ".join(result["gate"]["problems"]) + ") and quote the record's own analysis instead.")
         if result["generated"] != result["text"]:
             print("\nthe model's own text (the record is not valid, so it is shown the text above):\n  "
                   + (result["generated"] or "(no sentence of the analysis grammar)"))

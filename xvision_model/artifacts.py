@@ -228,6 +228,8 @@ def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merg
             raise WeightsError(f"{directory / LORA_DIR}: LoRA adapter named in {CARD_NAME} is missing")
     tokenizer = load_tokenizer(directory / TOKENIZER_DIR) if (directory / TOKENIZER_DIR).exists() else None
     model = XVisionModel(adapter.to(lm.device), lm, tokenizer)
+    # Whether it writes number slots (`Profile.number_slots`); a model trained before them decodes numbers.
+    model.number_slots = bool(((card.get("training") or {}).get("profile") or {}).get("number_slots", False))
     if merge:
         model.merge_lora()
     serving_on_cpu = merge and not trainable and lm.device.type == "cpu" and card.get("profile") == "full"

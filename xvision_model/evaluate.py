@@ -93,8 +93,6 @@ def _open(model_dir: str | Path, store_dir: str | Path) -> tuple[XVisionModel, d
         raise EncoderMismatchError(f"{store.path}: embeddings are {store.manifest['dimension']}-d, the model expects {in_dim}-d",
                                    path=store.path, field="dimension", value=store.manifest["dimension"])
     model = load_model(model_dir, merge=True)
-    # A model trained before number slots decodes numbers (the writer scores its classes after them).
-    model.number_slots = bool(((card.get("training") or {}).get("profile") or {}).get("number_slots", False))
     if torch.cuda.is_available():
         model = model.to("cuda")
     return model.eval(), card, store
