@@ -4,7 +4,8 @@ Each question runs in a fresh interpreter (`xvision.cli.main`, as the console sc
 store the committed demo generator fits, so the generator is chosen for every answer; the
 interpreter then reports which heavy packages it imported. An answer that needs no generated text
 (a refusal, a history, a ranking) must not import torch, transformers or peft; one that uses the
-generator imports torch and transformers but not peft (the saved LoRA is folded without it).
+generator imports torch and transformers but not peft (the saved LoRA is folded without it), and
+loads the tiny generator on one CPU thread.
 """
 
 from __future__ import annotations
@@ -72,3 +73,34 @@ def test_an_answer_with_generated_text_loads_the_generator_without_peft(farm_sto
     assert probe["imported"] == ["torch", "transformers"]
     timings = result["timings"]
     assert timings["load"] > 0 and timings["generate"] > 0
+
+
+def test_the_tiny_generator_loads_on_one_cpu_thread_and_gives_torch_its_setting_back(farm_store, monkeypatch):
+    """The tiny profile's one thread (XVisionChatModel.threads) holds from the load on, where the
+    LoRA fold runs (0.2-0.6 s on two threads of a busy 2-core machine, 0.17 s on one); the
+    process's own torch setting comes back once the answer is written."""
+    import torch
+
+    import xvision_model.artifacts as artifacts
+    from assistant.api import Assistant
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the load keeps torch's threads")
+    real_load, seen = artifacts.load_model, []
+
+    def load_model(*args, **kwargs):  # the real load, with the thread count it ran under
+        seen.append(torch.get_num_threads())
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "load_model", load_model)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assistant = Assistant.open(farm_store, DEMO_MODEL)
+        result = assistant.ask("How is farm-04 doing on 2023-06-24?")
+        assert result["answer"] and assistant.last_timings["load"] > 0
+        assert seen == [1]
+        assert assistant.generator.threads == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
