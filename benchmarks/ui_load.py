@@ -6,7 +6,7 @@ protobuf messages of `streamlit.proto`), without a browser: the numbers are the 
 a headless browser's rendering. Every level of concurrency asks --total questions of the same mix
 (alternately one the generator writes and one composed from the records; other questions at each
 level), dealt round-robin to its sessions in conversations of the same length at every level (--total / the largest level, each in
-a fresh session: the page draws the whole conversation again at each question); all sessions of a
+a fresh session: the page draws the conversation's last questions again at each question); all sessions of a
 level start together. An answer's latency runs from sending the
 question to the end of the page's script run (the answer and its citations drawn); the time to
 the answer's first text is kept too.
