@@ -3,9 +3,9 @@
 The tiny profile's matrices (256 wide, batches of 8 to 32 rows) are too small to share between
 cores: splitting each operation costs more than it saves, and on a machine whose cores are busy
 with anything else the threads wait for each other. Measured on the 2-core machine while it was
-busy: a forward pass for serving 4-10x faster on one thread than on two with equal logits, and a
-training step (tiny Qwen2, batch 8 x 90 tokens, forward, backward, AdamW) 0.23-0.27 s on one
-thread against 0.75-0.85 s on two. The full profile (Qwen2-1.5B) uses torch's default.
+busy: a forward pass for serving 4-10x faster on one thread than on two with equal logits. The
+full profile (Qwen2-1.5B) uses torch's default, and so does training, whose batches are larger
+(`finetune.train`: on the idle machine two threads are faster there).
 """
 
 from __future__ import annotations
