@@ -187,7 +187,7 @@ def _load_model(choice: ModelChoice, view: StoreView, max_new_tokens: int | None
     model's generation from it: called by `XVisionChatModel.load` at the first generation."""
     import torch
 
-    from assistant.generator import torch_threads
+    from xvision_model.threads import torch_threads
     from xvision_model.artifacts import load_model
 
     # One thread for the tiny profile on the CPU (see XVisionChatModel.threads); larger models keep

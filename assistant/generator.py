@@ -18,7 +18,6 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -29,6 +28,7 @@ from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from assistant.store_access import StoreView
 from indexer.core.errors import InputError
+from xvision_model.threads import torch_threads
 
 if TYPE_CHECKING:
     import torch
@@ -64,22 +64,6 @@ def _streamer_class() -> type:
             super().put(value)
 
     return _CancellableStreamer
-
-
-@contextmanager
-def torch_threads(n: int | None):
-    """Run with `n` intra-op torch threads (None: leave the setting alone), then restore it."""
-    if n is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def record_message(text: str, record_id: int, lang: str = "en") -> HumanMessage:

@@ -21,12 +21,15 @@ def tiny_cpu_threads(profile: str | None, on_gpu: bool) -> int | None:
 
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with `n` torch intra-op threads (None: torch's setting), then restore it."""
+    """Run with `n` torch intra-op threads, then restore the setting (None: leave it alone, and
+    do not import torch)."""
+    if n is None:
+        yield
+        return
     import torch
 
     before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
