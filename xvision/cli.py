@@ -297,7 +297,9 @@ Example:
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("describe", help="generated analysis of one parcel on one date, beside its index values",
-                       description="Write the analysis from the record's embedding and show the computed indices next to it.")
+                       description="Write the analysis from the record's embedding and show the computed indices next to it. "
+                                   "When the assistant's grounding gate would set the text aside (a class the record's "
+                                   "indices do not give, a number that is not the record's), a warning says so and why.")
     p.add_argument("parcel_id", metavar="PARCEL_ID")
     p.add_argument("--date", required=True, type=_date, help="date of the record, YYYY-MM-DD")
     p.add_argument("--store", required=True, type=Path, help="store folder")
