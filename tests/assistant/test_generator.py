@@ -26,6 +26,7 @@ from indexer.core.errors import InputError
 from xvision_model.artifacts import load_model, save_model
 from xvision_model.lm import LoraSettings
 from xvision_model.tiny import build_tiny_model
+from tiny_models import randomise
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -36,11 +37,7 @@ def model_dir(farm_store, tmp_path_factory):
     texts = [*view.records()["analysis"], *view.records()["analysis_fr"]]
     model = build_tiny_model(texts, in_dim=64, num_tokens=4, vocab_size=400, hidden=32, layers=2, heads=4,
                              kv_heads=2, intermediate=64, max_positions=256, lora=LoraSettings(r=4, alpha=8), seed=0)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() == 2:
-                param.normal_(0.0, 0.3)
+    randomise(model, seed=1)
     out = tmp_path_factory.mktemp("tiny") / "model"
     save_model(model, out, encoder_id=view.encoder_id, profile="tiny")
     return out

@@ -14,6 +14,7 @@ import torch
 from xvision_model.artifacts import BASE_DIR, LORA_DIR, load_model, save_model
 from xvision_model.lm import LoraSettings, load_base_lm, load_lora, merge_lora, merge_lora_files
 from xvision_model.tiny import build_tiny_model
+from tiny_models import randomise
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -28,11 +29,7 @@ def model_dir(tmp_path_factory):
     model = build_tiny_model(TEXTS, in_dim=8, num_tokens=2, vocab_size=300, hidden=32, layers=2, heads=4, kv_heads=2,
                              intermediate=64, max_positions=64, lora=LoraSettings(r=4, alpha=8), seed=0)
     # peft starts lora_B at zero (a no-op adapter): draw every matrix so the fold changes the weights.
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() == 2:
-                param.normal_(0.0, 0.3)
+    randomise(model, seed=3)
     out = tmp_path_factory.mktemp("lora") / "model"
     save_model(model, out, encoder_id="test-encoder", profile="tiny")
     return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from assistant.grounding import check_analysis
 from indexer.pipeline import IndexConfig, index
@@ -15,6 +14,7 @@ from xvision_model.artifacts import save_model
 from xvision_model.encoders import DEFAULT_ENCODER, build_encoder
 from xvision_model.lm import LoraSettings
 from xvision_model.tiny import build_tiny_model
+from tiny_models import randomise
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -35,11 +35,7 @@ def model_dir(store, tmp_path_factory):
     model = build_tiny_model([*records["analysis"], *records["analysis_fr"]], in_dim=64, num_tokens=4,
                              vocab_size=400, hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64,
                              max_positions=256, lora=LoraSettings(r=4, alpha=8), seed=0)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() == 2:
-                param.normal_(0.0, 0.3)
+    randomise(model, seed=3)
     out = tmp_path_factory.mktemp("cmd") / "model"
     save_model(model, out, encoder_id=Store.open(store).encoder_id, profile="tiny")
     return out
