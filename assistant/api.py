@@ -187,13 +187,13 @@ def _load_model(choice: ModelChoice, view: StoreView, max_new_tokens: int | None
     model's generation from it: called by `XVisionChatModel.load` at the first generation."""
     import torch
 
-    from xvision_model.threads import torch_threads
     from xvision_model.artifacts import load_model
+    from xvision_model.threads import tiny_cpu_threads, torch_threads
 
-    # One thread for the tiny profile on the CPU (see XVisionChatModel.threads); larger models keep
-    # torch's default. From the load on: folding LoRA's small matrices into the weights on two
-    # threads of a busy 2-core machine took 0.2-0.6 s, on one 0.17 s.
-    threads = 1 if (choice.card or {}).get("profile") == "tiny" and not torch.cuda.is_available() else None
+    # The serving rule of `xvision_model.threads` (one thread for the tiny profile on the CPU), from
+    # the load on: folding LoRA's small matrices into the weights on two threads of a busy 2-core
+    # machine took 0.2-0.6 s, on one 0.17 s.
+    threads = tiny_cpu_threads((choice.card or {}).get("profile"), torch.cuda.is_available())
     with torch_threads(threads):
         model = load_model(choice.path, merge=True).eval()
     if torch.cuda.is_available():
