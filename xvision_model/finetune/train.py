@@ -183,12 +183,6 @@ def train(
     # 90 tokens, forward, backward, AdamW) took 0.12 s on two threads and 0.21 s on one; on the
     # same machine busy with other jobs, 0.8 s on two and 0.23 s on one. To train several models
     # side by side, give each one thread (OMP_NUM_THREADS=1).
-    return _train(store_dir, out_dir, prof, resume, lang, progress, seed, base_model, imagery, reread, started)
-
-
-def _train(store_dir: str | Path, out_dir: str | Path, prof: Profile, resume: bool, lang: str, progress: bool,
-           seed: int, base_model: str | None, imagery: Sequence[str | Path] | None, reread: bool,
-           started: float) -> TrainResult:
     out_dir, langs = Path(out_dir), languages(lang)
     checkpoint = out_dir / CHECKPOINT_DIR
     store = Store.open(store_dir)
