@@ -99,9 +99,15 @@ class Perturbation:
 
     def apply(self, chips: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
         """`chips` (the chips of `rows` of the draw) perturbed: float32 reflectance in [0, 1]."""
+        # The per-chip factors are combined first and the pixels touched in float32, in place: four
+        # passes over the chips instead of seven float64 temporaries (the pixels' work was a third
+        # of re-reading and encoding every training chip; the result differs only in rounding).
         share = self.share[rows]
-        out = (1 - share) * (chips * self.k[rows] * self.gains[rows] + self.haze[rows]) + share * self.spectrum[rows]
-        return np.clip(out, 0.0, 1.0).astype(np.float32)
+        scale = ((1 - share) * self.k[rows] * self.gains[rows]).astype(np.float32)
+        offset = ((1 - share) * self.haze[rows] + share * self.spectrum[rows]).astype(np.float32)
+        out = np.multiply(chips, scale, dtype=np.float32)
+        out += offset
+        return np.clip(out, 0.0, 1.0, out=out)
 
 
 def augment_chips(chips: np.ndarray, settings: AugmentSettings, rng: np.random.Generator,

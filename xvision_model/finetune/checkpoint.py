@@ -106,7 +106,8 @@ def load_optimizer(optimizer: torch.optim.Optimizer, params: dict[str, nn.Parame
         entry = {k.rsplit("/", 1)[1]: v for k, v in tensors.items() if k.rsplit("/", 1)[0] == name}
         if entry:
             # AdamW keeps `step` on the CPU unless capturable/fused; the moments live with the parameter.
-            optimizer.state[p] = {k: (v if k == "step" else v.to(p.device)) for k, v in entry.items()}
+            on_device = bool(optimizer.defaults.get("fused") or optimizer.defaults.get("capturable"))
+            optimizer.state[p] = {k: (v.to(p.device) if k != "step" or on_device else v) for k, v in entry.items()}
     torch.set_rng_state(tensors["rng/cpu"])
     if torch.cuda.is_available() and "rng/cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng/cuda"])

