@@ -3,6 +3,7 @@
     python benchmarks/training.py                      # builds the README's training store from data/
     python benchmarks/training.py --store train-store  # an existing store
     python benchmarks/training.py --epochs 1           # a short run (no ratio: not the same work)
+    python benchmarks/training.py --keep models/bench  # keep the trained model (then: xvision eval)
 
 Runs `xvision train --store STORE --out TMP` in a fresh process (what a user runs: the tiny profile,
 both languages, the spectral augmentation re-reading every training chip) and measures its wall
@@ -51,10 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", type=Path, help="training store (default: built from data/ in a temporary folder)")
     parser.add_argument("--epochs", type=int, help="vision-stage epochs (default: the profile's; a ratio is printed only then)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="write the trained model to DIR (to evaluate it) instead of a temporary folder")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="xvision-train-bench-") as tmp:
         store = args.store or build_store(Path(tmp) / "train-store")
-        command = [*xvision(), "train", "--store", str(store), "--out", str(Path(tmp) / "model"), "--quiet",
+        out = args.keep or Path(tmp) / "model"
+        command = [*xvision(), "train", "--store", str(store), "--out", str(out), "--quiet",
                    "--seed", str(args.seed)]
         if args.epochs:
             command += ["--epochs", str(args.epochs)]
