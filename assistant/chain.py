@@ -47,7 +47,7 @@ from assistant.documents import MEAN_COLUMNS, analysis_text, unique_citations
 from assistant.generator import DEFAULT_PROMPTS, record_message
 from assistant.grounding import Evidence, check_analysis
 from assistant.parsing.text import fold
-from assistant.plan import QueryPlan, StoreContext
+from assistant.plan import QueryPlan, StoreContext, snap_to_acquisition
 from assistant.retrievers import SimilarRetriever, TargetRetriever
 from assistant.store_access import StoreView
 from indexer.observations import find_suspects
@@ -106,6 +106,8 @@ def plan_turn(state: Mapping, ctx: AnswerContext, parse: Callable[..., QueryPlan
         notes = (*notes, f"parser error: {type(exc).__name__}: {exc}")
     if plan is not None and lang in ("en", "fr") and plan.lang != lang:
         plan = dataclasses.replace(plan, lang=lang)
+    if plan is not None:
+        plan = snap_to_acquisition(plan, ctx.context)
     kind = choose(plan, fold(question))
     if plan is not None:
         plan = dataclasses.replace(plan, kind=kind.name)
@@ -226,6 +228,7 @@ def compose_turn(turn: Turn, ctx: AnswerContext) -> Composition:
     comp = by_name(turn.kind).load().compose(turn, ctx)
     if comp.sentences:
         checks.readings(turn, comp)
+        checks.snapped(turn, comp)
     comp.sentences = [K.tidy(turn.lang, s) for s in comp.sentences]
     return comp
 

@@ -143,6 +143,9 @@ class QueryPlan:
     corrections: tuple[tuple[str, str], ...] = ()
     #: The kind of answer chosen (`assistant.answers.registry`); set by the chain.
     kind: str = ""
+    #: The day asked, when no image was taken that day and `window` was moved to the nearest
+    #: acquisition (`snap_to_acquisition`); None otherwise.
+    asked_window: DateWindow | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(self)
@@ -187,6 +190,11 @@ class StoreContext:
     def acquisitions(self, window: DateWindow) -> tuple[dt.date, ...]:
         """The store's acquisition dates inside `window`, sorted."""
         return tuple(sorted(d for d in self.dates if window.contains(d)))
+
+    def nearest_acquisition(self, day: dt.date, max_days: int) -> dt.date | None:
+        """The acquisition date closest to `day` within `max_days` (ties: the earlier), else None."""
+        near = [d for d in self.dates if abs((d - day).days) <= max_days]
+        return min(near, key=lambda d: (abs((d - day).days), d)) if near else None
 
     def nearest_dates(self, day: dt.date, n: int = 3) -> tuple[dt.date, ...]:
         """Up to `n` acquisition dates closest to `day` (for 'no acquisition then; nearest are ...')."""
@@ -262,3 +270,26 @@ class StoreContext:
         if parcels is None or len(parcels) == 0:
             return cls(dates=tuple(sorted({_as_date(d) for d in dates})))
         return cls.from_parcels(parcels, dates)
+
+
+#: How far a single day asked may move to the nearest acquisition: one Sentinel-2 revisit (5 days
+#: with both satellites). Further away, the answer says there was no image and lists the nearest.
+SNAP_DAYS = 5
+
+
+def snap_to_acquisition(plan: QueryPlan, context: StoreContext, max_days: int = SNAP_DAYS) -> QueryPlan:
+    """`plan` about the nearest acquisition when it asks about a single day no image was taken on.
+
+    Someone asking "how was parcel 7 on 17 May" means the image of that week: the window moves
+    to the acquisition nearest the day (within `max_days`) and `asked_window` keeps the day asked,
+    so that the answer says which image it is about. Windows longer than a day, days that have an
+    acquisition, and days with none near enough are returned unchanged.
+    """
+    window = plan.window
+    if window is None or window.start != window.end or window.start in context.dates:
+        return plan
+    near = context.nearest_acquisition(window.start, max_days)
+    if near is None:
+        return plan
+    return dataclasses.replace(plan, window=DateWindow(near, near, near.isoformat()), asked_window=window)
+

@@ -22,6 +22,8 @@ TEXTS = {
         "unknown_some": "Nothing in this store is called {names}; the answer covers the rest.",
         "no_acquisition": ("No acquisition in {label} ({start} to {end}). The archive runs from {first} to {last}; "
                            "the nearest acquisitions are {nearest}."),
+        "no_acquisition_day": ("No image was taken on {start}. The archive runs from {first} to {last}; "
+                               "the nearest acquisitions are {nearest}."),
         "unusable": "Parcel {pid} has no usable observation on {date}: {why} ({cloud} % cloud, {valid} % valid pixels).",
         "nearest_usable": "Nearest usable dates for {pid}: {dates}.",
         "no_usable_at_all": "Parcel {pid} has no usable observation in the store.",
@@ -32,6 +34,8 @@ TEXTS = {
                   "its edge), so its values are not read as the crop's condition."),
         "reading": "Reading {items}.",
         "reading_item": "'{said}' as {meant}",
+        "snapped": "No image was taken on {asked}; this is about the nearest, {used} ({days} {unit} {side}).",
+        "day": "day", "days": "days", "before": "before", "after": "after",
     },
     "fr": {
         "empty_store": "La base ne contient encore aucun enregistrement : rien à répondre. Indexez-y d'abord des images.",
@@ -40,6 +44,8 @@ TEXTS = {
         "unknown_some": "Rien dans cette base ne s'appelle {names} ; la réponse porte sur le reste.",
         "no_acquisition": ("Aucune acquisition en {label} ({start} au {end}). L'archive va du {first} au {last} ; "
                            "les acquisitions les plus proches sont {nearest}."),
+        "no_acquisition_day": ("Aucune image n'a été prise le {start}. L'archive va du {first} au {last} ; "
+                               "les acquisitions les plus proches sont {nearest}."),
         "unusable": "La parcelle {pid} n'a aucune observation exploitable le {date} : {why} ({cloud} % de nuages, {valid} % de pixels valides).",
         "nearest_usable": "Dates exploitables les plus proches pour {pid} : {dates}.",
         "no_usable_at_all": "La parcelle {pid} n'a aucune observation exploitable dans la base.",
@@ -50,6 +56,8 @@ TEXTS = {
                   "chevauchent sa bordure), ses valeurs ne sont donc pas lues comme l'état de la culture."),
         "reading": "Lu {items}.",
         "reading_item": "« {said} » comme {meant}",
+        "snapped": "Aucune image n'a été prise le {asked} ; la réponse porte sur la plus proche, celle du {used} ({days} {unit} {side}).",
+        "day": "jour", "days": "jours", "before": "avant", "after": "après",
     },
 }
 
@@ -96,7 +104,7 @@ def preamble(turn: Turn, ctx: AnswerContext, out: Composition) -> bool:
         start, end = plan.window.start.isoformat(), plan.window.end.isoformat()
         if not any(start <= d <= end for d in dates):
             nearest = sorted(dates, key=lambda d: abs((dt.date.fromisoformat(d) - plan.window.start).days))[:3]
-            out.add(say(lang, "no_acquisition", label=plan.window.label, start=start, end=end, first=dates[0],
+            out.add(say(lang, "no_acquisition" if start != end else "no_acquisition_day", label=plan.window.label, start=start, end=end, first=dates[0],
                         last=dates[-1], nearest=", ".join(sorted(nearest))))
             return True
     return False
@@ -159,3 +167,18 @@ def nearest_usable(docs: Sequence[Document], when: dt.date, suspects: Mapping[st
         rest = sorted((d for d in series if d not in picked), key=lambda d: abs((K.day(d) - when).days))
         picked += rest[:n - len(picked)]
     return sorted(picked, key=lambda d: d.metadata["date"])
+
+
+def snapped(turn: Turn, out: Composition) -> None:
+    """Say first which image the answer is about when the day asked had none
+    (`assistant.plan.snap_to_acquisition` moved the window to the nearest acquisition)."""
+    plan, lang = turn.plan, turn.lang
+    if plan is None or plan.asked_window is None or plan.window is None:
+        return
+    asked, used = plan.asked_window.start, plan.window.start
+    days = abs((used - asked).days)
+    out.sentences.insert(0, say(lang, "snapped", asked=asked.isoformat(), used=used.isoformat(), days=days,
+                                unit=say(lang, "day" if days == 1 else "days"),
+                                side=say(lang, "before" if used < asked else "after")))
+    out.counts.append(days)
+

@@ -306,3 +306,28 @@ def test_compare_two_parcels_names_both(view):
 def shown(analysis: str) -> str:
     """What an answer about one observation quotes of a record's analysis (no index asked)."""
     return relevant_sentences(analysis, None)
+
+
+def test_a_day_without_an_image_is_answered_for_the_nearest_acquisition(view):
+    # 2022-05-31: no image; the farm store's nearest is 2022-05-30, one day before.
+    plan = make_plan("How is farm-03 doing on 31 May 2022?", "describe", ["farm-03"], window("2022-05-31"))
+    out = _ask(view, plan)
+    first = out["answer"].split(". ")[0]
+    assert first == "No image was taken on 2022-05-31; this is about the nearest, 2022-05-30 (1 day before)"
+    assert "farm-03 on 2022-05-30" in out["answer"] and out["plan"]["asked_window"]["start"] == "2022-05-31"
+    assert {c["date"] for c in out["citations"]} >= {"2022-05-30"}
+    _grounded(out, view, derived=["1"])
+    # French, and a day after the image.
+    plan = make_plan("Comment va farm-03 le 2 juin 2022 ?", "describe", ["farm-03"], window("2022-06-02"), lang="fr")
+    out = _ask(view, plan)
+    assert out["answer"].startswith("Aucune image n'a été prise le 2022-06-02 ; la réponse porte sur la plus "
+                                    "proche, celle du 2022-05-30 (3 jours avant)")
+
+
+def test_a_day_far_from_any_image_still_says_there_was_none(view):
+    # 2022-01-15 is two months before the season's first image: not moved, the nearest are listed.
+    plan = make_plan("How was farm-01 on 15 January 2022?", "describe", ["farm-01"], window("2022-01-15"))
+    out = _ask(view, plan)
+    assert out["answer"] == ("No image was taken on 2022-01-15. The archive runs from 2021-03-15 to 2023-10-02; "
+                             "the nearest acquisitions are 2021-10-02, 2022-03-15, 2022-04-10.")
+    assert out["plan"]["asked_window"] is None
