@@ -81,6 +81,18 @@ _ASPECT_WORDS: tuple[tuple[str, str], ...] = (
     (r"uniformity|uniformite|heterogene\w*|heterogeneity", "uniformity"),
 )
 
+# "drier than last year", "plus sèche que l'an dernier": a comparison on the aspect's index, not a
+# filter on its class ("dry" alone is one). (pattern, aspect)
+_COMPARATIVES: tuple[tuple[str, str], ...] = (
+    (r"drier|dryer|wetter|moister|more\s+(?:humid|moist|water[- ]?stressed|stressed)|less\s+(?:humid|moist|dry)|"
+     r"plus\s+(?:seche?s?|secs|humides?|stressee?s?)|moins\s+(?:seche?s?|secs|humides?)", "moisture"),
+    (r"greener|healthier|more\s+(?:vigorous|green)|less\s+(?:vigorous|green)|"
+     r"plus\s+(?:verte?s?|vigoureu\w*)|moins\s+(?:verte?s?|vigoureu\w*)", "vigor"),
+    (r"barer|more\s+bare|less\s+(?:covered|bare)|more\s+covered|plus\s+(?:nue?s?|couverte?s?)|moins\s+(?:nue?s?|couverte?s?)", "cover"),
+)
+_COMPARATIVE_RE = re.compile(r"\b(?:" + "|".join(f"(?P<c{i}>{p})" for i, (p, _) in enumerate(_COMPARATIVES))
+                             + r")\s+(?:than|que|qu')")
+
 _SIMILAR = re.compile(r"\b(?:similar\w*|resembl\w*|look(?:s|ed|ing)?\s+like\s+(?:the\s+|that\s+|this\s+)?(?:parcels?|fields?|plots?|#|flanders|one|[\w-]*\d)|looks\s+the\s+same|alike|look(?:s|ed|ing)?\s+like\s+(?:it|this|that|mine)\b(?!\s+(?:was|is|did|does))|most\s+like|like\s+(?:parcel|field|plot)|analog\w*|"
                       r"same\s+(?:behaviou?r|profile)\s+as|semblables?|similaires?|ressembl\w*|analogues?|comparables?\s+a|comme\s+la\s+parcelle|"
                       r"proches?\s+de\s+la\s+parcelle|nearest\s+neighbou?rs?|closest\s+(?:match|parcels?|fields?))\b")
@@ -104,7 +116,7 @@ _K_RE = re.compile(rf"\b(?:top|bottom|k\s*=?|the\s+|les\s+|first\s+)?\s*(?P<n>{N
 _YES_NO = re.compile(r"^\W*(?:is|are|was|were|did|does|do|has|have|had|est-ce|etait-elle|est-elle|a-t-elle)\b|-t-(?:elle|il)s?\b|\b(?:est|etait|sont|etaient|avait|avaient|ont)-(?:elle|il)s?\b")
 DEFAULT_K = 5
 #: The patterns of words this module understands (the parser reports the words none of them took).
-INTENT_WORDS = (_SIMILAR, _RANK, _COMPARE_WORD, _HISTORY, _DESCRIBE, _DESC, _ASC, _YES_NO, _INDEX_RE,
+INTENT_WORDS = (_SIMILAR, _COMPARATIVE_RE, _RANK, _COMPARE_WORD, _HISTORY, _DESCRIBE, _DESC, _ASC, _YES_NO, _INDEX_RE,
                 re.compile(r"\b(?:" + "|".join(p for p, _, _ in _CLASS_WORDS) + r")\b"),
                 re.compile(r"\b(?:" + "|".join(p for p, _ in _ASPECT_WORDS) + r")\b"))
 
@@ -178,12 +190,17 @@ def read_ask(text: str, question: str, condition: Condition | None = None, words
     parcel 5" needs its parcel word); `condition` is what `read_condition` found before."""
     out = AskReading(notes=[], condition=condition, index=condition.index if condition else None)
     work = text
-    for pattern, aspect, label in _CLASS_WORDS:
+    comparative = None
+    if m := _COMPARATIVE_RE.search(work):
+        comparative = next(_COMPARATIVES[int(k[1:])][1] for k, v in m.groupdict().items() if v)
+        out.compare = True
+        work = blank(work, m.start(), m.end())
+    for pattern, aspect, label in _CLASS_WORDS if comparative is None else ():
         if m := re.search(rf"\b(?:{pattern})\b", work):
             out.class_condition = ClassCondition(aspect, label)
             work = blank(work, m.start(), m.end())
             break
-    if out.class_condition is None:
+    if out.class_condition is None and comparative is None:
         classes = read_classes(question)
         if classes:
             aspect, label = next(iter(classes.items()))
@@ -193,7 +210,7 @@ def read_ask(text: str, question: str, condition: Condition | None = None, words
         if found:
             out.index = found[0]
         else:
-            aspect = out.class_condition.aspect if out.class_condition else None
+            aspect = out.class_condition.aspect if out.class_condition else comparative
             if aspect is None:
                 for pattern, a in _ASPECT_WORDS:
                     if re.search(rf"\b(?:{pattern})\b", work):
@@ -214,7 +231,7 @@ def read_ask(text: str, question: str, condition: Condition | None = None, words
     said = words if words is not None else work
     out.similar = bool(_SIMILAR.search(said))
     out.rank = bool(_RANK.search(said))
-    out.compare = bool(_COMPARE_WORD.search(said))
+    out.compare = out.compare or bool(_COMPARE_WORD.search(said))
     out.history = bool(_HISTORY.search(said))
     out.describe = bool(_DESCRIBE.search(said))
     out.yes_no = bool(_YES_NO.search(said))

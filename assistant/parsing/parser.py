@@ -107,7 +107,8 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
     compare_verb = bool(re.search(r"\bcompar\w*\b", place.text)) and len(place.parcel_ids) < 2
     dates = read_dates(place.text, ref, hemi, chosen, source,
                        oldest=min(ctx.dates) if ctx.dates else None, compare_verb=compare_verb, original=text,
-                       parcels_compared=len(place.parcel_ids) >= 2 or bool(place.parcel_ids and _PEERS.search(place.text)))
+                       parcels_compared=len(place.parcel_ids) >= 2 or bool(place.parcel_ids and _PEERS.search(place.text))
+                       or _groups_compared(place.attributes, text))
     notes.extend(dates.notes)
     ask = read_ask(dates.text, text, condition, words=work)
     notes.extend(ask.notes or [])
@@ -159,6 +160,20 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
 
 
 #: "the other fields", "its peers": a comparison with other parcels, not with another window.
+_SEASONS_ASKED = re.compile(r"\b(?:last\s+year|previous\s+(?:years?|seasons?)|past\s+seasons?|earlier\s+years?|years?\s+ago|"
+                            r"l'an\s+(?:dernier|passe)|l'annee\s+(?:derniere|passee)|annees?\s+precedentes?|"
+                            r"saisons?\s+precedentes?)\b")
+
+
+def _groups_compared(attributes, text: str) -> bool:
+    """Two groups compared with each other ("are the maize fields drier than the wheat fields in
+    July 2019?"): two attribute values named, and no second season asked (a past-season word, or
+    two different years), so that a date after "than" is when both are compared."""
+    named = sum(len(v) for v in attributes.values())
+    folded = fold(text)
+    return named >= 2 and not _SEASONS_ASKED.search(folded) and len(set(re.findall(r"\b(?:19|20)\d\d\b", folded))) <= 1
+
+
 _PEERS = re.compile(r"\b(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)\b|\bthe\s+others\b|\bpeers\b|"
                     r"\b(?:les\s+)?autres\s+(?!dates?\b|annees?\b|saisons?\b|mois\b|acquisitions?\b)\w+")
 

@@ -351,6 +351,20 @@ PHRASINGS: list[dict] = [
          window=("2019-06-01", "2019-06-30"), compare=[("2018-06-01", "2018-06-30")]),
     dict(q="la parcelle 1 le 2019-10-13 par rapport aux autres années", lang="fr", intent="compare", parcels=[1],
          window=("2019-10-13", "2019-10-13"), compare=[("2018-10-13", "2018-10-13")]),
+    # ------------------------------------------------------------------ comparatives: a comparison, not a class filter
+    dict(q="Is parcel 9 drier than last year in June?", lang="en", intent="compare", parcels=[9],
+         window=("2019-06-01", "2019-06-30"), compare=[("2018-06-01", "2018-06-30")], index="ndmi"),
+    dict(q="Is parcel 9 wetter than in 2018?", lang="en", intent="compare", parcels=[9],
+         window=("2019-11-01", "2019-11-27"), compare=[("2018-11-01", "2018-11-27")], index="ndmi"),
+    dict(q="Is field 5 greener than last year?", lang="en", intent="compare", parcels=[5],
+         window=("2019-11-01", "2019-11-27"), compare=[("2018-11-01", "2018-11-27")], index="ndvi"),
+    dict(q="La parcelle 9 est-elle plus sèche que l'an dernier en octobre ?", lang="fr", intent="compare", parcels=[9],
+         window=("2019-10-01", "2019-10-31"), compare=[("2018-10-01", "2018-10-31")], index="ndmi"),
+    # two crops compared with each other: the date is when both are compared, not a second season
+    dict(q="Are the maize fields drier than the wheat fields in July 2019?", lang="en", intent="compare",
+         attrs={CROP: ["Maize", "Winter wheat"]}, window=("2019-07-01", "2019-07-31"), index="ndmi"),
+    dict(q="Les parcelles de maïs sont-elles plus sèches que le blé en juillet 2019 ?", lang="fr", intent="compare",
+         attrs={CROP: ["Maize", "Winter wheat"]}, window=("2019-07-01", "2019-07-31"), index="ndmi"),
     # ------------------------------------------------------------------ French: unknown
     dict(q="Quelle est la capitale de la France ?", lang="fr", intent="unknown"),
     dict(q="bonjour, comment ça va ?", lang="fr", intent="unknown"),
