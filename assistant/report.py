@@ -234,7 +234,14 @@ def _past_seasons(history: pd.DataFrame, date: str, index: str,
     return deltas, found.missing_seasons, rule
 
 
-def _calendar_events(history: pd.DataFrame, season: int) -> tuple[tuple[CalendarEvent, ...] | None, str]:
+def _southern(history: pd.DataFrame) -> bool:
+    """Whether the parcel lies south of the equator (from its newest geometry, WGS84)."""
+    geometry = history["geometry"].iloc[-1] if "geometry" in history.columns and len(history) else None
+    return geometry is not None and not geometry.is_empty and geometry.centroid.y < 0
+
+
+def _calendar_events(history: pd.DataFrame, season: int, crop: str | None = None,
+                     southern: bool = False) -> tuple[tuple[CalendarEvent, ...] | None, str]:
     """The crop-calendar events of the season in a parcel's usable series (indexer.phenology), and
     the rule's wording. None when the library has no crop-calendar rule: the report then says so
     rather than guess events with a rule of its own."""
@@ -242,15 +249,17 @@ def _calendar_events(history: pd.DataFrame, season: int) -> tuple[tuple[Calendar
         from indexer import phenology
     except ImportError:
         return None, "no crop-calendar rule in this version of the library"
-    found = phenology.crop_calendar(history, "ndvi_mean", date_from=f"{season}-01-01", date_to=f"{season}-12-31")
+    found = phenology.crop_calendar(history, "ndvi_mean", date_from=f"{season}-01-01", date_to=f"{season}-12-31",
+                                    crop=crop, southern=southern)
     events = []
     for e in found:
         values = f"NDVI {e.value_start:.2f}" if e.dated else f"NDVI {e.value_start:.2f} → {e.value_end:.2f}"
-        events.append(CalendarEvent(e.kind, e.start, e.end, tuple(e.record_ids),
+        events.append(CalendarEvent("cleared for sowing" if e.kind == phenology.CLEARED else e.kind, e.start, e.end,
+                                    tuple(e.record_ids),
                                     values + (" (at the edge of the series: the true peak may lie outside)"
                                               if e.censored else "")))
     rule = ("from the parcel's usable NDVI series (indexer.phenology): a peak is dated; emergence, green-up, "
-            "senescence and harvest are windows between two observations")
+            "senescence, harvest and clearing for sowing are windows between two observations")
     return tuple(events), rule
 
 
@@ -364,9 +373,9 @@ def build_report(store: Store | str | Path, parcel_id: str, config: ReportConfig
             deltas += found
         comparison = Comparison(_observation(newest), tuple(deltas), tuple(missing), rule)
 
-    events, events_rule = _calendar_events(history, season)
-
     attributes = _attributes(history.iloc[-1])
+    events, events_rule = _calendar_events(history, season, _crop_of(attributes), _southern(history))
+
     rasters = _locate(sorted(set(history["source"].astype(str))), config.imagery)
     similar, similar_note, own = [], "", None
     if len(usable):

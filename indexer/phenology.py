@@ -34,6 +34,12 @@ say when exactly). The rule, on the usable series v(t) of NDVI means:
   harvested between two observations, the harvest window holds the senescence too and only the
   harvest is reported.
 
+* **cleared for sowing** — with the parcel's crop given (`crop=`), a harvest of a spring-sown crop
+  (`SPRING_SOWING`) that ends in the months before its sowing or during it is not that crop's
+  harvest: it is the field cleared for sowing (a winter cover or catch crop destroyed, grass or
+  volunteers ploughed in). In the Flanders sample the four maize parcels go from a green winter
+  cover to bare soil between mid-April and late May 2019, months before their maize harvest.
+
 Before any of this, one-date dips are left out: an observation at least MIN_PROMINENCE below both
 its usable neighbours, each at most DIP_MAX_GAP_DAYS = 30 days away. No crop loses and regains
 that much canopy between two passes; such a dip is residual cloud or shadow in a partly clouded
@@ -43,7 +49,7 @@ record (Flanders parcel 009 on 2019-06-10: 30 % clear, NDVI 0.27 between 0.85 an
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -62,6 +68,18 @@ MIN_HARVEST_DROP = 0.3
 DIP_MAX_GAP_DAYS = 30
 
 PEAK, EMERGENCE, GREEN_UP, SENESCENCE, HARVEST = "peak", "emergence", "green-up", "senescence", "harvest"
+CLEARED = "cleared"
+#: Spring-sown crops, by words of their names (English, French, Dutch as LPIS files write them),
+#: and the months they are sown in, northern hemisphere (six months later in the southern).
+SPRING_SOWING: tuple[tuple[tuple[str, ...], tuple[int, int]], ...] = (
+    (("maize", "corn", "mais", "maïs", "sorghum", "sorgho"), (4, 5)),
+    (("sugar beet", "beet", "betterave", "biet"), (3, 4)),
+    (("potato", "pomme de terre", "pommes de terre", "aardappel"), (4, 5)),
+    (("soy", "soja", "sunflower", "tournesol", "zonnebloem"), (4, 5)),
+    (("spring", "printemps", "zomer"), (3, 4)),
+)
+#: A fall to bare soil this many months before the sowing window, or in it, clears the field.
+CLEARING_LEAD_MONTHS = 2
 
 
 @dataclass(frozen=True)
@@ -142,14 +160,39 @@ def prominent_peaks(x: np.ndarray, height: float, prominence: float) -> list[int
     return out
 
 
+def sowing_months(crop: str | None, southern: bool = False) -> tuple[int, int] | None:
+    """(first, last) month a spring-sown `crop` is sown in (`SPRING_SOWING`), else None
+    (winter crops, grass, unknown names)."""
+    name = str(crop or "").lower()
+    if not name or "winter" in name or "hiver" in name:
+        return None
+    for words, (first, last) in SPRING_SOWING:
+        if any(w in name for w in words):
+            return ((first + 5) % 12 + 1, (last + 5) % 12 + 1) if southern else (first, last)
+    return None
+
+
+def cleared_for_sowing(event: CropEvent, crop: str | None, southern: bool = False) -> bool:
+    """Whether a harvest `event` is the field cleared for sowing `crop` (see the module docstring)."""
+    months = sowing_months(crop, southern)
+    if event.kind != HARVEST or months is None:
+        return False
+    month = int(event.end[5:7])
+    lead = (months[0] - month) % 12  # months from the end of the fall to the first sowing month
+    return lead <= CLEARING_LEAD_MONTHS or (month - months[0]) % 12 <= (months[1] - months[0]) % 12
+
+
 def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects: Suspects | None = None,
-                  date_from: str | dt.date | None = None, date_to: str | dt.date | None = None) -> list[CropEvent]:
+                  date_from: str | dt.date | None = None, date_to: str | dt.date | None = None,
+                  crop: str | None = None, southern: bool = False) -> list[CropEvent]:
     """The crop-calendar events of one parcel (see the module docstring), oldest first.
 
     `history`: every record of the parcel (a `usable` column, else `suspects` from the store's
     `find_suspects`, decides which count). Events are found on the whole series, then those
     meeting [date_from, date_to] are returned: a harvest window that starts before the window
-    asked and ends in it is kept.
+    asked and ends in it is kept. `crop` (the parcel's crop label) and `southern` (the parcel
+    lies south of the equator) turn a spring-sown crop's fall to bare soil before its sowing into
+    `CLEARED` rather than `HARVEST`.
     """
     if column not in history.columns:
         raise InputError(f"records have no column {column!r}", field="column", value=column)
@@ -199,8 +242,9 @@ def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects:
         onset = next(k for k in range(p + 1, low_i + 1) if v[k] < level)
         if onset < harvest:
             events.append(window(SENESCENCE, onset - 1, onset))
-        events.append(window(HARVEST, harvest - 1, harvest))
+        fall = window(HARVEST, harvest - 1, harvest)
+        events.append(replace(fall, kind=CLEARED) if cleared_for_sowing(fall, crop, southern) else fall)
     lo = None if date_from is None else str(date_from)[:10]
     hi = None if date_to is None else str(date_to)[:10]
-    order = {EMERGENCE: 0, GREEN_UP: 0, PEAK: 1, SENESCENCE: 2, HARVEST: 3}
+    order = {EMERGENCE: 0, GREEN_UP: 0, PEAK: 1, SENESCENCE: 2, HARVEST: 3, CLEARED: 3}
     return sorted((e for e in events if e.overlaps(lo, hi)), key=lambda e: (e.start, e.end, order[e.kind]))

@@ -32,6 +32,7 @@ ASKED = (
 TEXTS = {
     "en": {
         "harvest": "harvested", "harvest_grass": "cut (mowing or grazing)", "green-up": "greening up",
+        "cleared": "cleared for sowing (a winter cover or the previous vegetation removed)",
         "emergence": "emerging", "senescence": "senescing", "peak": "at its peak",
         "event": "Parcel {pid} was {what} between {a} and {b}: {index} {verb} from {va} to {vb}.",
         "peak_event": "Parcel {pid}'s {index} peaked at {v} on {date}{censored}.",
@@ -57,6 +58,7 @@ TEXTS = {
     },
     "fr": {
         "harvest": "récoltée", "harvest_grass": "fauchée ou pâturée", "green-up": "en reprise de végétation",
+        "cleared": "préparée pour le semis (couvert d'hiver ou végétation précédente détruits)",
         "emergence": "en levée", "senescence": "en sénescence", "peak": "à son pic",
         "event": "La parcelle {pid} a été {what} entre le {a} et le {b} : le {index} est {verb} de {va} à {vb}.",
         "peak_event": "Le {index} de la parcelle {pid} a culminé à {v} le {date}{censored}.",
@@ -84,9 +86,9 @@ TEXTS = {
 #: Event names as nouns, for "no harvest of ..." and trend items.
 NOUNS = {
     "en": {"harvest": "harvest", "green-up": "green-up", "emergence": "emergence", "senescence": "senescence",
-           "peak": "peak", "harvest_grass": "cut"},
+           "peak": "peak", "harvest_grass": "cut", "cleared": "clearing for sowing"},
     "fr": {"harvest": "récolte", "green-up": "reprise de végétation", "emergence": "levée",
-           "senescence": "sénescence", "peak": "pic", "harvest_grass": "fauche"},
+           "senescence": "sénescence", "peak": "pic", "harvest_grass": "fauche", "cleared": "préparation du semis"},
 }
 _GROUP_WHAT = {
     "en": {"harvest": "Harvested", "green-up": "Greening up", "peak": "Peak", "senescence": "Senescing"},
@@ -174,7 +176,7 @@ def _event_sentence(out: Composition, lang: str, pid: str, e, docs, column: str)
 
 
 def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column) -> None:
-    events = K.events(docs, ctx.suspects, column)
+    events = K.events(docs, ctx.suspects, column, south=K.southern(ctx, docs))
     if wanted == ["peak"]:
         # "The peak in 2019": the highest usable observation of the window (the calendar's peaks
         # need a prominence a short window may not show).
@@ -224,7 +226,7 @@ def _trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:
         out.counts.append(len(good))
         K.cite_all(out, good, (column,))
         return
-    events = [e for e in K.events(docs, ctx.suspects, column) if e.overlaps(start, end)]
+    events = [e for e in K.events(docs, ctx.suspects, column, south=K.southern(ctx, docs)) if e.overlaps(start, end)]
     grass = _grass(docs[0])
     nouns = NOUNS[lang if lang in NOUNS else "en"]
     items = []
@@ -268,7 +270,7 @@ def _group(out, lang, ids, series, ctx, kind, start, end, label) -> None:
     for pid in ids:
         docs = series.get(pid, [])
         kinds = {kind} | ({"emergence"} if kind == "green-up" else set())
-        hits = [e for e in K.events(docs, ctx.suspects) if e.kind in kinds and e.overlaps(start, end)]
+        hits = [e for e in K.events(docs, ctx.suspects, south=K.southern(ctx, docs)) if e.kind in kinds and e.overlaps(start, end)]
         by_date = {d.metadata["date"]: d for d in docs}
         if not hits:
             unseen.append(pid)

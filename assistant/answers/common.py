@@ -214,18 +214,28 @@ def frame(docs: Iterable[Document], suspects) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*_FRAME_COLUMNS, "usable"])
 
 
+def southern(ctx, docs: Sequence[Document]) -> bool:
+    """Whether the parcel of `docs` lies south of the equator (its seasons are six months apart)."""
+    lat = ctx.context.latitude([docs[0].metadata["parcel_id"]]) if docs else None
+    return lat is not None and lat < 0
+
+
 def events(series: Sequence[Document], suspects, column: str = "ndvi_mean", date_from: str | None = None,
-           date_to: str | None = None) -> list[CropEvent]:
-    """One parcel's crop-calendar events (`indexer.phenology.crop_calendar`) over its usable series."""
+           date_to: str | None = None, *, south: bool = False) -> list[CropEvent]:
+    """One parcel's crop-calendar events (`indexer.phenology.crop_calendar`) over its usable
+    series, with its crop (a spring-sown crop's fall to bare soil before sowing is `cleared`)."""
     if not series:
         return []
-    return crop_calendar(frame(series, suspects), column, date_from=date_from, date_to=date_to)
+    return crop_calendar(frame(series, suspects), column, date_from=date_from, date_to=date_to,
+                         crop=crop_of(series[0]), southern=south)
 
 
-def after_harvest(doc: Document, series: Sequence[Document], suspects, within_days: int = 120) -> bool:
+def after_harvest(doc: Document, series: Sequence[Document], suspects, within_days: int = 120, *,
+                  south: bool = False) -> bool:
     """Whether `doc` lies after a harvest of the parcel's calendar (ending on or before it, at most
-    `within_days` before) with no regrowth since (no emergence, green-up or peak in between)."""
-    found = events(series, suspects)
+    `within_days` before) with no regrowth since (no emergence, green-up or peak in between).
+    A field cleared for sowing is not harvested: it reads "bare soil or a young crop"."""
+    found = events(series, suspects, south=south)
     date = doc.metadata["date"]
     harvests = [e for e in found if e.kind == "harvest" and e.end <= date and (day(doc) - day(e.end)).days <= within_days]
     if not harvests:

@@ -481,7 +481,7 @@ def _by_crop(out: Composition, turn: Turn, docs, values, column: str, when: str,
 
 def _bare(doc: Document, series, ctx: AnswerContext) -> bool:
     ndvi = doc.metadata.get("ndvi_mean")
-    return (ndvi is not None and ndvi < 0.3) or K.after_harvest(doc, series, ctx.suspects)
+    return (ndvi is not None and ndvi < 0.3) or K.after_harvest(doc, series, ctx.suspects, south=K.southern(ctx, series))
 
 
 def _behind(out: Composition, turn: Turn, ctx: AnswerContext, values, column: str, when: str, windowed: bool,

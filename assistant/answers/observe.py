@@ -144,7 +144,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.cite(d, columns)
         bare = m.get("ndvi_mean") is not None and m["ndvi_mean"] < 0.3
         if m.get("ndvi_mean") is not None:
-            out.add(say(lang, "means", stage=K.stage(m["ndvi_mean"], lang, K.after_harvest(d, series, ctx.suspects)),
+            out.add(say(lang, "means", stage=K.stage(m["ndvi_mean"], lang, K.after_harvest(d, series, ctx.suspects, south=K.southern(ctx, series))),
                         crop=_crop(lang, d)))
             out.cite(d, ("ndvi_mean",))
         # The analysis reads indices without the crop calendar: on bare soil or stubble its
@@ -165,7 +165,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         K.cite_all(out, good, (column,))
         if column == "ndvi_mean":
             out.add(say(lang, "window_peak", hi=K.num(K.value(hi, column)), dhi=hi.metadata["date"],
-                        stage=K.stage(K.value(hi, column), lang, K.after_harvest(hi, series, ctx.suspects))))
+                        stage=K.stage(K.value(hi, column), lang, K.after_harvest(hi, series, ctx.suspects, south=K.southern(ctx, series)))))
         if good[-1] is not hi and good[-1] is not lo:
             out.add(say(lang, "latest", v=K.num(K.value(good[-1], column)), date=good[-1].metadata["date"]))
     bad = [d for d in docs if not K.usable(d, ctx.suspects)]

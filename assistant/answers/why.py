@@ -5,7 +5,8 @@ The change examined, documented once: within the window asked (with the last usa
 before it), the largest fall between two consecutive usable observations (the largest rise when
 the question says rise / increase); without a window, the latest such change in the archive.
 Causes, checked in this order and named with their evidence and dates:
-1. the library's crop calendar has a harvest (or a cut, on grass) overlapping the change;
+1. the library's crop calendar has a harvest (a cut, on grass; on a spring-sown crop, the field
+   cleared for sowing) overlapping the change;
 2. the change is only in observations that are not usable (cloud, snow, a suspect scene): it is
    not the crop (the answer lists them and the usable values around);
 3. otherwise a change beyond the noise is set against the same-crop parcels over the same dates
@@ -35,6 +36,7 @@ TEXTS = {
         "since_harvest": ("Parcel {pid}'s {index} is low in {label} ({v} on {date}) because it was {what} between {a} and "
                           "{b} ({va} to {vb}): bare soil or stubble since."),
         "after_low": " and stayed low afterwards ({vc} on {dc}): bare soil or stubble",
+        "after_low_cleared": " and stayed low afterwards ({vc} on {dc}): bare soil until the crop emerges",
         "unusable": ("Parcel {pid}'s low values in {label} are not the crop: {items} {were} {why}; its usable "
                      "observations around read {around}."),
         "peers_alike": ("Parcel {pid}'s {index} {verb} from {va} on {a} to {vb} on {b} ({delta}); the other {crop} "
@@ -58,6 +60,7 @@ TEXTS = {
         "since_harvest": ("Le {index} de la parcelle {pid} est bas en {label} ({v} le {date}) parce qu'elle a été {what} "
                           "entre le {a} et le {b} ({va} à {vb}) : sol nu ou chaumes depuis."),
         "after_low": " et est resté bas ensuite ({vc} le {dc}) : sol nu ou chaumes",
+        "after_low_cleared": " et est resté bas ensuite ({vc} le {dc}) : sol nu jusqu'à la levée de la culture",
         "unusable": ("Les valeurs basses de la parcelle {pid} en {label} ne sont pas la culture : {items} {were} "
                      "{why} ; ses observations exploitables autour donnent {around}."),
         "peers_alike": ("Le {index} de la parcelle {pid} a {verb} de {va} le {a} à {vb} le {b} ({delta}) ; les autres "
@@ -77,8 +80,10 @@ TEXTS = {
         "nodata": "sans données", "too_small": "trop petites",
     },
 }
-_WHAT = {"en": {"harvest": "harvested", "grass": "cut (mowing or grazing)"},
-         "fr": {"harvest": "récoltée", "grass": "fauchée ou pâturée"}}
+_WHAT = {"en": {"harvest": "harvested", "grass": "cut (mowing or grazing)",
+                "cleared": "cleared for sowing (a winter cover or the previous vegetation removed)"},
+         "fr": {"harvest": "récoltée", "grass": "fauchée ou pâturée",
+                "cleared": "préparée pour le semis (couvert d'hiver ou végétation précédente détruits)"}}
 
 
 def say(lang: str, key: str, **values: object) -> str:
@@ -115,24 +120,26 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     rise = bool(_RISE.search(K.fold_text(turn.question)))
     good = K.good(series, ctx.suspects, column)
     in_window = [d for d in series if (start is None or d.metadata["date"] >= start) and (end is None or d.metadata["date"] <= end)]
-    # 1. harvest overlapping the window
-    events = [e for e in K.events(series, ctx.suspects, column) if e.kind == "harvest" and e.overlaps(start, end)]
+    # 1. harvest (or clearing for sowing) overlapping the window
+    events = [e for e in K.events(series, ctx.suspects, column, south=K.southern(ctx, series))
+              if e.kind in ("harvest", "cleared") and e.overlaps(start, end)]
     by_date = {d.metadata["date"]: d for d in series}
     if events and not rise:
         e = events[-1]
         later = [d for d in good if d.metadata["date"] > e.end][:1]
         after = ""
         if later and K.value(later[0], column) < 0.45:
-            after = say(lang, "after_low", vc=K.num(K.value(later[0], column)), dc=later[0].metadata["date"])
+            after = say(lang, "after_low_cleared" if e.kind == "cleared" else "after_low", vc=K.num(K.value(later[0], column)), dc=later[0].metadata["date"])
             out.cite(later[0], (column,))
         grass = "grass" in (K.crop_of(series[0]) or "").lower()
+        what = "cleared" if e.kind == "cleared" else "grass" if grass else "harvest"
         out.add(say(lang, "harvest", pid=pid, index=index, verb=say(lang, "fell"), label=label,
-                    what=_WHAT[lang if lang in _WHAT else "en"]["grass" if grass else "harvest"], a=e.start, b=e.end,
+                    what=_WHAT[lang if lang in _WHAT else "en"][what], a=e.start, b=e.end,
                     va=K.num(e.value_start), vb=K.num(e.value_end), after=after))
         K.cite_all(out, [by_date[e.start], by_date[e.end]], (column,))
         return out
     # 1b. still bare soil or stubble from a harvest shortly before the window
-    earlier = [e for e in K.events(series, ctx.suspects, column) if e.kind == "harvest" and start is not None
+    earlier = [e for e in K.events(series, ctx.suspects, column, south=K.southern(ctx, series)) if e.kind == "harvest" and start is not None
                and e.end < start and (K.day(start) - K.day(e.end)).days <= 120]
     low_now = [d for d in good if start <= d.metadata["date"] <= end and K.value(d, column) < 0.3] if start else []
     if earlier and low_now and not rise:

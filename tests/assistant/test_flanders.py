@@ -164,3 +164,22 @@ def test_french_throughout(chain):
     assert out["answer"].startswith(f"La parcelle {P}009 a été récoltée entre le 2019-07-")
     out = ask(chain, "NDVI moyen des parcelles de maïs le 2019-06-20 ?")
     assert "parcelles de maïs" in out["answer"] and "Maize" not in out["answer"]
+
+
+def test_a_maize_field_going_bare_in_spring_is_cleared_for_sowing_not_harvested(chain, records):
+    history = records[records.parcel_id == P + "015"]
+    crop = history.iloc[0]["attr_crop_name"]
+    assert crop == "Maize"
+    events = crop_calendar(history, crop=crop)
+    cleared = [e for e in events if e.kind == "cleared"]
+    assert len(cleared) == 1 and cleared[0].end.startswith("2019-05")
+    assert not [e for e in events if e.kind == "harvest" and e.end.startswith("2019-05")]
+    assert [e.kind for e in crop_calendar(history) if e.end == cleared[0].end] == ["harvest"]  # crop-blind
+    out = ask(chain, "Why did parcel 15's NDVI drop in May 2019?")
+    assert out["answer"].startswith(f"Parcel {P}015's NDVI fell in May 2019 because it was cleared for sowing (a winter "
+                                    f"cover or the previous vegetation removed) between {cleared[0].start} and "
+                                    f"{cleared[0].end}")
+    # This store's dates end before the maize harvest (2019-10-28): no harvest in 2019, rather than May's clearing.
+    assert not [e for e in events if e.kind == "harvest" and e.end.startswith("2019")]
+    out = ask(chain, "When was parcel 15 harvested in 2019?")
+    assert out["answer"].startswith(f"No harvest of parcel {P}015 is visible in 2019")

@@ -93,3 +93,38 @@ def test_prominent_peaks_agree_with_scipy_find_peaks():
         height, prominence = float(rng.uniform(-0.5, 0.8)), float(rng.uniform(0, 0.6))
         expected, _ = find_peaks(x, height=height, prominence=prominence)
         assert prominent_peaks(x, height, prominence) == expected.tolist(), (x.tolist(), height, prominence)
+
+
+COVER_THEN_MAIZE = [("2019-02-10", 0.55), ("2019-03-20", 0.70), ("2019-04-11", 0.72), ("2019-04-21", 0.25),
+                    ("2019-05-20", 0.22), ("2019-06-15", 0.40), ("2019-07-10", 0.78), ("2019-08-10", 0.85),
+                    ("2019-09-20", 0.80), ("2019-10-20", 0.24)]
+
+
+def test_a_spring_sown_crop_goes_bare_for_sowing_and_is_harvested_in_autumn():
+    from indexer.phenology import CLEARED
+
+    kinds = [e.kind for e in crop_calendar(_history(COVER_THEN_MAIZE), crop="Maize")]
+    assert kinds.count(CLEARED) == 1 and kinds.count(HARVEST) == 1
+    cleared = next(e for e in crop_calendar(_history(COVER_THEN_MAIZE), crop="Maïs") if e.kind == CLEARED)
+    assert (cleared.start, cleared.end) == ("2019-04-11", "2019-04-21")
+    harvest = next(e for e in crop_calendar(_history(COVER_THEN_MAIZE), crop="maize") if e.kind == HARVEST)
+    assert (harvest.start, harvest.end) == ("2019-09-20", "2019-10-20")
+    # Without a crop, or for a crop sown in autumn, both falls are harvests (the rule cannot tell).
+    for crop in (None, "", "Winter wheat", "Permanent grass"):
+        assert [e.kind for e in crop_calendar(_history(COVER_THEN_MAIZE), crop=crop)].count(HARVEST) == 2, crop
+
+
+def test_clearing_for_sowing_follows_the_hemisphere_and_the_crop_calendar():
+    from indexer.phenology import CropEvent, cleared_for_sowing, sowing_months
+
+    def fall(end: str) -> CropEvent:
+        return CropEvent(HARVEST, end, end, 0.7, 0.2)
+
+    assert sowing_months("Maize") == (4, 5) and sowing_months("Maize", southern=True) == (10, 11)
+    assert sowing_months("Sugar beet") == (3, 4) and sowing_months("Winter barley") is None
+    assert [cleared_for_sowing(fall(f"2019-{m:02d}-15"), "Maize") for m in range(1, 13)] == \
+        [False, True, True, True, True] + [False] * 7
+    assert cleared_for_sowing(fall("2019-10-15"), "Maize", southern=True)
+    assert not cleared_for_sowing(fall("2019-04-15"), "Maize", southern=True)
+    assert not cleared_for_sowing(CropEvent(PEAK, "2019-04-15", "2019-04-15", 0.8, 0.8), "Maize")
+
