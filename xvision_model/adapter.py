@@ -20,6 +20,15 @@ components move by a few hundredths), and a probe on the stored Hesbaye vectors 
 held-out parcels' vigor / moisture / cover better from standardized inputs (0.958 vs 0.932, mean
 of 5 seeds).
 
+With ``numeric_bins`` > 0 each standardized feature also enters the MLP piecewise-linearly
+encoded over that many bins between quantiles of the training features (Gorishniy et al. 2022,
+"On Embeddings for Numerical Features in Tabular Deep Learning"): component t of feature x is
+clamp((x - e_t) / (e_(t+1) - e_t), 0, 1). A GELU MLP on the raw value learns smooth functions of
+it (the "spectral bias" of MLPs), while the analysis turns a value into a class at a fixed break
+(NDMI 0.1 and 0.3): every class error the tiny model made on held-out Hesbaye cells and on
+BigEarthNet was a value within 0.044 of a break (median 0.012), though the embedding holds the
+index means to 0.002 (median). The encoding lets a linear layer place a step between two edges.
+
 On disk: ``adapter.safetensors`` + ``adapter_config.json`` in one directory; never pickle.
 """
 
@@ -46,7 +55,9 @@ class AdapterConfig:
     `hidden_mult` sets the MLP's inner width (``hidden_mult * lm_hidden``); `depth` is its number
     of Linear layers (2 = LLaVA's ``mlp2x_gelu``, 1 = a linear projector). `standardize` adds the
     per-dimension input scaling (buffers ``input_mean`` / ``input_std``). `anchor` is the index of
-    the embedding's constant component, or None (see the module docstring).
+    the embedding's constant component, or None (see the module docstring). `numeric_bins` adds
+    the piecewise-linear encoding of each standardized feature over that many quantile bins
+    (buffer ``bin_edges``; needs `standardize`; 0: none).
     """
 
     in_dim: int = 64
@@ -56,6 +67,7 @@ class AdapterConfig:
     depth: int = 2
     standardize: bool = False
     anchor: int | None = None
+    numeric_bins: int = 0
 
     def __post_init__(self) -> None:
         for name in ("in_dim", "lm_hidden", "num_tokens", "depth"):
@@ -68,6 +80,17 @@ class AdapterConfig:
                                         or not 0 <= self.anchor < self.in_dim):
             raise InputError(f"adapter anchor must be a component index below in_dim={self.in_dim}, got {self.anchor!r}",
                              field="anchor", value=self.anchor)
+        if isinstance(self.numeric_bins, bool) or not isinstance(self.numeric_bins, int) or self.numeric_bins < 0:
+            raise InputError(f"adapter numeric_bins must be a non-negative integer, got {self.numeric_bins!r}",
+                             field="numeric_bins", value=self.numeric_bins)
+        if self.numeric_bins and not self.standardize:
+            raise InputError("adapter numeric_bins needs standardize (the bins are quantiles of the scaled features)",
+                             field="numeric_bins", value=self.numeric_bins)
+
+    @property
+    def mlp_in_dim(self) -> int:
+        """Width of the MLP's input: each feature, plus its bins when `numeric_bins` is set."""
+        return self.in_dim * (1 + self.numeric_bins)
 
     @property
     def hidden_dim(self) -> int:
@@ -127,10 +150,14 @@ class VisionAdapter(nn.Module):
         super().__init__()
         self.config = config
         # One vector must become several tokens, so the last layer emits them all at once.
-        self.mlp = build_mlp(config.in_dim, config.hidden_dim, config.lm_hidden * config.num_tokens, config.depth)
+        self.mlp = build_mlp(config.mlp_in_dim, config.hidden_dim, config.lm_hidden * config.num_tokens, config.depth)
         if config.standardize:
             self.register_buffer("input_mean", torch.zeros(config.in_dim))
             self.register_buffer("input_std", torch.ones(config.in_dim))
+        if config.numeric_bins:
+            # Until set_input_scale: evenly spaced edges over +-3 standard deviations.
+            edges = torch.linspace(-3.0, 3.0, config.numeric_bins + 1)
+            self.register_buffer("bin_edges", edges.repeat(config.in_dim, 1))
 
     @torch.no_grad()
     def set_input_scale(self, features: torch.Tensor) -> None:
@@ -148,6 +175,20 @@ class VisionAdapter(nn.Module):
         floor = 0.01 * flat.pow(2).mean().sqrt().clamp_min(1e-12)
         self.input_mean.copy_(flat.mean(0))
         self.input_std.copy_(flat.std(0).clamp_min(floor))
+        if self.config.numeric_bins:
+            scaled = (flat - self.input_mean.double()) / self.input_std.double()
+            levels = torch.linspace(0, 1, self.config.numeric_bins + 1, dtype=torch.float64)
+            edges = torch.quantile(scaled, levels, dim=0).T  # [in_dim, bins + 1]
+            # Strictly increasing, so that every bin has a width (a constant dimension, ties).
+            steps = torch.arange(self.config.numeric_bins + 1, dtype=torch.float64) * 1e-4
+            self.bin_edges.copy_(torch.cummax(edges, dim=1).values + steps)
+
+    def encode_bins(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, in_dim] standardized -> [B, in_dim * numeric_bins]: the piecewise-linear encoding
+        (see the module docstring), each component in [0, 1]."""
+        edges = self.bin_edges.to(features.dtype)
+        low, width = edges[:, :-1], edges[:, 1:] - edges[:, :-1]
+        return ((features[:, :, None] - low) / width).clamp(0.0, 1.0).flatten(1)
 
     def unanchor(self, features: torch.Tensor) -> torch.Tensor:
         """[N, in_dim] with every component but the anchor divided by the anchor (identity without
@@ -173,6 +214,8 @@ class VisionAdapter(nn.Module):
         features = self.unanchor(features.to(self.mlp[0].weight.dtype))
         if cfg.standardize:
             features = (features - self.input_mean.to(features.dtype)) / self.input_std.to(features.dtype)
+        if cfg.numeric_bins:
+            features = torch.cat([features, self.encode_bins(features)], dim=1)
         return self.mlp(features).view(features.shape[0], cfg.num_tokens, cfg.lm_hidden)
 
     def save(self, directory: str | Path) -> None:

@@ -173,3 +173,40 @@ def test_anchor_undoes_the_spectral_normalization_so_index_means_reach_the_mlp_a
 def test_anchor_must_be_a_component_of_the_input(anchor):
     with pytest.raises(InputError, match="anchor"):
         AdapterConfig(in_dim=16, anchor=anchor)
+
+
+def test_numeric_bins_encode_each_feature_piecewise_linearly_over_training_quantiles(tmp_path):
+    config = AdapterConfig(in_dim=3, lm_hidden=16, num_tokens=2, standardize=True, numeric_bins=4)
+    assert config.mlp_in_dim == 15
+    adapter = VisionAdapter(config)
+    train = torch.rand(400, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 10.0, 0.01])
+    adapter.set_input_scale(train)
+    scaled = (train - adapter.input_mean) / adapter.input_std
+    edges = adapter.bin_edges
+    assert edges.shape == (3, 5) and bool((edges[:, 1:] > edges[:, :-1]).all())
+    # Quantile bins: about a quarter of the training values in each.
+    inside = ((scaled[:, :, None] >= edges[:, :-1]) & (scaled[:, :, None] < edges[:, 1:])).float().mean(0)
+    assert torch.allclose(inside, torch.full_like(inside, 0.25), atol=0.02)
+    code = adapter.encode_bins(scaled).view(400, 3, 4)
+    assert bool(((code >= 0) & (code <= 1)).all())
+    # A value on an edge fills the bins below it and none above; the code grows with the value.
+    on_edge = edges[:, 2][None, :]
+    assert adapter.encode_bins(on_edge).view(3, 4).tolist() == [[1.0, 1.0, 0.0, 0.0]] * 3
+    order = scaled[:, 0].argsort()
+    assert bool((code[order, 0].sum(1).diff() >= 0).all())
+    # Saved and loaded with its edges; an adapter saved before the option loads without them.
+    adapter.save(tmp_path / "binned")
+    again = VisionAdapter.load(tmp_path / "binned")
+    assert torch.equal(again.bin_edges, adapter.bin_edges) and torch.allclose(again(train[:5]), adapter(train[:5]))
+    plain = AdapterConfig.from_dict({"in_dim": 3, "lm_hidden": 16, "num_tokens": 2, "standardize": True})
+    assert plain.numeric_bins == 0 and plain.mlp_in_dim == 3
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(numeric_bins=-1), "numeric_bins must be a non-negative integer"),
+    (dict(numeric_bins=True), "numeric_bins must be a non-negative integer"),
+    (dict(numeric_bins=4, standardize=False), "numeric_bins needs standardize"),
+])
+def test_numeric_bins_are_checked(bad, message):
+    with pytest.raises(InputError, match=message):
+        AdapterConfig(**{"in_dim": 3, "lm_hidden": 16, "standardize": True, **bad})

@@ -73,7 +73,8 @@ def vision_model(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profil
     torch.manual_seed(derive_seed(seed, "adapter-init"))
     anchor = anchor_index(encoder_id) if encoder_id is not None else None
     adapter = VisionAdapter(AdapterConfig(in_dim=features.shape[-1], lm_hidden=lm.config.hidden_size,
-                                          num_tokens=profile.num_tokens, standardize=True, anchor=anchor))
+                                          num_tokens=profile.num_tokens, standardize=True, anchor=anchor,
+                                          numeric_bins=profile.numeric_bins))
     adapter.set_input_scale(features)
     return XVisionModel(adapter, apply_lora(lm, profile.lora), tokenizer).to(device)
 

@@ -112,7 +112,8 @@ class Profile:
     `tiny_lm` None: the base LM is loaded from `base_model` (overridden by the `base_model`
     argument of `train`, then by $XVISION_QWEN2_PATH) and only the adapter and LoRA train.
     `encoder` is the encoder the profile is meant for; another store encoder only warns.
-    `num_tokens` is the number of visual tokens the adapter emits.
+    `num_tokens` is the number of visual tokens the adapter emits; `numeric_bins` the adapter's
+    piecewise-linear encoding of its input (`xvision_model.adapter`; 0: none).
     """
 
     name: str
@@ -122,6 +123,7 @@ class Profile:
     base_model: str | None = None
     encoder: str | None = None
     num_tokens: int = 8
+    numeric_bins: int = 0
     lora: LoraSettings = field(default_factory=LoraSettings)
     #: Spectral augmentation of chips re-read from the store's sources (None: none).
     augment: AugmentSettings | None = None
@@ -178,6 +180,8 @@ TINY = Profile(
     vision_stage=StageSettings(epochs=8, lr=2e-3, batch_size=8, weight_decay=0.01, rephrase=1.0, aux_weight=0.5,
                                decimal_sigma=1.0, fact_weight=3.0),
     encoder="spectral-v2",
+    # 64 features x 16 bins: the class breaks on index means become steps a linear layer can place.
+    numeric_bins=16,
     lora=LoraSettings(r=16, alpha=32, dropout=0.0),
     augment=AugmentSettings(),
 )
