@@ -242,7 +242,7 @@ Example:
             "folder with --imagery (or, knowingly, --embeddings-only). The more varied the store's "
             "imagery (regions, seasons, clouds), the better the generator does on imagery it never "
             "saw; on a large store each chip gets fewer perturbed copies, so training time stays "
-            "bounded (tiny profile: 14-16 minutes on 2 CPU cores)."
+            "bounded (tiny profile: about 13 minutes on 2 idle CPU cores)."
         ),
         epilog="example (the README's training store: three real samples in one store):\n"
                "  xvision index ../shared/data/worldcereal-hesbaye --grid 10 --store train-store\n"
