@@ -40,7 +40,7 @@ demo: demo-store
 	@if [ -f $(DEMO_MODEL)/model_card.json ]; then \
 		echo "==> demo model: $(DEMO_MODEL) (committed; rebuild it with make demo-model)"; \
 	else \
-		echo "==> demo model missing: training it (about 15 minutes on 2 CPU cores)"; \
+		echo "==> demo model missing: training it (about 13 minutes on 2 idle CPU cores)"; \
 		$(MAKE) --no-print-directory demo-model; \
 	fi
 	@echo "==> starting the app"
