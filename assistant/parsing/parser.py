@@ -159,7 +159,7 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
     )
 
 
-#: "the other fields", "its peers": a comparison with other parcels, not with another window.
+#: Words asking for another season ("than last year"): two crops compared then are not compared with each other.
 _SEASONS_ASKED = re.compile(r"\b(?:last\s+year|previous\s+(?:years?|seasons?)|past\s+seasons?|earlier\s+years?|years?\s+ago|"
                             r"l'an\s+(?:dernier|passe)|l'annee\s+(?:derniere|passee)|annees?\s+precedentes?|"
                             r"saisons?\s+precedentes?)\b")
@@ -174,6 +174,7 @@ def _groups_compared(attributes, text: str) -> bool:
     return named >= 2 and not _SEASONS_ASKED.search(folded) and len(set(re.findall(r"\b(?:19|20)\d\d\b", folded))) <= 1
 
 
+#: "the other fields", "its peers": a comparison with other parcels, not with another window.
 _PEERS = re.compile(r"\b(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)\b|\bthe\s+others\b|\bpeers\b|"
                     r"\b(?:les\s+)?autres\s+(?!dates?\b|annees?\b|saisons?\b|mois\b|acquisitions?\b)\w+")
 
