@@ -193,8 +193,8 @@ class StoreContext:
 
     def nearest_acquisition(self, day: dt.date, max_days: int) -> dt.date | None:
         """The acquisition date closest to `day` within `max_days` (ties: the earlier), else None."""
-        near = [d for d in self.dates if abs((d - day).days) <= max_days]
-        return min(near, key=lambda d: (abs((d - day).days), d)) if near else None
+        near = self.nearest_dates(day, 1)
+        return near[0] if near and abs((near[0] - day).days) <= max_days else None
 
     def nearest_dates(self, day: dt.date, n: int = 3) -> tuple[dt.date, ...]:
         """Up to `n` acquisition dates closest to `day` (for 'no acquisition then; nearest are ...')."""
@@ -292,4 +292,3 @@ def snap_to_acquisition(plan: QueryPlan, context: StoreContext, max_days: int = 
     if near is None:
         return plan
     return dataclasses.replace(plan, window=DateWindow(near, near, near.isoformat()), asked_window=window)
-

@@ -104,7 +104,8 @@ def preamble(turn: Turn, ctx: AnswerContext, out: Composition) -> bool:
         start, end = plan.window.start.isoformat(), plan.window.end.isoformat()
         if not any(start <= d <= end for d in dates):
             nearest = sorted(dates, key=lambda d: abs((dt.date.fromisoformat(d) - plan.window.start).days))[:3]
-            out.add(say(lang, "no_acquisition" if start != end else "no_acquisition_day", label=plan.window.label, start=start, end=end, first=dates[0],
+            key = "no_acquisition" if start != end else "no_acquisition_day"
+            out.add(say(lang, key, label=plan.window.label, start=start, end=end, first=dates[0],
                         last=dates[-1], nearest=", ".join(sorted(nearest))))
             return True
     return False
@@ -181,4 +182,3 @@ def snapped(turn: Turn, out: Composition) -> None:
                                 unit=say(lang, "day" if days == 1 else "days"),
                                 side=say(lang, "before" if used < asked else "after")))
     out.counts.append(days)
-
