@@ -19,7 +19,7 @@ from assistant.store_access import record_attributes
 from indexer.core.schema import INDEX_NAMES, MEAN_COLUMNS, STAT_COLUMNS, TEXT_COLUMNS
 
 __all__ = ["DESCRIBE_COLUMNS", "INDEX_NAMES", "MEAN_COLUMNS", "STAT_COLUMNS", "analysis_text", "citation",
-           "record_metadata", "to_document", "to_documents", "unique_citations"]
+           "record_metadata", "record_rows", "to_document", "to_documents", "unique_citations"]
 
 #: The statistics a description rests on: every mean, and NDVI's spread and percentiles.
 DESCRIBE_COLUMNS: tuple[str, ...] = (*MEAN_COLUMNS, "ndvi_std", "ndvi_p10", "ndvi_p90")
@@ -60,10 +60,21 @@ def to_document(row: Mapping, **extra: object) -> Document:
     return Document(page_content=str(row.get(TEXT_COLUMNS["en"]) or ""), metadata=meta, id=str(meta["record_id"]))
 
 
+def record_rows(frame) -> list[dict]:
+    """Every row of a record table as a dict of Python values (the geometry left out), in table order.
+
+    The same dicts as ``frame.to_dict("records")``, built column by column: a column's `tolist()`
+    converts it in one pass, where `to_dict` converts cell by cell (four times slower on a parcel's
+    history, and every answer retrieves one or more).
+    """
+    columns = [c for c in frame.columns if c != "geometry"]
+    values = [frame[c].tolist() for c in columns]
+    return [dict(zip(columns, row)) for row in zip(*values)]
+
+
 def to_documents(frame, **extra: object) -> list[Document]:
     """Every row of a record table as a Document, in table order."""
-    rows = frame.drop(columns=[c for c in ("geometry",) if c in frame.columns]).to_dict("records")
-    return [to_document(row, **extra) for row in rows]
+    return [to_document(row, **extra) for row in record_rows(frame)]
 
 
 def analysis_text(doc: Document, lang: str) -> str:

@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from indexer.analysis import RULE_BY_ASPECT, classify, finite_or_none, read_classes, says_unusable
 
 from assistant.documents import INDEX_NAMES, STAT_COLUMNS
@@ -55,13 +57,36 @@ def _hundredths(value: float) -> int:
 
 @dataclass
 class Evidence:
-    """What an answer may state: the values of the retrieved records, and a few declared extras."""
+    """What an answer may state: the values of the retrieved records, and a few declared extras.
 
-    values: dict[str, set[str]] = field(default_factory=dict)  # column -> formatted values ("0.71")
-    hundredths: dict[str, set[int]] = field(default_factory=dict)  # column -> rounded values x 100
-    percents: set[int] = field(default_factory=set)
+    A record's statistics are kept as numbers: an answer retrieves up to hundreds of records and
+    states a few numbers, so a stated number is compared with the values near it only, each
+    written as the answers write it (1 to 3 decimals), instead of writing every value out.
+    """
+
     extras: set[str] = field(default_factory=set)  # counts, years, numbers of the question
     identifiers: set[str] = field(default_factory=set)
+    percents: set[int] = field(default_factory=set)
+    _pending: dict[str, list[float]] = field(default_factory=dict, repr=False)  # column -> values added
+    _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _hundredths: dict[str, set[int]] = field(default_factory=dict, repr=False)
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        """Column -> every allowed value (the records added so far)."""
+        if self._pending:
+            for column, xs in self._pending.items():
+                self._arrays[column] = np.concatenate([self._arrays.get(column, np.empty(0)), np.asarray(xs, float)])
+                self._hundredths.pop(column, None)
+            self._pending.clear()
+        return self._arrays
+
+    @property
+    def hundredths(self) -> dict[str, set[int]]:
+        """Column -> every allowed value rounded to hundredths, x 100 (built when first needed)."""
+        for column, xs in self._columns().items():
+            if column not in self._hundredths:
+                self._hundredths[column] = {_hundredths(float(x)) for x in xs}
+        return self._hundredths
 
     def add_record(self, meta: Mapping) -> None:
         """Allow every statistic and fraction of one record (a document's metadata)."""
@@ -71,10 +96,8 @@ class Evidence:
             self.extras.add(str(int(date[:4])))
         for column in STAT_COLUMNS:
             x = finite_or_none(meta.get(column))
-            if x is None:
-                continue
-            self.values.setdefault(column, set()).update({f"{x:.2f}", f"{x:.1f}", f"{x:.3f}"})
-            self.hundredths.setdefault(column, set()).add(_hundredths(x))
+            if x is not None:
+                self._pending.setdefault(column, []).append(x)
         for column in PERCENT_COLUMNS:
             x = finite_or_none(meta.get(column))
             if x is not None:
@@ -96,8 +119,17 @@ class Evidence:
             self.allow(digits)
 
     def _is_value(self, digits: str, sign: str) -> bool:
+        """Whether some record's value, written with as many decimals (1 to 3), reads `digits`."""
+        decimals = len(digits.partition(".")[2])
+        if not 1 <= decimals <= 3:
+            return False
         written = f"-{digits}" if sign == "-" else digits
-        return any(written in vals for vals in self.values.values())
+        target, half = float(written), 0.5 * 10 ** -decimals + 1e-9
+        for xs in self._columns().values():
+            # Only values within half a unit of the last decimal can be written so.
+            if any(f"{x:.{decimals}f}" == written for x in xs[np.abs(xs - target) <= half]):
+                return True
+        return False
 
     def _is_difference(self, digits: str, sign: str) -> bool:
         if "." not in digits:

@@ -175,6 +175,9 @@ class StoreContext:
     geometries: Mapping[str, Any] = field(default_factory=dict)
     #: parcel -> {attr column -> value}; lets a hemisphere or an area follow the matching parcels.
     parcel_attributes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Lookup tables the parser derives from the fields above, built at their first use and kept
+    #: with the context (the same store answers many questions); not part of its value.
+    derived: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def newest_date(self) -> dt.date | None:

@@ -20,7 +20,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 from shapely.geometry import Point
 
-from assistant.documents import to_document, to_documents
+from assistant.documents import record_rows, to_document, to_documents
 from assistant.store_access import RecordFilter, StoreView
 from indexer.core.errors import InputError, NotFoundError
 
@@ -124,8 +124,8 @@ class SimilarRetriever(_StoreRetriever):
                        per_parcel=bool(q.get("per_parcel", True)), full=True)
         if hits.empty:
             return []
-        rows = hits.drop(columns=[c for c in ("geometry",) if c in hits.columns]).to_dict("records")
-        return [to_document(row, score=float(row["score"]), distance=float(row["distance"])) for row in rows]
+        return [to_document(row, score=float(row["score"]), distance=float(row["distance"]))
+                for row in record_rows(hits)]
 
 
 class HistoryRetriever(_StoreRetriever):

@@ -412,8 +412,11 @@ def _resolve_point(out: PlaceReading, ctx: StoreContext, lon: float, lat: float,
         out.parcel_ids.append(pid)
 
 
-def _read_attributes(work: str, ctx: StoreContext, out: PlaceReading, own) -> str:
-    # value tokens -> (column, value); every contiguous run of a text value's tokens indexes it.
+def _attribute_runs(ctx: StoreContext) -> dict[tuple[str, ...], list[tuple[str, str, bool]]]:
+    """Value tokens -> (column, value, whole value?): every contiguous run of a text value's tokens
+    indexes it. Built once per context (`StoreContext.derived`)."""
+    if "attribute_runs" in ctx.derived:
+        return ctx.derived["attribute_runs"]
     runs: dict[tuple[str, ...], list[tuple[str, str, bool]]] = {}
     for col, values in ctx.attributes.items():
         for value in values:
@@ -430,6 +433,12 @@ def _read_attributes(work: str, ctx: StoreContext, out: PlaceReading, own) -> st
                     if all(t in _GENERIC or len(t) < 3 for t in sub):
                         continue
                     runs.setdefault(sub, []).append((col, value, sub == toks))
+    ctx.derived["attribute_runs"] = runs
+    return runs
+
+
+def _read_attributes(work: str, ctx: StoreContext, out: PlaceReading, own) -> str:
+    runs = _attribute_runs(ctx)
     if not runs:
         return _unknown_crops(work, ctx, out, own)
     longest = max(len(k) for k in runs)

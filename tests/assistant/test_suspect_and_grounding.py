@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assistant.grounding import Evidence, check_analysis, numbers
 from assistant.suspect import SuspectRule, find_suspects
@@ -69,6 +71,22 @@ def test_evidence_allows_record_values_and_their_differences_only():
     assert ev.ungrounded("37 % cloud") == ["37"]
     ev.allow(3)
     assert ev.ungrounded("3 parcels in 2022") == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.floats(-1.2, 1.2, allow_nan=False), min_size=1, max_size=40),
+       picked=st.integers(0, 39), decimals=st.integers(1, 3), nudge=st.sampled_from([0, 0, -1, 1]))
+def test_a_number_is_a_value_exactly_when_some_value_is_written_so(values, picked, decimals, nudge):
+    # The gate compares a stated number with the values near it only; this is the rule it must
+    # equal: some record's value, written with the same decimals, reads the same.
+    ev = Evidence()
+    for x in values:
+        ev.add_record({"parcel_id": "p", "date": "2022-06-24", "ndvi_mean": x})
+    x = values[picked % len(values)] + nudge * 10 ** -decimals
+    written = f"{x:.{decimals}f}"
+    sign, digits = ("-", written[1:]) if written.startswith("-") else ("", written)
+    expected = any(f"{v:.{d}f}" == written for v in values for d in (1, 2, 3))
+    assert ev._is_value(digits, sign) == expected
 
 
 def test_stored_analyses_pass_the_analysis_check(view):
