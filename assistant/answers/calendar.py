@@ -55,6 +55,7 @@ TEXTS = {
         "not_seen": "Not seen {what}: {pids}.",
         "the_archive": "the whole archive", "earlier": "Earlier: ",
         "few": "Parcel {pid} has {n} usable observations in {label}: too few for a trend.",
+        "few_one": "Parcel {pid} has 1 usable observation in {label}: too few for a trend.",
     },
     "fr": {
         "harvest": "récoltée", "harvest_grass": "fauchée ou pâturée", "green-up": "en reprise de végétation",
@@ -81,6 +82,7 @@ TEXTS = {
         "not_seen": "Pas vues {what} : {pids}.",
         "the_archive": "toute l'archive", "earlier": "Auparavant : ",
         "few": "La parcelle {pid} n'a que {n} observations exploitables en {label} : trop peu pour une tendance.",
+        "few_one": "La parcelle {pid} n'a qu'une observation exploitable en {label} : trop peu pour une tendance.",
     },
 }
 #: Event names as nouns, for "no harvest of ..." and trend items.
@@ -222,7 +224,7 @@ def _trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:
     good = K.good(in_window, ctx.suspects, column)
     out.history += K.history_rows(in_window, ctx.suspects, column)
     if len(good) < 2:
-        out.add(say(lang, "few", pid=pid, n=len(good), label=label))
+        out.add(say(lang, "few_one" if len(good) == 1 else "few", pid=pid, n=len(good), label=label))
         out.counts.append(len(good))
         K.cite_all(out, good, (column,))
         return

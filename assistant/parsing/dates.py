@@ -193,6 +193,42 @@ class Mention:
     rule: str | None = None
     years_back: tuple[int, ...] = ()   # kind "shift": comparison offsets
     day0: int | None = None    # "from 1 to 15 June": the first day of a range inside one month
+    easter: int | None = None  # a feast that moves with Easter: days after Easter Sunday
+
+
+#: Named days, as the folded text writes them -> (month, day). Only days whose date is the same
+#: across the countries the archive covers ("labour day", May or September, is left out), and
+#: only names that are not also ordinary words ("the assumption", "ascension" alone, "Saint-Jean"
+#: as a place).
+_NAMED_DAYS = {
+    r"christmas eve|veille de noel|reveillon de noel": (12, 24),
+    r"christmas(?: day)?|xmas|noel": (12, 25),
+    r"boxing day|st\.? stephen'?s day": (12, 26),
+    r"new year'?s eve|saint[- ]sylvestre|st\.? sylvester'?s day|reveillon du (?:nouvel an|jour de l'an)": (12, 31),
+    r"new year'?s day|new year'?s|nouvel an|jour de l'an": (1, 1),
+    r"all saints'? day|all saints|toussaint": (11, 1),
+    r"halloween": (10, 31),
+    r"armistice day|armistice|remembrance day|jour du souvenir": (11, 11),
+    r"assumption day|feast of the assumption|assomption": (8, 15),
+    r"may day|fete du travail": (5, 1),
+    r"midsummer day|midsummer": (6, 24),
+}
+#: Feasts that move with Easter -> days after Easter Sunday (western computus, `dateutil.easter`).
+_EASTER_DAYS = {
+    r"good friday|vendredi saint": -2,
+    r"easter monday|lundi de paques": 1,
+    r"easter(?: sunday| day)?|paques|dimanche de paques": 0,
+    r"ascension day|jeudi de l'ascension|l'ascension": 39,
+    r"whit monday|pentecost monday|lundi de (?:la )?pentecote": 50,
+    r"whit sunday|whitsun|pentecost|pentecote": 49,
+}
+
+
+def easter_day(year: int, offset: int = 0) -> dt.date:
+    """Easter Sunday of `year` (western) plus `offset` days."""
+    from dateutil.easter import easter
+
+    return easter(year) + dt.timedelta(days=offset)
 
 
 def _valid_day(y: int, m: int, d: int) -> bool:
@@ -262,6 +298,16 @@ def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[M
     # --- exact days
     take(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b",
          lambda m: day_mention(m, int(m[1]), int(m[2]), int(m[3])))
+
+    # --- named days ("Christmas 2018", "a Noel", "Easter Monday 2019"): a day, with or without a year.
+    for names, (month, day) in _NAMED_DAYS.items():
+        take(rf"\b(?:{names})(?![\w-])(?:,?\s+(?:of\s+|de\s+)?({_YEAR})\b)?",
+             lambda m, month=month, day=day: Mention(m.start(), m.end(), m.group().strip(), "day",
+                                                     year=int(m[1]) if m[1] else None, month=month, day=day))
+    for names, offset in _EASTER_DAYS.items():
+        take(rf"\b(?:{names})(?![\w-])(?:,?\s+(?:of\s+|de\s+)?({_YEAR})\b)?",
+             lambda m, offset=offset: Mention(m.start(), m.end(), m.group().strip(), "day",
+                                              year=int(m[1]) if m[1] else None, easter=offset))
 
     def dmy(m):
         a, b, y = int(m[1]), int(m[2]), _year2(m[3])
@@ -544,6 +590,13 @@ def resolve(m: Mention, ref: dt.date, hemi: str, lang: str, anchor_year: int | N
         one, _ = resolve(replace(m, day0=None), ref, hemi, lang, anchor_year)
         w = DateWindow(one.start.replace(day=m.day0), one.end, f"{one.start.replace(day=m.day0)} to {one.end}")
         return w, rule_text("range", lang, m.text, w, ref)
+    if m.kind == "day" and m.easter is not None:
+        y = m.year or anchor_year
+        if y is None:
+            y = ref.year if easter_day(ref.year, m.easter) <= ref else ref.year - 1
+        d = easter_day(y, m.easter)
+        rule = "day" if (m.year or anchor_year) else "day_noyear"
+        return DateWindow(d, d, d.isoformat()), rule_text(rule, lang, m.text, DateWindow(d, d, ""), ref)
     if m.kind == "day":
         assert m.month and m.day
         if m.year or anchor_year:

@@ -125,7 +125,8 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
         intent = "rank"
     elif dates.compare_windows or (ask.compare and (n_ids >= 2 or dates.window is not None)):
         intent = "compare"
-    elif ask.history or (dates.ranged and n_ids <= 1):
+    # One day holds no trend: "how did parcel 5 look at Easter 2019" asks about that day.
+    elif (ask.history and not _one_day(dates.window)) or (dates.ranged and n_ids <= 1):
         intent = "history"
     elif not places.empty or dates.window is not None or ask.index is not None or ask.describe or filtered:
         intent = "describe"
@@ -163,6 +164,10 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
 _SEASONS_ASKED = re.compile(r"\b(?:last\s+year|previous\s+(?:years?|seasons?)|past\s+seasons?|earlier\s+years?|years?\s+ago|"
                             r"l'an\s+(?:dernier|passe)|l'annee\s+(?:derniere|passee)|annees?\s+precedentes?|"
                             r"saisons?\s+precedentes?)\b")
+
+
+def _one_day(window) -> bool:
+    return window is not None and window.start == window.end
 
 
 def _groups_compared(attributes, text: str) -> bool:

@@ -183,3 +183,16 @@ def test_a_maize_field_going_bare_in_spring_is_cleared_for_sowing_not_harvested(
     assert not [e for e in events if e.kind == "harvest" and e.end.startswith("2019")]
     out = ask(chain, "When was parcel 15 harvested in 2019?")
     assert out["answer"].startswith(f"No harvest of parcel {P}015 is visible in 2019")
+
+
+def test_a_named_day_is_that_day_or_the_nearest_image(chain, records):
+    # Easter 2019 was 21 April, an acquisition date: the parcel on that day, not a trend over it.
+    out = ask(chain, "How did parcel 5 look at Easter 2019?")
+    row = records[(records.parcel_id == P + "005") & (records.date == "2019-04-21")].iloc[0]
+    assert out["plan"]["kind"] == "observe"
+    assert out["answer"].startswith(f"Parcel {P}005 on 2019-04-21: NDVI {row.ndvi_mean:.2f}"), out["answer"]
+    # All Saints' Day 2018 (1 November) has no image in this store: the nearest, a day later, said first.
+    out = ask(chain, "Comment allait la parcelle 8 à la Toussaint 2018 ?")
+    assert out["answer"].startswith("Aucune image n'a été prise le 2018-11-01 ; la réponse porte sur la plus "
+                                    "proche, celle du 2018-11-02 (1 jour après)."), out["answer"]
+    assert (P + "008", "2018-11-02") in cited(out)
