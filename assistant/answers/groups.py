@@ -24,6 +24,7 @@ from langchain_core.documents import Document
 
 from assistant.answers import checks
 from assistant.answers import common as K
+from assistant.answers.registry import one_parcel_filtered
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
 from indexer.observations import MIN_RELIABLE_PIXELS
@@ -64,9 +65,14 @@ TEXTS = {
                  "expected."),
         "highest": "highest first", "lowest": "lowest first",
         "by_crop": "Mean {index} per crop {when}{note}, {order}: {items}.",
-        "crop_item": "{crop} {v} ({n} parcels)",
+        "crop_item": "{crop} {v} ({n} parcels)", "crop_item_one": "{crop} {v} (1 parcel)",
         "threshold": "{n} of {total} observed parcels had {what} {when}: {items}.",
         "threshold_none": "None of the {total} observed parcels had {what} {when}.",
+        "dates": "Parcel {pid} had {what} on {n} of its {total} usable observations {when}: {items}.",
+        "dates_none": ("Parcel {pid} never had {what} {when}: {index} stayed between {lo} ({dlo}) and {hi} ({dhi}) "
+                       "over its {total} usable observations."),
+        "dates_unobserved": "Parcel {pid} has no usable observation {when}.",
+        "date_item": "{date} ({v})", "when_archive": "in the whole archive",
         "empty_area": "No parcel of this store matches {what}. Known values: {known}.", "that_area": "that area",
         "change_fall": "Largest {index} fall {when} between two usable observations (of {n} parcels): {items}.",
         "change_rise": "Largest {index} rise {when} between two usable observations (of {n} parcels): {items}.",
@@ -103,9 +109,14 @@ TEXTS = {
                  "sont attendues."),
         "highest": "du plus élevé au plus bas", "lowest": "du plus bas au plus élevé",
         "by_crop": "{index} moyen par culture {when}{note}, {order} : {items}.",
-        "crop_item": "{crop} {v} ({n} parcelles)",
+        "crop_item": "{crop} {v} ({n} parcelles)", "crop_item_one": "{crop} {v} (1 parcelle)",
         "threshold": "{n} des {total} parcelles observées avaient {what} {when} : {items}.",
         "threshold_none": "Aucune des {total} parcelles observées n'avait {what} {when}.",
+        "dates": "La parcelle {pid} avait {what} sur {n} de ses {total} observations exploitables {when} : {items}.",
+        "dates_none": ("La parcelle {pid} n'a jamais eu {what} {when} : le {index} est resté entre {lo} ({dlo}) et "
+                       "{hi} ({dhi}) sur ses {total} observations exploitables."),
+        "dates_unobserved": "La parcelle {pid} n'a aucune observation exploitable {when}.",
+        "date_item": "{date} ({v})", "when_archive": "dans toute l'archive",
         "empty_area": "Aucune parcelle de cette base ne correspond à {what}. Valeurs connues : {known}.",
         "that_area": "cette zone",
         "change_fall": "Plus forte baisse du {index} {when} entre deux observations exploitables (sur {n} parcelles) : {items}.",
@@ -170,6 +181,11 @@ def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
     plan = turn.plan
     places = plan.places
     start, end = checks.window_bounds(turn)
+    if one_parcel_filtered(plan):
+        # "When was parcel 7 water-stressed?": its own observations in the window, and its whole
+        # series (a low value after a harvest is stubble, see `_threshold`).
+        docs = ctx.records(parcel_ids=list(places.parcel_ids), date_from=start, date_to=end)
+        return Found(records=tuple(docs), extra=tuple(ctx.records(parcel_ids=list(places.parcel_ids))))
     if len(places.parcel_ids) == 1:
         # One parcel against its peers: every parcel of its crop, in the window.
         crop = ctx.context.parcel_attributes.get(places.parcel_ids[0], {}).get("attr_crop_name")
@@ -258,6 +274,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     values = per_parcel(docs, ctx, column, windowed)
     index = K.label_of(column)
     unobserved = [p for p in group if p not in values]
+    if one_parcel_filtered(plan):
+        _dates_matching(out, turn, ctx, docs, when if plan.window is not None else say(lang, "when_archive"), lang)
+        return out
     if len(plan.places.parcel_ids) == 1:
         _versus_peers(out, turn, ctx, values, column, when, note, windowed, lang)
         return out
@@ -342,15 +361,69 @@ def _say_unobserved(out: Composition, lang: str, when: str, unobserved: list[str
         out.rules.append(MIN_RELIABLE_PIXELS)
 
 
+def _condition(plan, lang: str) -> tuple[str, str]:
+    """How the answer words the question's threshold or class, and the statistic it is read on."""
+    if plan.condition is not None:
+        c = plan.condition
+        key = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[c.op]
+        return say(lang, key, index=c.index.upper(), v=f"{c.value:g}"), K.column_of(c.index)
+    aspect, label = plan.class_condition.aspect, plan.class_condition.label
+    if aspect == "water" and label == "present":
+        return say(lang, "standing_water"), RULE_BY_ASPECT[aspect].stat
+    return (say(lang, "class", aspect=_ASPECTS.get(lang, _ASPECTS["en"]).get(aspect, aspect),
+                label=_LABELS.get(lang, _LABELS["en"]).get(label, label.replace("_", " "))), RULE_BY_ASPECT[aspect].stat)
+
+
+def _meets(plan, doc: Document, column: str) -> bool:
+    if plan.condition is not None:
+        return plan.condition.holds(doc.metadata[column])
+    return classify(doc.metadata).get(plan.class_condition.aspect) == plan.class_condition.label
+
+
+def _dates_matching(out: Composition, turn: Turn, ctx: AnswerContext, docs, when: str, lang: str) -> None:
+    """One parcel: every usable observation in the window that meets the threshold or class, or
+    the range its values kept when none did. Low moisture or vigor on bare soil or stubble is
+    said apart, as in `_threshold`."""
+    plan = turn.plan
+    pid = plan.places.parcel_ids[0]
+    what, column = _condition(plan, lang)
+    items = [d for d in docs if d.metadata["parcel_id"] == pid and K.usable(d, ctx.suspects)
+             and d.metadata.get(column) is not None]
+    if not items:
+        out.add(say(lang, "dates_unobserved", pid=pid, when=when))
+        return
+    hits = [d for d in items if _meets(plan, d, column)]
+    bare: list[Document] = []
+    if plan.class_condition is not None and plan.class_condition.label == "low" \
+            and plan.class_condition.aspect in ("moisture", "vigor"):
+        series = list(turn.found.extra) or items
+        bare = [d for d in hits if _bare(d, series, ctx)]
+        hits = [d for d in hits if d not in bare]
+    out.counts += [len(hits), len(items)]
+    if hits:
+        out.add(say(lang, "dates", pid=pid, what=what, n=len(hits), total=len(items), when=when, items=", ".join(
+            say(lang, "date_item", date=d.metadata["date"], v=K.values(d, (column,))) for d in hits)))
+        K.cite_all(out, hits, (column,))
+    else:
+        lo = min(items, key=lambda d: d.metadata[column])
+        hi = max(items, key=lambda d: d.metadata[column])
+        out.add(say(lang, "dates_none", pid=pid, what=what, when=when, index=K.label_of(column),
+                    lo=K.num(lo.metadata[column]), dlo=lo.metadata["date"], hi=K.num(hi.metadata[column]),
+                    dhi=hi.metadata["date"], total=len(items)))
+        K.cite_all(out, [lo, hi], (column,))
+    if bare:
+        out.add(say(lang, "bare", what=what, items=", ".join(
+            say(lang, "item_date", pid=pid, v=K.values(d, ("ndvi_mean",)), date=d.metadata["date"]) for d in bare)))
+        K.cite_all(out, bare, ("ndvi_mean",))
+
+
 def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, when: str, lang: str) -> None:
     plan = turn.plan
     observed = K.by_parcel(d for d in docs if K.usable(d, ctx.suspects))
     total = len(observed)
+    what, column = _condition(plan, lang)
     if plan.condition is not None:
         c = plan.condition
-        column = K.column_of(c.index)
-        key = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[c.op]
-        what = say(lang, key, index=c.index.upper(), v=f"{c.value:g}")
         extreme = min if c.op in ("<", "<=") else max
         matched, closest, bare = [], [], []
         for pid, items in observed.items():
@@ -363,11 +436,6 @@ def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, w
         matched.sort(key=lambda d: d.metadata[column], reverse=extreme is max)
     else:
         aspect, label = plan.class_condition.aspect, plan.class_condition.label
-        column = RULE_BY_ASPECT[aspect].stat
-        what = say(lang, "class", aspect=_ASPECTS.get(lang, _ASPECTS["en"]).get(aspect, aspect),
-                   label=_LABELS.get(lang, _LABELS["en"]).get(label, label.replace("_", " ")))
-        if aspect == "water" and label == "present":
-            what = say(lang, "standing_water")
         matched, closest = [], []
         series = K.by_parcel(turn.found.extra)
         bare = []
@@ -473,7 +541,8 @@ def _by_crop(out: Composition, turn: Turn, docs, values, column: str, when: str,
         out.derived.append(K.num(x))
     asc = turn.plan.order == "asc"
     ranked = sorted(crops.items(), key=lambda kv: statistics.fmean(kv[1]), reverse=not asc)
-    items = [say(lang, "crop_item", crop=K.crop_name(c, lang), v=K.mean_of(out, xs), n=len(xs)) for c, xs in ranked]
+    items = [say(lang, "crop_item_one" if len(xs) == 1 else "crop_item", crop=K.crop_name(c, lang),
+                 v=K.mean_of(out, xs), n=len(xs)) for c, xs in ranked]
     out.add(say(lang, "by_crop", index=K.label_of(column), when=when, note=note,
                 order=say(lang, "lowest" if asc else "highest"), items=", ".join(items)))
     out.counts += [len(xs) for xs in crops.values()]

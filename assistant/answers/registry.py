@@ -133,6 +133,16 @@ def _subject(plan: QueryPlan) -> bool:
     return plan.intent != "unknown" and bool(p.parcel_ids or p.attributes or p.bbox or p.point or p.all_parcels)
 
 
+def _filtered(plan: QueryPlan) -> bool:
+    return plan.condition is not None or plan.class_condition is not None
+
+
+def one_parcel_filtered(plan: QueryPlan) -> bool:
+    """"When was parcel 7 water-stressed in 2019?": the dates one parcel met a threshold or class."""
+    w = plan.window
+    return len(plan.places.parcel_ids) == 1 and _filtered(plan) and not (w is not None and w.start == w.end)
+
+
 @dataclass(frozen=True)
 class Kind:
     """One row of the table: `name`, its module (under `assistant.answers`), its trigger words
@@ -175,9 +185,14 @@ KINDS: tuple[Kind, ...] = (
     Kind("seasons", "seasons", None, lambda p: _past_seasons(p) and _one_or_no_parcel(p) and p.intent != "rank"
          and p.condition is None and p.class_condition is None,
          answers="a parcel against its past seasons, by day of year"),
-    Kind("calendar", "calendar", CALENDAR, or_intent="history",
+    # A class or threshold filter over the parcels ("parcels with bare soil in March") is a group
+    # question, though "bare soil" also names a calendar stage.
+    Kind("calendar", "calendar", CALENDAR, lambda p: not (_filtered(p) and (p.intent == "rank" or one_parcel_filtered(p))),
+         or_intent="history",
          answers="trends and crop-calendar events: green-up, peak, senescence, harvest"),
-    Kind("groups", "groups", None, _group, answers="a crop, an area or all parcels: aggregates, rankings, thresholds, laggards"),
+    Kind("groups", "groups", None, lambda p: _group(p) or one_parcel_filtered(p),
+         answers="a crop, an area or all parcels: aggregates, rankings, thresholds, laggards; the dates one parcel "
+                 "met a threshold"),
     Kind("parcels", "parcels", None, _several, answers="several named parcels on the same dates"),
     Kind("observe", "observe", None, _subject, answers="a parcel on a date, in a month or a season"),
     Kind("clarify", "clarify", None, answers="a question not understood: what it can answer", without_intent=True),

@@ -196,3 +196,26 @@ def test_a_named_day_is_that_day_or_the_nearest_image(chain, records):
     assert out["answer"].startswith("Aucune image n'a été prise le 2018-11-01 ; la réponse porte sur la plus "
                                     "proche, celle du 2018-11-02 (1 jour après)."), out["answer"]
     assert (P + "008", "2018-11-02") in cited(out)
+
+
+def test_when_one_parcel_met_a_threshold_lists_those_dates(chain, records):
+    out = ask(chain, "On which dates did parcel 1 have NDVI below 0.3 in July 2019?")
+    july = records[(records.parcel_id == P + "001") & records.date.str.startswith("2019-07") & records.usable]
+    low = july[july.ndvi_mean < 0.3]
+    assert len(low) >= 1
+    items = ", ".join(f"{r.date} (NDVI {r.ndvi_mean:.2f})" for r in low.itertuples())
+    assert out["answer"].startswith(f"Parcel {P}001 had NDVI below 0.3 on {len(low)} of its {len(july)} usable "
+                                    f"observations in July 2019: {items}."), out["answer"]
+    assert cited(out) == {(P + "001", d) for d in low.date}
+    # None met: the range its values kept instead.
+    june = records[(records.parcel_id == P + "009") & records.date.str.startswith("2019-06") & records.usable]
+    below = round(june.ndvi_mean.min() - 0.05, 1)
+    out = ask(chain, f"When was parcel 9 below {below} NDVI in June 2019?")
+    assert out["answer"].startswith(f"Parcel {P}009 never had NDVI below {below:g} in June 2019: NDVI stayed between "
+                                    f"{june.ndvi_mean.min():.2f}"), out["answer"]
+
+
+def test_parcels_with_a_class_in_a_month_is_a_group_question_not_the_calendar(chain, records):
+    out = ask(chain, "Show me parcels with bare soil in May 2019")
+    assert out["plan"]["kind"] == "groups"
+    assert "harvested" not in out["answer"]
