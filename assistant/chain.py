@@ -148,7 +148,11 @@ def generate_turn(turn: Turn, ctx: AnswerContext, model: BaseChatModel | None, w
     focus = turn.found.focus
     rid = focus.metadata["record_id"]
     if writer == "analysis":
-        messages = [record_message(prompts.get(turn.lang, prompts["en"]), rid, lang=turn.lang)]
+        # The aspects the answer shows (the kind's `focus_aspects`): the generator stops once it has
+        # written them, instead of spending time on sentences no one reads.
+        shown = getattr(by_name(turn.kind).load(), "focus_aspects", None)
+        messages = [record_message(prompts.get(turn.lang, prompts["en"]), rid, lang=turn.lang,
+                                   aspects=shown(turn.plan.index) if shown else ())]
     else:
         instructions = ("Answer the question from these Sentinel-2 parcel records only. Name the parcel, the "
                         "date and the values for every statement; quote values with 2 decimals; do not "

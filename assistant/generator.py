@@ -15,9 +15,10 @@ generated text (a refusal, a history, a ranking) never pays for them.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -27,6 +28,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from assistant.store_access import StoreView
+from indexer.analysis import read_classes
 from indexer.core.errors import InputError
 from xvision_model.threads import torch_threads
 
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 
 RECORD_KEY = "record_id"
 LANG_KEY = "lang"
+ASPECTS_KEY = "aspects"
+_SENTENCES = re.compile(r"(?<=[.!?])\s+")
 #: The instruction the tiny profile was trained on, per language (a model card's own prompts win).
 DEFAULT_PROMPTS = {"en": "Describe the agronomic state of this parcel.",
                    "fr": "Décris l'état agronomique de cette parcelle."}
@@ -66,10 +70,43 @@ def _streamer_class() -> type:
     return _CancellableStreamer
 
 
-def record_message(text: str, record_id: int, lang: str = "en") -> HumanMessage:
+def record_message(text: str, record_id: int, lang: str = "en", aspects: Collection[str] = ()) -> HumanMessage:
     """A human message asking about the record `record_id` (its visual tokens go to the generator),
-    in `lang` (the language the analysis is written in)."""
-    return HumanMessage(content=text, additional_kwargs={RECORD_KEY: int(record_id), LANG_KEY: lang})
+    in `lang` (the language the analysis is written in). With `aspects` (of
+    `indexer.analysis.CLASS_RULES`), the analysis ends at the sentence by which it has stated each
+    of them (`until_stated`): what the caller shows, without generating the rest."""
+    kwargs: dict[str, Any] = {RECORD_KEY: int(record_id), LANG_KEY: lang}
+    if aspects:
+        kwargs[ASPECTS_KEY] = sorted(aspects)
+    return HumanMessage(content=text, additional_kwargs=kwargs)
+
+
+def message_aspects(messages: Sequence[BaseMessage]) -> tuple[str, ...]:
+    """The aspects the last message that names some asks the analysis to end after."""
+    for message in reversed(messages):
+        aspects = message.additional_kwargs.get(ASPECTS_KEY)
+        if aspects:
+            return tuple(str(a) for a in aspects)
+    return ()
+
+
+def until_stated(sentences: Sequence[str], aspects: Collection[str]) -> int | None:
+    """How many of `sentences` it takes to state every one of `aspects` (None: they never do)."""
+    if not aspects:
+        return None
+    stated: set[str] = set()
+    for n, sentence in enumerate(sentences, 1):
+        stated |= set(read_classes(sentence))
+        if set(aspects) <= stated:
+            return n
+    return None
+
+
+def _cut(text: str, aspects: Collection[str]) -> str:
+    """`text` up to the sentence by which it has stated every one of `aspects` (all of it otherwise)."""
+    sentences = _SENTENCES.split(text.strip())
+    n = until_stated(sentences, aspects)
+    return text if n is None else " ".join(sentences[:n])
 
 
 def message_record_id(messages: Sequence[BaseMessage]) -> int | None:
@@ -174,7 +211,7 @@ class XVisionChatModel(BaseChatModel):
         return features, record, lang, prompt
 
     def write_batch(self, features: torch.Tensor, records: Sequence[dict], lang: str = "en",
-                    prompt: str | None = None) -> list[str]:
+                    prompt: str | None = None, aspects: Sequence[Collection[str]] | None = None) -> list[str]:
         """The analyses users are shown for several records at once (store rows and their
         embeddings [N, D]), written in one batch: the texts `invoke` writes one record at a time
         (the writer's batched and single paths agree). Loads the model if it was not yet, and
@@ -186,7 +223,8 @@ class XVisionChatModel(BaseChatModel):
         with torch_threads(self.threads):
             written = write_analyses(model, features, list(records), lang, prompt=prompt,
                                      max_new_tokens=self.max_new_tokens)
-        return [analysis.text for analysis in written]
+        ends = aspects or [()] * len(written)
+        return [_cut(analysis.text, until) for analysis, until in zip(written, ends)]
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
@@ -201,6 +239,7 @@ class XVisionChatModel(BaseChatModel):
             with torch_threads(self.threads):
                 text = write_analyses(model, features, [record], lang, prompt=prompt,
                                       max_new_tokens=self.max_new_tokens)[0].text
+            text = _cut(text, message_aspects(messages))
         else:
             features, ids = self._inputs(messages)
             with torch_threads(self.threads):
@@ -219,17 +258,19 @@ class XVisionChatModel(BaseChatModel):
         failure: list[BaseException] = []
         if not self.chat_template:
             features, record, lang, prompt = self._analysis_request(messages)
+            aspects = message_aspects(messages)
 
             def write() -> None:
                 # The writer hands over its shown text sentence by sentence; a stream closed early
-                # raises GenerationCancelled from `put` at the next sentence.
-                first = [True]
+                # raises GenerationCancelled from `put` at the next sentence, and so does the
+                # sentence by which the aspects asked are all stated (the same text `_cut` keeps).
+                said: list[str] = []
 
                 def on_text(sentence: str) -> None:
-                    streamer.on_finalized_text(sentence if first[0] else " " + sentence)
-                    if streamer.cancelled:
+                    streamer.on_finalized_text(sentence if not said else " " + sentence)
+                    said.append(sentence)
+                    if streamer.cancelled or until_stated(said, aspects) is not None:
                         raise GenerationCancelled()
-                    first[0] = False
 
                 write_analyses(model, features, [record], lang, prompt=prompt,
                                max_new_tokens=self.max_new_tokens, on_text=on_text)

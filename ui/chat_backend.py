@@ -115,8 +115,10 @@ class SerialisedChatModel(BaseChatModel):
         if (self.max_batch <= 1 or not callable(getattr(inner, "write_batch", None))
                 or not callable(getattr(inner, "_analysis_request", None)) or inner.chat_template):
             return None
+        from assistant.generator import message_aspects
+
         features, record, lang, prompt = inner._analysis_request(messages)
-        request = _Request(key, (lang, prompt), features, record)
+        request = _Request(key, (lang, prompt), features, record, message_aspects(messages))
         with self._cache_lock:
             self._pending.append(request)
         return request
@@ -133,7 +135,7 @@ class SerialisedChatModel(BaseChatModel):
 
             lang, prompt = request.group
             texts = self.inner.write_batch(torch.cat([r.features for r in batch]), [r.record for r in batch],
-                                           lang, prompt)
+                                           lang, prompt, aspects=[r.aspects for r in batch])
             for r, text in zip(batch, texts):
                 r.text = text
                 self._keep(r.key, text)
@@ -214,6 +216,7 @@ class _Request:
     group: tuple[str, str]  # (language, prompt): requests written in one batch share them
     features: Any
     record: dict
+    aspects: tuple[str, ...] = ()  # the analysis ends once it has stated these (`record_message`)
     done: threading.Event = dataclass_field(default_factory=threading.Event)
     text: str | None = None
     error: BaseException | None = None

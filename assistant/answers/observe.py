@@ -54,11 +54,17 @@ TEXTS = {
 }
 
 
+def focus_aspects(index: str | None) -> set[str]:
+    """The aspects an answer shows from the focus record's analysis: the class read from the index
+    asked (its `CLASS_RULES` aspect), else vigor, moisture and cover (the aspects a farmer asks "how
+    is it doing" about). The chain stops the generator once they are written."""
+    return {r.aspect for r in CLASS_RULES if index and r.stat.startswith(f"{index}_")} or set(EVALUATED_ASPECTS)
+
+
 def relevant_sentences(analysis: str, index: str | None) -> str:
-    """The sentences of a record's analysis that matter for the question: the one stating the class
-    read from the index asked (its `CLASS_RULES` aspect), else vigor, moisture and cover (the
-    aspects a farmer asks "how is it doing" about) — not every statistic the analysis holds."""
-    wanted = {r.aspect for r in CLASS_RULES if index and r.stat.startswith(f"{index}_")} or set(EVALUATED_ASPECTS)
+    """The sentences of a record's analysis that matter for the question (`focus_aspects`), not
+    every statistic the analysis holds."""
+    wanted = focus_aspects(index)
     kept = [s for s in _SENTENCES.split(analysis.strip()) if wanted & set(read_classes(s))]
     return " ".join(kept)
 

@@ -9,6 +9,8 @@ store's values whatever the model writes and keeps the model's text only when th
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -169,6 +171,31 @@ def test_a_batch_written_at_once_is_what_invoke_writes_one_by_one(chat):
     records = [view.by_ids([rid]).iloc[0].to_dict() for rid in rids]
     batch = model.write_batch(torch.from_numpy(view.vectors(rids)), records, "en", prompt=prompt)
     assert batch == [model.invoke([record_message(prompt, rid)]).content for rid in rids]
+
+
+def test_an_analysis_asked_for_some_aspects_ends_once_it_has_stated_them(chat):
+    # The answer shows vigor, moisture and cover (or the class of the index asked): the generator
+    # stops at the sentence by which it has stated them, the same text streamed, invoked or batched.
+    model, view = chat
+    prompt = "Describe the agronomic state of this parcel."
+    rids = [_rid(view, "farm-03", "2022-05-30"), _rid(view, "farm-01", "2022-05-30")]
+    records = [view.by_ids([rid]).iloc[0].to_dict() for rid in rids]
+    features = torch.from_numpy(view.vectors(rids))
+    for aspects in ({"vigor", "moisture", "cover"}, {"vigor"}):
+        batch = model.write_batch(features, records, "en", prompt=prompt, aspects=[aspects] * len(rids))
+        for rid, batched in zip(rids, batch):
+            whole = model.invoke([record_message(prompt, rid)]).content
+            message = record_message(prompt, rid, aspects=aspects)
+            invoked = model.invoke([message]).content
+            streamed = "".join(str(c.content) for c in model.stream([message]))
+            assert invoked == streamed == batched
+            assert whole.startswith(invoked)
+            sentences = re.split(r"(?<=[.!?])\s+", invoked)
+            stated = set(read_classes(invoked))
+            if aspects <= set(read_classes(whole)):
+                assert aspects <= stated and not aspects <= set(read_classes(" ".join(sentences[:-1])))
+            else:
+                assert invoked == whole
 
 
 def test_a_lazy_chat_model_loads_its_model_once_at_the_first_generation(model_dir, farm_store):
