@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections import Counter
 
 from langchain_core.documents import Document
 
@@ -57,6 +58,7 @@ TEXTS = {
                       "{n} parcels observed."),
         "aggregate_one": "Only {pid} of {what} was observed {when}: {index} {v}.",
         "unobserved": "No usable observation {when} for: {pids}.",
+        "none_usable": "None of the {n} parcels had a usable observation {when} ({reasons}).",
         "too_small": "Left out as too small for a reliable value (under {n} pixels): {pids}.",
         "rank": "{index} {when}{note}, {order} ({k} of {n} parcels): {items}.",
         "rank_one": "{pid} had the {which} {index} {when}{note}: {v}, of {n} parcels observed.",
@@ -101,6 +103,7 @@ TEXTS = {
                       "{n} parcelles observées."),
         "aggregate_one": "Seule {pid} parmi {what} a été observée {when} : {index} {v}.",
         "unobserved": "Aucune observation exploitable {when} pour : {pids}.",
+        "none_usable": "Aucune des {n} parcelles n'avait d'observation exploitable {when} ({reasons}).",
         "too_small": "Écartées car trop petites pour une valeur fiable (moins de {n} pixels) : {pids}.",
         "rank": "{index} {when}{note}, {order} ({k} parcelles sur {n}) : {items}.",
         "rank_one": "{pid} avait le {index} le plus {which} {when}{note} : {v}, sur {n} parcelles observées.",
@@ -351,6 +354,14 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
 def _say_unobserved(out: Composition, lang: str, when: str, unobserved: list[str], docs, ctx: AnswerContext) -> None:
     """The group's parcels with no value: too small ones said as such (a sliver is never "not
     observed"), the others as without a usable observation in the window."""
+    if len(unobserved) > 1 and set(unobserved) == {d.metadata["parcel_id"] for d in docs}:
+        # Not one parcel usable (a clouded or snowy date): why, counted, rather than every id.
+        reasons = Counter(Counter(K.status(d, ctx.suspects) for d in items).most_common(1)[0][0]
+                          for items in K.by_parcel(docs).values())
+        out.add(say(lang, "none_usable", n=len(unobserved), when=when, reasons=", ".join(
+            f"{K.reason_words(r, lang)}: {n}" for r, n in reasons.most_common())))
+        out.counts += [len(unobserved), *reasons.values()]
+        return
     small = [p for p in unobserved
              if any(K.status(d, ctx.suspects) == "too_small" for d in docs if d.metadata["parcel_id"] == p)]
     rest = [p for p in unobserved if p not in small]
