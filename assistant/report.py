@@ -254,12 +254,13 @@ def _calendar_events(history: pd.DataFrame, season: int, crop: str | None = None
     events = []
     for e in found:
         values = f"NDVI {e.value_start:.2f}" if e.dated else f"NDVI {e.value_start:.2f} → {e.value_end:.2f}"
-        events.append(CalendarEvent("cleared for sowing" if e.kind == phenology.CLEARED else e.kind, e.start, e.end,
+        name = {phenology.CLEARED: "cleared for sowing", phenology.CUT: "cut (mowing or grazing)"}.get(e.kind, e.kind)
+        events.append(CalendarEvent(name, e.start, e.end,
                                     tuple(e.record_ids),
                                     values + (" (at the edge of the series: the true peak may lie outside)"
                                               if e.censored else "")))
     rule = ("from the parcel's usable NDVI series (indexer.phenology): a peak is dated; emergence, green-up, "
-            "senescence, harvest and clearing for sowing are windows between two observations")
+            "senescence, harvest, cuts of grass and clearing for sowing are windows between two observations")
     return tuple(events), rule
 
 

@@ -34,6 +34,17 @@ say when exactly). The rule, on the usable series v(t) of NDVI means:
   harvested between two observations, the harvest window holds the senescence too and only the
   harvest is reported.
 
+* **cut** — with the parcel's crop given as grassland or a forage crop (`MOWN`: grass, meadow,
+  pasture, alfalfa, clover ...), a fall of at least MIN_PROMINENCE from a peak to the low before
+  the next peak is a cut (mowing or grazing): the step with the largest fall, as for a harvest.
+  Grass regrows after a cut without falling to stubble (0.45-0.6 in the Flanders sample), so the
+  regrowth (a next peak) is what tells a cut from the season's end; on the last peak of the series
+  only a fall to stubble (the harvest rule) is a cut. Only falls ending in the mowing months
+  (`MOWING_MONTHS`, April to October north of the equator) are cuts. Mown crops have no harvest or
+  senescence event: their falls are cuts. A cut seen on one pass only, regrown by the next within
+  DIP_MAX_GAP_DAYS, is indistinguishable from cloud residue (a one-date dip, below) and is not
+  reported. Flanders permanent-grass parcel 005 in 2019: cut between 2019-05-16
+  and 2019-06-10 (NDVI 0.85 to 0.57) and between 2019-08-24 and 2019-09-18, regrowing after each.
 * **cleared for sowing** — with the parcel's crop given (`crop=`), a harvest of a spring-sown crop
   (`SPRING_SOWING`) that ends in the months before its sowing or during it is not that crop's
   harvest: it is the field cleared for sowing (a winter cover or catch crop destroyed, grass or
@@ -68,7 +79,15 @@ MIN_HARVEST_DROP = 0.3
 DIP_MAX_GAP_DAYS = 30
 
 PEAK, EMERGENCE, GREEN_UP, SENESCENCE, HARVEST = "peak", "emergence", "green-up", "senescence", "harvest"
-CLEARED = "cleared"
+CLEARED, CUT = "cleared", "cut"
+#: Crops cut several times a season (grassland and forage), by words of their names (English,
+#: French, Dutch as LPIS files write them).
+MOWN: tuple[str, ...] = ("grass", "prairie", "meadow", "pasture", "grasland", "weide", "pature", "pâture",
+                         "herbe", "alfalfa", "lucerne", "luzerne", "clover", "trefle", "trèfle", "klaver")
+#: Months grass is cut in, northern hemisphere: April to October. A winter fall (frost, a wet or
+#: snowy scene, low sun; Flanders grass parcel 011 in December 2018: 0.89, 0.60, 0.74 in ten days)
+#: is not read as a cut.
+MOWING_MONTHS = (4, 10)
 #: Spring-sown crops, by words of their names (English, French, Dutch as LPIS files write them),
 #: and the months they are sown in, northern hemisphere (six months later in the southern).
 SPRING_SOWING: tuple[tuple[tuple[str, ...], tuple[int, int]], ...] = (
@@ -172,6 +191,23 @@ def sowing_months(crop: str | None, southern: bool = False) -> tuple[int, int] |
     return None
 
 
+def in_mowing_season(date: str, southern: bool = False) -> bool:
+    """Whether `date` (ISO) falls in the months grass is cut (`MOWING_MONTHS`, six months later
+    south of the equator)."""
+    first, last = MOWING_MONTHS
+    month = int(date[5:7])
+    if southern:
+        month = (month + 5) % 12 + 1
+    return first <= month <= last
+
+
+def is_mown(crop: str | None) -> bool:
+    """Whether `crop` (a parcel's crop label) is grassland or a forage crop, cut several times a
+    season (`MOWN`): its falls are cuts, not harvests."""
+    name = str(crop or "").lower()
+    return any(w in name for w in MOWN)
+
+
 def cleared_for_sowing(event: CropEvent, crop: str | None, southern: bool = False) -> bool:
     """Whether a harvest `event` is the field cleared for sowing `crop` (see the module docstring)."""
     months = sowing_months(crop, southern)
@@ -192,7 +228,7 @@ def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects:
     meeting [date_from, date_to] are returned: a harvest window that starts before the window
     asked and ends in it is kept. `crop` (the parcel's crop label) and `southern` (the parcel
     lies south of the equator) turn a spring-sown crop's fall to bare soil before its sowing into
-    `CLEARED` rather than `HARVEST`.
+    `CLEARED` rather than `HARVEST`, and a mown crop's falls (`is_mown`) into `CUT`.
     """
     if column not in history.columns:
         raise InputError(f"records have no column {column!r}", field="column", value=column)
@@ -209,6 +245,7 @@ def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects:
     padded = np.concatenate([[-1.0], v, [-1.0]])
     peaks = [p - 1 for p in prominent_peaks(padded, height=CANOPY_NDVI, prominence=MIN_PROMINENCE)]
     events: list[CropEvent] = []
+    mown = is_mown(crop)
 
     def window(kind: str, a: int, b: int) -> CropEvent:
         return CropEvent(kind, dates[a], dates[b], float(v[a]), float(v[b]), column,
@@ -233,11 +270,17 @@ def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects:
         if right_end <= p:
             continue
         low = float(v[p + 1:right_end + 1].min())
-        if low >= STUBBLE_NDVI or v[p] - low < MIN_HARVEST_DROP:
-            continue
         low_i = p + 1 + int(np.argmin(v[p + 1:right_end + 1]))
         falls = v[p:low_i] - v[p + 1:low_i + 1]  # fall of each step from the peak to the low
         harvest = p + 1 + int(np.argmax(falls))
+        if mown:
+            regrew = n + 1 < len(peaks) and v[p] - low >= MIN_PROMINENCE
+            if (regrew or (low < STUBBLE_NDVI and v[p] - low >= MIN_HARVEST_DROP)) \
+                    and in_mowing_season(dates[harvest], southern):
+                events.append(window(CUT, harvest - 1, harvest))
+            continue
+        if low >= STUBBLE_NDVI or v[p] - low < MIN_HARVEST_DROP:
+            continue
         level = v[p] - SENESCENCE_FRACTION * (v[p] - low)
         onset = next(k for k in range(p + 1, low_i + 1) if v[k] < level)
         if onset < harvest:
@@ -246,5 +289,5 @@ def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects:
         events.append(replace(fall, kind=CLEARED) if cleared_for_sowing(fall, crop, southern) else fall)
     lo = None if date_from is None else str(date_from)[:10]
     hi = None if date_to is None else str(date_to)[:10]
-    order = {EMERGENCE: 0, GREEN_UP: 0, PEAK: 1, SENESCENCE: 2, HARVEST: 3, CLEARED: 3}
+    order = {EMERGENCE: 0, GREEN_UP: 0, PEAK: 1, SENESCENCE: 2, HARVEST: 3, CLEARED: 3, CUT: 3}
     return sorted((e for e in events if e.overlaps(lo, hi)), key=lambda e: (e.start, e.end, order[e.kind]))

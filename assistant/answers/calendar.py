@@ -19,11 +19,16 @@ from assistant.answers import common as K
 from assistant.answers.observe import parcels_asked
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
+from indexer.phenology import CUT, is_mown
 
 MAX_PARCELS = 19
+#: "The first cut", "la première fauche": the earliest event answered first.
+_FIRST = re.compile(r"\b(?:first|earliest|premiere?|1st|1re|1er)\b")
 #: Words asking for one kind of event (folded), in the library's event names.
 ASKED = (
-    ("harvest", re.compile(r"\b(?:harvest\w*|recolt\w*|moisson\w*|fauch\w*|mow\w*|cut|coupee?s?|bare\s+soil|sol\s+nu|stubble|chaumes?)\b")),
+    # Cuts first: "mown", "cut", "grazed" ask for a grass cut (and, of another crop, its harvest).
+    ("cut", re.compile(r"\b(?:fauch\w*|mow\w*|mown|cut|cuts|cutting|coupee?s?|graz\w*|patur\w*|silage|ensil\w*)\b")),
+    ("harvest", re.compile(r"\b(?:harvest\w*|recolt\w*|moisson\w*|bare\s+soil|sol\s+nu|stubble|chaumes?)\b")),
     ("green-up", re.compile(r"\b(?:green[- ]?up|emergence|emerg\w*|levee|sowing|sown|planted|semis|semee?s?|reprise)\b")),
     ("peak", re.compile(r"\b(?:peak\w*|pic|maximum|max)\b")),
     ("senescence", re.compile(r"\b(?:senescen\w*|ripening|maturation|jaunissement|dry(?:ing)?\s+down)\b")),
@@ -53,7 +58,7 @@ TEXTS = {
         "group_item": "{pid} (between {a} and {b})",
         "group_peak": "{pid} ({v} on {date})",
         "not_seen": "Not seen {what}: {pids}.",
-        "the_archive": "the whole archive", "earlier": "Earlier: ",
+        "the_archive": "the whole archive", "earlier": "Earlier: ", "later": "Later: ",
         "few": "Parcel {pid} has {n} usable observations in {label}: too few for a trend.",
         "few_one": "Parcel {pid} has 1 usable observation in {label}: too few for a trend.",
     },
@@ -80,7 +85,7 @@ TEXTS = {
         "group_item": "{pid} (entre le {a} et le {b})",
         "group_peak": "{pid} ({v} le {date})",
         "not_seen": "Pas vues {what} : {pids}.",
-        "the_archive": "toute l'archive", "earlier": "Auparavant : ",
+        "the_archive": "toute l'archive", "earlier": "Auparavant : ", "later": "Ensuite : ",
         "few": "La parcelle {pid} n'a que {n} observations exploitables en {label} : trop peu pour une tendance.",
         "few_one": "La parcelle {pid} n'a qu'une observation exploitable en {label} : trop peu pour une tendance.",
     },
@@ -93,8 +98,10 @@ NOUNS = {
            "senescence": "sénescence", "peak": "pic", "harvest_grass": "fauche", "cleared": "préparation du semis"},
 }
 _GROUP_WHAT = {
-    "en": {"harvest": "Harvested", "green-up": "Greening up", "peak": "Peak", "senescence": "Senescing"},
-    "fr": {"harvest": "Récoltées", "green-up": "En reprise de végétation", "peak": "Pic", "senescence": "En sénescence"},
+    "en": {"harvest": "Harvested", "cut": "Cut (mowing or grazing)", "green-up": "Greening up", "peak": "Peak",
+           "senescence": "Senescing"},
+    "fr": {"harvest": "Récoltées", "cut": "Fauchées ou pâturées", "green-up": "En reprise de végétation", "peak": "Pic",
+           "senescence": "En sénescence"},
 }
 
 
@@ -127,13 +134,27 @@ def _bounds(turn: Turn) -> tuple[str | None, str | None, str]:
     return start.isoformat(), end.isoformat(), label
 
 
+def _kinds(wanted: list[str], single: bool) -> set[str]:
+    """The library's event kinds that answer the events asked: a green-up may be an emergence; a cut
+    asked is a grass cut or another crop's harvest; a harvest asked of one parcel is its cuts too
+    when it is grass ("when was parcel 5 harvested"), while "which parcels were harvested" means crops."""
+    kinds = set(wanted) - {"cut"}
+    if "green-up" in wanted:
+        kinds.add("emergence")
+    if "cut" in wanted:
+        kinds |= {CUT, "harvest"}
+    if "harvest" in wanted and single:
+        kinds.add(CUT)
+    return kinds
+
+
 def _grass(doc) -> bool:
-    crop = (K.crop_of(doc) or "").lower()
-    return "grass" in crop or "prairie" in crop or "meadow" in crop
+    return is_mown(K.crop_of(doc))
 
 
 def _name(kind: str, grass: bool) -> str:
-    return "harvest_grass" if kind == "harvest" and grass else kind
+    """The wording of an event kind: a cut (the library's `CUT`), and a harvest asked of grass, read "cut"."""
+    return "harvest_grass" if kind == CUT or (kind == "harvest" and grass) else kind
 
 
 def compose(turn: Turn, ctx: AnswerContext) -> Composition:
@@ -155,7 +176,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     for pid in ids[:5]:
         docs = series.get(pid, [])
         if wanted:
-            _events(out, lang, pid, docs, ctx, wanted, start, end, label, column)
+            _events(out, lang, pid, docs, ctx, wanted, start, end, label, column,
+                    first=bool(_FIRST.search(K.fold_text(turn.question))))
         else:
             _trend(out, lang, pid, docs, ctx, start, end, label, column)
     return out
@@ -177,7 +199,7 @@ def _event_sentence(out: Composition, lang: str, pid: str, e, docs, column: str)
     out.cite(by_date[e.end], (column,))
 
 
-def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column) -> None:
+def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first: bool = False) -> None:
     events = K.events(docs, ctx.suspects, column, south=K.southern(ctx, docs))
     if wanted == ["peak"]:
         # "The peak in 2019": the highest usable observation of the window (the calendar's peaks
@@ -191,15 +213,16 @@ def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column) -> Non
             out.counts.append(len(good))
             out.cite(top, (column,))
             return
-    kinds = set(wanted) | ({"emergence"} if "green-up" in wanted else set())
+    kinds = _kinds(wanted, single=True)
     hits = [e for e in events if e.kind in kinds and e.overlaps(start, end)]
-    if len(hits) > 1:
-        # "When was it harvested?": the latest first, the earlier ones after it.
+    if len(hits) > 1 and not first:
+        # "When was it harvested?": the latest first, the earlier ones after it ("the first cut":
+        # the earliest first, the later ones after it).
         hits = hits[::-1]
     for i, e in enumerate(hits):
         _event_sentence(out, lang, pid, e, docs, column)
         if i:
-            out.sentences[-1] = say(lang, "earlier") + out.sentences[-1]
+            out.sentences[-1] = say(lang, "later" if first else "earlier") + out.sentences[-1]
     if not hits:
         good = [d for d in K.good(docs, ctx.suspects, column)
                 if (start is None or d.metadata["date"] >= start) and (end is None or d.metadata["date"] <= end)]
@@ -271,7 +294,7 @@ def _group(out, lang, ids, series, ctx, kind, start, end, label) -> None:
     items, unseen = [], []
     for pid in ids:
         docs = series.get(pid, [])
-        kinds = {kind} | ({"emergence"} if kind == "green-up" else set())
+        kinds = _kinds([kind], single=False)
         hits = [e for e in K.events(docs, ctx.suspects, south=K.southern(ctx, docs)) if e.kind in kinds and e.overlaps(start, end)]
         by_date = {d.metadata["date"]: d for d in docs}
         if not hits:

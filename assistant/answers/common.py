@@ -232,12 +232,13 @@ def events(series: Sequence[Document], suspects, column: str = "ndvi_mean", date
 
 def after_harvest(doc: Document, series: Sequence[Document], suspects, within_days: int = 120, *,
                   south: bool = False) -> bool:
-    """Whether `doc` lies after a harvest of the parcel's calendar (ending on or before it, at most
+    """Whether `doc` lies after a harvest or a cut of the parcel's calendar (ending on or before it, at most
     `within_days` before) with no regrowth since (no emergence, green-up or peak in between).
     A field cleared for sowing is not harvested: it reads "bare soil or a young crop"."""
     found = events(series, suspects, south=south)
     date = doc.metadata["date"]
-    harvests = [e for e in found if e.kind == "harvest" and e.end <= date and (day(doc) - day(e.end)).days <= within_days]
+    harvests = [e for e in found if e.kind in ("harvest", "cut") and e.end <= date
+                and (day(doc) - day(e.end)).days <= within_days]
     if not harvests:
         return False
     last = harvests[-1].end

@@ -89,7 +89,8 @@ CHANGE = _words(r"drop\w*", r"fall\w*", r"fell", r"los[te]\w*", r"perdu\w*", r"d
                 r"went\s+(?:up|down)", r"baiss\w*", r"chut\w*", r"hausse", r"augment\w*", r"diminu\w*", r"lower", r"higher")
 #: A crop-calendar event asked by name: answered by the calendar even when several dates are named.
 EVENTS = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"green[- ]?up", r"emerg\w*", r"levee", r"senescen\w*",
-                r"sowing", r"sown", r"semis", r"peak\w*", r"pic", r"fauch\w*", r"mow\w*")
+                r"sowing", r"sown", r"semis", r"peak\w*", r"pic", r"fauch\w*", r"mow\w*", r"mown", r"cut", r"cuts",
+                r"graz\w*")
 #: Aggregates, rankings and peers of a group.
 GROUPS = _words(r"average", r"mean", r"moyenn\w*", r"median\w*", r"range", r"ecart", r"count", r"how\s+many",
                 r"combien", r"rank\w*", r"classe\w*", r"top", r"highest", r"lowest", r"best", r"worst", r"greenest",

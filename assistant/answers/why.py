@@ -25,6 +25,7 @@ from assistant.answers.observe import subject
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
 from indexer.core.errors import InputError
+from indexer.phenology import CUT, is_mown
 from indexer.seasons import compare_past_seasons
 
 _RISE = re.compile(r"\b(?:rise|rose|risen|increas\w*|jump\w*|went\s+up|grew|hausse|augment\w*|monte\w*)\b")
@@ -122,7 +123,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     in_window = [d for d in series if (start is None or d.metadata["date"] >= start) and (end is None or d.metadata["date"] <= end)]
     # 1. harvest (or clearing for sowing) overlapping the window
     events = [e for e in K.events(series, ctx.suspects, column, south=K.southern(ctx, series))
-              if e.kind in ("harvest", "cleared") and e.overlaps(start, end)]
+              if e.kind in ("harvest", "cleared", CUT) and e.overlaps(start, end)]
     by_date = {d.metadata["date"]: d for d in series}
     if events and not rise:
         e = events[-1]
@@ -131,20 +132,21 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         if later and K.value(later[0], column) < 0.45:
             after = say(lang, "after_low_cleared" if e.kind == "cleared" else "after_low", vc=K.num(K.value(later[0], column)), dc=later[0].metadata["date"])
             out.cite(later[0], (column,))
-        grass = "grass" in (K.crop_of(series[0]) or "").lower()
-        what = "cleared" if e.kind == "cleared" else "grass" if grass else "harvest"
+        grass = is_mown(K.crop_of(series[0]))
+        what = "cleared" if e.kind == "cleared" else "grass" if grass or e.kind == CUT else "harvest"
         out.add(say(lang, "harvest", pid=pid, index=index, verb=say(lang, "fell"), label=label,
                     what=_WHAT[lang if lang in _WHAT else "en"][what], a=e.start, b=e.end,
                     va=K.num(e.value_start), vb=K.num(e.value_end), after=after))
         K.cite_all(out, [by_date[e.start], by_date[e.end]], (column,))
         return out
     # 1b. still bare soil or stubble from a harvest shortly before the window
-    earlier = [e for e in K.events(series, ctx.suspects, column, south=K.southern(ctx, series)) if e.kind == "harvest" and start is not None
+    earlier = [e for e in K.events(series, ctx.suspects, column, south=K.southern(ctx, series))
+               if e.kind in ("harvest", CUT) and start is not None
                and e.end < start and (K.day(start) - K.day(e.end)).days <= 120]
     low_now = [d for d in good if start <= d.metadata["date"] <= end and K.value(d, column) < 0.3] if start else []
     if earlier and low_now and not rise:
         e = earlier[-1]
-        grass = "grass" in (K.crop_of(series[0]) or "").lower()
+        grass = is_mown(K.crop_of(series[0]))
         out.add(say(lang, "since_harvest", pid=pid, index=index, label=label, v=K.num(K.value(low_now[-1], column)),
                     date=low_now[-1].metadata["date"], what=_WHAT[lang if lang in _WHAT else "en"]["grass" if grass else "harvest"],
                     a=e.start, b=e.end, va=K.num(e.value_start), vb=K.num(e.value_end)))
@@ -197,7 +199,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             out.add(say(lang, "peers_alike", verb=verb, crop=crop, pdelta=ptext, **values))
         elif delta < 0:
             out.add(say(lang, "decline", crop=crop, pdelta=ptext, **values))
-            if "grass" in (K.crop_of(a) or "").lower():
+            if is_mown(K.crop_of(a)):
                 out.add(say(lang, "grass_cut"))
         else:
             out.add(say(lang, "change", verb=verb, **values))

@@ -9,6 +9,7 @@ store's records (pandas) and the library's rules, never from an answer.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import statistics
 from pathlib import Path
@@ -219,3 +220,20 @@ def test_parcels_with_a_class_in_a_month_is_a_group_question_not_the_calendar(ch
     out = ask(chain, "Show me parcels with bare soil in May 2019")
     assert out["plan"]["kind"] == "groups"
     assert "harvested" not in out["answer"]
+
+
+def test_grass_is_cut_and_regrows_not_harvested(chain, records):
+    history = records[records.parcel_id == P + "005"]
+    crop = history.iloc[0]["attr_crop_name"]
+    assert "grass" in crop.lower()
+    cuts = [e for e in crop_calendar(history, crop=crop) if e.kind == "cut" and e.end.startswith("2019")]
+    assert cuts and not [e for e in crop_calendar(history, crop=crop) if e.kind == "harvest"]
+    first = cuts[0]
+    out = ask(chain, "When was the first cut of grass on parcel 5 in 2019?")
+    assert out["answer"].startswith(f"Parcel {P}005 was cut (mowing or grazing) between {first.start} and "
+                                    f"{first.end}: NDVI fell from {first.value_start:.2f} to {first.value_end:.2f}."), \
+        out["answer"]
+    month = dt.date.fromisoformat(first.end).strftime("%B %Y")
+    out = ask(chain, f"Why did parcel 5's NDVI drop in {month}?")
+    assert out["answer"].startswith(f"Parcel {P}005's NDVI fell in {month} because it was cut (mowing or grazing)"), \
+        out["answer"]

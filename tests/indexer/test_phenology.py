@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from indexer.phenology import EMERGENCE, GREEN_UP, HARVEST, PEAK, SENESCENCE, crop_calendar
+from indexer.phenology import CUT, EMERGENCE, GREEN_UP, HARVEST, PEAK, SENESCENCE, crop_calendar, is_mown
 
 
 def _history(series: list[tuple[str, float]], invalid: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -110,8 +110,10 @@ def test_a_spring_sown_crop_goes_bare_for_sowing_and_is_harvested_in_autumn():
     harvest = next(e for e in crop_calendar(_history(COVER_THEN_MAIZE), crop="maize") if e.kind == HARVEST)
     assert (harvest.start, harvest.end) == ("2019-09-20", "2019-10-20")
     # Without a crop, or for a crop sown in autumn, both falls are harvests (the rule cannot tell).
-    for crop in (None, "", "Winter wheat", "Permanent grass"):
+    for crop in (None, "", "Winter wheat"):
         assert [e.kind for e in crop_calendar(_history(COVER_THEN_MAIZE), crop=crop)].count(HARVEST) == 2, crop
+    # Grass is cut, not harvested: both falls, each followed by regrowth or ending in stubble.
+    assert [e.kind for e in crop_calendar(_history(COVER_THEN_MAIZE), crop="Permanent grass")].count(CUT) == 2
 
 
 def test_clearing_for_sowing_follows_the_hemisphere_and_the_crop_calendar():
@@ -128,3 +130,36 @@ def test_clearing_for_sowing_follows_the_hemisphere_and_the_crop_calendar():
     assert not cleared_for_sowing(fall("2019-04-15"), "Maize", southern=True)
     assert not cleared_for_sowing(CropEvent(PEAK, "2019-04-15", "2019-04-15", 0.8, 0.8), "Maize")
 
+
+
+# A cut seen on two passes before the regrowth (one low pass alone reads as cloud residue: a one-date dip).
+GRASS = [("2019-04-01", 0.70), ("2019-05-01", 0.88), ("2019-05-20", 0.55), ("2019-06-01", 0.62), ("2019-06-15", 0.85),
+         ("2019-07-10", 0.60), ("2019-07-20", 0.65), ("2019-08-01", 0.80)]
+
+
+def test_grass_falling_and_regrowing_is_cut_and_only_with_its_crop_given():
+    cuts = [(e.start, e.end) for e in crop_calendar(_history(GRASS), crop="Permanent grass crops") if e.kind == CUT]
+    assert cuts == [("2019-05-01", "2019-05-20"), ("2019-06-15", "2019-07-10")]
+    # Without the crop, or of a crop that is not mown, the same series has no cut (and no harvest).
+    for crop in (None, "Winter wheat"):
+        assert CUT not in [e.kind for e in crop_calendar(_history(GRASS), crop=crop)]
+    # A fall on the last peak with no regrowth is a cut only down to stubble, as a harvest would be.
+    ending = crop_calendar(_history(GRASS[:5] + [("2019-07-10", 0.62)]), crop="prairie permanente")
+    assert [(e.start, e.end) for e in ending if e.kind == CUT] == [("2019-05-01", "2019-05-20")]
+    mown_out = crop_calendar(_history(GRASS[:5] + [("2019-07-10", 0.30)]), crop="Meadow")
+    assert [(e.start, e.end) for e in mown_out if e.kind == CUT][-1] == ("2019-06-15", "2019-07-10")
+    assert not [e for e in mown_out if e.kind in (HARVEST, SENESCENCE)]
+
+
+def test_a_winter_fall_of_grass_is_not_a_cut_and_the_season_follows_the_hemisphere():
+    winter = [("2018-11-01", 0.70), ("2018-12-12", 0.89), ("2018-12-17", 0.60), ("2018-12-27", 0.62),
+              ("2019-01-20", 0.85), ("2019-02-20", 0.70)]
+    assert CUT not in [e.kind for e in crop_calendar(_history(winter), crop="Permanent grass crops")]
+    # December is summer south of the equator: there it is a cut.
+    south = crop_calendar(_history(winter), crop="Permanent grass crops", southern=True)
+    assert [(e.start, e.end) for e in south if e.kind == CUT] == [("2018-12-12", "2018-12-17")]
+
+
+def test_mown_crops_by_name():
+    assert all(is_mown(c) for c in ("Permanent grass crops", "Prairie permanente", "Grasland", "Alfalfa", "luzerne"))
+    assert not any(is_mown(c) for c in ("Winter wheat", "Maize", "Barley", None, ""))
