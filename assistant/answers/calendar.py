@@ -22,6 +22,10 @@ from assistant.compose import Composition
 from indexer.phenology import CUT, is_mown
 
 MAX_PARCELS = 19
+#: "Is it growing?", "what changed since last week?", "est-ce que ça pousse ?": the latest change.
+_PROGRESS = re.compile(r"\b(?:growing|grows?|improv\w*|declin\w*|getting\s+(?:better|worse|greener)|recover\w*|"
+                       r"what\s+(?:has\s+)?changed|changed?\s+since|pousse\w*|croiss\w*|ameliore\w*|degrade\w*|"
+                       r"qu'est-ce\s+qui\s+a\s+change|a\s+change)\b")
 #: "The first cut", "la première fauche": the earliest event answered first.
 _FIRST = re.compile(r"\b(?:first|earliest|premiere?|1st|1re|1er)\b")
 #: Words asking for one kind of event (folded), in the library's event names.
@@ -59,6 +63,15 @@ TEXTS = {
         "group_peak": "{pid} ({v} on {date})",
         "not_seen": "Not seen {what}: {pids}.",
         "the_archive": "the whole archive", "earlier": "Earlier: ", "later": "Later: ",
+        "recent": ("Parcel {pid}'s {index} went from {va} on {a} to {vb} on {b}, its latest usable observation "
+                   "({delta} in {days} days): {verdict}."),
+        "recent_higher": "growing", "recent_lower": "declining",
+        "recent_stable": "stable (within the {noise} a repeated clear observation varies by)",
+        "recent_one": "Parcel {pid} has only one usable observation up to {b} ({index} {vb}): no change to measure.",
+        "recent_group": ("Each parcel's latest {index} change (its latest usable observation against the one before; "
+                         "stable within {noise}): {parts}."),
+        "recent_part": "{verdict}: {items}", "recent_item": "{pid} {delta} ({a} to {b})",
+        "recent_none": "no two usable observations for {pids}",
         "few": "Parcel {pid} has {n} usable observations in {label}: too few for a trend.",
         "few_one": "Parcel {pid} has 1 usable observation in {label}: too few for a trend.",
     },
@@ -86,6 +99,15 @@ TEXTS = {
         "group_peak": "{pid} ({v} le {date})",
         "not_seen": "Pas vues {what} : {pids}.",
         "the_archive": "toute l'archive", "earlier": "Auparavant : ", "later": "Ensuite : ",
+        "recent": ("Le {index} de la parcelle {pid} est passé de {va} le {a} à {vb} le {b}, sa dernière observation "
+                   "exploitable ({delta} en {days} jours) : {verdict}."),
+        "recent_higher": "en croissance", "recent_lower": "en baisse",
+        "recent_stable": "stable (dans les {noise} de variation de deux observations claires répétées)",
+        "recent_one": "La parcelle {pid} n'a qu'une observation exploitable jusqu'au {b} ({index} {vb}) : aucun changement à mesurer.",
+        "recent_group": ("Dernier changement du {index} de chaque parcelle (sa dernière observation exploitable contre la "
+                         "précédente ; stable à {noise} près) : {parts}."),
+        "recent_part": "{verdict} : {items}", "recent_item": "{pid} {delta} (du {a} au {b})",
+        "recent_none": "pas deux observations exploitables pour {pids}",
         "few": "La parcelle {pid} n'a que {n} observations exploitables en {label} : trop peu pour une tendance.",
         "few_one": "La parcelle {pid} n'a qu'une observation exploitable en {label} : trop peu pour une tendance.",
     },
@@ -173,14 +195,88 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if len(ids) > 1 and wanted:
         _group(out, lang, ids, series, ctx, wanted[0], start, end, label)
         return out
+    recent = _PROGRESS.search(K.fold_text(turn.question)) and (plan.window is None or plan.window.end >= _newest(ctx))
+    if len(ids) > 1 and recent:
+        _recent_group(out, lang, ids, series, ctx, end, column)
+        return out
     for pid in ids[:5]:
         docs = series.get(pid, [])
         if wanted:
             _events(out, lang, pid, docs, ctx, wanted, start, end, label, column,
                     first=bool(_FIRST.search(K.fold_text(turn.question))))
+        elif recent:
+            # "Is it growing?", "what changed since last week?": its latest change, not a season's events.
+            _recent(out, lang, pid, docs, ctx, end, column)
         else:
             _trend(out, lang, pid, docs, ctx, start, end, label, column)
     return out
+
+
+def _latest_pair(docs, ctx, end, column):
+    good = [d for d in K.good(docs, ctx.suspects, column) if end is None or d.metadata["date"] <= end]
+    return (good[-2], good[-1]) if len(good) >= 2 else None
+
+
+def _recent_group(out, lang, ids, series, ctx, end, column) -> None:
+    """Each parcel's latest change (see `_recent`), growing ones first, then declining, then stable."""
+    noise = K.noise(column)
+    groups: dict[str, list[tuple[int, str, object, object]]] = {"higher": [], "lower": [], "stable": []}
+    missing = []
+    for pid in ids:
+        pair = _latest_pair(series.get(pid, []), ctx, end, column)
+        if pair is None:
+            missing.append(pid)
+            continue
+        a, b = pair
+        delta = K.hundredths(K.value(b, column)) - K.hundredths(K.value(a, column))
+        groups[K.stable_words("en", delta, noise)].append((delta, pid, a, b))
+        K.cite_all(out, [a, b], (column,))
+        out.derived.append(K.signed(delta))
+    parts = []
+    for verdict, items in groups.items():
+        items.sort(key=lambda t: -t[0] if verdict == "higher" else t[0])
+        if items:
+            parts.append(say(lang, "recent_part", verdict=say(lang, "recent_" + verdict, noise="").split(" (")[0],
+                             items=", ".join(say(lang, "recent_item", pid=pid, delta=K.signed(d), a=a.metadata["date"],
+                                                 b=b.metadata["date"]) for d, pid, a, b in items)))
+    if missing:
+        parts.append(say(lang, "recent_none", pids=", ".join(missing)))
+    out.add(say(lang, "recent_group", index=K.label_of(column), noise=f"{noise:.3f}".rstrip("0"),
+                parts="; ".join(parts)))
+    out.rules.append(float(f"{noise:.3f}"))
+
+
+def _newest(ctx: AnswerContext):
+    dates = ctx.dates()
+    return K.day(max(dates)) if dates else None
+
+
+def _recent(out, lang, pid, docs, ctx, end, column) -> None:
+    """The parcel's latest usable observation (up to `end`) against the one before it: the change,
+    and whether it is beyond the noise of repeated clear observations (`indexer.seasons`)."""
+    good = [d for d in K.good(docs, ctx.suspects, column) if end is None or d.metadata["date"] <= end]
+    index = K.label_of(column)
+    if len(good) < 2:
+        if good:
+            out.add(say(lang, "recent_one", pid=pid, b=good[-1].metadata["date"], index=index,
+                        vb=K.num(K.value(good[-1], column))))
+            out.cite(good[-1], (column,))
+        else:
+            out.add(say(lang, "few", pid=pid, n=0, label=say(lang, "the_archive")))
+        return
+    a, b = good[-2], good[-1]
+    delta = K.hundredths(K.value(b, column)) - K.hundredths(K.value(a, column))
+    noise = K.noise(column)
+    verdict = K.stable_words("en", delta, noise)
+    out.add(say(lang, "recent", pid=pid, index=index, va=K.num(K.value(a, column)), a=a.metadata["date"],
+                vb=K.num(K.value(b, column)), b=b.metadata["date"], delta=K.signed(delta),
+                days=(K.day(b) - K.day(a)).days,
+                verdict=say(lang, "recent_" + verdict, noise=f"{noise:.3f}".rstrip("0"))))
+    out.derived.append(K.signed(delta))
+    out.counts.append((K.day(b) - K.day(a)).days)
+    out.rules.append(float(f"{noise:.3f}"))
+    K.cite_all(out, [a, b], (column,))
+    out.history += K.history_rows(good[-2:], ctx.suspects, column)
 
 
 def _event_sentence(out: Composition, lang: str, pid: str, e, docs, column: str) -> None:

@@ -80,7 +80,11 @@ CALENDAR = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"fauch\w*", r"m
                   r"evolu\w*", r"evolv\w*", r"tendances?", r"over\s+time", r"time\s*series", r"timeline",
                   r"over\s+the\s+(?:season|year)", r"through(?:out)?\s+the\s+(?:season|year)", r"au\s+fil",
                   r"au\s+cours\s+de", r"serie\s+temporelle", r"courbe", r"trajectory", r"bare\s+soil", r"sol\s+nu",
-                  r"stubble", r"chaumes?")
+                  r"stubble", r"chaumes?",
+                  # its latest change ("is it growing?", "what changed since last week?"): calendar._recent
+                  r"growing", r"improv\w*", r"getting\s+(?:better|worse|greener)", r"recover\w*",
+                  r"what\s+(?:has\s+)?changed", r"changed?\s+since", r"pousse\w*", r"s'ameliore\w*",
+                  r"qu'est-ce\s+qui\s+a\s+change")
 #: One parcel set against the others ("compared with the other grass fields", "its peers").
 PEERS = _words(r"(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)", r"the\s+others", r"peers?",
                r"(?:les\s+)?autres\s+(?!dates?\b|annees?\b|saisons?\b|mois\b|acquisitions?\b)\w+", r"same[- ]crop")
@@ -91,6 +95,9 @@ CHANGE = _words(r"drop\w*", r"fall\w*", r"fell", r"los[te]\w*", r"perdu\w*", r"d
 EVENTS = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"green[- ]?up", r"emerg\w*", r"levee", r"senescen\w*",
                 r"sowing", r"sown", r"semis", r"peak\w*", r"pic", r"fauch\w*", r"mow\w*", r"mown", r"cut", r"cuts",
                 r"graz\w*")
+#: A group's latest change ("which parcels are improving / declining / getting worse?").
+PROGRESS = _words(r"improv\w*", r"declin\w*", r"getting\s+(?:better|worse|greener)", r"recover\w*",
+                  r"s'ameliore\w*", r"se\s+degrade\w*", r"progress\w*")
 #: Aggregates, rankings and peers of a group.
 GROUPS = _words(r"average", r"mean", r"moyenn\w*", r"median\w*", r"range", r"ecart", r"count", r"how\s+many",
                 r"combien", r"rank\w*", r"classe\w*", r"top", r"highest", r"lowest", r"best", r"worst", r"greenest",
@@ -178,6 +185,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("similar", "similar", None, lambda p: p.intent == "similar", answers="parcels whose imagery looked alike"),
     Kind("why", "why", WHY, _subject, answers="why a value changed: harvest, cloud, snow, suspect scene or a real decline"),
     Kind("quality", "quality", QUALITY, answers="which dates were cloudy, snowy or unusable", without_intent=True),
+    # "Which parcels are improving?": their latest changes, not what the archive holds.
+    Kind("calendar", "calendar", PROGRESS, lambda p: not _filtered(p) and len(p.places.parcel_ids) != 1,
+         answers="each parcel's latest change: growing, declining or stable"),
     Kind("archive", "archive", ARCHIVE, lambda p: _no_filter(p) and not _index_named(p),
          answers="what the archive holds: parcels, crops, dates, seasons", without_intent=True),
     Kind("peers", "groups", PEERS, lambda p: len(p.places.parcel_ids) == 1 and p.intent != "similar",

@@ -237,3 +237,19 @@ def test_grass_is_cut_and_regrows_not_harvested(chain, records):
     out = ask(chain, f"Why did parcel 5's NDVI drop in {month}?")
     assert out["answer"].startswith(f"Parcel {P}005's NDVI fell in {month} because it was cut (mowing or grazing)"), \
         out["answer"]
+
+
+def test_is_it_growing_is_its_latest_change_against_the_noise(chain, records):
+    from indexer.seasons import noise_of
+
+    usable = records[(records.parcel_id == P + "009") & records.usable].sort_values("date")
+    a, b = usable.iloc[-2], usable.iloc[-1]
+    delta = round(b.ndvi_mean, 2) - round(a.ndvi_mean, 2)
+    verdict = "stable" if abs(delta) <= noise_of("ndvi_mean") + 1e-9 else "growing" if delta > 0 else "declining"
+    out = ask(chain, "Is parcel 9 growing?")
+    assert out["answer"].startswith(f"Parcel {P}009's NDVI went from {a.ndvi_mean:.2f} on {a.date} to "
+                                    f"{b.ndvi_mean:.2f} on {b.date}, its latest usable observation"), out["answer"]
+    assert f": {verdict}" in out["answer"]
+    assert cited(out) == {(P + "009", a.date), (P + "009", b.date)}
+    out = ask(chain, "Which parcels are improving?")
+    assert out["plan"]["kind"] == "calendar" and out["answer"].startswith("Each parcel's latest NDVI change")
