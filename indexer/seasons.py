@@ -38,6 +38,9 @@ from indexer.core.errors import InputError
 from indexer.observations import Suspects, usable_mask
 
 DOY_TOLERANCE_DAYS = 15
+#: Sentinel-2A and 2B together pass over a parcel every 5 days: the archive covers a day that lies
+#: within one revisit of its first or last record.
+REVISIT_DAYS = 5
 #: Consecutive observations at most this many days apart are "repeated" for the noise measure.
 NOISE_MAX_GAP_DAYS = 5
 #: Share of clear parcel pixels both observations of a noise pair need.
@@ -110,6 +113,10 @@ class SeasonPair:
     n: int | None = None
     past_n: int | None = None
     past_record_ids: tuple[int, ...] = field(default_factory=tuple)
+    record_ids: tuple[int, ...] = field(default_factory=tuple)  # the observations now (same-window means)
+    #: Same-window means: the windows were narrowed to the part of the year the parcel's archive
+    #: covers in both years (`window` and `past_window` are the narrowed ones).
+    narrowed: bool = False
 
     @property
     def delta(self) -> float:
@@ -206,6 +213,13 @@ def compare_windows(history: pd.DataFrame, date_from: str | dt.date, date_to: st
     """The mean of one parcel's usable observations in a window against the same window in each
     other year (the window shifted by whole years; both ends inclusive).
 
+    Each pair compares the same days of the year: where the parcel's records (any, usable or not:
+    what the archive covers, give or take one revisit, REVISIT_DAYS) begin or end inside either
+    window, both windows are narrowed to the days of the year the archive covers in both years
+    (`narrowed`). Without that, 2019 against
+    2018 on an archive that starts in August 2018 compares a whole spring and summer with an
+    autumn of stubble.
+
     A year whose window holds no usable observation is in `missing_seasons`. InputError when the
     window itself holds none.
     """
@@ -225,21 +239,40 @@ def compare_windows(history: pd.DataFrame, date_from: str | dt.date, date_to: st
     if now.empty:
         raise InputError(f"parcel {parcel!r} has no usable {column} from {start} to {end}", field="date_from",
                          value=start.isoformat())
+    days = [_as_date(d) for d in history["date"]]
+    first, last = min(days), max(days)
     pairs, missing = [], []
     for year in _years(history):
         shift = year - start.year
         if shift == 0:
             continue
         a, b = same_day_in(start, start.year + shift), same_day_in(end, end.year + shift)
-        then = inside(a, b)
-        if then.empty:
+        span = min((end - start).days, (b - a).days)
+        # Days from each window's start that the archive covers in both years; an edge within one
+        # revisit of the window's (an archive whose last pass is 5 days before a month's end) is not
+        # a gap.
+        lo = max((max(start, first) - start).days, (max(a, first) - a).days)
+        hi = min((min(end, last) - start).days, (min(b, last) - a).days)
+        if lo > hi:
             missing.append(year)
             continue
-        pairs.append(SeasonPair(season=start.year, past_season=year, column=column, value=float(now[column].mean()),
+        lo = lo if lo > REVISIT_DAYS else 0
+        hi = hi if span - hi > REVISIT_DAYS else span
+        narrowed = lo > 0 or hi < span
+        s_now, e_now = start + dt.timedelta(days=lo), (start + dt.timedelta(days=hi)) if hi < span else end
+        s_then, e_then = a + dt.timedelta(days=lo), (a + dt.timedelta(days=hi)) if hi < span else b
+        here, then = inside(s_now, e_now), inside(s_then, e_then)
+        if then.empty or here.empty:
+            missing.append(year)
+            continue
+        pairs.append(SeasonPair(season=start.year, past_season=year, column=column, value=float(here[column].mean()),
                                 past_value=float(then[column].mean()), noise=noise, method=SAME_WINDOW,
-                                window=(start.isoformat(), end.isoformat()), past_window=(a.isoformat(), b.isoformat()),
-                                n=len(now), past_n=len(then),
-                                past_record_ids=tuple(i for i in map(_record_id, then.to_dict("records")) if i is not None)))
+                                window=(s_now.isoformat(), e_now.isoformat()),
+                                past_window=(s_then.isoformat(), e_then.isoformat()),
+                                n=len(here), past_n=len(then),
+                                past_record_ids=tuple(i for i in map(_record_id, then.to_dict("records")) if i is not None),
+                                record_ids=tuple(i for i in map(_record_id, here.to_dict("records")) if i is not None),
+                                narrowed=narrowed))
     return SeasonComparison(parcel, column, SAME_WINDOW, tuple(sorted(pairs, key=lambda p: -p.past_season)),
                             tuple(sorted(missing, reverse=True)))
 

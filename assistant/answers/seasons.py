@@ -18,7 +18,7 @@ from assistant.answers.observe import parcels_asked
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
 from indexer.core.errors import InputError
-from indexer.seasons import DOY_TOLERANCE_DAYS, compare_past_seasons, compare_windows
+from indexer.seasons import DOY_TOLERANCE_DAYS, compare_past_seasons, compare_windows, same_day_in
 
 TEXTS = {
     "en": {
@@ -37,6 +37,8 @@ TEXTS = {
         "missing_window": "No usable observation of {pid} in {labels}.",
         "none_now": "Parcel {pid} has no usable observation in {label} to compare.",
         "stable": "stable", "higher": "higher", "lower": "lower",
+        "narrowed": "{label} ({a} to {b})",
+        "narrowed_note": "Only those days of the year are in the archive for both years: the comparison covers them alone.",
     },
     "fr": {
         "doy": ("Le {date}, le {index} de la parcelle {pid} était de {v} contre {pv} le {pdate} en {past_season} "
@@ -55,6 +57,8 @@ TEXTS = {
         "missing_window": "Aucune observation exploitable de {pid} en {labels}.",
         "none_now": "La parcelle {pid} n'a aucune observation exploitable en {label} à comparer.",
         "stable": "stable", "higher": "en hausse", "lower": "en baisse",
+        "narrowed": "{label} (du {a} au {b})",
+        "narrowed_note": "Seuls ces jours de l'année sont dans l'archive pour les deux années : la comparaison ne porte que sur eux.",
     },
 }
 
@@ -82,7 +86,8 @@ def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
 
 
 def window_pairs(series, plan, column: str, ctx: AnswerContext) -> list[tuple]:
-    """(compared window, usable observations now, usable observations then) for each window compared.
+    """(compared window, usable observations now, usable observations then, the library's pair when it
+    narrowed the windows to the days the archive covers in both years, else None) for each window compared.
 
     The same window in another year is the library's same-window pairing (`indexer.seasons.
     compare_windows`: its record ids); another window ("this summer against last spring") is its
@@ -98,15 +103,28 @@ def window_pairs(series, plan, column: str, ctx: AnswerContext) -> list[tuple]:
     except InputError:  # no usable observation in the window itself
         pairs = {}
     out = []
+    years = plan.window.start.year
     for w in plan.compare_windows:
         p = pairs.get(w.start.year)
-        if p is not None and p.past_window == (w.start.isoformat(), w.end.isoformat()):
-            past = [by_id[i] for i in p.past_record_ids]
-        else:
-            past = K.good([d for d in series if w.start.isoformat() <= d.metadata["date"] <= w.end.isoformat()],
-                          ctx.suspects, column)
-        out.append((w, now, past))
+        same = (w.start, w.end) == (same_day_in(plan.window.start, w.start.year),
+                                    same_day_in(plan.window.end, w.end.year + plan.window.end.year - years))
+        if p is not None and same:
+            # The library's pair, narrowed to the days of the year the archive covers in both years.
+            here = [by_id[i] for i in p.record_ids] if p.narrowed else now
+            out.append((w, here, [by_id[i] for i in p.past_record_ids], p if p.narrowed else None))
+            continue
+        past = K.good([d for d in series if w.start.isoformat() <= d.metadata["date"] <= w.end.isoformat()],
+                      ctx.suspects, column)
+        out.append((w, now, past, None))
     return out
+
+
+def _labels(lang: str, label: str, w, narrowed) -> tuple[str, str]:
+    """How the answer names the two windows: as asked, or with the narrowed days."""
+    if narrowed is None:
+        return label, w.label
+    return (say(lang, "narrowed", label=label, a=narrowed.window[0], b=narrowed.window[1]),
+            say(lang, "narrowed", label=w.label, a=narrowed.past_window[0], b=narrowed.past_window[1]))
 
 
 def _verdict(lang: str, delta: int, noise: float) -> str:
@@ -165,18 +183,21 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.history += K.history_rows([now, *(by_id[p.past_record_id] for p in pairs)], ctx.suspects, column)
     else:
         missing = []
-        for w, now, past in window_pairs(series, plan, column, ctx):
+        for w, now, past, narrowed in window_pairs(series, plan, column, ctx):
             if not past:
                 missing.append(w.label)
                 continue
+            now_label, past_label = _labels(lang, label, w, narrowed)
             v = K.mean_of(out, [K.value(d, column) for d in now])
             pv = K.mean_of(out, [K.value(d, column) for d in past])
             delta = int(round(float(v) * 100)) - int(round(float(pv) * 100))
             any_stable |= abs(delta) <= round(noise * 100)
-            out.add(say(lang, "means", pid=pid, index=index, label=label, v=v, verdict=_verdict(lang, delta, noise),
-                        past_label=w.label, pv=pv, delta=K.signed(delta)))
-            out.add(say(lang, "means_detail", n=len(now), label=label,
-                        dates=", ".join(d.metadata["date"] for d in now), pn=len(past), past_label=w.label,
+            out.add(say(lang, "means", pid=pid, index=index, label=now_label, v=v, verdict=_verdict(lang, delta, noise),
+                        past_label=past_label, pv=pv, delta=K.signed(delta)))
+            if narrowed is not None:
+                out.add(say(lang, "narrowed_note"))
+            out.add(say(lang, "means_detail", n=len(now), label=now_label,
+                        dates=", ".join(d.metadata["date"] for d in now), pn=len(past), past_label=past_label,
                         pdates=", ".join(d.metadata["date"] for d in past)))
             out.counts += [len(now), len(past)]
             K.cite_all(out, [*now, *past], (column,))
@@ -214,28 +235,34 @@ def _group(turn: Turn, ctx: AnswerContext, ids: list[str]) -> Composition:
     head = len(out.sentences)
     means: dict = {}
     for pid in ids:
-        for w, now, past in window_pairs(series.get(pid, []), plan, column, ctx):
+        for w, now, past, narrowed in window_pairs(series.get(pid, []), plan, column, ctx):
             if w in early:
                 continue
             if not now or not past:
                 out.add(say(lang, "missing_window", pid=pid, labels=label if not now else w.label))
                 continue
+            now_label, past_label = _labels(lang, label, w, narrowed)
             v = K.mean_of(out, [K.value(d, column) for d in now])
             pv = K.mean_of(out, [K.value(d, column) for d in past])
-            means.setdefault(w, []).append((float(v), float(pv)))
+            key = (w, now_label, past_label)  # parcels compared over the same days are averaged together
+            means.setdefault(key, []).append((float(v), float(pv)))
             delta = int(round(float(v) * 100)) - int(round(float(pv) * 100))
-            out.add(say(lang, "means", pid=pid, index=K.label_of(column), label=label, v=v,
-                        verdict=_verdict(lang, delta, noise), past_label=w.label, pv=pv, delta=K.signed(delta)))
+            out.add(say(lang, "means", pid=pid, index=K.label_of(column), label=now_label, v=v,
+                        verdict=_verdict(lang, delta, noise), past_label=past_label, pv=pv, delta=K.signed(delta)))
             K.cite_all(out, [*now, *past], (column,))
             out.history += K.history_rows([*now, *past], ctx.suspects, column)
-    for w, pairs in means.items():
+    narrowed_any = False
+    for (w, now_label, past_label), pairs in means.items():
+        narrowed_any |= now_label != label
         if len(pairs) > 1:  # the answer first: the group as a whole, then each parcel
             v, pv = (K.mean_of(out, [p[i] for p in pairs]) for i in (0, 1))
             delta = int(round(float(v) * 100)) - int(round(float(pv) * 100))
-            out.sentences.insert(head, say(lang, "group_means", n=len(pairs), index=K.label_of(column), label=label, v=v,
-                                           pv=pv, past_label=w.label, delta=K.signed(delta),
+            out.sentences.insert(head, say(lang, "group_means", n=len(pairs), index=K.label_of(column), label=now_label,
+                                           v=v, pv=pv, past_label=past_label, delta=K.signed(delta),
                                            verdict=_verdict(lang, delta, noise)))
             out.counts.append(len(pairs))
+    if narrowed_any:
+        out.add(say(lang, "narrowed_note"))
     compared = any(h for h in out.history)
     if compared:
         out.add(say(lang, "stable_note", noise=K.num(noise)))

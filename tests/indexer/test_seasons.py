@@ -70,6 +70,20 @@ def test_same_window_means_with_counts():
     assert pair.past_record_ids == (0, 1)
 
 
+def test_same_window_means_cover_only_the_days_the_archive_holds_in_both_years():
+    # The archive starts in August 2018: 2019 against 2018 is August to the archive's end, both years.
+    history = _history({"2018-08-10": 0.3, "2018-10-01": 0.4, "2019-03-01": 0.9, "2019-05-01": 0.9,
+                        "2019-08-20": 0.5, "2019-10-05": 0.6, "2019-11-20": 0.7})
+    (pair,) = compare_windows(history, "2019-01-01", "2019-12-31").pairs
+    assert pair.narrowed
+    assert pair.window == ("2019-08-10", "2019-11-20") and pair.past_window == ("2018-08-10", "2018-11-20")
+    assert (pair.n, pair.past_n) == (3, 2) and pair.value == pytest.approx(0.6) and pair.past_value == pytest.approx(0.35)
+    assert pair.record_ids == (4, 5, 6) and pair.past_record_ids == (0, 1)
+    # A window inside what both years hold is not narrowed.
+    (june,) = compare_windows(history, "2019-09-01", "2019-10-31").pairs
+    assert not june.narrowed and june.past_window == ("2018-09-01", "2018-10-31")
+
+
 def test_measure_noise_uses_close_clear_pairs_only():
     history = _history({"2019-05-01": 0.50, "2019-05-06": 0.54, "2019-05-11": 0.50, "2019-06-30": 0.9})
     (median, n), = measure_noise(history, ("ndvi_mean",)).values()
