@@ -68,6 +68,7 @@ TEXTS = {
         "recent_higher": "growing", "recent_lower": "declining",
         "recent_stable": "stable (within the {noise} a repeated clear observation varies by)",
         "recent_one": "Parcel {pid} has only one usable observation up to {b} ({index} {vb}): no change to measure.",
+        "since": "Since then, its {index} went from {va} on {a} to {vb} on {b}, its latest usable observation ({delta}): {verdict}.",
         "recent_group": ("Each parcel's latest {index} change (its latest usable observation against the one before; "
                          "stable within {noise}): {parts}."),
         "recent_part": "{verdict}: {items}", "recent_item": "{pid} {delta} ({a} to {b})",
@@ -104,6 +105,8 @@ TEXTS = {
         "recent_higher": "en croissance", "recent_lower": "en baisse",
         "recent_stable": "stable (dans les {noise} de variation de deux observations claires répétées)",
         "recent_one": "La parcelle {pid} n'a qu'une observation exploitable jusqu'au {b} ({index} {vb}) : aucun changement à mesurer.",
+        "since": ("Depuis, son {index} est passé de {va} le {a} à {vb} le {b}, sa dernière observation exploitable "
+                  "({delta}) : {verdict}."),
         "recent_group": ("Dernier changement du {index} de chaque parcelle (sa dernière observation exploitable contre la "
                          "précédente ; stable à {noise} près) : {parts}."),
         "recent_part": "{verdict} : {items}", "recent_item": "{pid} {delta} (du {a} au {b})",
@@ -202,8 +205,16 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     for pid in ids[:5]:
         docs = series.get(pid, [])
         if wanted:
-            _events(out, lang, pid, docs, ctx, wanted, start, end, label, column,
-                    first=bool(_FIRST.search(K.fold_text(turn.question))))
+            first = bool(_FIRST.search(K.fold_text(turn.question)))
+            head = len(out.sentences)
+            hits = _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first=first)
+            if recent and hits:
+                # "Has it recovered since the harvest?": the latest event, then where it stands now
+                # (right after that event's sentence, before the earlier ones).
+                before = len(out.sentences)
+                _since(out, lang, pid, docs, ctx, max(hits, key=lambda e: e.end), column)
+                if not first and len(out.sentences) > before and before > head + 1:
+                    out.sentences.insert(head + 1, out.sentences.pop())
         elif recent:
             # "Is it growing?", "what changed since last week?": its latest change, not a season's events.
             _recent(out, lang, pid, docs, ctx, end, column)
@@ -295,7 +306,24 @@ def _event_sentence(out: Composition, lang: str, pid: str, e, docs, column: str)
     out.cite(by_date[e.end], (column,))
 
 
-def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first: bool = False) -> None:
+def _since(out, lang, pid, docs, ctx, event, column) -> None:
+    """Where the parcel stands now against the end of `event`: its latest usable observation."""
+    good = K.good(docs, ctx.suspects, column)
+    if not good or good[-1].metadata["date"] <= event.end:
+        return
+    by_date = {d.metadata["date"]: d for d in docs}
+    a, b = by_date[event.end], good[-1]
+    delta = K.hundredths(K.value(b, column)) - K.hundredths(K.value(a, column))
+    noise = K.noise(column)
+    out.add(say(lang, "since", index=K.label_of(column), va=K.num(K.value(a, column)), a=event.end,
+                vb=K.num(K.value(b, column)), b=b.metadata["date"], delta=K.signed(delta),
+                verdict=say(lang, "recent_" + K.stable_words("en", delta, noise), noise=f"{noise:.3f}".rstrip("0"))))
+    out.derived.append(K.signed(delta))
+    out.rules.append(float(f"{noise:.3f}"))
+    K.cite_all(out, [a, b], (column,))
+
+
+def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first: bool = False) -> list:
     events = K.events(docs, ctx.suspects, column, south=K.southern(ctx, docs))
     if wanted == ["peak"]:
         # "The peak in 2019": the highest usable observation of the window (the calendar's peaks
@@ -308,7 +336,7 @@ def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first:
                         date=top.metadata["date"], label=label, n=len(good)))
             out.counts.append(len(good))
             out.cite(top, (column,))
-            return
+            return []
     kinds = _kinds(wanted, single=True)
     hits = [e for e in events if e.kind in kinds and e.overlaps(start, end)]
     if len(hits) > 1 and not first:
@@ -335,6 +363,7 @@ def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first:
         out.counts.append(len(good))
         K.cite_all(out, good, (column,))
         out.history += K.history_rows(good, ctx.suspects, column)
+    return hits
 
 
 def _trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:

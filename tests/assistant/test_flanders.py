@@ -253,3 +253,16 @@ def test_is_it_growing_is_its_latest_change_against_the_noise(chain, records):
     assert cited(out) == {(P + "009", a.date), (P + "009", b.date)}
     out = ask(chain, "Which parcels are improving?")
     assert out["plan"]["kind"] == "calendar" and out["answer"].startswith("Each parcel's latest NDVI change")
+
+
+def test_recovered_since_the_harvest_is_the_harvest_then_where_it_stands_now(chain, records):
+    history = records[records.parcel_id == P + "009"]
+    last = [e for e in crop_calendar(history, crop="Winter wheat") if e.kind == "harvest"][-1]
+    usable = history[history.usable].sort_values("date")
+    now = usable.iloc[-1]
+    low = history[history.date == last.end].iloc[0]
+    out = ask(chain, "Has parcel 9 recovered since the harvest?")
+    sentences = re.split(r"(?<=[.!?])\s+", out["answer"])
+    assert sentences[0].startswith(f"Parcel {P}009 was harvested between {last.start} and {last.end}")
+    assert sentences[1].startswith(f"Since then, its NDVI went from {low.ndvi_mean:.2f} on {last.end} to "
+                                   f"{now.ndvi_mean:.2f} on {now.date}, its latest usable observation"), out["answer"]
