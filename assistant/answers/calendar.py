@@ -198,7 +198,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if len(ids) > 1 and wanted:
         _group(out, lang, ids, series, ctx, wanted[0], start, end, label)
         return out
-    recent = _PROGRESS.search(K.fold_text(turn.question)) and (plan.window is None or plan.window.end >= _newest(ctx))
+    newest = _newest(ctx)
+    recent = bool(_PROGRESS.search(K.fold_text(turn.question))) and (
+        plan.window is None or (newest is not None and plan.window.end >= newest))
     if len(ids) > 1 and recent:
         _recent_group(out, lang, ids, series, ctx, end, column)
         return out
