@@ -46,6 +46,9 @@ _CHANGE = re.compile(r"\b(?:biggest|largest|greatest|sharpest|steepest|most)\s+(
                      r"\bplus\s+(?:forte|grande)\s+(?P<fr>baisse|chute|hausse|augmentation)\b|"
                      r"\b(?P<verb>dropped|fell|declined|rose|increased|grew|greened(?:\s+up)?)\s+(?:the\s+)?most\b")
 _BY_CROP = re.compile(r"\b(?:which|what|quelles?)\s+(?:\w+\s+)?(?:crops|cultures|crop\s+types)\b|\bby\s+crop\b|\bpar\s+culture\b")
+#: "The lowest NDVI ever recorded on parcel 12", "le NDVI le plus bas de la parcelle 12".
+_EXTREME = re.compile(r"\b(?:(?P<low>lowest|minimum|min|minimal\w*|plus\s+(?:bas|faible)s?)|"
+                      r"(?P<high>highest|maximum|max|maximal\w*|plus\s+(?:haut|eleve)s?))\b")
 _AGGREGATE = re.compile(r"\b(?:average|mean|median|moyenn\w*|median\w*|range|ecart|count|how\s+many|combien|overall|"
                         r"en\s+moyenne|typical|summary|resume)\b")
 
@@ -75,6 +78,7 @@ TEXTS = {
                        "over its {total} usable observations."),
         "dates_unobserved": "Parcel {pid} has no usable observation {when}.",
         "date_item": "{date} ({v})", "when_archive": "in the whole archive",
+        "own_extreme": "The {which} {index} of parcel {pid} {when}: {v} on {date}, of its {n} usable observations.",
         "empty_area": "No parcel of this store matches {what}. Known values: {known}.", "that_area": "that area",
         "change_fall": "Largest {index} fall {when} between two usable observations (of {n} parcels): {items}.",
         "change_rise": "Largest {index} rise {when} between two usable observations (of {n} parcels): {items}.",
@@ -120,6 +124,7 @@ TEXTS = {
                        "{hi} ({dhi}) sur ses {total} observations exploitables."),
         "dates_unobserved": "La parcelle {pid} n'a aucune observation exploitable {when}.",
         "date_item": "{date} ({v})", "when_archive": "dans toute l'archive",
+        "own_extreme": "Le {index} le plus {which} de la parcelle {pid} {when} : {v} le {date}, sur ses {n} observations exploitables.",
         "empty_area": "Aucune parcelle de cette base ne correspond à {what}. Valeurs connues : {known}.",
         "that_area": "cette zone",
         "change_fall": "Plus forte baisse du {index} {when} entre deux observations exploitables (sur {n} parcelles) : {items}.",
@@ -280,6 +285,10 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if one_parcel_filtered(plan):
         _dates_matching(out, turn, ctx, docs, when if plan.window is not None else say(lang, "when_archive"), lang)
         return out
+    if len(plan.places.parcel_ids) == 1 and turn.kind != "peers" and (m := _EXTREME.search(folded)):
+        # "The lowest NDVI ever recorded on parcel 12": its own extreme, not its crop's peers.
+        _own_extreme(out, turn, ctx, docs, column, m.group("low") is not None, lang)
+        return out
     if len(plan.places.parcel_ids) == 1:
         _versus_peers(out, turn, ctx, values, column, when, note, windowed, lang)
         return out
@@ -370,6 +379,23 @@ def _say_unobserved(out: Composition, lang: str, when: str, unobserved: list[str
     if small:
         out.add(say(lang, "too_small", n=MIN_RELIABLE_PIXELS, pids=", ".join(small)))
         out.rules.append(MIN_RELIABLE_PIXELS)
+
+
+def _own_extreme(out: Composition, turn: Turn, ctx: AnswerContext, docs, column: str, low: bool, lang: str) -> None:
+    """One parcel's lowest or highest usable value in the window (the whole archive without one)."""
+    pid = turn.plan.places.parcel_ids[0]
+    good = K.good([d for d in docs if d.metadata["parcel_id"] == pid], ctx.suspects, column)
+    w = turn.plan.window
+    when = say(lang, "when_window", label=w.label) if w is not None else say(lang, "when_archive")
+    if not good:
+        out.add(say(lang, "dates_unobserved", pid=pid, when=when))
+        return
+    top = (min if low else max)(good, key=lambda d: K.value(d, column))
+    which = {"en": ("lowest", "highest"), "fr": ("bas", "haut")}.get(lang, ("lowest", "highest"))[0 if low else 1]
+    out.add(say(lang, "own_extreme", which=which, index=K.label_of(column), pid=pid, when=when,
+                v=K.num(K.value(top, column)), date=top.metadata["date"], n=len(good)))
+    out.counts.append(len(good))
+    out.cite(top, (column,))
 
 
 def _condition(plan, lang: str) -> tuple[str, str]:

@@ -87,6 +87,7 @@ CALENDAR = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"fauch\w*", r"m
                   r"qu'est-ce\s+qui\s+a\s+change")
 #: One parcel set against the others ("compared with the other grass fields", "its peers").
 PEERS = _words(r"(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)", r"the\s+others", r"peers?",
+               r"(?:than|behind|ahead\s+of|with|against)\s+the\s+other\s+\w+",
                r"(?:les\s+)?autres\s+(?!dates?\b|annees?\b|saisons?\b|mois\b|acquisitions?\b)\w+", r"same[- ]crop")
 #: Words for a change, read by the "why" and calendar kinds (vocabulary only: they choose no kind).
 CHANGE = _words(r"drop\w*", r"fall\w*", r"fell", r"los[te]\w*", r"perdu\w*", r"declin\w*", r"dip\w*", r"rise", r"rose", r"increas\w*", r"decreas\w*",

@@ -14,7 +14,7 @@ import re
 
 from assistant.plan import Places, QueryPlan, StoreContext
 from assistant.parsing.dates import RULES, read_dates
-from assistant.answers.registry import CHANGE, GROUPS, KINDS
+from assistant.answers.registry import CHANGE, GROUPS, KINDS, PEERS
 from assistant.parsing.intent import DEFAULT_K, INTENT_WORDS, read_ask, read_condition, value_range
 from assistant.parsing.places import CROP_LEXICON, read_places
 from assistant.parsing.spelling import correct, unused_words
@@ -107,7 +107,7 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
     compare_verb = bool(re.search(r"\bcompar\w*\b", place.text)) and len(place.parcel_ids) < 2
     dates = read_dates(place.text, ref, hemi, chosen, source,
                        oldest=min(ctx.dates) if ctx.dates else None, compare_verb=compare_verb, original=text,
-                       parcels_compared=len(place.parcel_ids) >= 2 or bool(place.parcel_ids and _PEERS.search(place.text))
+                       parcels_compared=len(place.parcel_ids) >= 2 or bool(place.parcel_ids and PEERS.search(place.text))
                        or _groups_compared(place.attributes, text))
     notes.extend(dates.notes)
     ask = read_ask(dates.text, text, condition, words=work)
@@ -180,8 +180,6 @@ def _groups_compared(attributes, text: str) -> bool:
 
 
 #: "the other fields", "its peers": a comparison with other parcels, not with another window.
-_PEERS = re.compile(r"\b(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)\b|\bthe\s+others\b|\bpeers\b|"
-                    r"\b(?:les\s+)?autres\s+(?!dates?\b|annees?\b|saisons?\b|mois\b|acquisitions?\b)\w+")
 
 
 #: Phrasings read as the date parser's own words (folded): "than a year before" = "than last year".

@@ -266,3 +266,14 @@ def test_recovered_since_the_harvest_is_the_harvest_then_where_it_stands_now(cha
     assert sentences[0].startswith(f"Parcel {P}009 was harvested between {last.start} and {last.end}")
     assert sentences[1].startswith(f"Since then, its NDVI went from {low.ndvi_mean:.2f} on {last.end} to "
                                    f"{now.ndvi_mean:.2f} on {now.date}, its latest usable observation"), out["answer"]
+
+
+def test_one_parcels_own_extreme_and_the_other_parcels_of_its_crop(chain, records):
+    usable = records[(records.parcel_id == P + "012") & records.usable]
+    low = usable.loc[usable.ndvi_mean.idxmin()]
+    out = ask(chain, "What is the lowest NDVI ever recorded on parcel 12?")
+    assert out["answer"] == (f"The lowest NDVI of parcel {P}012 in the whole archive: {low.ndvi_mean:.2f} on {low.date}, "
+                             f"of its {len(usable)} usable observations."), out["answer"]
+    # "The other maize": its crop's other parcels, in the month asked (not June against this month).
+    out = ask(chain, "Compare parcel 7 with the other maize in June 2019")
+    assert out["plan"]["kind"] == "peers" and out["answer"].startswith(f"{P}007's NDVI in June 2019"), out["answer"]
