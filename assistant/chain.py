@@ -233,6 +233,7 @@ def compose_turn(turn: Turn, ctx: AnswerContext) -> Composition:
     if comp.sentences:
         checks.readings(turn, comp)
         checks.snapped(turn, comp)
+        checks.not_dates(turn, comp)
     comp.sentences = [K.tidy(turn.lang, s) for s in comp.sentences]
     return comp
 

@@ -5,6 +5,7 @@ acquisition in the window asked, and the nearest usable dates of an observation 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 
 from langchain_core.documents import Document
@@ -35,6 +36,7 @@ TEXTS = {
         "reading": "Reading {items}.",
         "reading_item": "'{said}' as {meant}",
         "snapped": "No image was taken on {asked}; this is about the nearest, {used} ({days} {unit} {side}).",
+        "not_a_date": "{expr} is not in the calendar, so this answer does not use it.",
         "day": "day", "days": "days", "before": "before", "after": "after",
     },
     "fr": {
@@ -57,10 +59,14 @@ TEXTS = {
         "reading": "Lu {items}.",
         "reading_item": "« {said} » comme {meant}",
         "snapped": "Aucune image n'a été prise le {asked} ; la réponse porte sur la plus proche, celle du {used} ({days} {unit} {side}).",
+        "not_a_date": "{expr} n'existe pas dans le calendrier : cette réponse n'en tient pas compte.",
         "day": "jour", "days": "jours", "before": "avant", "after": "après",
     },
 }
 
+
+#: The parser's note for a date or week that does not exist (`assistant.parsing.dates`).
+_NOT_A_DATE = re.compile(r"not a (?:date|week): '(.+)'$")
 
 def say(lang: str, key: str, **values: object) -> str:
     return TEXTS.get(lang, TEXTS["en"])[key].format(**values)
@@ -168,6 +174,17 @@ def nearest_usable(docs: Sequence[Document], when: dt.date, suspects: Mapping[st
         rest = sorted((d for d in series if d not in picked), key=lambda d: abs((K.day(d) - when).days))
         picked += rest[:n - len(picked)]
     return sorted(picked, key=lambda d: d.metadata["date"])
+
+
+def not_dates(turn: Turn, out: Composition) -> None:
+    """Say first that a date or week the question wrote does not exist ("31/02/2019", "week 53 of
+    2019"): the parser set it aside (its notes), and the answer must not look like an answer to it."""
+    plan, lang = turn.plan, turn.lang
+    if plan is None:
+        return
+    bad = [m.group(1) for n in plan.notes if (m := _NOT_A_DATE.match(n))]
+    for expr in reversed(bad):
+        out.sentences.insert(0, say(lang, "not_a_date", expr=f"'{expr}'"))
 
 
 def snapped(turn: Turn, out: Composition) -> None:

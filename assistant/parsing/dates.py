@@ -231,6 +231,14 @@ def easter_day(year: int, offset: int = 0) -> dt.date:
     return easter(year) + dt.timedelta(days=offset)
 
 
+def _iso_monday(year: int, week: int) -> dt.date | None:
+    """The Monday of ISO week `week` of `year`, or None when the year has no such week."""
+    try:
+        return dt.date.fromisocalendar(year, week, 1)
+    except ValueError:
+        return None
+
+
 def _valid_day(y: int, m: int, d: int) -> bool:
     try:
         dt.date(y, m, d)
@@ -369,6 +377,18 @@ def find_mentions(text: str, ref: dt.date, hemi: str, lang: str) -> tuple[list[M
     def fixed(m, window: DateWindow, rule: str):
         return Mention(m.start(), m.end(), m.group().strip(), "fixed", window=window, rule=rule)
 
+    def iso_week(m):
+        week, year = int(m[1]), int(m[2]) if m[2] else None
+        if year is None:  # the latest such week that began on or before the reference date
+            year = ref.year if _iso_monday(ref.year, week) and _iso_monday(ref.year, week) <= ref else ref.year - 1
+        start = _iso_monday(year, week)
+        if start is None:
+            notes.append(f"not a week: {m.group().strip()!r}")
+            return Mention(m.start(), m.end(), m.group().strip(), "invalid")
+        end = start + dt.timedelta(days=6)
+        return fixed(m, DateWindow(start, end, f"week {week} of {year}"), "isoweek")
+    # "week 20 of 2019", "semaine 20 de 2019": the ISO week, Monday to Sunday.
+    take(rf"\b(?:iso\s+)?(?:week|semaine)\s+(?:n[o°]\s*)?(\d{{1,2}})\b(?:\s*(?:of|de|in|en|,)?\s*({_YEAR})\b)?", iso_week)
     monday = ref - dt.timedelta(days=ref.weekday())
     take(r"\b(?:today|aujourd'hui|aujourd hui)\b",
          lambda m: fixed(m, DateWindow(ref, ref, ref.isoformat()), "today"))
@@ -505,6 +525,7 @@ RULES = {
         "ago_month": "{expr} = {label}, the calendar month that many months before that of the reference date {ref}",
         "past_n": "{expr} = {start} to {end}, the reference date minus that span, to the reference date",
         "today": "{expr} = {start}, the reference date",
+        "isoweek": "{expr} = {start} to {end}, the ISO week (Monday to Sunday)",
         "yesterday": "{expr} = {start}, the day before the reference date {ref}",
         "since": "{expr} = {start} to {end}, from the start of that date to the reference date",
         "range": "{expr} = {start} to {end}, from the start of the first date to the end of the second",
@@ -547,6 +568,7 @@ RULES = {
         "ago_month": "{expr} = {label}, le mois civil autant de mois avant celui de la date de référence {ref}",
         "past_n": "{expr} = du {start} au {end}, de la date de référence moins cette durée à la date de référence",
         "today": "{expr} = {start}, la date de référence",
+        "isoweek": "{expr} = du {start} au {end}, la semaine ISO (du lundi au dimanche)",
         "yesterday": "{expr} = {start}, la veille de la date de référence {ref}",
         "since": "{expr} = du {start} au {end}, du début de cette date à la date de référence",
         "range": "{expr} = du {start} au {end}, du début de la première date à la fin de la seconde",

@@ -45,6 +45,11 @@ PHRASINGS: list[dict] = [
          window=("2018-12-25", "2018-12-25")),
     dict(q="Comment allait la parcelle 8 à la Toussaint ?", lang="fr", intent="describe", parcels=[8],
          window=("2019-11-01", "2019-11-01")),
+    # ISO weeks, Monday to Sunday.
+    dict(q="How was parcel 1 in week 20 of 2019?", lang="en", intent="describe", parcels=[1],
+         window=("2019-05-13", "2019-05-19")),
+    dict(q="La parcelle 4 en semaine 24 de 2019", lang="fr", intent="describe", parcels=[4],
+         window=("2019-06-10", "2019-06-16")),
     dict(q="field 9 on 16.05.2019", lang="en", intent="describe", parcels=[9],
          window=("2019-05-16", "2019-05-16")),
     dict(q="Was parcel 3 water stressed in August 2019?", lang="en", intent="describe", parcels=[3],

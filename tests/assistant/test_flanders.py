@@ -277,3 +277,11 @@ def test_one_parcels_own_extreme_and_the_other_parcels_of_its_crop(chain, record
     # "The other maize": its crop's other parcels, in the month asked (not June against this month).
     out = ask(chain, "Compare parcel 7 with the other maize in June 2019")
     assert out["plan"]["kind"] == "peers" and out["answer"].startswith(f"{P}007's NDVI in June 2019"), out["answer"]
+
+
+def test_a_date_that_does_not_exist_is_said_first(chain):
+    for question, start in (("How was parcel 3 on 31/02/2019?", "'31/02/2019' is not in the calendar"),
+                            ("parcel 3 in week 53 of 2019", "'week 53 of 2019' is not in the calendar"),
+                            ("la parcelle 3 le 30/02/2019", "'30/02/2019' n'existe pas dans le calendrier")):
+        out = ask(chain, question)
+        assert out["answer"].startswith(start), out["answer"]
