@@ -26,6 +26,8 @@ MAX_PARCELS = 19
 _PROGRESS = re.compile(r"\b(?:growing|grows?|improv\w*|declin\w*|getting\s+(?:better|worse|greener)|recover\w*|"
                        r"what\s+(?:has\s+)?changed|changed?\s+since|pousse\w*|croiss\w*|ameliore\w*|degrade\w*|"
                        r"qu'est-ce\s+qui\s+a\s+change|a\s+change)\b")
+#: "How many times was it mown?", "combien de fois": the number of events, said first.
+_COUNT = re.compile(r"\b(?:how\s+many\s+times|how\s+often|how\s+many\s+(?:cuts|harvests|peaks)|combien\s+de\s+(?:fois|fauches|recoltes))\b")
 #: "The first cut", "la première fauche": the earliest event answered first.
 _FIRST = re.compile(r"\b(?:first|earliest|premiere?|1st|1re|1er)\b")
 #: Words asking for one kind of event (folded), in the library's event names.
@@ -68,6 +70,7 @@ TEXTS = {
         "recent_higher": "growing", "recent_lower": "declining",
         "recent_stable": "stable (within the {noise} a repeated clear observation varies by)",
         "recent_one": "Parcel {pid} has only one usable observation up to {b} ({index} {vb}): no change to measure.",
+        "count_events": "Parcel {pid}: {noun} seen {times} in {label}.", "once": "once", "times": "{n} times",
         "since": "Since then, its {index} went from {va} on {a} to {vb} on {b}, its latest usable observation ({delta}): {verdict}.",
         "recent_group": ("Each parcel's latest {index} change (its latest usable observation against the one before; "
                          "stable within {noise}): {parts}."),
@@ -105,6 +108,7 @@ TEXTS = {
         "recent_higher": "en croissance", "recent_lower": "en baisse",
         "recent_stable": "stable (dans les {noise} de variation de deux observations claires répétées)",
         "recent_one": "La parcelle {pid} n'a qu'une observation exploitable jusqu'au {b} ({index} {vb}) : aucun changement à mesurer.",
+        "count_events": "Parcelle {pid} : {noun} vue {times} en {label}.", "once": "une fois", "times": "{n} fois",
         "since": ("Depuis, son {index} est passé de {va} le {a} à {vb} le {b}, sa dernière observation exploitable "
                   "({delta}) : {verdict}."),
         "recent_group": ("Dernier changement du {index} de chaque parcelle (sa dernière observation exploitable contre la "
@@ -210,6 +214,12 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             first = bool(_FIRST.search(K.fold_text(turn.question)))
             head = len(out.sentences)
             hits = _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first=first)
+            if hits and _COUNT.search(K.fold_text(turn.question)):
+                # "How many times was it mown?": the count first, then each event.
+                noun = NOUNS[lang if lang in NOUNS else "en"][_name(hits[0].kind, bool(docs) and _grass(docs[0]))]
+                times = say(lang, "once") if len(hits) == 1 else say(lang, "times", n=len(hits))
+                out.sentences.insert(head, say(lang, "count_events", pid=pid, noun=noun, times=times, label=label))
+                out.counts.append(len(hits))
             if recent and hits:
                 # "Has it recovered since the harvest?": the latest event, then where it stands now
                 # (right after that event's sentence, before the earlier ones).

@@ -285,3 +285,12 @@ def test_a_date_that_does_not_exist_is_said_first(chain):
                             ("la parcelle 3 le 30/02/2019", "'30/02/2019' n'existe pas dans le calendrier")):
         out = ask(chain, question)
         assert out["answer"].startswith(start), out["answer"]
+
+
+def test_how_many_times_counts_the_events_first(chain, records):
+    history = records[records.parcel_id == P + "005"]
+    cuts = [e for e in crop_calendar(history, crop=history.iloc[0]["attr_crop_name"], date_from="2019-01-01",
+                                     date_to="2019-12-31") if e.kind == "cut"]
+    times = "once" if len(cuts) == 1 else f"{len(cuts)} times"
+    out = ask(chain, "How many times was parcel 5 mown in 2019?")
+    assert out["answer"].startswith(f"Parcel {P}005: cut seen {times} in 2019."), out["answer"]
