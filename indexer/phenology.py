@@ -132,8 +132,9 @@ def _rid(row: pd.Series) -> tuple[int, ...]:
     return () if value is None else (int(value),)
 
 
-def _one_date_dips(rows: pd.DataFrame, column: str) -> np.ndarray:
-    """Rows that are one-date dips (see the module docstring)."""
+def one_date_dips(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """Which rows (one parcel's usable observations, `date` and `column`, oldest first) are one-date
+    dips: residual cloud or shadow, not the crop (see the module docstring)."""
     v = rows[column].to_numpy(float)
     days = np.array([dt.date.fromisoformat(str(d)[:10]).toordinal() for d in rows["date"]])
     dip = np.zeros(len(v), dtype=bool)
@@ -236,7 +237,7 @@ def crop_calendar(history: pd.DataFrame, column: str = "ndvi_mean", *, suspects:
         return []
     usable = history["usable"].to_numpy(bool) if "usable" in history.columns else usable_mask(history, suspects)
     rows = history[usable & history[column].notna().to_numpy()].sort_values("date").reset_index(drop=True)
-    rows = rows[~_one_date_dips(rows, column)].reset_index(drop=True)
+    rows = rows[~one_date_dips(rows, column)].reset_index(drop=True)
     if len(rows) < 2:
         return []
     v = rows[column].to_numpy(float)

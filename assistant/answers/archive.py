@@ -19,6 +19,7 @@ TEXTS = {
         "crops": "Crops: {items}.",
         "crop_item": "{crop} ({n})",
         "crop_count": "The archive holds {n} {crop} parcels: {ids}.",
+        "crop_count_one": "The archive holds 1 {crop} parcel: {ids}.",
         "parcels": "Parcels: {ids}.",
         "parcel": ("Parcel {pid}{crop} has {m} acquisitions from {first} to {last}; {u} are usable, the others "
                    "are clouded, snowy or suspect."),
@@ -29,6 +30,7 @@ TEXTS = {
         "crops": "Cultures : {items}.",
         "crop_item": "{crop} ({n})",
         "crop_count": "L'archive contient {n} parcelles de {crop} : {ids}.",
+        "crop_count_one": "L'archive contient 1 parcelle de {crop} : {ids}.",
         "parcels": "Parcelles : {ids}.",
         "parcel": ("La parcelle {pid}{crop} a {m} acquisitions du {first} au {last} ; {u} sont exploitables, les "
                    "autres sont nuageuses, enneigées ou suspectes."),
@@ -73,7 +75,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
 
         group = members(turn, ctx)
         crop = " / ".join(K.crop_name(v, lang) for vals in plan.places.attributes.values() for v in vals)
-        out.add(say(lang, "crop_count", n=len(group), crop=crop, ids=", ".join(group)))
+        out.add(say(lang, "crop_count_one" if len(group) == 1 else "crop_count", n=len(group), crop=crop,
+                    ids=", ".join(group)))
         out.counts.append(len(group))
         return out
     ids = ctx.context.parcel_ids

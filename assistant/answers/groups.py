@@ -21,6 +21,7 @@ import re
 import statistics
 from collections import Counter
 
+import pandas as pd
 from langchain_core.documents import Document
 
 from assistant.answers import checks
@@ -30,6 +31,7 @@ from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
 from indexer.observations import MIN_RELIABLE_PIXELS
 from indexer.analysis import RULE_BY_ASPECT, classify
+from indexer.phenology import one_date_dips
 
 #: A parcel is behind its crop's peers when its value is this much below their median (twice the
 #: largest index noise of `indexer.seasons.NOISE`, rounded up: a gap two clear observations a few
@@ -44,7 +46,9 @@ _ONE = re.compile(r"\b(?:highest|lowest|greenest|best|worst|driest|weakest|stron
 #: consecutive usable observations in the window (a fall unless a rise is asked).
 _CHANGE = re.compile(r"\b(?:biggest|largest|greatest|sharpest|steepest|most)\s+(?P<what>drop|fall|decline|decrease|loss|rise|increase|gain|growth)\b|"
                      r"\bplus\s+(?:forte|grande)\s+(?P<fr>baisse|chute|hausse|augmentation)\b|"
-                     r"\b(?P<verb>dropped|fell|declined|rose|increased|grew|greened(?:\s+up)?)\s+(?:the\s+)?most\b")
+                     r"\b(?P<verb>dropped|fell|declined|rose|increased|grew|greened(?:\s+up)?)\s+(?:the\s+)?most\b|"
+                     r"\b(?P<any>changed?\s+(?:the\s+)?most|(?:biggest|largest|greatest)\s+change|a\s+le\s+plus\s+change|"
+                     r"plus\s+(?:fort|grand)\s+changement)\b")
 _BY_CROP = re.compile(r"\b(?:which|what|quelles?)\s+(?:\w+\s+)?(?:crops|cultures|crop\s+types)\b|\bby\s+crop\b|\bpar\s+culture\b")
 #: "The lowest NDVI ever recorded on parcel 12", "le NDVI le plus bas de la parcelle 12".
 _EXTREME = re.compile(r"\b(?:(?P<low>lowest|minimum|min|minimal\w*|plus\s+(?:bas|faible)s?)|"
@@ -82,6 +86,8 @@ TEXTS = {
         "empty_area": "No parcel of this store matches {what}. Known values: {known}.", "that_area": "that area",
         "change_fall": "Largest {index} fall {when} between two usable observations (of {n} parcels): {items}.",
         "change_rise": "Largest {index} rise {when} between two usable observations (of {n} parcels): {items}.",
+        "change_any": "Largest {index} change {when} between two usable observations (of {n} parcels): {items}.",
+        "dips": ("Left out as residual cloud or shadow (a one-date dip that recovers by the next pass): {items}."),
         "change_item": "{pid} {d}, from {va} on {a} to {vb} on {b}",
         "peers_higher": "{pid}'s {index} {when}{note} was {v}, {d} above the median {m} of the {n} other {crop} parcels.",
         "peers_lower": "{pid}'s {index} {when}{note} was {v}, {d} below the median {m} of the {n} other {crop} parcels.",
@@ -129,6 +135,8 @@ TEXTS = {
         "that_area": "cette zone",
         "change_fall": "Plus forte baisse du {index} {when} entre deux observations exploitables (sur {n} parcelles) : {items}.",
         "change_rise": "Plus forte hausse du {index} {when} entre deux observations exploitables (sur {n} parcelles) : {items}.",
+        "change_any": "Plus fort changement du {index} {when} entre deux observations exploitables (sur {n} parcelles) : {items}.",
+        "dips": ("Écartées comme nuage résiduel ou ombre (un creux d'une seule date qui se referme au passage suivant) : {items}."),
         "change_item": "{pid} {d}, de {va} le {a} à {vb} le {b}",
         "peers_higher": "Le {index} de {pid} {when}{note} était de {v}, {d} au-dessus de la médiane {m} des {n} autres parcelles de {crop}.",
         "peers_lower": "Le {index} de {pid} {when}{note} était de {v}, {d} en dessous de la médiane {m} des {n} autres parcelles de {crop}.",
@@ -298,8 +306,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     elif _BEHIND.search(folded):
         _behind(out, turn, ctx, values, column, when, windowed, lang)
     elif (m := _CHANGE.search(folded)) and values:
-        rise = any(w in (m.group("what") or m.group("fr") or m.group("verb") or "")
-                   for w in ("rise", "increase", "gain", "growth", "hausse", "augmentation", "rose", "grew", "greened"))
+        rise = None if m.group("any") else any(
+            w in (m.group("what") or m.group("fr") or m.group("verb") or "")
+            for w in ("rise", "increase", "gain", "growth", "hausse", "augmentation", "rose", "grew", "greened"))
         _largest_change(out, turn, ctx, docs, column, when, rise, lang)
     elif (_BY_CROP.search(folded) or sum(len(v) for v in plan.places.attributes.values()) > 1) and values:
         # Crops named side by side ("wheat or maize"), or "which crops": crop against crop.
@@ -545,26 +554,40 @@ def _versus_peers(out: Composition, turn: Turn, ctx: AnswerContext, values, colu
     out.counts.append(len(peers))
 
 
-def _largest_change(out: Composition, turn: Turn, ctx: AnswerContext, docs, column: str, when: str, rise: bool,
-                    lang: str) -> None:
-    steps = []
+def _largest_change(out: Composition, turn: Turn, ctx: AnswerContext, docs, column: str, when: str,
+                    rise: bool | None, lang: str) -> None:
+    """Parcels ranked by their largest rise (`rise` True), fall (False) or change either way (None)
+    between two consecutive usable observations in the window."""
+    size = {True: lambda p: p[0], False: lambda p: -p[0], None: lambda p: abs(p[0])}[rise]
+    steps, dipped = [], []
     for pid, items in K.by_parcel(docs).items():
         good = K.good(items, ctx.suspects, column)
+        if len(good) >= 3:
+            # A one-date dip is residual cloud, not the crop (`indexer.phenology`): not a change.
+            dips = one_date_dips(pd.DataFrame({"date": [d.metadata["date"] for d in good],
+                                               column: [K.value(d, column) for d in good]}), column)
+            dipped += [d for d, dip in zip(good, dips) if dip]
+            good = [d for d, dip in zip(good, dips) if not dip]
         pairs = [(K.hundredths(K.value(b, column)) - K.hundredths(K.value(a, column)), a, b) for a, b in zip(good, good[1:])]
         if pairs:
-            steps.append(max(pairs, key=lambda p: p[0]) if rise else min(pairs, key=lambda p: p[0]))
+            steps.append(max(pairs, key=size))
     if not steps:
         out.add(say(lang, "nobody", when=when))
         return
-    steps.sort(key=lambda p: -p[0] if rise else p[0])
+    steps.sort(key=lambda p: -size(p))
     k = min(turn.plan.k, len(steps)) if turn.plan.k and turn.plan.k < len(ctx.context.parcel_ids) else 1
     items = []
     for delta, a, b in steps[:k]:
         items.append(say(lang, "change_item", pid=a.metadata["parcel_id"], d=K.signed(delta), va=K.num(K.value(a, column)),
                          a=a.metadata["date"], vb=K.num(K.value(b, column)), b=b.metadata["date"]))
         K.cite_all(out, [a, b], (column,))
-    out.add(say(lang, "change_rise" if rise else "change_fall", index=K.label_of(column), when=when, items="; ".join(items),
-                n=len(steps)))
+    key = {True: "change_rise", False: "change_fall", None: "change_any"}[rise]
+    out.add(say(lang, key, index=K.label_of(column), when=when, items="; ".join(items), n=len(steps)))
+    if dipped:
+        out.add(say(lang, "dips", items=", ".join(say(lang, "item_date", pid=d.metadata["parcel_id"],
+                                                       v=K.values(d, (column,)), date=d.metadata["date"])
+                                                   for d in dipped)))
+        K.cite_all(out, dipped, (column,))
     out.counts.append(len(steps))
 
 

@@ -294,3 +294,13 @@ def test_how_many_times_counts_the_events_first(chain, records):
     times = "once" if len(cuts) == 1 else f"{len(cuts)} times"
     out = ask(chain, "How many times was parcel 5 mown in 2019?")
     assert out["answer"].startswith(f"Parcel {P}005: cut seen {times} in 2019."), out["answer"]
+
+
+def test_the_largest_change_either_way_leaves_a_one_date_dip_out(chain, records):
+    # Parcel 009 on 2019-06-10 (30 % clear): 0.27 between 0.85 and 0.84, residual cloud, not a change.
+    out = ask(chain, "Which parcel changed the most between May and June 2019?")
+    assert out["answer"].startswith("Largest NDVI change in May 2019 - June 2019 between two usable observations")
+    assert f"Left out as residual cloud or shadow (a one-date dip that recovers by the next pass): {P}009 NDVI 0.27 " \
+           "on 2019-06-10." in out["answer"], out["answer"]
+    assert not out["answer"].split(".")[0].startswith(f"Largest NDVI change in May 2019 - June 2019 between two usable "
+                                                      f"observations (of 16 parcels): {P}009")
