@@ -103,11 +103,11 @@ def window_pairs(series, plan, column: str, ctx: AnswerContext) -> list[tuple]:
     except InputError:  # no usable observation in the window itself
         pairs = {}
     out = []
-    years = plan.window.start.year
+    start, end = plan.window.start, plan.window.end
     for w in plan.compare_windows:
         p = pairs.get(w.start.year)
-        same = (w.start, w.end) == (same_day_in(plan.window.start, w.start.year),
-                                    same_day_in(plan.window.end, w.end.year + plan.window.end.year - years))
+        shift = w.start.year - start.year  # the same window, whole years earlier (winters span two)
+        same = (w.start, w.end) == (same_day_in(start, start.year + shift), same_day_in(end, end.year + shift))
         if p is not None and same:
             # The library's pair, narrowed to the days of the year the archive covers in both years.
             here = [by_id[i] for i in p.record_ids] if p.narrowed else now
