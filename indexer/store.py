@@ -1217,13 +1217,13 @@ class Store:
         """The records with these ids, in the order given (NotFoundError naming an unknown id)."""
         ids = [int(i) for i in record_ids]
         table = self._live_table()
-        # Positions from the sorted id column, then a take of those rows only: re-indexing the
-        # whole table by id costs more than the rows asked for (one per generated answer).
+        # Positions in the id column (the live table is sorted by record_id), then a take of those
+        # rows only: re-indexing the whole table by id costs more than the rows asked for (one per
+        # generated answer). An id past the last one lands on the last row and does not match it.
         stored = table["record_id"].to_numpy(np.int64)
         wanted = np.asarray(ids, dtype=np.int64)
-        positions = np.searchsorted(stored, wanted)
-        found = (positions < len(stored)) & (stored[np.minimum(positions, len(stored) - 1)] == wanted) \
-            if len(stored) else np.zeros(len(wanted), dtype=bool)
+        positions = np.minimum(np.searchsorted(stored, wanted), max(len(stored) - 1, 0))
+        found = stored[positions] == wanted if len(stored) else np.zeros(len(wanted), dtype=bool)
         if not found.all():
             unknown = int(wanted[~found][0])
             raise NotFoundError(f"{self.path}: no record with id {unknown}", path=self.path,

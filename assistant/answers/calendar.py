@@ -67,8 +67,8 @@ TEXTS = {
         "the_archive": "the whole archive", "earlier": "Earlier: ", "later": "Later: ",
         "recent": ("Parcel {pid}'s {index} went from {va} on {a} to {vb} on {b}, its latest usable observation "
                    "({delta} in {days} days): {verdict}."),
-        "recent_higher": "growing", "recent_lower": "declining",
-        "recent_stable": "stable (within the {noise} a repeated clear observation varies by)",
+        "recent_higher": "growing", "recent_lower": "declining", "recent_stable": "stable",
+        "stable_within": "{verdict} (within the {noise} a repeated clear observation varies by)",
         "recent_one": "Parcel {pid} has only one usable observation up to {b} ({index} {vb}): no change to measure.",
         "count_events": "Parcel {pid}: {noun} seen {times} in {label}.", "once": "once", "times": "{n} times",
         "since": "Since then, its {index} went from {va} on {a} to {vb} on {b}, its latest usable observation ({delta}): {verdict}.",
@@ -105,8 +105,8 @@ TEXTS = {
         "the_archive": "toute l'archive", "earlier": "Auparavant : ", "later": "Ensuite : ",
         "recent": ("Le {index} de la parcelle {pid} est passé de {va} le {a} à {vb} le {b}, sa dernière observation "
                    "exploitable ({delta} en {days} jours) : {verdict}."),
-        "recent_higher": "en croissance", "recent_lower": "en baisse",
-        "recent_stable": "stable (dans les {noise} de variation de deux observations claires répétées)",
+        "recent_higher": "en croissance", "recent_lower": "en baisse", "recent_stable": "stable",
+        "stable_within": "{verdict} (dans les {noise} de variation de deux observations claires répétées)",
         "recent_one": "La parcelle {pid} n'a qu'une observation exploitable jusqu'au {b} ({index} {vb}) : aucun changement à mesurer.",
         "count_events": "Parcelle {pid} : {noun} vue {times} en {label}.", "once": "une fois", "times": "{n} fois",
         "since": ("Depuis, son {index} est passé de {va} le {a} à {vb} le {b}, sa dernière observation exploitable "
@@ -202,8 +202,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if len(ids) > 1 and wanted:
         _group(out, lang, ids, series, ctx, wanted[0], start, end, label)
         return out
+    folded = K.fold_text(turn.question)
     newest = _newest(ctx)
-    recent = bool(_PROGRESS.search(K.fold_text(turn.question))) and (
+    recent = bool(_PROGRESS.search(folded)) and (
         plan.window is None or (newest is not None and plan.window.end >= newest))
     if len(ids) > 1 and recent:
         _recent_group(out, lang, ids, series, ctx, end, column)
@@ -211,10 +212,10 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     for pid in ids[:5]:
         docs = series.get(pid, [])
         if wanted:
-            first = bool(_FIRST.search(K.fold_text(turn.question)))
+            first = bool(_FIRST.search(folded))
             head = len(out.sentences)
             hits = _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first=first)
-            if hits and _COUNT.search(K.fold_text(turn.question)):
+            if hits and _COUNT.search(folded):
                 # "How many times was it mown?": the count first, then each event.
                 noun = NOUNS[lang if lang in NOUNS else "en"][_name(hits[0].kind, bool(docs) and _grass(docs[0]))]
                 times = say(lang, "once") if len(hits) == 1 else say(lang, "times", n=len(hits))
@@ -235,38 +236,54 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     return out
 
 
-def _latest_pair(docs, ctx, end, column):
-    good = [d for d in K.good(docs, ctx.suspects, column) if end is None or d.metadata["date"] <= end]
-    return (good[-2], good[-1]) if len(good) >= 2 else None
+def _usable_until(docs, ctx, end, column) -> list:
+    """The parcel's usable observations up to `end` (all of them without one), oldest first."""
+    return [d for d in K.good(docs, ctx.suspects, column) if end is None or d.metadata["date"] <= end]
+
+
+def _noise_text(column: str) -> str:
+    return f"{K.noise(column):.3f}".rstrip("0")
+
+
+def _change(out: Composition, a, b, column: str) -> tuple[int, str]:
+    """The change from observation `a` to `b` in hundredths, and "higher", "lower" or "stable"
+    within the noise of repeated clear observations (`indexer.seasons`); both are cited and the
+    delta and the noise are declared to the grounding gate."""
+    delta = K.hundredths(K.value(b, column)) - K.hundredths(K.value(a, column))
+    K.cite_all(out, [a, b], (column,))
+    out.derived.append(K.signed(delta))
+    out.rules.append(float(_noise_text(column)))
+    return delta, K.stable_words("en", delta, K.noise(column))
+
+
+def _verdict(lang: str, verdict: str, column: str) -> str:
+    """A change's verdict as one parcel's answer says it ("stable" with the noise it is read against)."""
+    words = say(lang, "recent_" + verdict)
+    return say(lang, "stable_within", verdict=words, noise=_noise_text(column)) if verdict == "stable" else words
 
 
 def _recent_group(out, lang, ids, series, ctx, end, column) -> None:
     """Each parcel's latest change (see `_recent`), growing ones first, then declining, then stable."""
-    noise = K.noise(column)
     groups: dict[str, list[tuple[int, str, object, object]]] = {"higher": [], "lower": [], "stable": []}
     missing = []
     for pid in ids:
-        pair = _latest_pair(series.get(pid, []), ctx, end, column)
-        if pair is None:
+        good = _usable_until(series.get(pid, []), ctx, end, column)
+        if len(good) < 2:
             missing.append(pid)
             continue
-        a, b = pair
-        delta = K.hundredths(K.value(b, column)) - K.hundredths(K.value(a, column))
-        groups[K.stable_words("en", delta, noise)].append((delta, pid, a, b))
-        K.cite_all(out, [a, b], (column,))
-        out.derived.append(K.signed(delta))
+        a, b = good[-2:]
+        delta, verdict = _change(out, a, b, column)
+        groups[verdict].append((delta, pid, a, b))
     parts = []
     for verdict, items in groups.items():
         items.sort(key=lambda t: -t[0] if verdict == "higher" else t[0])
         if items:
-            parts.append(say(lang, "recent_part", verdict=say(lang, "recent_" + verdict, noise="").split(" (")[0],
+            parts.append(say(lang, "recent_part", verdict=say(lang, "recent_" + verdict),
                              items=", ".join(say(lang, "recent_item", pid=pid, delta=K.signed(d), a=a.metadata["date"],
                                                  b=b.metadata["date"]) for d, pid, a, b in items)))
     if missing:
         parts.append(say(lang, "recent_none", pids=", ".join(missing)))
-    out.add(say(lang, "recent_group", index=K.label_of(column), noise=f"{noise:.3f}".rstrip("0"),
-                parts="; ".join(parts)))
-    out.rules.append(float(f"{noise:.3f}"))
+    out.add(say(lang, "recent_group", index=K.label_of(column), noise=_noise_text(column), parts="; ".join(parts)))
 
 
 def _newest(ctx: AnswerContext):
@@ -277,7 +294,7 @@ def _newest(ctx: AnswerContext):
 def _recent(out, lang, pid, docs, ctx, end, column) -> None:
     """The parcel's latest usable observation (up to `end`) against the one before it: the change,
     and whether it is beyond the noise of repeated clear observations (`indexer.seasons`)."""
-    good = [d for d in K.good(docs, ctx.suspects, column) if end is None or d.metadata["date"] <= end]
+    good = _usable_until(docs, ctx, end, column)
     index = K.label_of(column)
     if len(good) < 2:
         if good:
@@ -287,18 +304,12 @@ def _recent(out, lang, pid, docs, ctx, end, column) -> None:
         else:
             out.add(say(lang, "few", pid=pid, n=0, label=say(lang, "the_archive")))
         return
-    a, b = good[-2], good[-1]
-    delta = K.hundredths(K.value(b, column)) - K.hundredths(K.value(a, column))
-    noise = K.noise(column)
-    verdict = K.stable_words("en", delta, noise)
+    a, b = good[-2:]
+    delta, verdict = _change(out, a, b, column)
     out.add(say(lang, "recent", pid=pid, index=index, va=K.num(K.value(a, column)), a=a.metadata["date"],
                 vb=K.num(K.value(b, column)), b=b.metadata["date"], delta=K.signed(delta),
-                days=(K.day(b) - K.day(a)).days,
-                verdict=say(lang, "recent_" + verdict, noise=f"{noise:.3f}".rstrip("0"))))
-    out.derived.append(K.signed(delta))
+                days=(K.day(b) - K.day(a)).days, verdict=_verdict(lang, verdict, column)))
     out.counts.append((K.day(b) - K.day(a)).days)
-    out.rules.append(float(f"{noise:.3f}"))
-    K.cite_all(out, [a, b], (column,))
     out.history += K.history_rows(good[-2:], ctx.suspects, column)
 
 
@@ -323,16 +334,11 @@ def _since(out, lang, pid, docs, ctx, event, column) -> None:
     good = K.good(docs, ctx.suspects, column)
     if not good or good[-1].metadata["date"] <= event.end:
         return
-    by_date = {d.metadata["date"]: d for d in docs}
-    a, b = by_date[event.end], good[-1]
-    delta = K.hundredths(K.value(b, column)) - K.hundredths(K.value(a, column))
-    noise = K.noise(column)
+    a, b = {d.metadata["date"]: d for d in docs}[event.end], good[-1]
+    delta, verdict = _change(out, a, b, column)
     out.add(say(lang, "since", index=K.label_of(column), va=K.num(K.value(a, column)), a=event.end,
                 vb=K.num(K.value(b, column)), b=b.metadata["date"], delta=K.signed(delta),
-                verdict=say(lang, "recent_" + K.stable_words("en", delta, noise), noise=f"{noise:.3f}".rstrip("0"))))
-    out.derived.append(K.signed(delta))
-    out.rules.append(float(f"{noise:.3f}"))
-    K.cite_all(out, [a, b], (column,))
+                verdict=_verdict(lang, verdict, column)))
 
 
 def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first: bool = False) -> list:

@@ -421,9 +421,17 @@ def _condition(plan, lang: str) -> tuple[str, str]:
 
 
 def _meets(plan, doc: Document, column: str) -> bool:
+    """Whether one record meets the question's threshold or class."""
     if plan.condition is not None:
         return plan.condition.holds(doc.metadata[column])
     return classify(doc.metadata).get(plan.class_condition.aspect) == plan.class_condition.label
+
+
+def _stress_asked(plan) -> bool:
+    """Low moisture or vigor asked: on bare soil or stubble that is the crop calendar, not stress,
+    and such records are said apart."""
+    c = plan.class_condition
+    return c is not None and c.label == "low" and c.aspect in ("moisture", "vigor")
 
 
 def _dates_matching(out: Composition, turn: Turn, ctx: AnswerContext, docs, when: str, lang: str) -> None:
@@ -440,8 +448,7 @@ def _dates_matching(out: Composition, turn: Turn, ctx: AnswerContext, docs, when
         return
     hits = [d for d in items if _meets(plan, d, column)]
     bare: list[Document] = []
-    if plan.class_condition is not None and plan.class_condition.label == "low" \
-            and plan.class_condition.aspect in ("moisture", "vigor"):
+    if _stress_asked(plan):
         series = list(turn.found.extra) or items
         bare = [d for d in hits if _bare(d, series, ctx)]
         hits = [d for d in hits if d not in bare]
@@ -474,20 +481,19 @@ def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, w
         matched, closest, bare = [], [], []
         for pid, items in observed.items():
             items = [d for d in items if d.metadata.get(column) is not None]
-            hits = [d for d in items if c.holds(d.metadata[column])]
+            hits = [d for d in items if _meets(plan, d, column)]
             if hits:
                 matched.append(extreme(hits, key=lambda d: d.metadata[column]))
             elif items:
                 closest.append(extreme(items, key=lambda d: d.metadata[column]))
         matched.sort(key=lambda d: d.metadata[column], reverse=extreme is max)
     else:
-        aspect, label = plan.class_condition.aspect, plan.class_condition.label
         matched, closest = [], []
         series = K.by_parcel(turn.found.extra)
         bare = []
         for pid, items in observed.items():
-            hits = [d for d in items if classify(d.metadata).get(aspect) == label]
-            if hits and label == "low" and aspect in ("moisture", "vigor"):
+            hits = [d for d in items if _meets(plan, d, column)]
+            if hits and _stress_asked(plan):
                 # Low moisture or vigor on bare soil or stubble is the crop calendar, not stress.
                 crop = [d for d in hits if not _bare(d, series.get(pid, items), ctx)]
                 if not crop:
