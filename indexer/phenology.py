@@ -43,8 +43,8 @@ say when exactly). The rule, on the usable series v(t) of NDVI means:
   (`MOWING_MONTHS`, April to October north of the equator) are cuts. Mown crops have no harvest or
   senescence event: their falls are cuts. A cut seen on one pass only, regrown by the next within
   DIP_MAX_GAP_DAYS, is indistinguishable from cloud residue (a one-date dip, below) and is not
-  reported. Flanders permanent-grass parcel 005 in 2019: cut between 2019-05-16
-  and 2019-06-10 (NDVI 0.85 to 0.57) and between 2019-08-24 and 2019-09-18, regrowing after each.
+  reported. Flanders permanent-grass parcel 005 in 2019: cut between 2019-05-11 and 2019-05-16
+  (NDVI 0.85 to 0.63) and between 2019-08-24 and 2019-09-18 (0.70 to 0.53), regrowing after each.
 * **cleared for sowing** — with the parcel's crop given (`crop=`), a harvest of a spring-sown crop
   (`SPRING_SOWING`) that ends in the months before its sowing or during it is not that crop's
   harvest: it is the field cleared for sowing (a winter cover or catch crop destroyed, grass or

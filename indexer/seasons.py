@@ -38,8 +38,8 @@ from indexer.core.errors import InputError
 from indexer.observations import Suspects, usable_mask
 
 DOY_TOLERANCE_DAYS = 15
-#: Sentinel-2A and 2B together pass over a parcel every 5 days: the archive covers a day that lies
-#: within one revisit of its first or last record.
+#: Sentinel-2A and 2B together pass over a parcel every 5 days: an archive whose first or last
+#: record lies within one revisit of a window's edge covers that edge.
 REVISIT_DAYS = 5
 #: Consecutive observations at most this many days apart are "repeated" for the noise measure.
 NOISE_MAX_GAP_DAYS = 5
@@ -214,11 +214,10 @@ def compare_windows(history: pd.DataFrame, date_from: str | dt.date, date_to: st
     other year (the window shifted by whole years; both ends inclusive).
 
     Each pair compares the same days of the year: where the parcel's records (any, usable or not:
-    what the archive covers, give or take one revisit, REVISIT_DAYS) begin or end inside either
-    window, both windows are narrowed to the days of the year the archive covers in both years
-    (`narrowed`). Without that, 2019 against
-    2018 on an archive that starts in August 2018 compares a whole spring and summer with an
-    autumn of stubble.
+    what the archive covers) begin or end inside either window, more than one revisit
+    (REVISIT_DAYS) from its edge, both windows are narrowed to the days of the year the archive
+    covers in both years (`narrowed`). Without that, 2019 against 2018 on an archive that starts in
+    August 2018 compares a whole spring and summer with an autumn of stubble.
 
     A year whose window holds no usable observation is in `missing_seasons`. InputError when the
     window itself holds none.
