@@ -36,6 +36,7 @@ from langchain_core.runnables import Runnable
 from assistant.chain import build_chain, default_parse
 from assistant.models import ModelChoice, choose_model
 from assistant.store_access import StoreView
+from indexer.core.errors import InputError, WeightsError
 
 RESULT_KEYS = ("question", "plan", "answer", "citations", "similar", "history", "warnings")
 #: The chain's named steps (their `run_name`s), in order.
@@ -182,9 +183,65 @@ def _longest_analysis(view: StoreView, tokenizer, sample: int = 256) -> int:
     return max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts) + 24 if texts else 256
 
 
+#: Which generator runtime serves a model: "auto" (the ONNX export when the model has a current
+#: one and onnxruntime is installed, else torch), "onnx" or "torch". Environment: XVISION_GENERATOR.
+BACKENDS = ("auto", "onnx", "torch")
+
+
+def generator_backend() -> str:
+    """The runtime asked for in the environment (``XVISION_GENERATOR``, default "auto")."""
+    import os
+
+    backend = os.environ.get("XVISION_GENERATOR", "auto").strip().lower() or "auto"
+    if backend not in BACKENDS:
+        raise InputError(f"XVISION_GENERATOR must be one of {', '.join(BACKENDS)}, got {backend!r}",
+                         field="XVISION_GENERATOR", value=backend)
+    return backend
+
+
+def _load_served(choice: ModelChoice) -> object | None:
+    """The model's ONNX export on ONNX Runtime (no torch import: a generated answer from a cold
+    process costs the export's load, not torch's), or None when torch must serve it: asked
+    for, an instruct model, no export, or one that no longer matches the model's files (then
+    a warning goes with every answer, `choice.warnings`)."""
+    from xvision_model.artifacts import has_chat_template
+    from xvision_model.serving import load_serving, serving_status
+    from xvision_model.threads import tiny_cpu_threads
+
+    backend = generator_backend()
+    if backend == "torch" or has_chat_template(choice.path):
+        return None
+    status = serving_status(choice.path)
+    if not status.usable:
+        if backend == "onnx":
+            raise WeightsError(status.reason, path=choice.path)
+        if status.present:
+            choice.warnings.append(f"The generator starts slower than it could: {status.reason}.")
+        return None
+    try:
+        # One thread for the tiny profile, as torch serves it (`xvision_model.threads`).
+        return load_serving(choice.path, threads=tiny_cpu_threads((choice.card or {}).get("profile"), False))
+    except WeightsError as exc:
+        if backend == "onnx":
+            raise
+        choice.warnings.append(f"The generator starts slower than it could: {exc}.")
+        return None
+
+
 def _load_model(choice: ModelChoice, view: StoreView, max_new_tokens: int | None, chat) -> object:
-    """Load the chosen XVisionModel (merged LoRA, on the GPU when there is one) and size the chat
-    model's generation from it: called by `XVisionChatModel.load` at the first generation."""
+    """Load the chosen generator and size the chat model's generation from it: called by
+    `XVisionChatModel.load` at the first generation. The ONNX export when it serves the model
+    (`_load_served`), else the XVisionModel (merged LoRA, on the GPU when there is one)."""
+    model = _load_served(choice)
+    if model is None:
+        model = _load_torch(choice, chat)
+    training = (choice.card or {}).get("training") or {}
+    chat.max_new_tokens = max_new_tokens or min(int(training.get("max_new_tokens") or 256),
+                                                _longest_analysis(view, model.tokenizer))
+    return model
+
+
+def _load_torch(choice: ModelChoice, chat) -> object:
     import torch
 
     from xvision_model.artifacts import load_model
@@ -198,9 +255,6 @@ def _load_model(choice: ModelChoice, view: StoreView, max_new_tokens: int | None
         model = load_model(choice.path, merge=True).eval()
     if torch.cuda.is_available():
         model = model.to("cuda")
-    training = (choice.card or {}).get("training") or {}
-    chat.max_new_tokens = max_new_tokens or min(int(training.get("max_new_tokens") or 256),
-                                                _longest_analysis(view, model.tokenizer))
     if threads is not None:
         chat.threads = threads
     return model

@@ -15,6 +15,7 @@ generated text (a refusal, a history, a ranking) never pays for them.
 from __future__ import annotations
 
 import functools
+import queue
 import re
 import threading
 import time
@@ -30,27 +31,55 @@ from pydantic import ConfigDict, PrivateAttr, model_validator
 from assistant.store_access import StoreView
 from indexer.analysis import read_classes
 from indexer.core.errors import InputError
+from xvision_model.prompts import PROMPTS
 from xvision_model.threads import torch_threads
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
 
 RECORD_KEY = "record_id"
 LANG_KEY = "lang"
 ASPECTS_KEY = "aspects"
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
 #: The instruction the tiny profile was trained on, per language (a model card's own prompts win).
-DEFAULT_PROMPTS = {"en": "Describe the agronomic state of this parcel.",
-                   "fr": "Décris l'état agronomique de cette parcelle."}
+DEFAULT_PROMPTS = PROMPTS
 
 
 class GenerationCancelled(Exception):
     """Raised inside `generate` (from the streamer) when the consumer of a stream stopped reading."""
 
 
+class _SentenceQueue:
+    """The analysis writer's sentences handed from its thread to the reader of a stream: what
+    transformers' TextIteratorStreamer does for tokens, without importing transformers (the
+    analysis may be written by the ONNX export, with no torch). `cancel()` makes the writer stop
+    at its next sentence: a stream closed early (e.g. by the grounding gate) does not keep the
+    CPU busy to the end."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue()
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def on_finalized_text(self, text: str) -> None:
+        self._queue.put(text)
+
+    def end(self) -> None:
+        self._queue.put(self._END)
+
+    def __iter__(self) -> Iterator[str]:
+        while (item := self._queue.get()) is not self._END:
+            yield item
+
+
 @functools.cache
 def _streamer_class() -> type:
-    """`_CancellableStreamer`, built on first use: its base class is transformers'."""
+    """`_CancellableStreamer`, built on first use: its base class is transformers'. For an
+    instruct model (chat template), whose tokens torch's `generate` streams."""
     from transformers import TextIteratorStreamer
 
     class _CancellableStreamer(TextIteratorStreamer):
@@ -180,14 +209,12 @@ class XVisionChatModel(BaseChatModel):
             return self.has_chat_template
         return bool(getattr(self.load().tokenizer, "chat_template", None))
 
-    def _inputs(self, messages: Sequence[BaseMessage]) -> tuple[torch.Tensor, list[list[int]]]:
-        import torch
-
+    def _inputs(self, messages: Sequence[BaseMessage]) -> tuple[np.ndarray, list[list[int]]]:
         rid = message_record_id(messages)
         if rid is None:
             raise InputError.about("generator", f"no message carries a {RECORD_KEY!r}; the generator needs a "
                                    "record to see", field=RECORD_KEY)
-        features = torch.from_numpy(self.store.vectors([rid]))
+        features = self.store.vectors([rid])  # [1, D]; both generators take arrays
         tokenizer = self.load().tokenizer
         if self.chat_template:
             roles = {"human": "user", "ai": "assistant", "system": "system"}
@@ -200,7 +227,7 @@ class XVisionChatModel(BaseChatModel):
             ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         return features, [list(ids)]
 
-    def _analysis_request(self, messages: Sequence[BaseMessage]) -> tuple[torch.Tensor, dict, str, str]:
+    def _analysis_request(self, messages: Sequence[BaseMessage]) -> tuple[np.ndarray, dict, str, str]:
         """For a model without a chat template: the record's embedding, its row, language and prompt."""
         rid = message_record_id(messages)
         features, _ = self._inputs(messages)
@@ -210,7 +237,7 @@ class XVisionChatModel(BaseChatModel):
         prompt = next(str(m.content) for m in reversed(messages) if isinstance(m, HumanMessage))
         return features, record, lang, prompt
 
-    def write_batch(self, features: torch.Tensor, records: Sequence[dict], lang: str = "en",
+    def write_batch(self, features: np.ndarray, records: Sequence[dict], lang: str = "en",
                     prompt: str | None = None, aspects: Sequence[Collection[str]] | None = None) -> list[str]:
         """The analyses users are shown for several records at once (store rows and their
         embeddings [N, D]), written in one batch: the texts `invoke` writes one record at a time
@@ -254,9 +281,9 @@ class XVisionChatModel(BaseChatModel):
         model = self.load()  # first: the load time measured is the model's and its imports'
         from xvision_model.writer import write_analyses
 
-        streamer = _streamer_class()(model.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
         if not self.chat_template:
+            streamer = _SentenceQueue()
             features, record, lang, prompt = self._analysis_request(messages)
             aspects = message_aspects(messages)
 
@@ -276,6 +303,7 @@ class XVisionChatModel(BaseChatModel):
                                max_new_tokens=self.max_new_tokens, on_text=on_text)
                 streamer.end()
         else:
+            streamer = _streamer_class()(model.tokenizer, skip_prompt=True, skip_special_tokens=True)
             features, ids = self._inputs(messages)
 
             def write() -> None:

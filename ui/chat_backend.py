@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
+import numpy as np
 import streamlit as st
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk
@@ -131,10 +132,8 @@ class SerialisedChatModel(BaseChatModel):
             self._pending = [r for r in self._pending if r not in batch]
         self.batch_sizes.append(len(batch))
         try:
-            import torch
-
             lang, prompt = request.group
-            texts = self.inner.write_batch(torch.cat([r.features for r in batch]), [r.record for r in batch],
+            texts = self.inner.write_batch(np.concatenate([r.features for r in batch]), [r.record for r in batch],
                                            lang, prompt, aspects=[r.aspects for r in batch])
             for r, text in zip(batch, texts):
                 r.text = text

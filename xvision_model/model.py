@@ -19,14 +19,10 @@ from transformers.generation.streamers import BaseStreamer
 from indexer.core.errors import InputError
 from xvision_model.adapter import VisionAdapter
 from xvision_model.lm import is_peft, merge_lora
+from xvision_model.prompts import PROMPTS  # noqa: F401  (re-exported: the writer's prompts)
 from xvision_model.splice import SpliceBatch, splice
 
 TokenRows = Sequence[Sequence[int]] | torch.Tensor
-#: The instruction each analysis answers, per language (training and generation use the same).
-PROMPTS: dict[str, str] = {
-    "en": "Describe the agronomic state of this parcel.",
-    "fr": "Décris l'état agronomique de cette parcelle.",
-}
 
 
 class XVisionModel(nn.Module):
@@ -116,7 +112,7 @@ class XVisionModel(nn.Module):
         """
         if max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        batch = self.splice(visual_features, prompt_ids, **masks)
+        batch = self.splice(torch.as_tensor(visual_features), prompt_ids, **masks)
         if streamer is not None and batch.inputs_embeds.shape[0] != 1:
             raise InputError("token streaming needs batch size 1")
         eos = self.eos_token_id if eos_token_id is None else eos_token_id
@@ -139,6 +135,42 @@ class XVisionModel(nn.Module):
                 row = row[: row.index(eos)]
             rows.append(row)
         return rows
+
+    @torch.no_grad()
+    def continuation_logprobs(self, visual_features: torch.Tensor, heads: Sequence[Sequence[int]],
+                              tails: Sequence[Sequence[int]], owner: Sequence[int]) -> list[float]:
+        """Each tail's log-likelihood (summed over its tokens) after ``[visual | head]`` of its
+        owner row: tail k continues row ``owner[k]`` (visual features and head ids).
+
+        Each row's ``[visual | head]`` runs through the LM once (left-padded, as generation
+        splices it); its key/value cache is shared by the tails it owns, and only their few tokens
+        run after it, right-padded (a padded position is masked and comes after every real one,
+        so it changes none of them).
+        """
+        lm = self.lm
+        device = lm.device
+        batch = self.splice(torch.as_tensor(visual_features), [list(h) for h in heads])
+        first = lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                   position_ids=batch.position_ids, use_cache=True, logits_to_keep=1)
+        # The last position predicts each continuation's first token.
+        first_logp = first.logits[:, -1].float().log_softmax(-1)
+        width = max(len(t) for t in tails)
+        rest = [0.0] * len(tails)
+        if width > 1:
+            index = torch.tensor(list(owner), device=device)
+            cache = first.cache
+            cache.batch_select_indices(index)
+            ids = torch.tensor([list(t) + [self.pad_token_id] * (width - len(t)) for t in tails], device=device)
+            mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in tails], device=device)
+            mask = torch.cat([batch.attention_mask[index], mask.to(batch.attention_mask.dtype)], 1)
+            positions = batch.position_ids[index, -1:] + 1 + torch.arange(width, device=device)
+            logits = lm(inputs_embeds=lm.get_input_embeddings()(ids), attention_mask=mask, position_ids=positions,
+                        cache=cache, use_cache=False).logits
+            # Position k of the continuation predicts its token k + 1.
+            logp = logits[:, :width - 1].float().log_softmax(-1)
+            taken = logp.gather(2, ids[:, 1:, None])[..., 0] * mask[:, -width + 1:]
+            rest = taken.sum(1).tolist()
+        return [first_logp[i, tail[0]].item() + r for i, tail, r in zip(owner, tails, rest)]
 
     def generate_text(self, visual_features: torch.Tensor, prompts: Sequence[str], **kwargs) -> list[str]:
         """`generate` on text prompts, decoded with the model's tokenizer."""

@@ -48,17 +48,31 @@ import string
 import unicodedata
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-from transformers.generation.streamers import BaseStreamer
+from typing import Any, Protocol
 
 from indexer.analysis import (
     CLOSINGS, EVALUATED_ASPECTS, classify, INTROS, INVALID, INVALID_FOLLOWUPS, LANGS, NO_INDEX, NUMBER_SLOT, PHRASES,
     RULE_BY_ASPECT, VALID_FRACTION, analysis_seed, finite_or_none, read_classes, says_unusable, write_analysis,
 )
 from indexer.core.errors import InputError
-from xvision_model.model import PROMPTS, XVisionModel
+from xvision_model.prompts import PROMPTS
+
+
+class WritingModel(Protocol):
+    """What the writer needs of a generator: `XVisionModel` (torch) or
+    `xvision_model.serving.OnnxXVisionModel` (the ONNX export, no torch). Features are [N, D]
+    arrays or tensors."""
+
+    tokenizer: Any
+    eos_token_id: int | None
+    pad_token_id: int
+
+    def generate(self, visual_features: Any, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int = ...,
+                 streamer: Any = ...) -> list[list[int]]: ...
+
+    def continuation_logprobs(self, visual_features: Any, heads: Sequence[Sequence[int]],
+                              tails: Sequence[Sequence[int]], owner: Sequence[int]) -> list[float]: ...
+
 
 DEFAULT_MAX_NEW_TOKENS = 256
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -438,7 +452,7 @@ class _Scoring:
     candidates, and only their few tokens run after it. `max_rows` bounds one pass's candidates.
     """
 
-    def __init__(self, model: XVisionModel, prompt_ids: list[int], max_rows: int = 256) -> None:
+    def __init__(self, model: WritingModel, prompt_ids: list[int], max_rows: int = 256) -> None:
         self.model, self.prompt_ids, self.max_rows = model, prompt_ids, max_rows
         self._ids: dict[str, list[int]] = {}
 
@@ -447,7 +461,7 @@ class _Scoring:
             self._ids[text] = self.model.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self._ids[text]
 
-    def score(self, features: torch.Tensor, requests: Sequence[Request]) -> list[list[float]]:
+    def score(self, features: Any, requests: Sequence[Request]) -> list[list[float]]:
         """Each request's candidates' scores; request i is asked about the record of `features[i]`."""
         out: list[list[float]] = []
         start = 0
@@ -460,38 +474,12 @@ class _Scoring:
             start = stop
         return out
 
-    @torch.no_grad()
-    def _score(self, features: torch.Tensor, requests: Sequence[Request]) -> list[list[float]]:
-        lm, device = self.model.lm, self.model.lm.device
-        # The texts so far: [visual | prompt + text], left-padded as generation splices it.
-        heads = [self.ids(prefix) if prefix else [] for prefix, _ in requests]
-        batch = self.model.splice(features, [self.prompt_ids + head for head in heads])
-        first = lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                   position_ids=batch.position_ids, use_cache=True, logits_to_keep=1)
-        # The last position predicts each continuation's first token.
-        first_logp = first.logits[:, -1].float().log_softmax(-1)
+    def _score(self, features: Any, requests: Sequence[Request]) -> list[list[float]]:
+        # The texts so far: [visual | prompt + text]; each candidate continues its request's row.
+        heads = [self.prompt_ids + (self.ids(prefix) if prefix else []) for prefix, _ in requests]
         owner = [i for i, (_, candidates) in enumerate(requests) for _ in candidates]
         tails = [self.ids((" " if prefix else "") + c) for prefix, candidates in requests for c in candidates]
-        width = max(len(t) for t in tails)
-        rest = [0.0] * len(tails)
-        if width > 1:
-            # The continuations after their request's cache, right-padded (a padded position is
-            # masked and comes after every real one, so it changes none of them).
-            index = torch.tensor(owner, device=device)
-            cache = first.cache
-            cache.batch_select_indices(index)
-            ids = torch.tensor([t + [self.model.pad_token_id] * (width - len(t)) for t in tails], device=device)
-            mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in tails], device=device)
-            mask = torch.cat([batch.attention_mask[index], mask.to(batch.attention_mask.dtype)], 1)
-            positions = batch.position_ids[index, -1:] + 1 + torch.arange(width, device=device)
-            logits = lm(inputs_embeds=lm.get_input_embeddings()(ids), attention_mask=mask, position_ids=positions,
-                        cache=cache, use_cache=False).logits
-            # Position k of the continuation predicts its token k + 1.
-            logp = logits[:, :width - 1].float().log_softmax(-1)
-            targets = ids[:, 1:, None]
-            taken = logp.gather(2, targets)[..., 0] * mask[:, -width + 1:]
-            rest = taken.sum(1).tolist()
-        flat = [first_logp[i, tail[0]].item() + r for i, tail, r in zip(owner, tails, rest)]
+        flat = self.model.continuation_logprobs(features, heads, tails, owner)
         out, at = [], 0
         for _, candidates in requests:
             out.append(flat[at:at + len(candidates)])
@@ -499,7 +487,7 @@ class _Scoring:
         return out
 
 
-def _scorer(scoring: _Scoring, features: torch.Tensor) -> Scorer:
+def _scorer(scoring: _Scoring, features: Any) -> Scorer:
     """One record's scorer (`features` [1, D]): the shown and the model's text ask the same
     requests, so each is computed once."""
     scored: dict[Request, list[float]] = {}
@@ -518,10 +506,11 @@ def _asked(prefix: str, candidates: list[str]) -> list[float]:
     raise RuntimeError("this filter's scores are asked for through its steps (feed_steps, finish_steps)")
 
 
-class _SentenceStreamer(BaseStreamer):
-    """Feeds each complete decoded sentence to the `SentenceFilter`s, passing what the first keeps on."""
+class _SentenceStreamer:
+    """Feeds each complete decoded sentence to the `SentenceFilter`s, passing what the first keeps on
+    (a token streamer as `generate` calls it: ``put`` with the prompt first, then each token; ``end``)."""
 
-    def __init__(self, model: XVisionModel, filters: Sequence[SentenceFilter],
+    def __init__(self, model: WritingModel, filters: Sequence[SentenceFilter],
                  on_text: Callable[[str], None] | None) -> None:
         self.model, self.filters, self.on_text = model, filters, on_text
         self.ids: list[int] = []
@@ -536,7 +525,7 @@ class _SentenceStreamer(BaseStreamer):
                     self.on_text(text)
         self.done = len(sentences)
 
-    def put(self, value: torch.Tensor) -> None:
+    def put(self, value: Any) -> None:
         if self.first:
             self.first = False
             return
@@ -556,7 +545,7 @@ class _SentenceStreamer(BaseStreamer):
         return self.model.tokenizer.decode(self.ids, skip_special_tokens=True)
 
 
-def _write_one(model: XVisionModel, features: torch.Tensor, prompt_ids: list[int], record: Mapping[str, object],
+def _write_one(model: WritingModel, features: Any, prompt_ids: list[int], record: Mapping[str, object],
                lang: str, on_text: Callable[[str], None], max_new_tokens: int, repair: str, slots: bool) -> Analysis:
     """One record, decoded now and streamed to `on_text` sentence by sentence."""
     valid = bool(record.get("valid", True))
@@ -614,7 +603,7 @@ def _write_steps(raw: str, record: Mapping[str, object], lang: str, scored: bool
 SCORING = ("batched", "per_record", "none")
 
 
-def _score_together(scoring: _Scoring, features: torch.Tensor, tasks: list[Steps]) -> list[Analysis]:
+def _score_together(scoring: _Scoring, features: Any, tasks: list[Steps]) -> list[Analysis]:
     """Run every record's steps side by side: each round answers the pending request of every
     record that has one with one batched `scoring.score`, until all have returned."""
     results: list[Analysis | None] = [None] * len(tasks)
@@ -637,7 +626,7 @@ def _score_together(scoring: _Scoring, features: torch.Tensor, tasks: list[Steps
     return results  # type: ignore[return-value]
 
 
-def write_analyses(model: XVisionModel, features: torch.Tensor, records: Sequence[Mapping[str, object]],
+def write_analyses(model: WritingModel, features: Any, records: Sequence[Mapping[str, object]],
                    lang: str = "en", *, prompt: str | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                    batch_size: int = 32, on_text: Callable[[str], None] | None = None,
                    scoring: str = "batched", repair: str = DEFAULT_REPAIR) -> list[Analysis]:
