@@ -15,8 +15,9 @@ run as an installed user's do, with Python's bytecode cache: where this shell di
 (PYTHONDONTWRITEBYTECODE, which leaves the project's modules to be compiled again by every
 process), they cache it under the temporary folder instead (PYTHONPYCACHEPREFIX, kept between
 runs); `--no-bytecode-cache` measures with the shell's setting. `--floors` adds, interleaved the
-same way, the bare imports no ask can avoid: LangChain's Runnable (every ask runs the LCEL chain)
-and torch with transformers' Qwen2 (every generated answer).
+same way, the bare imports no ask can avoid: LangChain's Runnable (every ask runs the LCEL chain),
+onnxruntime with tokenizers (a generated answer from the model's ONNX export, `xvision_model.serving`)
+and, for comparison, torch with transformers' Qwen2 (a generated answer served by torch).
 
 Prints a table of every run, the medians with the asks' step timings (their `--json` report),
 and ends with ``cold ask ratio: R1 (no generation), R2 (tiny generator)``: each median divided by
@@ -47,6 +48,7 @@ STEPS = ("startup", "open", "load", "plan", "retrieve", "generate", "ground", "c
 #: collector policy of the CLI's read-only commands (`xvision.cli._one_shot_gc`).
 _GC = "import atexit, gc; gc.set_threshold(*gc.get_threshold()[:2], 1_000_000); atexit.register(gc.freeze); "
 FLOORS = {"import langchain_core Runnable": _GC + "import langchain_core.runnables.base",
+          "import onnxruntime + tokenizers": _GC + "import onnxruntime, tokenizers",
           "import torch + transformers Qwen2": _GC + "import torch; from transformers.models.qwen2 import modeling_qwen2"}
 PYC_PREFIX = Path(tempfile.gettempdir()) / "xvision-cold-start-pyc"
 
@@ -143,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"## cold start: {args.runs} fresh processes of each, interleaved, on {store}")
     print(f"load average (1 min) {load_before:.1f} before, {load_after:.1f} after; {os.cpu_count()} cores; {bytecode}")
+    from xvision_model.serving import serving_status
+
+    runtime = os.environ.get("XVISION_GENERATOR", "auto")
+    print(f"generator runtime: {runtime}; the demo model's ONNX export: {serving_status(DEMO_MODEL).reason}")
     print()
     print("| command | " + " | ".join(f"run {i + 1} s" for i in range(args.runs)) + " | median s |")
     print("|---|" + "---|" * (args.runs + 1))

@@ -69,3 +69,33 @@ def test_eval_reports_each_language_with_shown_beside_decoded(store, model_dir, 
     assert main(["eval", "--model", str(model_dir), "--store", str(store), "--lang", "both", "--limit", "4"]) == 0
     out = capsys.readouterr().out
     assert "English (4 records)" in out and "French (4 records)" in out and "decoded" in out
+
+
+def test_export_onnx_then_ask_serves_the_export_with_the_same_analysis(store, model_dir, capsys, tmp_path, monkeypatch):
+    """`xvision export-onnx` as a user runs it; `xvision ask` then writes the same analysis from
+    the export as torch does from the weights."""
+    import shutil
+
+    from xvision_model.serving import serving_status
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    assert not serving_status(model).present
+    assert main(["export-onnx", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {model / 'serve'}" in out and "largest logit difference from torch" in out
+    assert serving_status(model).usable
+    record = Store.open(store).records().sort_values("record_id").iloc[0]
+    question = f"How was {record['parcel_id']} on {record['date']}?"
+    answers = {}
+    for backend in ("onnx", "torch"):
+        monkeypatch.setenv("XVISION_GENERATOR", backend)
+        assert main(["ask", question, "--store", str(store), "--model", str(model), "--json"]) == 0
+        answers[backend] = json.loads(capsys.readouterr().out)["answer"]
+    assert answers["onnx"] == answers["torch"]
+
+
+def test_export_onnx_help_says_what_it_is_for(capsys):
+    with pytest.raises(SystemExit):
+        main(["export-onnx", "--help"])
+    assert "instead of loading torch" in capsys.readouterr().out
