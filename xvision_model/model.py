@@ -20,6 +20,7 @@ from indexer.core.errors import InputError
 from xvision_model.adapter import VisionAdapter
 from xvision_model.lm import is_peft, merge_lora
 from xvision_model.prompts import PROMPTS  # noqa: F401  (re-exported: the writer's prompts)
+from xvision_model.serving import cut_at_eos
 from xvision_model.splice import SpliceBatch, splice
 
 TokenRows = Sequence[Sequence[int]] | torch.Tensor
@@ -129,12 +130,7 @@ class XVisionModel(nn.Module):
             inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
             generation_config=config, streamer=streamer,
         )
-        rows = []
-        for row in out.tolist():
-            if eos is not None and eos in row:
-                row = row[: row.index(eos)]
-            rows.append(row)
-        return rows
+        return cut_at_eos(out.tolist(), eos)
 
     @torch.no_grad()
     def continuation_logprobs(self, visual_features: torch.Tensor, heads: Sequence[Sequence[int]],

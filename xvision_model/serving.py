@@ -249,6 +249,11 @@ class ServingTokenizer:
         return [self.decode(r, skip_special_tokens) for r in rows]
 
 
+def cut_at_eos(rows: Sequence[Sequence[int]], eos: int | None) -> list[list[int]]:
+    """Each generated row up to (without) its first `eos`: what both runtimes return."""
+    return [list(row[: list(row).index(eos)]) if eos is not None and eos in row else list(row) for row in rows]
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float32, copy=False)
     top = x.max(-1, keepdims=True)
@@ -356,12 +361,7 @@ class OnnxXVisionModel:
         finally:
             if streamer is not None:
                 streamer.end()
-        rows = []
-        for row in out.tolist():
-            if eos is not None and eos in row:
-                row = row[: row.index(eos)]
-            rows.append(row)
-        return rows
+        return cut_at_eos(out.tolist(), eos)
 
     def continuation_logprobs(self, features: Any, heads: Sequence[Sequence[int]], tails: Sequence[Sequence[int]],
                               owner: Sequence[int]) -> list[float]:
