@@ -76,10 +76,14 @@ TEXTS = {
         "by_crop": "Mean {index} per crop {when}{note}, {order}: {items}.",
         "crop_item": "{crop} {v} ({n} parcels)", "crop_item_one": "{crop} {v} (1 parcel)",
         "threshold": "{n} of {total} observed parcels had {what} {when}: {items}.",
+        "threshold_one": "1 of {total} observed parcels had {what} {when}: {items}.",
         "threshold_none": "None of the {total} observed parcels had {what} {when}.",
         "dates": "Parcel {pid} had {what} on {n} of its {total} usable observations {when}: {items}.",
         "dates_none": ("Parcel {pid} never had {what} {when}: {index} stayed between {lo} ({dlo}) and {hi} ({dhi}) "
                        "over its {total} usable observations."),
+        "dates_none_one": ("Parcel {pid} did not have {what} {when}: {index} {lo} on {dlo}, its only usable "
+                           "observation then."),
+        "dates_none_day": "Parcel {pid} did not have {what} {when}: {index} {lo}.",
         "dates_unobserved": "Parcel {pid} has no usable observation {when}.",
         "date_item": "{date} ({v})", "when_archive": "in the whole archive",
         "own_extreme": "The {which} {index} of parcel {pid} {when}: {v} on {date}, of its {n} usable observations.",
@@ -124,10 +128,14 @@ TEXTS = {
         "by_crop": "{index} moyen par culture {when}{note}, {order} : {items}.",
         "crop_item": "{crop} {v} ({n} parcelles)", "crop_item_one": "{crop} {v} (1 parcelle)",
         "threshold": "{n} des {total} parcelles observées avaient {what} {when} : {items}.",
-        "threshold_none": "Aucune des {total} parcelles observées n'avait {what} {when}.",
+        "threshold_one": "1 des {total} parcelles observées avait {what} {when} : {items}.",
+        "threshold_none": "Aucune des {total} parcelles observées n'avait {what_neg} {when}.",
         "dates": "La parcelle {pid} avait {what} sur {n} de ses {total} observations exploitables {when} : {items}.",
-        "dates_none": ("La parcelle {pid} n'a jamais eu {what} {when} : le {index} est resté entre {lo} ({dlo}) et "
+        "dates_none": ("La parcelle {pid} n'a jamais eu {what_neg} {when} : le {index} est resté entre {lo} ({dlo}) et "
                        "{hi} ({dhi}) sur ses {total} observations exploitables."),
+        "dates_none_one": ("La parcelle {pid} n'avait pas {what_neg} {when} : {index} {lo} le {dlo}, sa seule "
+                           "observation exploitable sur cette période."),
+        "dates_none_day": "La parcelle {pid} n'avait pas {what_neg} {when} : {index} {lo}.",
         "dates_unobserved": "La parcelle {pid} n'a aucune observation exploitable {when}.",
         "date_item": "{date} ({v})", "when_archive": "dans toute l'archive",
         "own_extreme": "Le {index} le plus {which} de la parcelle {pid} {when} : {v} le {date}, sur ses {n} observations exploitables.",
@@ -152,7 +160,7 @@ TEXTS = {
         "item": "{pid} {v}", "item_date": "{pid} {v} le {date}",
         "lt": "un {index} inférieur à {v}", "le": "un {index} inférieur ou égal à {v}", "gt": "un {index} supérieur à {v}",
         "ge": "un {index} supérieur ou égal à {v}",
-        "class": "{aspect} {label}", "standing_water": "de l'eau stagnante",
+        "class": "une {aspect} {label}", "standing_water": "de l'eau stagnante",
         "bare_apart": "Écartées car en sol nu ou en chaumes après la récolte, où des valeurs basses sont attendues : {pids}.",
     },
 }
@@ -171,6 +179,18 @@ _LABELS = {"en": {"bare_soil": "bare soil", "vegetation_dominant": "dense vegeta
 
 def say(lang: str, key: str, **values: object) -> str:
     return TEXTS.get(lang, TEXTS["en"])[key].format(**values)
+
+
+_FR_ARTICLE = re.compile(r"^(?:une?|des|du|de\s+la|de\s+l')\s*")
+
+
+def negated(what: str, lang: str) -> str:
+    """`what` as it reads after a negation: in French the article becomes "de" ("n'avait pas
+    d'humidité faible", "jamais d'eau stagnante", "aucune n'avait de NDVI inférieur à 0.3")."""
+    if lang != "fr":
+        return what
+    rest = _FR_ARTICLE.sub("", what, count=1)
+    return ("d'" if re.match(r"[aeiouyhéèêàâîôû]", rest, re.I) else "de ") + rest
 
 
 def members(turn: Turn, ctx: AnswerContext) -> list[str]:
@@ -460,7 +480,11 @@ def _dates_matching(out: Composition, turn: Turn, ctx: AnswerContext, docs, when
     else:
         lo = min(items, key=lambda d: d.metadata[column])
         hi = max(items, key=lambda d: d.metadata[column])
-        out.add(say(lang, "dates_none", pid=pid, what=what, when=when, index=K.label_of(column),
+        key = ("dates_none" if len(items) > 1 else "dates_none_day" if when.endswith(lo.metadata["date"])
+               else "dates_none_one")
+        out.add(say(lang, key, pid=pid, what=what,
+                    what_neg=negated(what, lang), when=when,
+                    index=K.label_of(column),
                     lo=K.num(lo.metadata[column]), dlo=lo.metadata["date"], hi=K.num(hi.metadata[column]),
                     dhi=hi.metadata["date"], total=len(items)))
         K.cite_all(out, [lo, hi], (column,))
@@ -507,7 +531,7 @@ def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, w
         out.add(say(lang, "nobody", when=when))
         return
     if not matched:
-        out.add(say(lang, "threshold_none", total=total, what=what, when=when))
+        out.add(say(lang, "threshold_none", total=total, what=what, what_neg=negated(what, lang), when=when))
         if bare:
             out.add(say(lang, "bare", what=what, items=", ".join(
                 say(lang, "item_date", pid=d.metadata["parcel_id"], v=K.values(d, ("ndvi_mean",)), date=d.metadata["date"])
@@ -519,7 +543,8 @@ def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, w
                                                   v=K.num(near.metadata[column]), date=near.metadata["date"])))
             out.cite(near, (column,))
         return
-    out.add(say(lang, "threshold", n=len(matched), total=total, what=what, when=when, items=", ".join(
+    out.add(say(lang, "threshold" if len(matched) > 1 else "threshold_one", n=len(matched), total=total, what=what,
+                when=when, items=", ".join(
         say(lang, "item_date", pid=d.metadata["parcel_id"], v=K.values(d, (column,)), date=d.metadata["date"])
         for d in matched)))
     out.counts.append(len(matched))

@@ -23,6 +23,11 @@ from indexer.observations import MIN_RELIABLE_PIXELS
 _CLEAR = re.compile(r"\b(?:clear|cloud[- ]?free|usable|good|sans\s+nuages?|degage\w*|exploitables?|claire?s?)\b")
 _NOT = re.compile(r"\b(?:unusable|inexploitables?|not\s+usable|non\s+exploitables?)\b")
 _SNOW = re.compile(r"\b(?:snow\w*|neig\w*|enneig\w*)\b")
+#: "Which date had the most clouds?" / "the clearest date": the dates ranked by their parcels' mean cloud cover.
+_CLOUDIEST = re.compile(r"\b(?:cloudiest|most\s+(?:clouds?|cloudy|cloud\s+cover)|(?:la|le)\s+plus\s+(?:de\s+)?nuag\w*|"
+                        r"plus\s+nuageu\w*)\b")
+_CLEAREST = re.compile(r"\b(?:clearest|least\s+(?:clouds?|cloudy|cloud\s+cover)|fewest\s+clouds|"
+                       r"(?:la|le)\s+moins\s+(?:de\s+)?nuag\w*|(?:la|le)\s+plus\s+degage\w*)\b")
 MAX_DATES = 40
 
 TEXTS = {
@@ -44,6 +49,16 @@ TEXTS = {
                      "cloudy or, before that rule, as clear; re-indexing the imagery applies it."),
         "snow_word": "snow", "usable_word": "usable", "unusable_word": "unusable",
         "the_archive": "the whole archive",
+        "cloudiest": "The cloudiest acquisition date for {what} in {label}: {date}, {p} % cloud on average over its {n} parcels.",
+        "cloudiest_tied": ("The cloudiest acquisition dates for {what} in {label}, {k} tied at {p} % cloud on average over "
+                           "their parcels: {dates}."),
+        "clearest": "The clearest acquisition date for {what} in {label}: {date}, {p} % cloud on average over its {n} parcels.",
+        "clearest_tied": ("The clearest acquisition dates for {what} in {label}, {k} tied at {p} % cloud on average over "
+                          "their parcels: {dates}."),
+        "cloudiest_one": "The cloudiest acquisition date of parcel {what} in {label}: {date}, {p} % cloud.",
+        "cloudiest_tied_one": "The cloudiest acquisition dates of parcel {what} in {label}, {k} at {p} % cloud: {dates}.",
+        "clearest_one": "The clearest acquisition date of parcel {what} in {label}: {date}, {p} % cloud.",
+        "clearest_tied_one": "The clearest acquisition dates of parcel {what} in {label}, {k} at {p} % cloud: {dates}.",
     },
     "fr": {
         "parcel": "Parcelle {pid} en {label} : {u} acquisitions exploitables sur {n}.",
@@ -63,6 +78,20 @@ TEXTS = {
                      "enneigées comptent comme nuageuses ou, avant cette règle, comme dégagées ; réindexer les images l'applique."),
         "snow_word": "enneigée", "usable_word": "exploitable", "unusable_word": "inexploitable",
         "the_archive": "toute l'archive",
+        "cloudiest": ("La date d'acquisition la plus nuageuse pour {what} en {label} : {date}, {p} % de nuages en moyenne "
+                      "sur ses {n} parcelles."),
+        "cloudiest_tied": ("Les dates d'acquisition les plus nuageuses pour {what} en {label}, {k} à égalité avec {p} % de "
+                           "nuages en moyenne sur leurs parcelles : {dates}."),
+        "clearest": ("La date d'acquisition la plus dégagée pour {what} en {label} : {date}, {p} % de nuages en moyenne "
+                     "sur ses {n} parcelles."),
+        "clearest_tied": ("Les dates d'acquisition les plus dégagées pour {what} en {label}, {k} à égalité avec {p} % de "
+                          "nuages en moyenne sur leurs parcelles : {dates}."),
+        "cloudiest_one": "La date d'acquisition la plus nuageuse de la parcelle {what} en {label} : {date}, {p} % de nuages.",
+        "cloudiest_tied_one": ("Les dates d'acquisition les plus nuageuses de la parcelle {what} en {label}, {k} à {p} % "
+                               "de nuages : {dates}."),
+        "clearest_one": "La date d'acquisition la plus dégagée de la parcelle {what} en {label} : {date}, {p} % de nuages.",
+        "clearest_tied_one": ("Les dates d'acquisition les plus dégagées de la parcelle {what} en {label}, {k} à {p} % "
+                              "de nuages : {dates}."),
     },
 }
 
@@ -143,6 +172,35 @@ def _old_rule(out: Composition, lang: str, order: list[str], docs) -> None:
         out.add(say(lang, "old_rule"))
 
 
+def _extreme_cloud(out: Composition, lang: str, docs, what: str, label: str, folded: str) -> None:
+    """The cloudiest (or clearest) acquisition date by its parcels' mean cloud cover, said first;
+    dates tied at the percentage written are all named."""
+    cloudiest = bool(_CLOUDIEST.search(folded))
+    per_date: dict[str, list[float]] = {}
+    for d in docs:
+        cloud = d.metadata.get("cloud_fraction")
+        if cloud is not None and cloud == cloud:
+            per_date.setdefault(d.metadata["date"], []).append(float(cloud))
+    if not per_date:
+        return
+    means = {date: sum(v) / len(v) for date, v in per_date.items()}
+    best = (max if cloudiest else min)(means.values())
+    p = K.pct(best)
+    tied = sorted(date for date, m in means.items() if K.pct(m) == p)
+    key = "cloudiest" if cloudiest else "clearest"
+    one = len({d.metadata["parcel_id"] for d in docs}) == 1
+    if len(tied) == 1:
+        sentence = say(lang, key + ("_one" if one else ""), what=what, label=label, date=tied[0], p=p,
+                       n=len(per_date[tied[0]]))
+        out.counts.append(len(per_date[tied[0]]))
+    else:
+        sentence = say(lang, key + ("_tied_one" if one else "_tied"), what=what, label=label, k=len(tied), p=p,
+                       dates=", ".join(tied[:MAX_DATES]) + (" …" if len(tied) > MAX_DATES else ""))
+        out.counts.append(len(tied))
+    out.sentences.insert(0, sentence)
+    K.cite_all(out, [d for d in docs if d.metadata["date"] in set(tied[:MAX_DATES])], ())
+
+
 def _word(lang: str, order: list[str]) -> str:
     key = {"snow": "snow_word", "usable": "usable_word"}.get(order[0], "unusable_word") if len(order) == 1 else "unusable_word"
     return say(lang, key)
@@ -176,6 +234,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         u = len(by_status.get("usable", []))
         out.add(say(lang, "parcel", pid=pid, label=label, u=u, n=len(items)))
         out.counts += [u, len(items)]
+        if _CLOUDIEST.search(folded) or _CLEAREST.search(folded):
+            _extreme_cloud(out, lang, items, pid, label, folded)
         if not any(by_status.get(st) for st in order):
             out.sentences.insert(0, say(lang, "none_asked", what=_word(lang, order), who=pid, label=label))
             _old_rule(out, lang, order, items)
@@ -219,6 +279,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             else say(lang, "all_parcels", n=len(parcels)))
     out.add(say(lang, "area", what=what, label=label, u=len(clear), n=len(dates)))
     out.counts += [len(clear), len(dates), len(parcels)]
+    if _CLOUDIEST.search(folded) or _CLEAREST.search(folded):
+        _extreme_cloud(out, lang, docs, what, label, folded)
     if not any(verdict[d] in order for d in dates):
         out.sentences.insert(0, say(lang, "none_asked", what=_word(lang, order), who=what, label=label))
         _old_rule(out, lang, order, docs)

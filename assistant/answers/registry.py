@@ -69,7 +69,7 @@ WHY = _words(r"why", r"pourquoi", r"causes?d?", r"reasons?", r"raisons?", r"expl
              r"faut-il\s+s'inquieter")
 #: Observation quality.
 QUALITY = _words(r"cloud\w*", r"overcast", r"(?:images?|dates?|acquisitions?)\s+(?:\w+\s+)?claire?s?", r"snow\w*", r"neig\w*", r"enneig\w*", r"nuag\w*", r"unusable", r"usable",
-                 r"exploitables?", r"inexploitables?", r"clear", r"degage\w*", r"quality", r"qualite", r"haze", r"hazy",
+                 r"exploitables?", r"inexploitables?", r"clear", r"clearest", r"degage\w*", r"quality", r"qualite", r"haze", r"hazy",
                  r"brume\w*", r"no\s+data", r"missing", r"manquant\w*", r"gaps?", r"suspect\w*", r"reliab\w*",
                  r"unreliab\w*", r"fiables?", r"valid", r"trust\w*", r"too\s+small", r"trop\s+petite?s?")
 #: Crop-calendar events and trends.

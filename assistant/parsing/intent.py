@@ -70,7 +70,8 @@ _CLASS_WORDS: tuple[tuple[str, str, str], ...] = (
     (r"mature\s+canopy|couvert\s+mature", "growth", "mature_canopy"),
     (r"non[- ]uniforme?s?|heterogene\w*|heterogeneous|patchy|uneven", "uniformity", "heterogeneous"),
     (r"uniform|homogene\w*", "uniformity", "uniform"),
-    (r"standing\s+water|flooded|waterlogged|inondee?s?|eau\s+stagnante|open\s+water", "water", "present"),
+    (r"standing\s+water|flood(?:ed|ing|s)?|waterlogg\w*|ponding|puddl\w*|surface\s+water|submerg\w*|"
+     r"inondee?s?|inondation\w*|eau\s+stagnante|eau\s+de\s+surface|engorg\w*|open\s+water", "water", "present"),
 )
 _ASPECT_WORDS: tuple[tuple[str, str], ...] = (
     (r"vigou?r|vigueur|vigoureu\w*|vigorous", "vigor"),

@@ -304,3 +304,50 @@ def test_the_largest_change_either_way_leaves_a_one_date_dip_out(chain, records)
            "on 2019-06-10." in out["answer"], out["answer"]
     assert not out["answer"].split(".")[0].startswith(f"Largest NDVI change in May 2019 - June 2019 between two usable "
                                                       f"observations (of 16 parcels): {P}009")
+
+
+def test_flooding_is_asked_as_surface_water_on_the_parcels_own_dates(chain, records):
+    usable = records[(records.parcel_id == P + "008") & (records.status == "usable")]
+    lo, hi = usable.loc[usable.ndwi_mean.idxmin()], usable.loc[usable.ndwi_mean.idxmax()]
+    assert (usable.ndwi_mean < 0).all()  # McFeeters NDWI: no open water on these dates
+    out = ask(chain, "Was there any flooding on parcel 8?")
+    assert out["answer"] == (f"Parcel {P}008 never had standing water in the whole archive: NDWI stayed between "
+                             f"{lo.ndwi_mean:.2f} ({lo.date}) and {hi.ndwi_mean:.2f} ({hi.date}) over its "
+                             f"{len(usable)} usable observations."), out["answer"]
+    out = ask(chain, "Y a-t-il eu des inondations sur la parcelle 8 ?")  # "jamais d'eau", not "jamais de l'eau"
+    assert out["answer"].startswith(f"La parcelle {P}008 n'a jamais eu d'eau stagnante dans toute l'archive"), out["answer"]
+
+
+def test_one_usable_observation_is_said_as_one(chain, records):
+    one = records[(records.parcel_id == P + "001") & (records.status == "usable") & (records.date < "2018-09-01")]
+    assert len(one) == 1
+    row = one.iloc[0]
+    out = ask(chain, "Did the drought in summer 2018 affect parcel 1?")  # this store has one summer 2018 date
+    assert out["answer"] == (f"Parcel {P}001 did not have low moisture on {row.date}: NDMI {row.ndmi_mean:.2f}."), \
+        out["answer"]
+    # November 2018: three acquisitions (cloud, snow, a clear one): a parcel with one usable date in it.
+    nov = records[records.date.str.startswith("2018-11")]
+    assert nov.date.nunique() > 1
+    usable = nov[(nov.status == "usable") & (nov.ndmi_mean >= 0.1)]
+    single = usable.groupby("parcel_id").filter(lambda g: len(g) == 1 and len(nov[(nov.parcel_id == g.name)
+                                                                                  & (nov.status == "usable")]) == 1)
+    assert len(single), "no parcel with a single usable November 2018 observation"
+    row = single.sort_values("parcel_id").iloc[0]
+    number = int(row.parcel_id.rsplit("-", 1)[1])
+    out = ask(chain, f"Did parcel {number} have low moisture in November 2018?")
+    assert out["answer"] == (f"Parcel {row.parcel_id} did not have low moisture in November 2018: NDMI "
+                             f"{row.ndmi_mean:.2f} on {row.date}, its only usable observation then."), out["answer"]
+
+
+def test_the_cloudiest_and_the_clearest_dates_are_answered_first(chain, records):
+    june = records[records.date.str.startswith("2019-06")]
+    means = june.groupby("date").cloud_fraction.mean()
+    out = ask(chain, "What was the clearest date in June 2019?")
+    best = means.idxmin()
+    assert (means.round(2) == means.min().round(2)).sum() == 1
+    assert out["answer"].startswith(f"The clearest acquisition date for the 19 parcels in June 2019: {best}, "
+                                    f"{round(100 * means.min())} % cloud on average over its 19 parcels."), out["answer"]
+    out = ask(chain, "Which date had the most clouds in June 2019?")
+    worst = sorted(means[means.round(2) == 1.0].index)
+    assert out["answer"].startswith(f"The cloudiest acquisition dates for the 19 parcels in June 2019, {len(worst)} tied "
+                                    f"at 100 % cloud on average over their parcels: {', '.join(worst)}."), out["answer"]
