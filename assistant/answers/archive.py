@@ -7,6 +7,8 @@ the crops with their parcel counts, and how many acquisitions were usable.
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 
 from assistant.answers import common as K
@@ -24,6 +26,8 @@ TEXTS = {
         "parcel": ("Parcel {pid}{crop} has {m} acquisitions from {first} to {last}; {u} are usable, the others "
                    "are clouded, snowy or suspect."),
         "usable_dates": "Usable dates: {dates}.",
+        "crop_of": "Parcel {pid} is {crop} (the parcels file's crop label).",
+        "crop_unknown": "The parcels file gives no crop for parcel {pid}.",
     },
     "fr": {
         "head": "L'archive contient {n} parcelles et {m} dates d'acquisition, du {first} au {last} ({years}).",
@@ -35,8 +39,15 @@ TEXTS = {
         "parcel": ("La parcelle {pid}{crop} a {m} acquisitions du {first} au {last} ; {u} sont exploitables, les "
                    "autres sont nuageuses, enneigées ou suspectes."),
         "usable_dates": "Dates exploitables : {dates}.",
+        "crop_of": "La parcelle {pid} est en {crop} (culture donnée par le fichier des parcelles).",
+        "crop_unknown": "Le fichier des parcelles ne donne pas de culture pour la parcelle {pid}.",
     },
 }
+
+
+#: "What crop is parcel 14?", "what is growing on", "quelle culture".
+_CROP_ASKED = re.compile(r"\b(?:what|which)\s+(?:crop|culture)|\bcrop\s+(?:type|is|was|grown|on)\b|"
+                         r"\bwhat\s+(?:is|was|are)\s+(?:grown|growing|planted)|\bquelle\s+culture|\bqu'est-ce\s+qui\s+pousse")
 
 
 def say(lang: str, key: str, **values: object) -> str:
@@ -59,9 +70,13 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         checks.preamble(turn, ctx, out)
         return out
     if turn.found.records:
+        crop_asked = _CROP_ASKED.search(K.fold_text(turn.question)) is not None
         for pid, docs in K.by_parcel(turn.found.records).items():
             good = [d for d in docs if K.usable(d, ctx.suspects)]
             crop = K.crop_of(docs[0])
+            if crop_asked:  # "What crop is parcel 14?": the crop first
+                out.add(say(lang, "crop_of", pid=pid, crop=K.crop_name(crop, lang)) if crop
+                        else say(lang, "crop_unknown", pid=pid))
             out.add(say(lang, "parcel", pid=pid, crop=f" ({K.crop_name(crop, lang)})" if crop else "", m=len(docs),
                         first=docs[0].metadata["date"], last=docs[-1].metadata["date"], u=len(good)))
             out.counts += [len(docs), len(good)]

@@ -53,6 +53,9 @@ _BY_CROP = re.compile(r"\b(?:which|what|quelles?)\s+(?:\w+\s+)?(?:crops|cultures
 #: "The lowest NDVI ever recorded on parcel 12", "le NDVI le plus bas de la parcelle 12".
 _EXTREME = re.compile(r"\b(?:(?P<low>lowest|minimum|min|minimal\w*|plus\s+(?:bas|faible)s?)|"
                       r"(?P<high>highest|maximum|max|maximal\w*|plus\s+(?:haut|eleve)s?))\b")
+#: "The highest NDVI ever recorded", "le NDVI le plus haut jamais enregistré": one record, the whole archive.
+_EVER = re.compile(r"\b(?:ever|recorded|of\s+all\s+time|all[- ]time|anywhere|in\s+the\s+(?:whole\s+)?archive|"
+                   r"jamais|de\s+tous\s+les\s+temps|enregistre\w*|de\s+toute\s+l'archive|dans\s+l'archive)\b")
 _AGGREGATE = re.compile(r"\b(?:average|mean|median|moyenn\w*|median\w*|range|ecart|count|how\s+many|combien|overall|"
                         r"en\s+moyenne|typical|summary|resume)\b")
 
@@ -87,6 +90,8 @@ TEXTS = {
         "dates_unobserved": "Parcel {pid} has no usable observation {when}.",
         "date_item": "{date} ({v})", "when_archive": "in the whole archive",
         "own_extreme": "The {which} {index} of parcel {pid} {when}: {v} on {date}, of its {n} usable observations.",
+        "archive_extreme": ("The {which} {index} of {what} in the whole archive: {v}, {pid} on {date} (of {n} usable "
+                            "observations of {k} parcels)."),
         "empty_area": "No parcel of this store matches {what}. Known values: {known}.", "that_area": "that area",
         "change_fall": "Largest {index} fall {when} between two usable observations (of {n} parcels): {items}.",
         "change_rise": "Largest {index} rise {when} between two usable observations (of {n} parcels): {items}.",
@@ -139,6 +144,8 @@ TEXTS = {
         "dates_unobserved": "La parcelle {pid} n'a aucune observation exploitable {when}.",
         "date_item": "{date} ({v})", "when_archive": "dans toute l'archive",
         "own_extreme": "Le {index} le plus {which} de la parcelle {pid} {when} : {v} le {date}, sur ses {n} observations exploitables.",
+        "archive_extreme": ("Le {index} le plus {which} pour {what} dans toute l'archive : {v}, {pid} le {date} (sur {n} "
+                            "observations exploitables de {k} parcelles)."),
         "empty_area": "Aucune parcelle de cette base ne correspond à {what}. Valeurs connues : {known}.",
         "that_area": "cette zone",
         "change_fall": "Plus forte baisse du {index} {when} entre deux observations exploitables (sur {n} parcelles) : {items}.",
@@ -320,6 +327,11 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if len(plan.places.parcel_ids) == 1:
         _versus_peers(out, turn, ctx, values, column, when, note, windowed, lang)
         return out
+    if (plan.window is None and not plan.places.parcel_ids and plan.condition is None and plan.class_condition is None
+            and _EVER.search(folded) and (m := _EXTREME.search(folded))):
+        # "The highest NDVI ever recorded": the one record, not each parcel's latest.
+        _archive_extreme(out, turn, ctx, docs, column, m.group("low") is not None, lang)
+        return out
     superlative = plan.class_condition is not None and plan.order is not None and _ONE.search(folded)
     if (plan.condition is not None or plan.class_condition is not None) and not superlative:
         _threshold(out, turn, ctx, docs, values, when, lang)
@@ -424,6 +436,23 @@ def _own_extreme(out: Composition, turn: Turn, ctx: AnswerContext, docs, column:
     out.add(say(lang, "own_extreme", which=which, index=K.label_of(column), pid=pid, when=when,
                 v=K.num(K.value(top, column)), date=top.metadata["date"], n=len(good)))
     out.counts.append(len(good))
+    out.cite(top, (column,))
+
+
+def _archive_extreme(out: Composition, turn: Turn, ctx: AnswerContext, docs, column: str, low: bool,
+                     lang: str) -> None:
+    """The group's lowest or highest value over the whole archive: one usable record."""
+    good = [d for d in docs if K.usable(d, ctx.suspects) and d.metadata.get(column) is not None]
+    if not good:
+        out.add(say(lang, "nobody", when=say(lang, "when_archive")))
+        return
+    top = (min if low else max)(good, key=lambda d: K.value(d, column))
+    which = {"en": ("lowest", "highest"), "fr": ("bas", "haut")}.get(lang, ("lowest", "highest"))[0 if low else 1]
+    parcels = {d.metadata["parcel_id"] for d in good}
+    out.add(say(lang, "archive_extreme", which=which, index=K.label_of(column), what=_what(turn, lang, len(parcels)),
+                v=K.num(K.value(top, column)), pid=top.metadata["parcel_id"], date=top.metadata["date"], n=len(good),
+                k=len(parcels)))
+    out.counts += [len(good), len(parcels)]
     out.cite(top, (column,))
 
 

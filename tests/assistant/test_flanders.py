@@ -351,3 +351,21 @@ def test_the_cloudiest_and_the_clearest_dates_are_answered_first(chain, records)
     worst = sorted(means[means.round(2) == 1.0].index)
     assert out["answer"].startswith(f"The cloudiest acquisition dates for the 19 parcels in June 2019, {len(worst)} tied "
                                     f"at 100 % cloud on average over their parcels: {', '.join(worst)}."), out["answer"]
+
+
+def test_the_highest_value_ever_recorded_is_one_record_of_the_whole_archive(chain, records):
+    usable = records[(records.status == "usable") & records.ndvi_mean.notna()]
+    top = usable.loc[usable.ndvi_mean.idxmax()]
+    out = ask(chain, "What was the highest NDVI recorded anywhere?")
+    assert out["answer"].startswith(f"The highest NDVI of the {usable.parcel_id.nunique()} parcels in the whole archive: "
+                                    f"{top.ndvi_mean:.2f}, {top.parcel_id} on {top.date} (of {len(usable)} usable "
+                                    f"observations of {usable.parcel_id.nunique()} parcels)."), out["answer"]
+    assert cited(out) == {(top.parcel_id, top.date)}
+
+
+def test_what_crop_a_parcel_is_comes_first(chain, store):
+    crop = store.records().set_index("parcel_id").loc[P + "003", "attr_crop_name"].iloc[0]
+    out = ask(chain, "What crop is parcel 3?")
+    assert out["answer"].startswith(f"Parcel {P}003 is {crop.lower()}"), out["answer"]
+    out = ask(chain, "Quelle culture sur la parcelle 3 ?")
+    assert out["answer"].startswith(f"La parcelle {P}003 est en "), out["answer"]
