@@ -220,7 +220,8 @@ def _load_served(choice: ModelChoice) -> object | None:
         return None
     try:
         # One thread for the tiny profile, as torch serves it (`xvision_model.threads`).
-        return load_serving(choice.path, threads=tiny_cpu_threads((choice.card or {}).get("profile"), False))
+        return load_serving(choice.path, threads=tiny_cpu_threads((choice.card or {}).get("profile"), False),
+                            status=status)
     except WeightsError as exc:
         if backend == "onnx":
             raise

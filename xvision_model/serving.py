@@ -41,26 +41,24 @@ from typing import Any
 import numpy as np
 
 from indexer.core.errors import InputError, WeightsError
+from xvision_model.artifacts import BASE_DIR, CARD_NAME, LORA_DIR, TOKENIZER_DIR
 
 SERVE_DIR = "serve"
 MANIFEST = "serve.json"
 GRAPHS = ("adapter.onnx", "embed.onnx", "lm.onnx")
 FORMAT = 1
 #: The files of a model directory an export is made from (those present are hashed).
-SOURCES = ("model_card.json", "adapter_config.json", "adapter.safetensors", "base/config.json",
-           "base/model.safetensors", "lora/adapter_config.json", "lora/adapter_model.safetensors",
-           "tokenizer/tokenizer.json")
+SOURCES = (CARD_NAME, "adapter_config.json", "adapter.safetensors", f"{BASE_DIR}/config.json",
+           f"{BASE_DIR}/model.safetensors", f"{LORA_DIR}/adapter_config.json", f"{LORA_DIR}/adapter_model.safetensors",
+           f"{TOKENIZER_DIR}/tokenizer.json")
 #: Largest logit difference from torch accepted at export (float32 kernels differ in rounding).
 TOLERANCE = 1e-3
 _LM_INPUTS = ("inputs_embeds", "attention_mask", "position_ids", "past_keys", "past_values")
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _sources(directory: Path) -> dict[str, str]:
@@ -385,18 +383,19 @@ class OnnxXVisionModel:
         return [float(first[i, tail[0]]) + float(r) for i, tail, r in zip(owner, tails, rest)]
 
 
-def load_serving(directory: str | Path, threads: int | None = 1) -> OnnxXVisionModel:
+def load_serving(directory: str | Path, threads: int | None = 1, status: ServingStatus | None = None) -> OnnxXVisionModel:
     """The ONNX-served generator of the model in `directory`; WeightsError (with the reason) when
-    it has no current export (`serving_status`) or onnxruntime is not installed."""
+    it has no current export (`serving_status`, or the `status` the caller already read: the check
+    hashes the model's files) or onnxruntime is not installed."""
     directory = Path(directory)
-    status = serving_status(directory)
+    status = status or serving_status(directory)
     if not status.usable:
         raise WeightsError(status.reason, path=directory)
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise WeightsError("onnxruntime is not installed; the model is served by torch", path=directory) from None
-    tokenizer = ServingTokenizer(directory / "tokenizer" / "tokenizer.json")
+    tokenizer = ServingTokenizer(directory / TOKENIZER_DIR / "tokenizer.json")
     return OnnxXVisionModel(directory / SERVE_DIR, status.manifest, tokenizer, threads)
 
 

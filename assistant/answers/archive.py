@@ -8,7 +8,6 @@ the crops with their parcel counts, and how many acquisitions were usable.
 from __future__ import annotations
 
 import re
-
 from collections import Counter
 
 from assistant.answers import common as K

@@ -422,6 +422,15 @@ def _say_unobserved(out: Composition, lang: str, when: str, unobserved: list[str
         out.rules.append(MIN_RELIABLE_PIXELS)
 
 
+def _extreme(good: list[Document], column: str, low: bool) -> Document:
+    """The usable observation with the lowest (or highest) value of `column`; the oldest on a tie."""
+    return (min if low else max)(good, key=lambda d: K.value(d, column))
+
+
+def _which(lang: str, low: bool) -> str:
+    return {"en": ("lowest", "highest"), "fr": ("bas", "haut")}.get(lang, ("lowest", "highest"))[0 if low else 1]
+
+
 def _own_extreme(out: Composition, turn: Turn, ctx: AnswerContext, docs, column: str, low: bool, lang: str) -> None:
     """One parcel's lowest or highest usable value in the window (the whole archive without one)."""
     pid = turn.plan.places.parcel_ids[0]
@@ -431,9 +440,8 @@ def _own_extreme(out: Composition, turn: Turn, ctx: AnswerContext, docs, column:
     if not good:
         out.add(say(lang, "dates_unobserved", pid=pid, when=when))
         return
-    top = (min if low else max)(good, key=lambda d: K.value(d, column))
-    which = {"en": ("lowest", "highest"), "fr": ("bas", "haut")}.get(lang, ("lowest", "highest"))[0 if low else 1]
-    out.add(say(lang, "own_extreme", which=which, index=K.label_of(column), pid=pid, when=when,
+    top = _extreme(good, column, low)
+    out.add(say(lang, "own_extreme", which=_which(lang, low), index=K.label_of(column), pid=pid, when=when,
                 v=K.num(K.value(top, column)), date=top.metadata["date"], n=len(good)))
     out.counts.append(len(good))
     out.cite(top, (column,))
@@ -442,14 +450,14 @@ def _own_extreme(out: Composition, turn: Turn, ctx: AnswerContext, docs, column:
 def _archive_extreme(out: Composition, turn: Turn, ctx: AnswerContext, docs, column: str, low: bool,
                      lang: str) -> None:
     """The group's lowest or highest value over the whole archive: one usable record."""
-    good = [d for d in docs if K.usable(d, ctx.suspects) and d.metadata.get(column) is not None]
+    good = K.good(docs, ctx.suspects, column)
     if not good:
         out.add(say(lang, "nobody", when=say(lang, "when_archive")))
         return
-    top = (min if low else max)(good, key=lambda d: K.value(d, column))
-    which = {"en": ("lowest", "highest"), "fr": ("bas", "haut")}.get(lang, ("lowest", "highest"))[0 if low else 1]
+    top = _extreme(good, column, low)
     parcels = {d.metadata["parcel_id"] for d in good}
-    out.add(say(lang, "archive_extreme", which=which, index=K.label_of(column), what=_what(turn, lang, len(parcels)),
+    out.add(say(lang, "archive_extreme", which=_which(lang, low), index=K.label_of(column),
+                what=_what(turn, lang, len(parcels)),
                 v=K.num(K.value(top, column)), pid=top.metadata["parcel_id"], date=top.metadata["date"], n=len(good),
                 k=len(parcels)))
     out.counts += [len(good), len(parcels)]
@@ -509,11 +517,11 @@ def _dates_matching(out: Composition, turn: Turn, ctx: AnswerContext, docs, when
     else:
         lo = min(items, key=lambda d: d.metadata[column])
         hi = max(items, key=lambda d: d.metadata[column])
-        key = ("dates_none" if len(items) > 1 else "dates_none_day" if when.endswith(lo.metadata["date"])
-               else "dates_none_one")
-        out.add(say(lang, key, pid=pid, what=what,
-                    what_neg=negated(what, lang), when=when,
-                    index=K.label_of(column),
+        # One usable observation: said as one; when the window holds one acquisition date, `when`
+        # already names it ("on 2018-08-04", `_when`).
+        one_date = plan.window is not None and len({d.metadata["date"] for d in docs}) == 1
+        key = "dates_none" if len(items) > 1 else "dates_none_day" if one_date else "dates_none_one"
+        out.add(say(lang, key, pid=pid, what=what, what_neg=negated(what, lang), when=when, index=K.label_of(column),
                     lo=K.num(lo.metadata[column]), dlo=lo.metadata["date"], hi=K.num(hi.metadata[column]),
                     dhi=hi.metadata["date"], total=len(items)))
         K.cite_all(out, [lo, hi], (column,))
