@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -29,7 +28,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from assistant.store_access import StoreView
-from indexer.analysis import read_classes
+from indexer.analysis import read_classes, split_sentences
 from indexer.core.errors import InputError
 from xvision_model.prompts import PROMPTS
 from xvision_model.threads import torch_threads
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
 RECORD_KEY = "record_id"
 LANG_KEY = "lang"
 ASPECTS_KEY = "aspects"
-_SENTENCES = re.compile(r"(?<=[.!?])\s+")
 #: The instruction the tiny profile was trained on, per language (a model card's own prompts win).
 DEFAULT_PROMPTS = PROMPTS
 
@@ -133,7 +131,7 @@ def until_stated(sentences: Sequence[str], aspects: Collection[str]) -> int | No
 
 def _cut(text: str, aspects: Collection[str]) -> str:
     """`text` up to the sentence by which it has stated every one of `aspects` (all of it otherwise)."""
-    sentences = _SENTENCES.split(text.strip())
+    sentences = split_sentences(text)
     n = until_stated(sentences, aspects)
     return text if n is None else " ".join(sentences[:n])
 

@@ -376,6 +376,15 @@ def _fact_key_index() -> dict[str, list[re.Pattern[str]]]:
 
 
 _FACT_KEYS = _fact_key_index()
+#: Where one sentence of an analysis ends and the next begins ("." then space: decimals never split).
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text` (each ends with its own "."; decimals never split)."""
+    return [s for s in SENTENCE_END.split(text.strip()) if s]
+
+
 _WORD = re.compile(r"(?<!\w)\w+")
 # A number standing alone: not the "2" of "Sentinel-2" nor the "10" of "10th".
 _NUMBER = re.compile(r"(?<![\w-])-?\d+(?:\.\d+)?(?!\w)")

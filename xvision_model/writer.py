@@ -52,7 +52,8 @@ from typing import Any, Protocol
 
 from indexer.analysis import (
     CLOSINGS, EVALUATED_ASPECTS, classify, INTROS, INVALID, INVALID_FOLLOWUPS, LANGS, NO_INDEX, NUMBER_SLOT, PHRASES,
-    RULE_BY_ASPECT, VALID_FRACTION, analysis_seed, finite_or_none, read_classes, says_unusable, write_analysis,
+    RULE_BY_ASPECT, SENTENCE_END, VALID_FRACTION, analysis_seed, finite_or_none, read_classes, says_unusable,
+    split_sentences, write_analysis,
 )
 from indexer.core.errors import InputError
 from xvision_model.prompts import PROMPTS
@@ -75,7 +76,6 @@ class WritingModel(Protocol):
 
 
 DEFAULT_MAX_NEW_TOKENS = 256
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # A number as written, or the slot a model trained with `Profile.number_slots` writes instead.
 _NUMBER = r"(?:-?\d+(?:\.\d+)?|" + re.escape(NUMBER_SLOT) + ")"
 # The same, standing alone in a sentence as written (not the "2" of "Sentinel-2", the "10" of "10th").
@@ -92,11 +92,6 @@ class Form:
     aspect: str | None = None
     label: str | None = None  # the aspect's class; for a closing, the vigor class it belongs to
     pattern: re.Pattern[str] = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
-
-
-def split_sentences(text: str) -> list[str]:
-    """The sentences of `text` (each ends with its own "."; decimals never split)."""
-    return [s for s in _SENTENCE_END.split(text.strip()) if s]
 
 
 def _norm(text: str) -> str:
@@ -535,7 +530,7 @@ class _SentenceStreamer:
                 return
             self.ids.append(token)
         # Every piece but the last is a complete sentence (the next one has begun after its ".").
-        self._feed([p for p in _SENTENCE_END.split(self.text.lstrip())[:-1] if p])
+        self._feed([p for p in SENTENCE_END.split(self.text.lstrip())[:-1] if p])
 
     def end(self) -> None:
         self._feed(split_sentences(self.text))

@@ -11,15 +11,13 @@ range over all its usable observations, its peak and its low with their dates; n
 
 from __future__ import annotations
 
-import re
 
 from assistant.answers import checks
 from assistant.answers import common as K
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
-from indexer.analysis import CLASS_RULES, EVALUATED_ASPECTS, read_classes
+from indexer.analysis import CLASS_RULES, EVALUATED_ASPECTS, read_classes, split_sentences
 
-_SENTENCES = re.compile(r"(?<=[.!?])\s+")
 
 #: The chain may have a generator describe this kind's focus observation (one usable date).
 DESCRIBES_FOCUS = True
@@ -65,7 +63,7 @@ def relevant_sentences(analysis: str, index: str | None) -> str:
     """The sentences of a record's analysis that matter for the question (`focus_aspects`), not
     every statistic the analysis holds."""
     wanted = focus_aspects(index)
-    kept = [s for s in _SENTENCES.split(analysis.strip()) if wanted & set(read_classes(s))]
+    kept = [s for s in split_sentences(analysis) if wanted & set(read_classes(s))]
     return " ".join(kept)
 
 
