@@ -120,15 +120,39 @@ def index_statistics_many(groups: list[dict[str, np.ndarray]]) -> list[dict[str,
     bands = groups[0].keys()
     pooled = {b: np.concatenate([np.ravel(g[b]) for g in groups]) for b in bands}
     split_at = np.cumsum(sizes)[:-1]
-    per_index = {name: np.split(values, split_at) for name, values in compute_indices(pooled).items()}
+    indices = compute_indices(pooled)
+    names = list(indices)
+    per_parcel = np.split(np.stack([indices[n] for n in names]), split_at, axis=1) if names else [None] * len(groups)
     results = []
-    for i in range(len(groups)):
+    for values in per_parcel:
         stats = dict.fromkeys(STAT_COLUMNS, float("nan"))
-        for name, parts in per_index.items():
-            for stat, value in summarize(parts[i]).items():
-                stats[f"{name}_{stat}"] = value
+        if values is not None:
+            for name, summary in zip(names, _summarize_rows(values)):
+                for stat, value in summary.items():
+                    stats[f"{name}_{stat}"] = value
         results.append(stats)
     return results
+
+
+def _summarize_rows(values: np.ndarray) -> list[dict[str, float]]:
+    """`summarize` of each row of [indices, pixels]: the rows with every value finite (most
+    parcels' indices) in one vectorized pass, the others one by one. Same numbers as `summarize`
+    row by row; about 40 000 separate percentile calls made a third of a training run's
+    augmentation and of indexing the Flanders sample."""
+    if values.shape[1] == 0:
+        return [summarize(row) for row in values]
+    finite = np.isfinite(values).all(axis=1)
+    out: list[dict[str, float] | None] = [None if ok else summarize(row) for ok, row in zip(finite, values)]
+    if finite.any():
+        rows = np.ascontiguousarray(values[finite])
+        p10, median, p90 = np.percentile(rows, [10, 50, 90], axis=1)
+        mean, std = rows.mean(axis=1), rows.std(axis=1)
+        summaries = iter(zip(mean, median, p10, p90, std))
+        for r, ok in enumerate(finite):
+            if ok:
+                m, q50, q10, q90, sd = next(summaries)
+                out[r] = {"mean": float(m), "median": float(q50), "p10": float(q10), "p90": float(q90), "std": float(sd)}
+    return out
 
 
 def chip_statistics(chips: np.ndarray, valid: np.ndarray, bands: Sequence[str]) -> list[dict[str, float]]:

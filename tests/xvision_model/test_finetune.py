@@ -37,7 +37,7 @@ QUICK = dataclasses.replace(
     tiny_lm=TinyLMSettings(vocab_size=300, hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64, max_positions=256),
     text_stage=StageSettings(epochs=2, lr=5e-3, batch_size=8, rephrase=0.5, decimal_sigma=1.0),
     vision_stage=StageSettings(epochs=3, lr=5e-3, batch_size=8, feature_noise=0.1, rephrase=1.0, aux_weight=0.5,
-                               decimal_sigma=1.0, fact_weight=3.0),
+                               decimal_sigma=1.0, fact_weight=3.0, validate_every=2),
     num_tokens=4,
     lora=LoraSettings(r=4, alpha=8, dropout=0.0),
     augment=AugmentSettings(copies=1),
@@ -145,13 +145,26 @@ def test_unobserved_pairs_teach_zero_vector_means_unusable(small_store):
     assert with_unobserved(extended) is extended and with_unobserved(pairs, share=0) is pairs
 
 
+def test_validation_cadence():
+    stage = StageSettings(epochs=8, lr=1e-3, validate_every=3)
+    assert [e for e in range(1, 9) if stage.validates_after(e)] == [3, 6, 8]
+    assert all(StageSettings(epochs=2, lr=1e-3).validates_after(e) for e in (1, 2))
+    with pytest.raises(InputError, match="validate_every"):
+        StageSettings(epochs=2, lr=1e-3, validate_every=0)
+
+
 def test_training_lowers_validation_loss_and_writes_a_model(trained, small_store):
     result, out = trained
     log = _log(out)
     for stage in ("text", "vision"):
         epochs = [e for e in log if e.get("event") == "epoch" and e["stage"] == stage]
         assert len(epochs) == (QUICK.text_stage if stage == "text" else QUICK.vision_stage).epochs
-        assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
+        validated = [e for e in epochs if e["val_loss"] is not None]
+        assert validated[-1]["val_loss"] < validated[0]["val_loss"]
+    # The vision stage validates every second epoch and after its last: epochs 2 and 3, not 1.
+    vision = [e for e in log if e.get("event") == "epoch" and e["stage"] == "vision"]
+    assert [e["val_loss"] is not None for e in vision] == [False, True, True]
+    assert abs(result.val_loss - vision[-1]["val_loss"]) < 1e-5
     card = read_card(out)
     assert card["encoder"] == "spectral-v2" and card["profile"] == "tiny"
     assert card["training"]["held_out_parcels"] == result.held_out_parcels > 0

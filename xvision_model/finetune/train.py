@@ -8,7 +8,8 @@
     out_dir/
       model_card.json, adapter*, lora/, tokenizer/, base/   the model (artifacts.save_model)
       split.json            held-out parcels and the store's fingerprint
-      train_log.jsonl       one line per optimizer step, one per epoch (with validation loss)
+      train_log.jsonl       one line per optimizer step, one per epoch (with the validation loss
+                            after the epochs the stage validates, `StageSettings.validates_after`)
       checkpoint/           see `finetune.checkpoint`
 
 The pieces: pairs and split (`dataset`), re-read and augmented chips (`augment`), token rows
@@ -131,7 +132,8 @@ def run_stage(stage: str, settings: StageSettings, model: XVisionModel, params: 
                      "lr": optimizer.param_groups[0]["lr"], **({} if step_aux is None else {"aux_mse": round(step_aux, 5)})})
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss / n_tokens:.3f}")
-            val = validation_loss(model, val_data, visual=visual, objective=objective, batch_size=micro)
+            val = (validation_loss(model, val_data, visual=visual, objective=objective, batch_size=micro)
+                   if settings.validates_after(epoch + 1) else None)
             train_loss = epoch_loss / max(1, epoch_tokens)
             log({"stage": stage, "event": "epoch", "epoch": epoch + 1, "step": step, "train_loss": round(train_loss, 5),
                  "val_loss": None if val is None else round(val, 5)})
