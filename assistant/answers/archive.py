@@ -7,10 +7,10 @@ the crops with their parcel counts, and how many acquisitions were usable.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 from assistant.answers import common as K
+from assistant.answers.registry import CROP_ASKED
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
 
@@ -44,9 +44,6 @@ TEXTS = {
 }
 
 
-#: "What crop is parcel 14?", "what is growing on", "quelle culture".
-_CROP_ASKED = re.compile(r"\b(?:what|which)\s+(?:crop|culture)|\bcrop\s+(?:type|is|was|grown|on)\b|"
-                         r"\bwhat\s+(?:is|was|are)\s+(?:grown|growing|planted)|\bquelle\s+culture|\bqu'est-ce\s+qui\s+pousse")
 
 
 def say(lang: str, key: str, **values: object) -> str:
@@ -69,7 +66,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         checks.preamble(turn, ctx, out)
         return out
     if turn.found.records:
-        crop_asked = _CROP_ASKED.search(K.fold_text(turn.question)) is not None
+        crop_asked = CROP_ASKED.search(K.fold_text(turn.question)) is not None
         for pid, docs in K.by_parcel(turn.found.records).items():
             good = [d for d in docs if K.usable(d, ctx.suspects)]
             crop = K.crop_of(docs[0])

@@ -232,7 +232,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             # "Is it growing?", "what changed since last week?": its latest change, not a season's events.
             _recent(out, lang, pid, docs, ctx, end, column)
         else:
-            _trend(out, lang, pid, docs, ctx, start, end, label, column)
+            trend(out, lang, pid, docs, ctx, start, end, label, column)
     return out
 
 
@@ -384,7 +384,9 @@ def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first:
     return hits
 
 
-def _trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:
+def trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:
+    """One parcel's `column` over `start`..`end` (`label`): its mean, crop-calendar events,
+    extremes and unusable dates, added to `out` (fewer than two usable observations: said so)."""
     in_window = [d for d in docs if (start is None or d.metadata["date"] >= start)
                  and (end is None or d.metadata["date"] <= end)]
     good = K.good(in_window, ctx.suspects, column)

@@ -11,6 +11,8 @@ range over all its usable observations, its peak and its low with their dates; n
 
 from __future__ import annotations
 
+import re
+from datetime import date, timedelta
 
 from assistant.answers import checks
 from assistant.answers import common as K
@@ -21,6 +23,12 @@ from indexer.analysis import CLASS_RULES, EVALUATED_ASPECTS, read_classes, split
 
 #: The chain may have a generator describe this kind's focus observation (one usable date).
 DESCRIBES_FOCUS = True
+#: "Give me a summary of parcel 5", "overview", "fais le point sur la parcelle 5": with no date
+#: asked, the latest observation and then the parcel's past year (`SUMMARY_DAYS`).
+SUMMARY = re.compile(r"\b(?:summary|summari[sz]e|overview|rundown|status\s+report|report\s+on|overall\s+picture|"
+                     r"tell\s+me\s+(?:everything|all|more)\s+about|resume|synthese|bilan|vue\s+d'ensemble|"
+                     r"fai(?:s|tes)\s+(?:le|un)\s+point|etat\s+des\s+lieux)\b")
+SUMMARY_DAYS = 365
 
 TEXTS = {
     "en": {
@@ -35,6 +43,7 @@ TEXTS = {
         "none_in_window": "Parcel {pid} has no usable observation in {label}.",
         "analysis_generated": "Analysis (generated from the record's imagery, checked against its indices): {text}",
         "analysis_stored": "Analysis (from the record's indices): {text}",
+        "past_year": "the year to {end}",
     },
     "fr": {
         "record": "Parcelle {pid} le {date} : {values} ({valid} % de pixels valides, {cloud} % de nuages).",
@@ -48,6 +57,7 @@ TEXTS = {
         "none_in_window": "La parcelle {pid} n'a aucune observation exploitable en {label}.",
         "analysis_generated": "Analyse (générée à partir de l'image de l'enregistrement, vérifiée sur ses indices) : {text}",
         "analysis_stored": "Analyse (d'après les indices de l'enregistrement) : {text}",
+        "past_year": "l'année jusqu'au {end}",
     },
 }
 
@@ -158,6 +168,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             text = relevant_sentences(turn.analysis["text"], plan.index)
             if text:
                 out.add(say(lang, key, text=text))
+        if plan.window is None and SUMMARY.search(K.fold_text(turn.question)):
+            _past_year(out, lang, pid, series, ctx, m["date"])
     else:
         xs = [K.value(d, column) for d in good]
         hi = max(good, key=lambda d: K.value(d, column))
@@ -181,3 +193,12 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             out.counts.append(len(bad) - 8)
         K.cite_all(out, bad[:8], ())
     return out
+
+
+def _past_year(out: Composition, lang: str, pid: str, series: list, ctx: AnswerContext, last: str) -> None:
+    """A summary's second part: the parcel's NDVI over the year to its latest usable
+    observation, with its crop-calendar events (the calendar kind's trend)."""
+    from assistant.answers import calendar  # calendar reads this module's parcels_asked
+
+    start = (date.fromisoformat(last) - timedelta(days=SUMMARY_DAYS)).isoformat()
+    calendar.trend(out, lang, pid, series, ctx, start, last, say(lang, "past_year", end=last), "ndvi_mean")

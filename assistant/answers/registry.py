@@ -37,16 +37,24 @@ DECLINE = _words(r"yields?", r"rendements?", r"prices?", r"prix", r"costs?", r"c
                  r"fungicid\w*", r"how\s+much\s+(?:money|water|nitrogen|fertili[sz]er)", r"earn\w*", r"income",
                  r"gagner", r"revenus?", r"margins?", r"marges?", r"ph", r"soil\s+(?:texture|organic|nutrients?|analys\w*)",
                  r"(?:matiere\s+organique|analyse\s+de\s+sol)")
+#: A parcel's crop asked: "what crop is parcel 14?", "what's growing on parcel 7?", "what is planted
+#: in field 3?", "quelle culture ?", "qu'est-ce qui pousse sur la parcelle 7 ?" (not "is it growing?",
+#: "est-ce que ça pousse ?": its latest change).
+CROP_ASKED = re.compile(
+    r"\b(?:what|which)\s+(?:crop|culture)(?:\s+(?:is|was|grows|does|on)\b|\s*\??$)|\bcrop\s+(?:type|grown)\b|\bcrop\s+of\s+(?:the\s+)?(?:parcel|field|plot)|"
+    r"\bwhat(?:'s|\s+is|\s+was|\s+are|\s+were)\s+(?:being\s+)?(?:grown|growing|planted|sown|cultivated|farmed)"
+    r"\s+(?:on|in|at)\b|\bwhat\s+(?:grows|is\s+there)\s+(?:on|in)\s+(?:parcel|field|plot)|"
+    r"\bquelle\s+(?:est\s+la\s+)?culture|\bqu'est-ce\s+qui\s+(?:pousse|est\s+(?:cultive|seme|plante))\s+"
+    r"(?:sur|dans)|\bque\s+(?:cultive|pousse)-t-(?:il|on)")
 #: What the archive holds.
-ARCHIVE = _words(r"archive", r"store", r"database", r"data\s*set", r"base(?:\s+de\s+donnees)?", r"available",
+ARCHIVE = _words(CROP_ASKED.pattern, r"archive", r"store", r"database", r"data\s*set", r"base(?:\s+de\s+donnees)?", r"available",
                  r"disponibles?", r"holds?", r"contains?", r"contient", r"covers?", r"list\s+(?:the|all|of)",
                  r"liste[rz]?",
                  r"how\s+many\s+(?:parcels|fields|dates|acquisitions|images|crops|seasons)"
                  r"(?!\s+(?:have|had|were|with|where|show)\b|\s+are\s+(?!stored|there|in\b|available))",
                  r"how\s+many\s+(?:\w+\s+){1,3}(?:parcels|fields)\s+(?:are\s+there|do\s+you|exist|in\s+the)",
                  r"(?:which|what)\s+(?:parcels|fields)\s+(?:are|grow)\s+(?!\w+(?:ed|est|er)\b)",
-                 r"quelles\s+parcelles\s+sont\s+(?:en|de|du|des)\b", r"(?:what|which)\s+crop\s+(?:is|was|grows|does|on)",
-                 r"quelle\s+(?:est\s+la\s+)?culture", r"crop\s+of\s+(?:parcel|field)",
+                 r"quelles\s+parcelles\s+sont\s+(?:en|de|du|des)\b",
                  r"combien\s+(?:de|d')\s*(?:parcelles|champs|dates|acquisitions|images|cultures|saisons)",
                  r"(?:which|what)\s+(?:crops|cultures|dates|seasons|years|parcels\s+(?:are|do)\s+(?:there|you))",
                  r"quelles\s+(?:cultures|dates|saisons|annees)", r"what\s+(?:do|does)\s+(?:you|it)\s+(?:have|know)",

@@ -369,3 +369,31 @@ def test_what_crop_a_parcel_is_comes_first(chain, store):
     assert out["answer"].startswith(f"Parcel {P}003 is {crop.lower()}"), out["answer"]
     out = ask(chain, "Quelle culture sur la parcelle 3 ?")
     assert out["answer"].startswith(f"La parcelle {P}003 est en "), out["answer"]
+    for question in ("What is growing on parcel 3?", "What's planted in parcel 3?", "what crop does parcel 3 have?"):
+        assert ask(chain, question)["answer"].startswith(f"Parcel {P}003 is {crop.lower()}"), question
+    assert ask(chain, "Qu'est-ce qui pousse sur la parcelle 3 ?")["answer"].startswith(f"La parcelle {P}003 est en ")
+    # "Is it growing?" stays its latest change, not its crop.
+    assert "went from" in ask(chain, "Is parcel 3 growing?")["answer"]
+
+
+def test_a_summary_of_a_parcel_is_its_latest_observation_then_its_past_year(chain, records):
+    from datetime import date, timedelta
+
+    own = records[(records.parcel_id == P + "005")]
+    usable = own[own.usable]
+    last = usable.date.max()
+    start = (date.fromisoformat(last) - timedelta(days=365)).isoformat()
+    year = own[(own.date >= start) & (own.date <= last)]
+    for question, head, trend in (
+            ("Give me a summary of parcel 5", f"Parcel {P}005 on {last}: NDVI ",
+             f"Parcel {P}005, NDVI over the year to {last}: averaged "),
+            ("Fais le point sur la parcelle 5", f"Parcelle {P}005 le {last} : NDVI ",
+             f"Parcelle {P}005, NDVI sur l'année jusqu'au {last} : moyenne ")):
+        out = ask(chain, question)
+        assert out["answer"].startswith(head), out["answer"]
+        assert trend in out["answer"] and not out["warnings"], out
+        n = int(year.usable.sum())
+        assert f" {n} usable observations of {len(year)}" in out["answer"] or \
+            f" {n} observations exploitables sur {len(year)}" in out["answer"], out["answer"]
+    # A date asked keeps the plain answer for that window.
+    assert "over the year" not in ask(chain, "Give me an overview of parcel 5 in June 2019")["answer"]
