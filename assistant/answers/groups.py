@@ -31,7 +31,7 @@ from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
 from indexer.observations import MIN_RELIABLE_PIXELS
 from indexer.analysis import RULE_BY_ASPECT, classify
-from indexer.phenology import one_date_dips
+from indexer.phenology import is_mown, one_date_dips
 
 #: A parcel is behind its crop's peers when its value is this much below their median (twice the
 #: largest index noise of `indexer.seasons.NOISE`, rounded up: a gap two clear observations a few
@@ -75,6 +75,8 @@ TEXTS = {
         "highest_one": "highest", "lowest_one": "lowest",
         "bare": ("Not counted as {what}: {items}: bare soil or stubble after the harvest, where low values are "
                  "expected."),
+        "bare_cut": ("Not counted as {what}: {items}: grass just cut (mown or grazed), where low values are "
+                     "expected."),
         "highest": "highest first", "lowest": "lowest first",
         "by_crop": "Mean {index} per crop {when}{note}, {order}: {items}.",
         "crop_item": "{crop} {v} ({n} parcels)", "crop_item_one": "{crop} {v} (1 parcel)",
@@ -129,6 +131,8 @@ TEXTS = {
         "highest_one": "élevé", "lowest_one": "bas",
         "bare": ("Non comptées comme {what} : {items} : sol nu ou chaumes après la récolte, où des valeurs basses "
                  "sont attendues."),
+        "bare_cut": ("Non comptées comme {what} : {items} : herbe tout juste fauchée ou pâturée, où des valeurs "
+                     "basses sont attendues."),
         "highest": "du plus élevé au plus bas", "lowest": "du plus bas au plus élevé",
         "by_crop": "{index} moyen par culture {when}{note}, {order} : {items}.",
         "crop_item": "{crop} {v} ({n} parcelles)", "crop_item_one": "{crop} {v} (1 parcelle)",
@@ -515,6 +519,10 @@ def _dates_matching(out: Composition, turn: Turn, ctx: AnswerContext, docs, when
             say(lang, "date_item", date=d.metadata["date"], v=K.values(d, (column,))) for d in hits)))
         K.cite_all(out, hits, (column,))
     else:
+        # The range of the observations counted: a record said apart below (stubble, a fresh cut)
+        # would put a value of the class asked in a sentence that says the parcel never had it.
+        items = [d for d in items if d not in bare] or items
+        out.counts.append(len(items))
         lo = min(items, key=lambda d: d.metadata[column])
         hi = max(items, key=lambda d: d.metadata[column])
         # One usable observation: said as one; when the window holds one acquisition date, `when`
@@ -525,10 +533,7 @@ def _dates_matching(out: Composition, turn: Turn, ctx: AnswerContext, docs, when
                     lo=K.num(lo.metadata[column]), dlo=lo.metadata["date"], hi=K.num(hi.metadata[column]),
                     dhi=hi.metadata["date"], total=len(items)))
         K.cite_all(out, [lo, hi], (column,))
-    if bare:
-        out.add(say(lang, "bare", what=what, items=", ".join(
-            say(lang, "item_date", pid=pid, v=K.values(d, ("ndvi_mean",)), date=d.metadata["date"]) for d in bare)))
-        K.cite_all(out, bare, ("ndvi_mean",))
+    _not_counted(out, lang, what, bare)
 
 
 def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, when: str, lang: str) -> None:
@@ -569,11 +574,7 @@ def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, w
         return
     if not matched:
         out.add(say(lang, "threshold_none", total=total, what=what, what_neg=negated(what, lang), when=when))
-        if bare:
-            out.add(say(lang, "bare", what=what, items=", ".join(
-                say(lang, "item_date", pid=d.metadata["parcel_id"], v=K.values(d, ("ndvi_mean",)), date=d.metadata["date"])
-                for d in bare)))
-            K.cite_all(out, bare, ("ndvi_mean",))
+        _not_counted(out, lang, what, bare)
         if closest and plan.condition is not None:
             near = min(closest, key=lambda d: abs(d.metadata[column] - plan.condition.value))
             out.add(say(lang, "closest", item=say(lang, "item_date", pid=near.metadata["parcel_id"],
@@ -586,11 +587,7 @@ def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, w
         for d in matched)))
     out.counts.append(len(matched))
     K.cite_all(out, matched, (column,))
-    if bare:
-        out.add(say(lang, "bare", what=what, items=", ".join(
-            say(lang, "item_date", pid=d.metadata["parcel_id"], v=K.values(d, ("ndvi_mean",)), date=d.metadata["date"])
-            for d in bare)))
-        K.cite_all(out, bare, ("ndvi_mean",))
+    _not_counted(out, lang, what, bare)
 
 
 def _versus_peers(out: Composition, turn: Turn, ctx: AnswerContext, values, column: str, when: str, note: str,
@@ -674,6 +671,18 @@ def _by_crop(out: Composition, turn: Turn, docs, values, column: str, when: str,
     out.add(say(lang, "by_crop", index=K.label_of(column), when=when, note=note,
                 order=say(lang, "lowest" if asc else "highest"), items=", ".join(items)))
     out.counts += [len(xs) for xs in crops.values()]
+
+
+def _not_counted(out: Composition, lang: str, what: str, bare: list[Document]) -> None:
+    """The records left out of a low moisture or vigor count as the crop calendar (`_bare`): bare
+    soil or stubble after a harvest, or, when every one is of a mown crop, grass just cut."""
+    if not bare:
+        return
+    cut = all(is_mown(K.crop_of(d)) for d in bare)
+    out.add(say(lang, "bare_cut" if cut else "bare", what=what, items=", ".join(
+        say(lang, "item_date", pid=d.metadata["parcel_id"], v=K.values(d, ("ndvi_mean",)), date=d.metadata["date"])
+        for d in bare)))
+    K.cite_all(out, bare, ("ndvi_mean",))
 
 
 def _bare(doc: Document, series, ctx: AnswerContext) -> bool:

@@ -28,6 +28,9 @@ _CLOUDIEST = re.compile(r"\b(?:cloudiest|most\s+(?:clouds?|cloudy|cloud\s+cover)
                         r"plus\s+nuageu\w*)\b")
 _CLEAREST = re.compile(r"\b(?:clearest|least\s+(?:clouds?|cloudy|cloud\s+cover)|fewest\s+clouds|"
                        r"(?:la|le)\s+moins\s+(?:de\s+)?nuag\w*|(?:la|le)\s+plus\s+degage\w*)\b")
+#: "When was the last clear image of parcel 2?", "la première date enneigée": that date, said first.
+_LATEST = re.compile(r"\b(?:last|latest|most\s+recent|newest|derniere?s?|plus\s+recente?s?)\b")
+_EARLIEST = re.compile(r"\b(?:first|earliest|oldest|premiere?s?|plus\s+ancienne?s?)\b")
 MAX_DATES = 40
 
 TEXTS = {
@@ -59,6 +62,10 @@ TEXTS = {
         "cloudiest_tied_one": "The cloudiest acquisition dates of parcel {what} in {label}, {k} at {p} % cloud: {dates}.",
         "clearest_one": "The clearest acquisition date of parcel {what} in {label}: {date}, {p} % cloud.",
         "clearest_tied_one": "The clearest acquisition dates of parcel {what} in {label}, {k} at {p} % cloud: {dates}.",
+        "latest": "latest", "earliest": "first",
+        "adj_usable": "clear", "adj_snow": "snowy", "adj_cloud": "cloudy", "adj_other": "unusable",
+        "end_one": "The {which} {what} acquisition of parcel {pid} in {label}: {date}.",
+        "end_area": "The {which} {what} acquisition date for most of {who} in {label}: {date} ({p} of {n}).",
     },
     "fr": {
         "parcel": "Parcelle {pid} en {label} : {u} acquisitions exploitables sur {n}.",
@@ -92,6 +99,10 @@ TEXTS = {
         "clearest_one": "La date d'acquisition la plus dégagée de la parcelle {what} en {label} : {date}, {p} % de nuages.",
         "clearest_tied_one": ("Les dates d'acquisition les plus dégagées de la parcelle {what} en {label}, {k} à {p} % "
                               "de nuages : {dates}."),
+        "latest": "dernière", "earliest": "première",
+        "adj_usable": "dégagée", "adj_snow": "enneigée", "adj_cloud": "nuageuse", "adj_other": "inexploitable",
+        "end_one": "La {which} acquisition {what} de la parcelle {pid} en {label} : le {date}.",
+        "end_area": "La {which} date d'acquisition {what} pour {who} (la plupart) en {label} : le {date} ({p} sur {n}).",
     },
 }
 
@@ -201,6 +212,22 @@ def _extreme_cloud(out: Composition, lang: str, docs, what: str, label: str, fol
     K.cite_all(out, [d for d in docs if d.metadata["date"] in set(tied[:MAX_DATES])], ())
 
 
+def _end_asked(folded: str) -> str | None:
+    """"latest" or "earliest" when the question asks for the last or first date of a status."""
+    return "latest" if _LATEST.search(folded) else "earliest" if _EARLIEST.search(folded) else None
+
+
+def _end_statuses(folded: str, order: list[str]) -> list[str]:
+    """The statuses a first or last date is looked for in: the order's, or cloud alone when the
+    question says cloud ("the last cloudy image")."""
+    return ["cloud"] if len(order) > 1 and re.search(r"\b(?:cloud\w*|nuag\w*)", folded) else order
+
+
+def _adjective(lang: str, order: list[str]) -> str:
+    return say(lang, {"usable": "adj_usable", "snow": "adj_snow", "cloud": "adj_cloud"}.get(order[0], "adj_other")
+               if len(order) == 1 else "adj_other")
+
+
 def _word(lang: str, order: list[str]) -> str:
     key = {"snow": "snow_word", "usable": "usable_word"}.get(order[0], "unusable_word") if len(order) == 1 else "unusable_word"
     return say(lang, key)
@@ -239,6 +266,14 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         if not any(by_status.get(st) for st in order):
             out.sentences.insert(0, say(lang, "none_asked", what=_word(lang, order), who=pid, label=label))
             _old_rule(out, lang, order, items)
+        elif (end := _end_asked(folded)) is not None:
+            statuses = _end_statuses(folded, order)
+            asked = [d for d in items if K.status(d, ctx.suspects) in statuses]
+            if asked:
+                pick = asked[-1] if end == "latest" else asked[0]
+                out.sentences.insert(0, say(lang, "end_one", which=say(lang, end), what=_adjective(lang, statuses),
+                                            pid=pid, label=label, date=pick.metadata["date"]))
+                out.cite(pick, ())
         for st in order:
             found = by_status.get(st)
             if not found:
@@ -284,6 +319,16 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if not any(verdict[d] in order for d in dates):
         out.sentences.insert(0, say(lang, "none_asked", what=_word(lang, order), who=what, label=label))
         _old_rule(out, lang, order, docs)
+    elif (end := _end_asked(folded)) is not None:
+        statuses = _end_statuses(folded, order)
+        asked = [d for d in dates if verdict[d] in statuses]
+        if asked:
+            pick = asked[-1] if end == "latest" else asked[0]
+            p, n = sum(per_date[pick][st] for st in statuses), sum(per_date[pick].values())
+            out.sentences.insert(0, say(lang, "end_area", which=say(lang, end), what=_adjective(lang, statuses),
+                                        who=what, label=label, date=pick, p=p, n=n))
+            out.counts += [p, n]
+            K.cite_all(out, [d for d in docs if d.metadata["date"] == pick], ())
     for st in order:
         listed = [d for d in dates if verdict[d] == st]
         if not listed:

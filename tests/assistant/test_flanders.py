@@ -397,3 +397,32 @@ def test_a_summary_of_a_parcel_is_its_latest_observation_then_its_past_year(chai
             f" {n} observations exploitables sur {len(year)}" in out["answer"], out["answer"]
     # A date asked keeps the plain answer for that window.
     assert "over the year" not in ask(chain, "Give me an overview of parcel 5 in June 2019")["answer"]
+
+
+def test_the_last_or_first_date_of_a_status_comes_first(chain, records):
+    own = records[records.parcel_id == P + "002"]
+    usable = own[own.usable].date
+    out = ask(chain, "When was the last clear image of parcel 2?")
+    assert out["answer"].startswith(f"The latest clear acquisition of parcel {P}002 in the whole archive: "
+                                    f"{usable.max()}."), out["answer"]
+    out = ask(chain, "Quelle est la première image dégagée de la parcelle 2 ?")
+    assert out["answer"].startswith(f"La première acquisition dégagée de la parcelle {P}002 sur toute l'archive : "
+                                    f"le {usable.min()}."), out["answer"]
+    clouded = own[own.status == "cloud"].date
+    out = ask(chain, "When was the last cloudy acquisition of parcel 2?")
+    assert out["answer"].startswith(f"The latest cloudy acquisition of parcel {P}002 in the whole archive: "
+                                    f"{clouded.max()}."), out["answer"]
+
+
+def test_a_fresh_cut_is_said_apart_from_water_stress_and_out_of_the_range(chain, records):
+    """Parcel 6 is permanent grass, cut in July 2019: its low NDMI just after the cut is not
+    stress, is said as a cut (not 'bare soil or stubble'), and the 'never had' range leaves it out."""
+    out = ask(chain, "Was parcel 6 water-stressed in summer 2019?")
+    answer = out["answer"]
+    assert "grass just cut (mown or grazed)" in answer and "stubble" not in answer, answer
+    head, apart = answer.split("Not counted as low moisture: ")
+    set_apart = re.findall(r"on (\d{4}-\d\d-\d\d)", apart)
+    assert set_apart and not any(d in head for d in set_apart), answer
+    if head.startswith(f"Parcel {P}006 never had low moisture"):
+        low = re.search(r"stayed between (\d\.\d\d)", head)
+        assert low and float(low.group(1)) >= 0.1, answer
