@@ -28,6 +28,9 @@ _PROGRESS = re.compile(r"\b(?:growing|grows?|improv\w*|declin\w*|getting\s+(?:be
                        r"qu'est-ce\s+qui\s+a\s+change|a\s+change)\b")
 #: "How many times was it mown?", "combien de fois": the number of events, said first.
 _COUNT = re.compile(r"\b(?:how\s+many\s+times|how\s+often|how\s+many\s+(?:cuts|harvests|peaks)|combien\s+de\s+(?:fois|fauches|recoltes))\b")
+#: "How many parcels were harvested in July?": the group's count said first.
+_COUNT_PARCELS = re.compile(r"\b(?:how\s+many\s+(?:\w+\s+){0,2}(?:parcels|fields|plots)|combien\s+de\s+(?:\w+\s+){0,2}"
+                            r"(?:parcelles|champs))\b")
 #: "The first cut", "la première fauche": the earliest event answered first.
 _FIRST = re.compile(r"\b(?:first|earliest|premiere?|1st|1re|1er)\b")
 #: Words asking for one kind of event (folded), in the library's event names.
@@ -61,6 +64,7 @@ TEXTS = {
         "reason_n": "{n} {reason}",
         "group": "{what} in {label}: {items}.",
         "group_none": "No parcel of the {n} was {what} in {label}.",
+        "group_count": "{k} of the {n} parcels: {what} in {label}.",
         "group_item": "{pid} (between {a} and {b})",
         "group_peak": "{pid} ({v} on {date})",
         "not_seen": "Not seen {what}: {pids}.",
@@ -99,6 +103,7 @@ TEXTS = {
         "reason_n": "{n} {reason}",
         "group": "{what} en {label} : {items}.",
         "group_none": "Aucune des {n} parcelles n'a été {what} en {label}.",
+        "group_count": "{k} des {n} parcelles : {what} en {label}.",
         "group_item": "{pid} (entre le {a} et le {b})",
         "group_peak": "{pid} ({v} le {date})",
         "not_seen": "Pas vues {what} : {pids}.",
@@ -200,7 +205,8 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     wanted = asked(turn.question)
     series = K.by_parcel(turn.found.extra)
     if len(ids) > 1 and wanted:
-        _group(out, lang, ids, series, ctx, wanted[0], start, end, label)
+        _group(out, lang, ids, series, ctx, wanted[0], start, end, label,
+               count=wanted[0] != "peak" and bool(_COUNT_PARCELS.search(K.fold_text(turn.question))))
         return out
     folded = K.fold_text(turn.question)
     newest = _newest(ctx)
@@ -434,7 +440,8 @@ def trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:
         out.counts += list(counts.values())
 
 
-def _group(out, lang, ids, series, ctx, kind, start, end, label) -> None:
+def _group(out, lang, ids, series, ctx, kind, start, end, label, count: bool = False) -> None:
+    """Which of the parcels `ids` had an event of `kind` in the window (`count`: how many, said first)."""
     what = _GROUP_WHAT.get(lang, _GROUP_WHAT["en"]).get(kind, kind)
     items, unseen = [], []
     for pid in ids:
@@ -452,6 +459,9 @@ def _group(out, lang, ids, series, ctx, kind, start, end, label) -> None:
             items.append(say(lang, "group_item", pid=pid, a=e.start, b=e.end))
         K.cite_all(out, [by_date[e.start], by_date[e.end]], ("ndvi_mean",))
     if items:
+        if count:
+            out.add(say(lang, "group_count", k=len(items), n=len(ids), what=what.lower(), label=label))
+            out.counts += [len(items), len(ids)]
         out.add(say(lang, "group", what=what, label=label, items=", ".join(items)))
         if unseen:
             out.add(say(lang, "not_seen", what=what.lower(), pids=", ".join(unseen)))

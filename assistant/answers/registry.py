@@ -53,9 +53,10 @@ ARCHIVE = _words(CROP_ASKED.pattern, r"archive", r"store", r"database", r"data\s
                  r"how\s+many\s+(?:parcels|fields|dates|acquisitions|images|crops|seasons)"
                  r"(?!\s+(?:have|had|were|with|where|show)\b|\s+are\s+(?!stored|there|in\b|available))",
                  r"how\s+many\s+(?:\w+\s+){1,3}(?:parcels|fields)\s+(?:are\s+there|do\s+you|exist|in\s+the)",
-                 r"(?:which|what)\s+(?:parcels|fields)\s+(?:are|grow)\s+(?!\w+(?:ed|est|er)\b)",
+                 r"(?:which|what)\s+(?:parcels|fields)\s+(?:are|grow)\s+(?!(?!winter\b)\w+(?:ed|est|er|ing)\b)",
                  r"quelles\s+parcelles\s+sont\s+(?:en|de|du|des)\b",
-                 r"combien\s+(?:de|d')\s*(?:parcelles|champs|dates|acquisitions|images|cultures|saisons)",
+                 r"combien\s+(?:de|d')\s*(?:parcelles|champs|dates|acquisitions|images|cultures|saisons)"
+                 r"(?!\s+(?:ont|avaient|avait|etaient|presentaient|montraient|depassaient)\b)",
                  r"(?:which|what)\s+(?:crops|cultures|dates|seasons|years|parcels\s+(?:are|do)\s+(?:there|you))",
                  r"quelles\s+(?:cultures|dates|saisons|annees)", r"what\s+(?:do|does)\s+(?:you|it)\s+(?:have|know)",
                  r"first\s+(?:date|acquisition|image)", r"last\s+(?:date|acquisition|image)", r"latest\s+(?:date|acquisition|image)",

@@ -109,7 +109,11 @@ _HISTORY = re.compile(r"\b(?:history|historic\w*|trends?|over\s+time|evolution|e
 _DESCRIBE = re.compile(r"\b(?:describe|description|status|state|condition|health|how\s+(?:is|was|are|were|does|did|look)|what\s+(?:is|was|about)|"
                        r"tell\s+me|show|summar\w*|report|analys\w*|look|etat|comment\s+(?:va|allait|se\s+porte|est|etait|se\s+portait)|decri\w*|sante|quel(?:le)?\s+(?:est|etait)|resume\w*|analyse\w*)\b")
 _DESC = re.compile(r"\b(?:highest|greenest|wettest|best|top|most|strongest|le\s+plus|la\s+plus|les\s+plus|meilleur\w*|plus\s+(?:haut|eleve|fort|vert)e?s?)\b")
-_ASC = re.compile(r"\b(?:lowest|driest|worst|least|weakest|bottom|le\s+moins|la\s+moins|les\s+moins|pire\w*|plus\s+(?:bas|faible|sec)(?:se)?s?)\b")
+#: Lowest first: the words for it, and a worry ("which parcels need attention / have problems /
+#: are struggling?", "à surveiller", "en difficulté"): the weakest are the answer.
+_ASC = re.compile(r"\b(?:lowest|driest|worst|least|weakest|bottom|le\s+moins|la\s+moins|les\s+moins|pire\w*|plus\s+(?:bas|faible|sec)(?:se)?s?|"
+                  r"need\w*\s+(?:\w+\s+)?attention|struggl\w*|(?:have|having|has|with)\s+(?:a\s+)?problems?|problematic|"
+                  r"(?:a|en)\s+surveiller|en\s+difficulte|ont\s+(?:un\s+|des\s+)?problemes?)\b")
 _K_RE = re.compile(rf"\b(?:top|bottom|k\s*=?|the\s+|les\s+|first\s+)?\s*(?P<n>{NUMBER})\s+(?:most\s+|closest\s+|nearest\s+|best\s+|plus\s+|"
                    rf"(?:weakest|strongest|greenest|lowest|highest|worst|driest|wettest|healthiest)\s+)?"
                    rf"(?:similar\w*|closest|nearest|parcels?|fields?|plots?|parcelles?|champs?|semblables?|similaires?|proches|matches|results?|ones|best|lowest|highest)\b"

@@ -426,3 +426,24 @@ def test_a_fresh_cut_is_said_apart_from_water_stress_and_out_of_the_range(chain,
     if head.startswith(f"Parcel {P}006 never had low moisture"):
         low = re.search(r"stayed between (\d\.\d\d)", head)
         assert low and float(low.group(1)) >= 0.1, answer
+
+
+def test_how_many_parcels_had_an_event_is_counted_first(chain, records):
+    out = ask(chain, "how many parcels were harvested in july 2019?")
+    head = re.match(r"(\d+) of the (\d+) parcels: harvested in July 2019\. Harvested in July 2019: ", out["answer"])
+    assert head, out["answer"]
+    listed = re.findall(r"(Flanders31UES-\d+) \(between", out["answer"].split("Not seen")[0])
+    assert int(head.group(1)) == len(listed) > 0
+    out = ask(chain, "Combien de parcelles ont été récoltées en juillet 2019 ?")
+    assert out["answer"].startswith(f"{len(listed)} des {head.group(2)} parcelles : récoltées en juillet 2019."), out["answer"]
+
+
+def test_a_worry_about_the_parcels_ranks_the_weakest_first(chain):
+    for question in ("Which parcels need attention?", "which fields are struggling in june 2019",
+                     "Quelles parcelles sont à surveiller ?"):
+        answer = ask(chain, question)["answer"]
+        assert "lowest first" in answer or "du plus bas au plus élevé" in answer, (question, answer)
+        values = [float(v) for v in re.findall(r"Flanders31UES-\d+ (\d\.\d\d)", answer)]
+        assert len(values) > 3 and values == sorted(values), answer
+    # A crop named after "which fields are" stays a question about the archive's parcels.
+    assert ask(chain, "which fields are winter wheat")["answer"].startswith("The archive holds ")
