@@ -62,7 +62,9 @@ class Places:
     `parcel_ids` are store ids (resolved from ids, prefix-less ids, or a point). `attributes`
     maps a store column ("attr_crop_name") to the stored values that matched. `point` (lon, lat,
     WGS84) with `radius_m` is an area "within r of"; `bbox` is (minx, miny, maxx, maxy) WGS84.
-    `unresolved` lists mentioned places that matched nothing in the store.
+    `unresolved` lists mentioned places that matched nothing in the store; `nearest` is the parcel
+    nearest to a point that lies farther than the snapping distance from every parcel, with its
+    distance in metres.
     """
 
     parcel_ids: tuple[str, ...] = ()
@@ -72,6 +74,7 @@ class Places:
     bbox: tuple[float, float, float, float] | None = None
     all_parcels: bool = False
     unresolved: tuple[str, ...] = ()
+    nearest: tuple[str, float] | None = None
 
     @property
     def empty(self) -> bool:

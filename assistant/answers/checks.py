@@ -19,6 +19,8 @@ TEXTS = {
     "en": {
         "empty_store": "The store holds no records yet, so there is nothing to answer from. Index imagery into it first.",
         "unknown_parcel": "Nothing in this store is called {names}. It holds {n} parcels, for example: {examples}.",
+        "far_point": ("No parcel of this store lies at {names}: the nearest, {pid}, is {km} km away. It holds {n} "
+                      "parcels, for example: {examples}."),
         "known_values": "Parcel attributes it knows: {values}.",
         "unknown_some": "Nothing in this store is called {names}; the answer covers the rest.",
         "no_acquisition": ("No acquisition in {label} ({start} to {end}). The archive runs from {first} to {last}; "
@@ -42,6 +44,8 @@ TEXTS = {
     "fr": {
         "empty_store": "La base ne contient encore aucun enregistrement : rien à répondre. Indexez-y d'abord des images.",
         "unknown_parcel": "Rien dans cette base ne s'appelle {names}. Elle contient {n} parcelles, par exemple : {examples}.",
+        "far_point": ("Aucune parcelle de cette base ne se trouve en {names} : la plus proche, {pid}, est à {km} km. Elle "
+                      "contient {n} parcelles, par exemple : {examples}."),
         "known_values": "Attributs de parcelle connus : {values}.",
         "unknown_some": "Rien dans cette base ne s'appelle {names} ; la réponse porte sur le reste.",
         "no_acquisition": ("Aucune acquisition en {label} ({start} au {end}). L'archive va du {first} au {last} ; "
@@ -94,8 +98,15 @@ def preamble(turn: Turn, ctx: AnswerContext, out: Composition) -> bool:
     places = plan.places
     ids = ctx.context.parcel_ids
     if places.unresolved and not places.parcel_ids and not places.attributes:
-        out.add(say(lang, "unknown_parcel", names=", ".join(f"'{u}'" for u in places.unresolved), n=len(ids),
-                    examples=", ".join(ids[:5])))
+        names = ", ".join(f"'{u}'" for u in places.unresolved)
+        if places.nearest is not None:
+            # A point away from every parcel: how far the nearest one is, not "nothing is called".
+            pid, metres = places.nearest
+            km = f"{metres / 1000:.1f}"
+            out.derived.append(km)
+            out.add(say(lang, "far_point", names=names, pid=pid, km=km, n=len(ids), examples=", ".join(ids[:5])))
+        else:
+            out.add(say(lang, "unknown_parcel", names=names, n=len(ids), examples=", ".join(ids[:5])))
         out.counts.append(len(ids))
         values = ctx.context.attributes
         if values:

@@ -94,6 +94,10 @@ CALENDAR = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"fauch\w*", r"m
                   r"growing", r"improv\w*", r"getting\s+(?:better|worse|greener)", r"recover\w*",
                   r"what\s+(?:has\s+)?changed", r"changed?\s+since", r"pousse\w*", r"s'ameliore\w*",
                   r"qu'est-ce\s+qui\s+a\s+change")
+#: "Which parcel is at 50.744, 4.063?", "what field is there", "quelle parcelle se trouve à ...": the
+#: parcel a point or place resolved to, as last seen.
+LOCATE = re.compile(r"\b(?:(?:which|what)\s+(?:parcel|field|plot)\s+(?:is|lies|was)\s+(?:at|near|around|there|here|located)|"
+                    r"quel(?:le)?\s+(?:parcelle|champ)\s+(?:est|se\s+trouve|y\s+a-t-il)\s+(?:a|au|en|pres|vers|la|ici))\b")
 #: One parcel set against the others ("compared with the other grass fields", "its peers").
 PEERS = _words(r"(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)", r"the\s+others", r"peers?",
                r"(?:than|behind|ahead\s+of|with|against)\s+the\s+other\s+\w+",
@@ -200,6 +204,8 @@ KINDS: tuple[Kind, ...] = (
          answers="each parcel's latest change: growing, declining or stable"),
     Kind("archive", "archive", ARCHIVE, lambda p: _no_filter(p) and not _index_named(p),
          answers="what the archive holds: parcels, crops, dates, seasons", without_intent=True),
+    Kind("observe", "observe", LOCATE, lambda p: len(p.places.parcel_ids) == 1 and not _filtered(p),
+         answers="the parcel at a point: its latest observation"),
     Kind("peers", "groups", PEERS, lambda p: len(p.places.parcel_ids) == 1 and p.intent != "similar",
          answers="one parcel against the other parcels of its crop"),
     Kind("calendar", "calendar", EVENTS, answers="a crop-calendar event asked by name (harvest, emergence, peak)"),

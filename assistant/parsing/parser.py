@@ -100,7 +100,7 @@ def _parse(question: str, ctx: StoreContext, ref: dt.date, source: str, lang: st
     places = Places(parcel_ids=tuple(place.parcel_ids),
                     attributes={k: tuple(v) for k, v in place.attributes.items()},
                     point=place.point, radius_m=place.radius_m, bbox=place.bbox,
-                    all_parcels=place.all_parcels, unresolved=tuple(place.unresolved))
+                    all_parcels=place.all_parcels, unresolved=tuple(place.unresolved), nearest=place.nearest)
     notes.extend(place.notes)
     hemi = _hemisphere(ctx, places)
     # "Compare A with B on <date>": the date is when both are compared, not a second window.

@@ -122,6 +122,7 @@ class PlaceReading:
     unresolved: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     text: str = ""
+    nearest: tuple[str, float] | None = None
 
 
 _PARCEL_WORD = r"(?:parcels?|fields?|plots?|parcelles?|champs?|ilots?)"
@@ -192,6 +193,10 @@ _LABELLED = re.compile(
     r"\b(?P<k1>lat(?:itude)?|lon(?:gitude)?|lng)\s*[:=]?\s*(?P<a>-?\d{1,3}(?:\.\d+)?)\s*°?\s*[,;/]?\s*(?:and\s+|et\s+)?"
     r"(?P<k2>lat(?:itude)?|lon(?:gitude)?|lng)\s*[:=]?\s*(?P<b>-?\d{1,3}(?:\.\d+)?)")
 _BARE = re.compile(r"(?<![\w.])(?P<a>-?\d{1,3}\.\d{2,})\s*°?\s*[,;/ ]\s*(?P<b>-?\d{1,3}\.\d{2,})\b(?![.]\d)")
+#: One decimal is a coordinate only after a word of place ("near 50.7, 4.1"); alone, "0.3, 0.5"
+#: could be thresholds. The point starts at group "a".
+_NEAR_BARE = re.compile(r"\b(?:near|at|around|close\s+to|pres\s+de|autour\s+de|vers|coordinates?|coordonnees|location|"
+                        r"position)\s*:?\s+(?P<a>-?\d{1,3}\.\d+)\s*°?\s*[,;/ ]\s*(?P<b>-?\d{1,3}\.\d+)\b(?![.]\d)")
 _BBOX = re.compile(
     r"\b(?:bbox|bounding\s+box|box|emprise|rectangle|boite(?:\s+englobante)?)\s*(?:of|de|=|:)?\s*[\[(]?\s*"
     r"(?P<n>-?\d{1,3}(?:\.\d+)?(?:\s*[,;]\s*|\s+)-?\d{1,3}(?:\.\d+)?(?:\s*[,;]\s*|\s+)-?\d{1,3}(?:\.\d+)?"
@@ -261,9 +266,10 @@ def read_places(text: str, ctx: StoreContext, original: str | None = None) -> Pl
         radius_end = m.end()
         work = blank(work, m.start(), m.end())
     points: list[tuple[int, tuple[float, float], str]] = []
-    for pattern in (_DMS_PAIR, _DEC_HEMI, _LABELLED, _BARE):
+    for pattern in (_DMS_PAIR, _DEC_HEMI, _LABELLED, _BARE, _NEAR_BARE):
         for m in list(pattern.finditer(work)):
-            if not work[m.start():m.end()].strip():
+            start = m.start("a") if pattern is _NEAR_BARE else m.start()
+            if not work[start:m.end()].strip():
                 continue
             if pattern is _DMS_PAIR:
                 a, b = _deg(m["ad"], m["am"], m["as"]), _deg(m["bd"], m["bm"], m["bs"])
@@ -282,10 +288,10 @@ def read_places(text: str, ctx: StoreContext, original: str | None = None) -> Pl
                     continue  # "0.35, 0.40" are index values, not a point in the Gulf of Guinea
                 pt = _order(a, None, b, None, ctx, out.notes)
             if pt is None:
-                out.notes.append(f"not a coordinate: {m.group().strip()!r}")
+                out.notes.append(f"not a coordinate: {work[start:m.end()].strip()!r}")
             else:
-                points.append((m.start(), pt, own(m.start(), m.end())))
-            work = blank(work, m.start(), m.end())
+                points.append((start, pt, own(start, m.end())))
+            work = blank(work, start, m.end())
     # Parcel ids as stored, then prefix-less references.
     mentions: list[tuple[int, list[str], str]] = []
     for pid in sorted(ctx.parcel_ids, key=len, reverse=True):
@@ -404,6 +410,7 @@ def _resolve_point(out: PlaceReading, ctx: StoreContext, lon: float, lat: float,
     else:
         out.point = out.point or (lon, lat)
         out.unresolved.append(expr)
+        out.nearest = out.nearest or (pid, d)
         out.notes.append(f"point ({lon:.6f}, {lat:.6f}) lies in no parcel; nearest is {pid}, "
                          f"{d:.0f} m away (more than {snap_m:g} m)")
         return

@@ -447,3 +447,23 @@ def test_a_worry_about_the_parcels_ranks_the_weakest_first(chain):
         assert len(values) > 3 and values == sorted(values), answer
     # A crop named after "which fields are" stays a question about the archive's parcels.
     assert ask(chain, "which fields are winter wheat")["answer"].startswith("The archive holds ")
+
+
+def test_a_point_names_its_parcel_or_how_far_the_nearest_is(chain):
+    import geopandas as gpd
+
+    parcels = gpd.read_file(PARCELS).to_crs(4326)
+    inside = parcels.geometry.representative_point()
+    pid = parcels.iloc[4]["parcel_id"]
+    lon, lat = inside.iloc[4].x, inside.iloc[4].y
+    out = ask(chain, f"Which parcel is at {lat:.5f}, {lon:.5f}?")
+    assert out["plan"]["kind"] == "observe" and out["answer"].startswith(f"Parcel {pid} on "), out["answer"]
+    # 20 km north of every parcel: said as how far the nearest one is, not "nothing is called".
+    out = ask(chain, f"ndvi at {lat + 0.2:.3f}, {lon:.3f}")
+    far = re.match(rf"No parcel of this store lies at '{lat + 0.2:.3f}, {lon:.3f}': the nearest, {P}\d+, is "
+                   r"(\d+\.\d) km away\.", out["answer"])
+    assert far and 20 < float(far.group(1)) < 25, out["answer"]
+    # One decimal after a word of place is a point too ("near 50.7, 4.1"), never index values.
+    out = ask(chain, f"How was the field near {lat:.1f}, {lon:.1f} in June 2019?")
+    assert out["plan"]["places"]["point"] is not None, out["plan"]
+    assert ask(chain, "parcels with NDVI between 0.3, 0.5 in june 2019")["plan"]["places"]["point"] is None
