@@ -49,7 +49,9 @@ _CHANGE = re.compile(r"\b(?:biggest|largest|greatest|sharpest|steepest|most)\s+(
                      r"\b(?P<verb>dropped|fell|declined|rose|increased|grew|greened(?:\s+up)?)\s+(?:the\s+)?most\b|"
                      r"\b(?P<any>changed?\s+(?:the\s+)?most|(?:biggest|largest|greatest)\s+change|a\s+le\s+plus\s+change|"
                      r"plus\s+(?:fort|grand)\s+changement)\b")
-_BY_CROP = re.compile(r"\b(?:which|what|quelles?)\s+(?:\w+\s+)?(?:crops|cultures|crop\s+types)\b|\bby\s+crop\b|\bpar\s+culture\b")
+_BY_CROP = re.compile(r"\b(?:which|what|quelles?)\s+(?:\w+\s+)?(?:crops|cultures|crop\s+types)\b|\bby\s+crop\b|\bpar\s+culture\b|"
+                      r"\b(?:which|what)\s+crop\s+(?:type\s+)?(?:had|has|have|shows?|showed|was|is|did|does|got)\b|"
+                      r"\bquelle\s+culture\s+(?:avait|a|montr\w*|etait|est)\b")
 #: "The lowest NDVI ever recorded on parcel 12", "le NDVI le plus bas de la parcelle 12".
 _EXTREME = re.compile(r"\b(?:(?P<low>lowest|minimum|min|minimal\w*|plus\s+(?:bas|faible)s?)|"
                       r"(?P<high>highest|maximum|max|maximal\w*|plus\s+(?:haut|eleve)s?))\b")

@@ -467,3 +467,12 @@ def test_a_point_names_its_parcel_or_how_far_the_nearest_is(chain):
     out = ask(chain, f"How was the field near {lat:.1f}, {lon:.1f} in June 2019?")
     assert out["plan"]["places"]["point"] is not None, out["plan"]
     assert ask(chain, "parcels with NDVI between 0.3, 0.5 in june 2019")["plan"]["places"]["point"] is None
+
+
+def test_which_crop_asks_for_the_crops_not_the_parcels(chain):
+    for question, head in (("Which crop had the highest NDVI in June 2019?", "Mean NDVI per crop in June 2019 "),
+                           ("which crop is doing best?", "Mean NDVI per crop at each parcel's latest usable observation"),
+                           ("Quelle culture avait le NDVI le plus bas en juillet 2019 ?", "NDVI moyen par culture en juillet 2019 ")):
+        out = ask(chain, question)
+        assert out["answer"].startswith(head), (question, out["answer"])
+    assert ask(chain, "What crop is in field 3?")["answer"].startswith(f"Parcel {P}003 is ")
