@@ -37,7 +37,9 @@ _FIRST = re.compile(r"\b(?:first|earliest|premiere?|1st|1re|1er)\b")
 ASKED = (
     # Cuts first: "mown", "cut", "grazed" ask for a grass cut (and, of another crop, its harvest).
     ("cut", re.compile(r"\b(?:fauch\w*|mow\w*|mown|cut|cuts|cutting|coupee?s?|graz\w*|patur\w*|silage|ensil\w*)\b")),
-    ("harvest", re.compile(r"\b(?:harvest\w*|recolt\w*|moisson\w*|bare\s+soil|sol\s+nu|stubble|chaumes?)\b")),
+    # Ploughing leaves the same bare soil a harvest does: the drop is the event to date.
+    ("harvest", re.compile(r"\b(?:harvest\w*|recolt\w*|moisson\w*|bare\s+soil|sol\s+nu|stubble|chaumes?|plough\w*|plow\w*|"
+                           r"tilled|tillage|laboure\w*)\b")),
     ("green-up", re.compile(r"\b(?:green[- ]?up|emergence|emerg\w*|levee|sowing|sown|planted|semis|semee?s?|reprise)\b")),
     ("peak", re.compile(r"\b(?:peak\w*|pic|maximum|max)\b")),
     ("senescence", re.compile(r"\b(?:senescen\w*|ripening|maturation|jaunissement|dry(?:ing)?\s+down)\b")),

@@ -107,7 +107,7 @@ PEERS = _words(r"(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)", 
 CHANGE = _words(r"drop\w*", r"fall\w*", r"fell", r"los[te]\w*", r"perdu\w*", r"declin\w*", r"dip\w*", r"rise", r"rose", r"increas\w*", r"decreas\w*",
                 r"went\s+(?:up|down)", r"baiss\w*", r"chut\w*", r"hausse", r"augment\w*", r"diminu\w*", r"lower", r"higher")
 #: A crop-calendar event asked by name: answered by the calendar even when several dates are named.
-EVENTS = _words(r"harvest\w*", r"recolt\w*", r"moissonn?\w*", r"green[- ]?up", r"emerg\w*", r"levee", r"senescen\w*",
+EVENTS = _words(r"harvest\w*", r"recolt\w*", r"plough\w*", r"plow\w*", r"tilled", r"tillage", r"laboure\w*", r"moissonn?\w*", r"green[- ]?up", r"emerg\w*", r"levee", r"senescen\w*",
                 r"sowing", r"sown", r"semis", r"peak\w*", r"pic", r"fauch\w*", r"mow\w*", r"mown", r"cut", r"cuts",
                 r"graz\w*")
 #: A group's latest change ("which parcels are improving / declining / getting worse?").

@@ -57,7 +57,7 @@ _COND_RE_REV = re.compile(rf"(?:{_OP_RE})\s*{_NUM}\s+(?:of\s+|d'|de\s+|en\s+)?(?
 _CLASS_WORDS: tuple[tuple[str, str, str], ...] = (
     (r"well[- ]?watered|well[- ]?hydrated|high\s+(?:canopy\s+)?moisture|bien\s+hydratee?s?|humidite\s+(?:elevee|forte)|forte\s+humidite", "moisture", "high"),
     (r"moderate\s+(?:canopy\s+)?moisture|humidite\s+moyenne|humidite\s+moderee", "moisture", "moderate"),
-    (r"water[- ]?stress(?:ed)?|drought[- ]?stressed|drought|dry|drier|driest|too\s+dry|low\s+(?:canopy\s+)?moisture|lack(?:ing)?\s+(?:of\s+)?water|thirsty|stress(?:ee?s?)?\s+hydrique|secheresse|seches?|secs|manque\s+d'eau|faible\s+humidite|humidite\s+faible|manquent\s+d'eau|manque\s+d'humidite|stress(?:ed)?|stressee?s?", "moisture", "low"),
+    (r"water[- ]?stress(?:ed)?|drought[- ]?stressed|drought|dry|drier|driest|too\s+dry|low\s+(?:canopy\s+)?moisture|lack(?:ing)?\s+(?:of\s+)?water|thirsty|(?:enough|sufficient)\s+water|(?:assez|suffisamment)\s+d'eau|stress(?:ee?s?)?\s+hydrique|secheresse|seches?|secs|manque\s+d'eau|faible\s+humidite|humidite\s+faible|manquent\s+d'eau|manque\s+d'humidite|stress(?:ed)?|stressee?s?", "moisture", "low"),
     (r"peu\s+vigoureu\w*|low\s+vigou?r|weak\s+(?:vegetation|vigou?r|growth|crops?)|poor\s+vigou?r|poorly\s+growing|faible\s+vigueur|vigueur\s+faible|vegetation\s+faible|stunted", "vigor", "low"),
     (r"moderate\s+vigou?r|medium\s+vigou?r|average\s+vigou?r|vigueur\s+(?:moyenne|moderee)", "vigor", "moderate"),
     (r"high\s+vigou?r|strong\s+vigou?r|vigorous|forte\s+vigueur|vigueur\s+(?:elevee|forte)|vigoureu\w*", "vigor", "high"),
@@ -75,7 +75,8 @@ _CLASS_WORDS: tuple[tuple[str, str, str], ...] = (
 )
 _ASPECT_WORDS: tuple[tuple[str, str], ...] = (
     (r"vigou?r|vigueur|vigoureu\w*|vigorous", "vigor"),
-    (r"moisture|humidite|water[- ]?stress\w*|stress\s+hydrique|drought|secheresse|dry|seche?s?", "moisture"),
+    (r"moisture|humidite|water[- ]?stress\w*|stress\s+hydrique|drought|secheresse|dry|seche?s?|water\s+(?:status|content|supply)|"
+     r"hydrat\w*|alimentation\s+en\s+eau", "moisture"),
     (r"cover|couvert|couverture|bare\s+soil|sol\s+nu", "cover"),
     (r"biomass|biomasse", "biomass"),
     (r"growth\s+stage|stade", "growth"),

@@ -476,3 +476,14 @@ def test_which_crop_asks_for_the_crops_not_the_parcels(chain):
         out = ask(chain, question)
         assert out["answer"].startswith(head), (question, out["answer"])
     assert ask(chain, "What crop is in field 3?")["answer"].startswith(f"Parcel {P}003 is ")
+
+
+def test_enough_water_is_moisture_and_ploughing_is_the_drop_to_bare_soil(chain):
+    out = ask(chain, "Did parcel 12 get enough water in summer 2019?")
+    assert re.match(rf"Parcel {P}012 (?:never had|had) low moisture", out["answer"]), out["answer"]
+    out = ask(chain, "La parcelle 12 a-t-elle eu assez d'eau en été 2019 ?")
+    assert "humidité faible" in out["answer"].split(".")[0], out["answer"]
+    for question in ("When was parcel 3 ploughed?", "Quand la parcelle 3 a-t-elle été labourée ?"):
+        out = ask(chain, question)
+        assert out["plan"]["kind"] == "calendar" and re.match(
+            rf"(?:Parcel {P}003 was harvested between|La parcelle {P}003 a été récoltée entre)", out["answer"]), out["answer"]
