@@ -44,7 +44,8 @@ _ONE = re.compile(r"\b(?:highest|lowest|greenest|best|worst|driest|weakest|stron
                   r"\b(?:the|la|le)\s+(?:\w+\s+){0,2}(?:parcel|field|plot|parcelle|champ)\b(?!s)")
 #: "the biggest drop", "la plus forte baisse": parcels ranked by their largest change between two
 #: consecutive usable observations in the window (a fall unless a rise is asked).
-_CHANGE = re.compile(r"\b(?:biggest|largest|greatest|sharpest|steepest|most)\s+(?P<what>drop|fall|decline|decrease|loss|rise|increase|gain|growth)\b|"
+_CHANGE = re.compile(r"\b(?:biggest|largest|greatest|sharpest|steepest|most)\s+(?:(?:ndvi|ndmi|ndwi|savi|evi|ndre|moisture|"
+                     r"vigou?r|greenness|index)\s+)?(?P<what>drop|fall|decline|decrease|loss|rise|increase|gain|growth)\b|"
                      r"\bplus\s+(?:forte|grande)\s+(?P<fr>baisse|chute|hausse|augmentation)\b|"
                      r"\b(?P<verb>dropped|fell|declined|rose|increased|grew|greened(?:\s+up)?)\s+(?:the\s+)?most\b|"
                      r"\b(?P<any>changed?\s+(?:the\s+)?most|(?:biggest|largest|greatest)\s+change|a\s+le\s+plus\s+change|"

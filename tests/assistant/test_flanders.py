@@ -487,3 +487,10 @@ def test_enough_water_is_moisture_and_ploughing_is_the_drop_to_bare_soil(chain):
         out = ask(chain, question)
         assert out["plan"]["kind"] == "calendar" and re.match(
             rf"(?:Parcel {P}003 was harvested between|La parcelle {P}003 a été récoltée entre)", out["answer"]), out["answer"]
+
+
+def test_the_biggest_drop_with_the_index_named_is_a_change_not_a_level(chain):
+    for question, head in (("Which parcel had the biggest NDVI drop in July 2019?", "Largest NDVI fall in July 2019 "),
+                           ("which field had the largest moisture drop in july 2019", "Largest NDMI fall in July 2019 ")):
+        out = ask(chain, question)
+        assert out["answer"].startswith(head), (question, out["answer"])
