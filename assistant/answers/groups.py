@@ -542,6 +542,12 @@ def _dates_matching(out: Composition, turn: Turn, ctx: AnswerContext, docs, when
 def _threshold(out: Composition, turn: Turn, ctx: AnswerContext, docs, values, when: str, lang: str) -> None:
     plan = turn.plan
     observed = K.by_parcel(d for d in docs if K.usable(d, ctx.suspects))
+    if plan.window is None:
+        if _EVER.search(K.fold_text(turn.question)):
+            when = say(lang, "when_archive")  # "which parcels ever had ...": any date of the archive
+        else:
+            # No date asked ("which parcels look stressed?"): each parcel as last seen, as `when` says.
+            observed = {pid: items[-1:] for pid, items in observed.items()}
     total = len(observed)
     what, column = _condition(plan, lang)
     if plan.condition is not None:

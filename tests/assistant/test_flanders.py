@@ -494,3 +494,16 @@ def test_the_biggest_drop_with_the_index_named_is_a_change_not_a_level(chain):
                            ("which field had the largest moisture drop in july 2019", "Largest NDMI fall in July 2019 ")):
         out = ask(chain, question)
         assert out["answer"].startswith(head), (question, out["answer"])
+
+
+def test_a_threshold_with_no_date_reads_each_parcels_latest_observation_unless_ever_is_asked(chain, records):
+    usable = records[records.usable & records.ndvi_mean.notna()].sort_values("date")
+    latest = usable.groupby("parcel_id").tail(1)
+    out = ask(chain, "Which parcels have NDVI below 0.5?")
+    assert "at each parcel's latest usable observation" in out["answer"], out["answer"]
+    # Every parcel listed is one whose latest usable NDVI is below 0.5, on that date.
+    below = {(r.parcel_id, r.date) for r in latest.itertuples() if r.ndvi_mean < 0.5}
+    listed = set(re.findall(r"(Flanders31UES-\d+) NDVI \d\.\d\d on (\d{4}-\d\d-\d\d)", out["answer"]))
+    assert listed and listed <= below, (listed, below)
+    out = ask(chain, "Which parcels ever had NDVI below 0.2?")
+    assert " in the whole archive: " in out["answer"], out["answer"]
