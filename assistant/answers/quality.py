@@ -29,8 +29,11 @@ _CLOUDIEST = re.compile(r"\b(?:cloudiest|most\s+(?:clouds?|cloudy|cloud\s+cover)
 _CLEAREST = re.compile(r"\b(?:clearest|least\s+(?:clouds?|cloudy|cloud\s+cover)|fewest\s+clouds|"
                        r"(?:la|le)\s+moins\s+(?:de\s+)?nuag\w*|(?:la|le)\s+plus\s+degage\w*)\b")
 #: "When was the last clear image of parcel 2?", "la première date enneigée": that date, said first.
-_LATEST = re.compile(r"\b(?:last|latest|most\s+recent|newest|derniere?s?|plus\s+recente?s?)\b")
-_EARLIEST = re.compile(r"\b(?:first|earliest|oldest|premiere?s?|plus\s+ancienne?s?)\b")
+#: The word must name an image or a status: "the last clear image", not "cloudy last month".
+_OF_IMAGE = (r"\s+(?:\w+\s+){0,2}(?:images?|dates?|acquisitions?|observations?|scenes?|pictures?|photos?|clear|"
+             r"cloudy|snowy|usable|cloud-free|time)\b")
+_LATEST = re.compile(rf"\b(?:last|latest|most\s+recent|newest|derniere?s?){_OF_IMAGE}")
+_EARLIEST = re.compile(rf"\b(?:first|earliest|oldest|premiere?s?){_OF_IMAGE}")
 MAX_DATES = 40
 
 TEXTS = {

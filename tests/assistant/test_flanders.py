@@ -408,6 +408,8 @@ def test_the_last_or_first_date_of_a_status_comes_first(chain, records):
     out = ask(chain, "Quelle est la première image dégagée de la parcelle 2 ?")
     assert out["answer"].startswith(f"La première acquisition dégagée de la parcelle {P}002 sur toute l'archive : "
                                     f"le {usable.min()}."), out["answer"]
+    # "last month" is a window, not the last date asked for.
+    assert not ask(chain, "Which dates were cloudy last month?")["answer"].startswith("The latest")
     clouded = own[own.status == "cloud"].date
     out = ask(chain, "When was the last cloudy acquisition of parcel 2?")
     assert out["answer"].startswith(f"The latest cloudy acquisition of parcel {P}002 in the whole archive: "
