@@ -31,6 +31,8 @@ _COUNT = re.compile(r"\b(?:how\s+many\s+times|how\s+often|how\s+many\s+(?:cuts|h
 #: "How many parcels were harvested in July?": the group's count said first.
 _COUNT_PARCELS = re.compile(r"\b(?:how\s+many\s+(?:\w+\s+){0,2}(?:parcels|fields|plots)|combien\s+de\s+(?:\w+\s+){0,2}"
                             r"(?:parcelles|champs))\b")
+#: "Which parcel was mown most often?": the parcels ranked by how many events they had.
+_OFTEN = re.compile(r"\b(?:most\s+(?:often|frequently)|(?:the\s+)?most\s+times|le\s+plus\s+(?:souvent|de\s+fois))\b")
 #: "The first cut", "la première fauche": the earliest event answered first.
 _FIRST = re.compile(r"\b(?:first|earliest|premiere?|1st|1re|1er)\b")
 #: Words asking for one kind of event (folded), in the library's event names.
@@ -67,6 +69,7 @@ TEXTS = {
         "group": "{what} in {label}: {items}.",
         "group_none": "No parcel of the {n} was {what} in {label}.",
         "group_count": "{k} of the {n} parcels: {what} in {label}.",
+        "group_often": "{what} in {label}, most often first: {items}.", "often_item": "{pid} ({times})",
         "group_item": "{pid} (between {a} and {b})",
         "group_peak": "{pid} ({v} on {date})",
         "not_seen": "Not seen {what}: {pids}.",
@@ -106,6 +109,7 @@ TEXTS = {
         "group": "{what} en {label} : {items}.",
         "group_none": "Aucune des {n} parcelles n'a été {what} en {label}.",
         "group_count": "{k} des {n} parcelles : {what} en {label}.",
+        "group_often": "{what} en {label}, les plus fréquentes d'abord : {items}.", "often_item": "{pid} ({times})",
         "group_item": "{pid} (entre le {a} et le {b})",
         "group_peak": "{pid} ({v} le {date})",
         "not_seen": "Pas vues {what} : {pids}.",
@@ -207,8 +211,10 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     wanted = asked(turn.question)
     series = K.by_parcel(turn.found.extra)
     if len(ids) > 1 and wanted:
+        folded = K.fold_text(turn.question)
         _group(out, lang, ids, series, ctx, wanted[0], start, end, label,
-               count=wanted[0] != "peak" and bool(_COUNT_PARCELS.search(K.fold_text(turn.question))))
+               count=wanted[0] != "peak" and bool(_COUNT_PARCELS.search(folded)),
+               often=wanted[0] != "peak" and bool(_OFTEN.search(folded)))
         return out
     folded = K.fold_text(turn.question)
     newest = _newest(ctx)
@@ -442,10 +448,14 @@ def trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:
         out.counts += list(counts.values())
 
 
-def _group(out, lang, ids, series, ctx, kind, start, end, label, count: bool = False) -> None:
-    """Which of the parcels `ids` had an event of `kind` in the window (`count`: how many, said first)."""
+def _group(out, lang, ids, series, ctx, kind, start, end, label, count: bool = False, often: bool = False) -> None:
+    """Which of the parcels `ids` had an event of `kind` in the window (`count`: how many, said
+    first; `often`: ranked by how many times). A cut asked of a group that holds mown crops (grass)
+    is about those: another crop's "cut" is its harvest, which the harvest question answers."""
     what = _GROUP_WHAT.get(lang, _GROUP_WHAT["en"]).get(kind, kind)
-    items, unseen = [], []
+    if kind == "cut" and (grass := [p for p in ids if series.get(p) and _grass(series[p][0])]):
+        ids = grass
+    items, unseen, times = [], [], {}
     for pid in ids:
         docs = series.get(pid, [])
         kinds = _kinds([kind], single=False)
@@ -454,12 +464,24 @@ def _group(out, lang, ids, series, ctx, kind, start, end, label, count: bool = F
         if not hits:
             unseen.append(pid)
             continue
+        times[pid] = hits
+        if often:  # every event counted is cited, not only the one listed
+            K.cite_all(out, [by_date[d] for x in hits for d in (x.start, x.end)], ("ndvi_mean",))
         e = max(hits, key=lambda e: e.value_start) if kind == "peak" else (hits[-1] if start is None else hits[0])
         if e.kind == "peak":
             items.append(say(lang, "group_peak", pid=pid, v=K.num(e.value_start), date=e.start))
         else:
             items.append(say(lang, "group_item", pid=pid, a=e.start, b=e.end))
         K.cite_all(out, [by_date[e.start], by_date[e.end]], ("ndvi_mean",))
+    if items and often:
+        ranked = sorted(times.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        out.add(say(lang, "group_often", what=what, label=label, items=", ".join(
+            say(lang, "often_item", pid=pid, times=say(lang, "once") if len(hits) == 1 else say(lang, "times", n=len(hits)))
+            for pid, hits in ranked)))
+        out.counts += [len(hits) for hits in times.values()]
+        if unseen:
+            out.add(say(lang, "not_seen", what=what.lower(), pids=", ".join(unseen)))
+        return
     if items:
         if count:
             out.add(say(lang, "group_count", k=len(items), n=len(ids), what=what.lower(), label=label))

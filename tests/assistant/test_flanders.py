@@ -509,3 +509,13 @@ def test_a_threshold_with_no_date_reads_each_parcels_latest_observation_unless_e
     assert listed and listed <= below, (listed, below)
     out = ask(chain, "Which parcels ever had NDVI below 0.2?")
     assert " in the whole archive: " in out["answer"], out["answer"]
+
+
+def test_the_parcel_mown_most_often_ranks_the_grass_parcels_by_their_cuts(chain, records):
+    grass = set(records[records.attr_crop_name.str.contains("grass", case=False)].parcel_id)
+    for question in ("Which parcel was mown most often in 2019?", "Quelle parcelle a été fauchée le plus souvent en 2019 ?"):
+        answer = ask(chain, question)["answer"]
+        ranking = re.findall(r"(Flanders31UES-\d+) \((once|une fois|(\d+) (?:times|fois))\)", answer)
+        assert ranking and {pid for pid, _, _ in ranking} <= grass, answer
+        counts = [int(n) if n else 1 for _, _, n in ranking]
+        assert counts == sorted(counts, reverse=True), answer
