@@ -136,6 +136,15 @@ def readings(turn: Turn, out: Composition) -> None:
             say(turn.lang, "reading_item", said=a, meant=b) for a, b in plan.corrections)))
 
 
+def too_small(out: Composition, lang: str, doc: Document) -> None:
+    """Say that `doc`'s parcel covers too few pixels for a reliable value."""
+    m = doc.metadata
+    out.add(say(lang, "small", pid=m["parcel_id"], n=m["n_pixels"]))
+    out.counts.append(m["n_pixels"])
+    out.derived.append("10")  # the pixel size
+    out.cite(doc, ())
+
+
 def not_usable(out: Composition, lang: str, doc: Document, parcel_docs: Sequence[Document],
                suspects: Mapping[str, SuspectDate], column: str = "ndvi_mean") -> None:
     """Why `doc` is not usable, and the parcel's nearest usable observations."""
@@ -143,10 +152,7 @@ def not_usable(out: Composition, lang: str, doc: Document, parcel_docs: Sequence
     obs = K.observation(doc, suspects)
     suspect = obs.suspect
     if obs.status == "too_small" or any(K.status(d, suspects) == "too_small" for d in parcel_docs):
-        out.add(say(lang, "small", pid=m["parcel_id"], n=m["n_pixels"]))
-        out.counts.append(m["n_pixels"])
-        out.derived.append("10")  # the pixel size
-        out.cite(doc, ())
+        too_small(out, lang, doc)
         return
     if suspect is not None:
         around = [d for d in parcel_docs if d.metadata["date"] in (suspect.previous, suspect.next)

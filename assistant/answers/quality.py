@@ -262,6 +262,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         for d in items:
             by_status.setdefault(K.status(d, ctx.suspects), []).append(d)
         u = len(by_status.get("usable", []))
+        if by_status.get("too_small"):
+            # "Is the data for parcel 17 reliable?": its size decides before any date's cloud.
+            checks.too_small(out, lang, by_status["too_small"][-1])
         out.add(say(lang, "parcel", pid=pid, label=label, u=u, n=len(items)))
         out.counts += [u, len(items)]
         if _CLOUDIEST.search(folded) or _CLEAREST.search(folded):

@@ -703,11 +703,15 @@ def _since(text: str, m: Mention) -> int | None:
     return lo + hit.start() if hit else None
 
 
+#: After "than" / "que", a number that is not a year is a threshold ("more than 50 % cloud"), not a
+#: second window ("greener than 2018").
+_NOT_A_THRESHOLD = r"(?!\s*[-+]?(?!(?:19|20)\d\d\b)\d)"
 _COMPARE = re.compile(
-    r"\b(?:compared?\s+(?:with|to|against)|in\s+comparison\s+(?:with|to)|relative\s+to|vs\.?|versus|than|against|"
+    r"\b(?:compared?\s+(?:with|to|against)|in\s+comparison\s+(?:with|to)|relative\s+to|vs\.?|versus|than" + _NOT_A_THRESHOLD
+    + r"|against|"
     # "behind last year" compares seasons; "behind the others on 6 May" compares parcels (no window).
     r"(?:behind|ahead\s+of|en\s+retard\s+sur|en\s+avance\s+sur)(?=\s+(?:last|previous|the\s+previous|l'an|l'annee|(?:19|20)\d\d))|"
-    r"par\s+rapport\s+(?:a|au|aux)|(?:plus|moins|aussi|mieux|pire)\s+(?:\w+\s+){0,2}qu(?:e\b|')|"
+    r"par\s+rapport\s+(?:a|au|aux)|(?:plus|moins|aussi|mieux|pire)\s+(?:\w+\s+){0,2}qu(?:e\b|')" + _NOT_A_THRESHOLD + r"|"
     r"compar\w*\s+(?:(?:la|le|les|the|this|these|ce|cette|ces)\s+)?(?:with|to|against|avec|a|au|aux)\s|compare(?:e|es|s)?\s+(?:a|au|aux|avec)|en\s+comparaison\s+(?:de|avec|du)|face\s+a|"
     r"same\s+(?:month|period|time|season|week|day|window|dates?)|meme\s+(?:mois|periode|saison|semaine|epoque))\b")
 

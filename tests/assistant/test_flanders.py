@@ -519,3 +519,20 @@ def test_the_parcel_mown_most_often_ranks_the_grass_parcels_by_their_cuts(chain,
         assert ranking and {pid for pid, _, _ in ranking} <= grass, answer
         counts = [int(n) if n else 1 for _, _, n in ranking]
         assert counts == sorted(counts, reverse=True), answer
+
+
+def test_more_than_a_number_is_a_threshold_not_a_second_window(chain):
+    out = ask(chain, "Which parcels had more than 50% cloud on 2019-06-15?")
+    assert out["plan"]["window"]["start"] == out["plan"]["window"]["end"] == "2019-06-15", out["plan"]
+    assert out["answer"].startswith("On 2019-06-15, "), out["answer"]
+    out = ask(chain, "Quelles parcelles avaient un NDVI plus élevé que 0.8 le 16 mai 2019 ?")
+    assert out["plan"]["window"]["start"] == "2019-05-16" and not out["plan"]["compare_windows"], out["plan"]
+    # A year after "than" still compares seasons.
+    assert ask(chain, "Was parcel 4 greener in June 2019 than in June 2018?")["plan"]["compare_windows"]
+
+
+def test_a_tiny_parcels_reliability_is_its_size_first(chain, records):
+    small = records[records.status == "too_small"].parcel_id
+    pid = sorted(set(small))[0]
+    out = ask(chain, f"Is the data for parcel {pid} reliable?")
+    assert out["answer"].startswith(f"Parcel {pid} covers only "), out["answer"]
