@@ -82,7 +82,9 @@ def column_of(index: str | None) -> str:
 
 
 def label_of(column: str) -> str:
-    return column.split("_")[0].upper()
+    """"NDVI" for ndvi_mean; "NDVI std" for the spread ndvi_std (uniformity is read on it)."""
+    index, _, stat = column.partition("_")
+    return f"{index.upper()} std" if stat == "std" else index.upper()
 
 
 def good(docs: Iterable[Document], suspects: Mapping[str, SuspectDate], column: str) -> list[Document]:

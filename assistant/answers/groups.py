@@ -179,9 +179,9 @@ TEXTS = {
     },
 }
 _ASPECTS = {"en": {"vigor": "vigor", "moisture": "moisture", "cover": "cover", "biomass": "biomass", "growth": "growth",
-                   "uniformity": "uniformity", "water": "surface water"},
+                   "uniformity": "conditions", "water": "surface water"},
             "fr": {"vigor": "vigueur", "moisture": "humidité", "cover": "couverture", "biomass": "biomasse",
-                   "growth": "croissance", "uniformity": "homogénéité", "water": "eau de surface"}}
+                   "growth": "croissance", "uniformity": "végétation", "water": "eau de surface"}}
 
 
 _LABELS = {"en": {"bare_soil": "bare soil", "vegetation_dominant": "dense vegetation", "early_or_senescent": "early or senescent"},
@@ -316,8 +316,12 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         return out
     folded = K.fold_text(turn.question)
     column = K.column_of(plan.condition.index if plan.condition else plan.index)
-    if plan.class_condition is not None and plan.condition is None and not plan.index:
-        column = RULE_BY_ASPECT[plan.class_condition.aspect].stat
+    if plan.class_condition is not None and plan.condition is None:
+        stat = RULE_BY_ASPECT[plan.class_condition.aspect].stat
+        # The class's own statistic, unless the question names another index ("NDVI of the bare
+        # parcels"); "the most heterogeneous" is read on NDVI's spread, not its mean.
+        if not plan.index or stat.startswith(f"{plan.index}_"):
+            column = stat
     when, windowed = _when(turn, lang, docs)
     note = say(lang, "mean_note") if windowed else ""
     group = sorted({d.metadata["parcel_id"] for d in docs})

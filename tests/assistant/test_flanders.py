@@ -536,3 +536,13 @@ def test_a_tiny_parcels_reliability_is_its_size_first(chain, records):
     pid = sorted(set(small))[0]
     out = ask(chain, f"Is the data for parcel {pid} reliable?")
     assert out["answer"].startswith(f"Parcel {pid} covers only "), out["answer"]
+
+
+def test_uniformity_is_read_on_the_spread_of_ndvi_and_worded_as_conditions(chain):
+    out = ask(chain, "Which parcel is the most heterogeneous?")
+    assert re.match(rf"{P}\d+ had the highest NDVI std ", out["answer"]), out["answer"]
+    out = ask(chain, "which parcels were heterogeneous in june 2019")
+    assert "heterogeneous conditions in June 2019" in out["answer"] and "uniformity" not in out["answer"], out["answer"]
+    values = [float(v) for v in re.findall(r"NDVI std (\d\.\d\d)", out["answer"])]
+    assert values and all(v >= 0.12 for v in values), out["answer"]
+    assert "une végétation hétérogène" in ask(chain, "Quelles parcelles étaient hétérogènes en juin 2019 ?")["answer"]
