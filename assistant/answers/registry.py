@@ -42,7 +42,7 @@ DECLINE = _words(r"yields?", r"rendements?", r"prices?", r"prix", r"costs?", r"c
 #: "est-ce que ça pousse ?": its latest change).
 CROP_ASKED = re.compile(
     r"\b(?:what|which)\s+(?:crop|culture)(?:\s+(?:is|was|grows|does|did|on|in|for|of)\s+(?:(?:on|in|at)\s+)?"
-    r"(?:the\s+|this\s+|that\s+)?(?:parcel|field|plot|it\b|there|here|grown|planted|sown|cultivated)|\s*\??$)|\bcrop\s+(?:type|grown)\b|\bcrop\s+of\s+(?:the\s+)?(?:parcel|field|plot)|"
+    r"(?:the\s+|this\s+|that\s+)?(?:parcel|field|plot|it\b|there|here|grown|planted|sown|cultivated)|(?=\s*\??$))|\bcrop\s+(?:type|grown)\b|\bcrop\s+of\s+(?:the\s+)?(?:parcel|field|plot)|"
     r"\bwhat(?:'s|\s+is|\s+was|\s+are|\s+were)\s+(?:being\s+)?(?:grown|growing|planted|sown|cultivated|farmed)"
     r"\s+(?:on|in|at)\b|\bwhat\s+(?:grows|is\s+there)\s+(?:on|in)\s+(?:parcel|field|plot)|"
     r"\bquelle\s+(?:est\s+la\s+)?culture|\bqu'est-ce\s+qui\s+(?:pousse|est\s+(?:cultive|seme|plante))\s+"

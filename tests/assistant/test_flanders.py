@@ -369,7 +369,8 @@ def test_what_crop_a_parcel_is_comes_first(chain, store):
     assert out["answer"].startswith(f"Parcel {P}003 is {crop.lower()}"), out["answer"]
     out = ask(chain, "Quelle culture sur la parcelle 3 ?")
     assert out["answer"].startswith(f"La parcelle {P}003 est en "), out["answer"]
-    for question in ("What is growing on parcel 3?", "What's planted in parcel 3?", "what crop does parcel 3 have?"):
+    for question in ("What is growing on parcel 3?", "What's planted in parcel 3?", "what crop does parcel 3 have?",
+                     "parcel 3: what crop?", "Parcel 3 - which crop"):
         assert ask(chain, question)["answer"].startswith(f"Parcel {P}003 is {crop.lower()}"), question
     assert ask(chain, "Qu'est-ce qui pousse sur la parcelle 3 ?")["answer"].startswith(f"La parcelle {P}003 est en ")
     # "Is it growing?" stays its latest change, not its crop.
