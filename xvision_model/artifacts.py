@@ -116,7 +116,8 @@ def save_model(model: XVisionModel, directory: str | Path, *, encoder_id: str, p
     if base_model is None:
         # Save the base without LoRA layers: unload a copy so the caller's model keeps its adapter.
         base = copy.deepcopy(model.lm).unload() if model.is_lora else model.lm
-        base.save_pretrained(str(directory / BASE_DIR), safe_serialization=True)
+        with quiet_transformers():
+            base.save_pretrained(str(directory / BASE_DIR), safe_serialization=True)
     card = {
         "format_version": FORMAT_VERSION,
         "profile": profile,
@@ -177,10 +178,11 @@ def _refuse_pickles(directory: Path) -> None:
 
 
 @contextmanager
-def _quiet_loading():
-    """Load without transformers' per-file progress bar ("Loading weights 50/50": a local folder
-    of a few MB loads in milliseconds) and without its FutureWarning that peft's use of
-    `is_gradient_checkpointing` is deprecated: neither says anything to a user of the model."""
+def quiet_transformers():
+    """Load or save without transformers' per-file progress bars ("Loading weights 50/50",
+    "Writing model shards 1/1": a local folder of a few MB takes milliseconds) and without its
+    FutureWarning that peft's use of `is_gradient_checkpointing` is deprecated: none of them says
+    anything to a user of the model, and `xvision train --quiet` promises no bars."""
     from transformers.utils import logging as hf_logging
 
     shown = hf_logging.is_progress_bar_enabled()
@@ -218,7 +220,7 @@ def load_model(directory: str | Path, *, dtype: str | torch.dtype = "auto", merg
     adapter = VisionAdapter.load(directory)
     if base_model is None:
         base_model = directory / BASE_DIR if card.get("base_model_stored") else card["base_model"]
-    with _quiet_loading():
+    with quiet_transformers():
         lm = load_base_lm(base_model, dtype=dtype)
         if (directory / LORA_DIR).exists():
             # Serving folds LoRA into the weights itself (no peft import); training keeps peft's layers.

@@ -156,8 +156,10 @@ TINY_FILES = [
 ]
 
 
-def test_model_directory_round_trip(model, tmp_path):
+def test_model_directory_round_trip(model, tmp_path, capfd):
     save_model(model, tmp_path / "m", encoder_id="spectral-v2", profile="tiny")
+    # No transformers progress bar ("Writing model shards"): `xvision train --quiet` prints nothing.
+    assert capfd.readouterr().err == ""
     assert _files(tmp_path / "m") == TINY_FILES
     card = json.loads((tmp_path / "m" / "model_card.json").read_text())
     assert card["encoder"] == "spectral-v2" and card["profile"] == "tiny" and card["base_model"] == "base"
