@@ -95,7 +95,7 @@ _COMPARATIVES: tuple[tuple[str, str], ...] = (
 _COMPARATIVE_RE = re.compile(r"\b(?:" + "|".join(f"(?P<c{i}>{p})" for i, (p, _) in enumerate(_COMPARATIVES))
                              + r")\s+(?:than|que|qu')")
 
-_SIMILAR = re.compile(r"\b(?:similar\w*|resembl\w*|look(?:s|ed|ing)?\s+like\s+(?:the\s+|that\s+|this\s+)?(?:parcels?|fields?|plots?|#|flanders|one|[\w-]*\d)|looks\s+the\s+same|alike|look(?:s|ed|ing)?\s+like\s+(?:it|this|that|mine)\b(?!\s+(?:was|is|did|does))|most\s+like|like\s+(?:parcel|field|plot)|analog\w*|"
+_SIMILAR = re.compile(r"\b(?:similar\w*|resembl\w*|look(?:s|ed|ing)?\s+like\s+(?:the\s+|that\s+|this\s+)?(?:(?:number|no\.?|n°)\s*)?(?:parcels?|fields?|plots?|#|flanders|one|[\w-]*\d)|looks\s+the\s+same|alike|look(?:s|ed|ing)?\s+like\s+(?:it|this|that|mine)\b(?!\s+(?:was|is|did|does))|most\s+like|like\s+(?:parcel|field|plot)|analog\w*|"
                       r"same\s+(?:behaviou?r|profile)\s+as|semblables?|similaires?|ressembl\w*|analogues?|comparables?\s+a|comme\s+la\s+parcelle|"
                       r"proches?\s+de\s+la\s+parcelle|nearest\s+neighbou?rs?|closest\s+(?:match|parcels?|fields?))\b")
 _RANK = re.compile(r"\b(?:which|what)\s+(?:of\s+the\s+)?(?:(?!(?:did|does|do|is|was|are|were|has|had|have|about)\b)\w+\s+)?(?:parcels?|fields?|plots?|ones)\b|\bwhich\s+(?:\w+\s+)?(?:had|have|has|were|was|are|is|show\w*)\b|"

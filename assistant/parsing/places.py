@@ -133,6 +133,12 @@ _PARCEL_LIST = re.compile(
     rf"\b{_PARCEL_WORD}\s*(?:(?:no\.?|nr\.?|n°|number|numero|num\.?|id)\s*)?[:#]?\s*"
     rf"(?P<list>{_REF}(?:\s*(?:,|&|\band\b|\bet\b|\bor\b|\bou\b)\s*(?:{_PARCEL_WORD}\s+)?{_REF})*)")
 _HASH = re.compile(r"(?<![\w#])#\s?(\d+)\b")
+#: A bare number after a likeness word names a parcel: "most similar to 7", "look like number 7",
+#: "ressemble le plus à la 7", "comme la 12" (not "similar to 0.7", "like 20 %", "like 2019").
+_LIKE_REF = re.compile(
+    r"\b(?:similar\s+to|like|as|resembl\w*|ressembl\w*(?:\s+le\s+plus)?\s+a|comme|proches?\s+de|"
+    r"(?:semblables?|similaires?|comparables?)\s+a)\s+(?:the\s+|la\s+|le\s+|l'\s*)?(?:(?:number|no\.?|n°|numero)\s*)?"
+    r"(?P<ref>\d{1,4})\b(?![.,/]\d|\s*(?:%|percent|pour\s*cent|km|m\b|ha\b|days?|jours?))")
 
 
 def _resolve_ref(token: str, ctx: StoreContext) -> tuple[list[str], str | None]:
@@ -310,6 +316,11 @@ def read_places(text: str, ctx: StoreContext, original: str | None = None) -> Pl
                 out.notes.append(note)
             work = blank(work, pos, pos + len(tok))
         work = blank(work, m.start(), m.start("list"))
+    for m in list(_LIKE_REF.finditer(work)):
+        ids, note = _resolve_ref(m["ref"], ctx)
+        if ids and not re.fullmatch(r"(?:19|20)\d{2}", m["ref"]):
+            mentions.append((m.start("ref"), ids, f"parcel {m['ref']}"))
+            work = blank(work, m.start("ref"), m.end("ref"))
     for m in list(_HASH.finditer(work)):
         ids, note = _resolve_ref(m[1], ctx)
         mentions.append((m.start(), ids, f"#{m[1]}"))

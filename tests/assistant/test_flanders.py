@@ -547,3 +547,15 @@ def test_uniformity_is_read_on_the_spread_of_ndvi_and_worded_as_conditions(chain
     values = [float(v) for v in re.findall(r"NDVI std (\d\.\d\d)", out["answer"])]
     assert values and all(v >= 0.12 for v in values), out["answer"]
     assert "une végétation hétérogène" in ask(chain, "Quelles parcelles étaient hétérogènes en juin 2019 ?")["answer"]
+
+
+def test_a_bare_number_after_a_likeness_word_names_the_parcel(chain):
+    """"most similar to 7", "look like number 7", "ressemble le plus à la 7" name parcel 7; a value
+    ("similar to 0.7") or a year stays what it is."""
+    for question in ("Which parcel is most similar to 7?", "Which fields look like number 7?"):
+        out = ask(chain, question)
+        assert out["answer"].startswith("The parcel"), (question, out["answer"])
+        assert f"looked most like {P}007" in out["answer"], (question, out["answer"])
+    out = ask(chain, "Quelle parcelle ressemble le plus à la 7 ?")
+    assert f"ressemblait le plus à {P}007" in out["answer"], out["answer"]
+    assert "Which parcel should the others look like?" in ask(chain, "parcels with NDVI similar to 0.7")["answer"]
