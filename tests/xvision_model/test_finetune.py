@@ -145,6 +145,25 @@ def test_unobserved_pairs_teach_zero_vector_means_unusable(small_store):
     assert with_unobserved(extended) is extended and with_unobserved(pairs, share=0) is pairs
 
 
+def test_class_targets_are_the_classes_each_analysis_states(small_store):
+    """The targets the adapter's "target" bins are fitted to: per pair, the class index of every
+    rule, the classes its analysis text states; -1 for a pair with no usable observation."""
+    from indexer.analysis import CLASS_RULES
+    from xvision_model.finetune.dataset import class_targets
+
+    pairs = with_unobserved(build_pairs(Store.open(small_store), "en"), share=0.1, seed=0)
+    targets = class_targets(pairs)
+    assert targets.shape == (len(pairs), len(CLASS_RULES))
+    for pair, row in zip(pairs.pairs, targets):
+        if not pair.valid:
+            assert (row == -1).all()
+            continue
+        stated = read_classes(pair.text)
+        assert stated and all(CLASS_RULES[k].labels[row[k]] == stated[rule.aspect]
+                              for k, rule in enumerate(CLASS_RULES) if rule.aspect in stated)
+    assert (targets[[p.valid for p in pairs.pairs]] >= 0).all()
+
+
 def test_validation_cadence():
     stage = StageSettings(epochs=8, lr=1e-3, validate_every=3)
     assert [e for e in range(1, 9) if stage.validates_after(e)] == [3, 6, 8]

@@ -206,7 +206,49 @@ def test_numeric_bins_encode_each_feature_piecewise_linearly_over_training_quant
     (dict(numeric_bins=-1), "numeric_bins must be a non-negative integer"),
     (dict(numeric_bins=True), "numeric_bins must be a non-negative integer"),
     (dict(numeric_bins=4, standardize=False), "numeric_bins needs standardize"),
+    (dict(numeric_bins=16, bin_fit="trees"), "bin_fit must be one of quantile, target"),
+    (dict(numeric_bins=4, bin_fit="target"), "bin_fit 'target' needs numeric_bins >= 10"),
 ])
 def test_numeric_bins_are_checked(bad, message):
     with pytest.raises(InputError, match=message):
         AdapterConfig(**{"in_dim": 3, "lm_hidden": 16, "standardize": True, **bad})
+
+
+def test_target_bins_put_a_narrow_step_where_the_training_classes_change(tmp_path):
+    """Feature 0 decides a class at 0.3 (raw), feature 1 at 0.6, feature 2 decides nothing: the
+    target-fitted edges place a bin of 2 * STEP_HALF_WIDTH standard deviations on each threshold,
+    so the code of a value just above a threshold differs from one just below by a whole step,
+    where quantile bins (a ramp over a wide bin) move by a few hundredths."""
+    from xvision_model.adapter import STEP_HALF_WIDTH
+
+    gen = torch.Generator().manual_seed(0)
+    train = torch.rand(2000, 3, generator=gen)
+    targets = torch.stack([(train[:, 0] >= 0.3).long(), (train[:, 1] >= 0.6).long()], 1).numpy()
+    targets[:50] = -1  # rows without a class (an unusable record) are left out of the fit
+    config = AdapterConfig(in_dim=3, lm_hidden=16, num_tokens=2, standardize=True, numeric_bins=16, bin_fit="target")
+    adapter = VisionAdapter(config)
+    with pytest.raises(InputError, match="one row of class targets per feature row"):
+        adapter.set_input_scale(train)
+    adapter.set_input_scale(train, targets)
+    edges = adapter.bin_edges
+    assert edges.shape == (3, 17) and bool((edges[:, 1:] > edges[:, :-1]).all())
+    quantile = VisionAdapter(AdapterConfig(**{**config.to_dict(), "bin_fit": "quantile"}))
+    quantile.set_input_scale(train)
+    for j, threshold in ((0, 0.3), (1, 0.6)):
+        at = float((threshold - adapter.input_mean[j]) / adapter.input_std[j])
+        # A bin centred on the threshold (within the data's gap between two training values).
+        widths = edges[j, 1:] - edges[j, :-1]
+        centres = (edges[j, 1:] + edges[j, :-1]) / 2
+        narrow = torch.isclose(widths, torch.tensor(2 * STEP_HALF_WIDTH, dtype=widths.dtype), atol=1e-3)
+        assert bool(narrow.any()) and float((centres[narrow] - at).abs().min()) < 0.01
+        # Raw values 0.004 either side of the threshold (0.014 standard deviations): a full step apart.
+        for model, least, most in ((adapter, 0.9, 2.0), (quantile, 0.0, 0.2)):
+            below, above = train[:2].clone(), train[:2].clone()
+            below[:, j], above[:, j] = threshold - 0.004, threshold + 0.004
+            scale = lambda x: (x - model.input_mean) / model.input_std  # noqa: E731
+            step = (model.encode_bins(scale(above)) - model.encode_bins(scale(below))).view(2, 3, 16)[:, j].sum(1)
+            assert bool((step >= least).all() and (step <= most).all()), (model.config.bin_fit, step)
+    # The config and edges travel with the weights.
+    adapter.save(tmp_path / "t")
+    again = VisionAdapter.load(tmp_path / "t")
+    assert again.config.bin_fit == "target" and torch.equal(again.bin_edges, adapter.bin_edges)

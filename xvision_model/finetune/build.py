@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, Qwen2ForCausalLM
@@ -63,8 +64,12 @@ def text_model(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, in_dim: 
 
 
 def vision_model(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profile: Profile, features: torch.Tensor,
-                 seed: int, device: torch.device, encoder_id: str | None = None) -> XVisionModel:
+                 seed: int, device: torch.device, encoder_id: str | None = None,
+                 targets: np.ndarray | None = None) -> XVisionModel:
     """Adapter (its input scale from the training `features`) + fresh LoRA on `lm`.
+
+    `targets` (`dataset.class_targets` of the training pairs, row for row with `features`) place
+    the bins of a profile whose `numeric_bin_fit` is "target".
 
     The adapter always standardizes its input: the embedding dimensions differ in spread by
     orders of magnitude (see `xvision_model.adapter`). For an encoder with an anchor component
@@ -74,8 +79,9 @@ def vision_model(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, profil
     anchor = anchor_index(encoder_id) if encoder_id is not None else None
     adapter = VisionAdapter(AdapterConfig(in_dim=features.shape[-1], lm_hidden=lm.config.hidden_size,
                                           num_tokens=profile.num_tokens, standardize=True, anchor=anchor,
-                                          numeric_bins=profile.numeric_bins))
-    adapter.set_input_scale(features)
+                                          numeric_bins=profile.numeric_bins,
+                                          bin_fit=profile.numeric_bin_fit if profile.numeric_bins else "quantile"))
+    adapter.set_input_scale(features, targets)
     return XVisionModel(adapter, apply_lora(lm, profile.lora), tokenizer).to(device)
 
 

@@ -221,6 +221,23 @@ def build_pairs(store: Store, lang: str = "en", prompts: dict[str, str] | None =
                    slots=slots, prompts={code: prompts[code] for code in langs})
 
 
+def class_targets(pairs: PairSet) -> np.ndarray:
+    """[len(pairs), len(CLASS_RULES)] int: each pair's class index per aspect of `CLASS_RULES`
+    (its record's statistic through the rule), -1 where the record is not valid or lacks it.
+    The targets the adapter's "target" bins are fitted to (`xvision_model.adapter.target_edges`)."""
+    out = np.full((len(pairs.pairs), len(CLASS_RULES)), -1, dtype=np.int64)
+    if pairs.stats is None:
+        return out
+    for i, pair in enumerate(pairs.pairs):
+        if not pair.valid:
+            continue
+        for k, rule in enumerate(CLASS_RULES):
+            value = pairs.stats[pair.row, CLASS_STAT_COLUMNS.index(rule.stat)]
+            if np.isfinite(value):
+                out[i, k] = rule.labels.index(rule.label(float(value)))
+    return out
+
+
 # -- the split ----------------------------------------------------------------------------------
 def parcel_position(parcel_id: str) -> float:
     """Where `parcel_id` falls in [0, 1): a SHA-256 hash, the same on every machine and run."""

@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 
 from indexer.core.errors import InputError, require_positive_int
+from xvision_model.adapter import BIN_FITS
 from xvision_model.lm import LoraSettings, TinyLMSettings
 
 #: Environment variable naming the full profile's base LM (a local directory or a cached hub id).
@@ -120,7 +121,9 @@ class Profile:
     argument of `train`, then by $XVISION_QWEN2_PATH) and only the adapter and LoRA train.
     `encoder` is the encoder the profile is meant for; another store encoder only warns.
     `num_tokens` is the number of visual tokens the adapter emits; `numeric_bins` the adapter's
-    piecewise-linear encoding of its input (`xvision_model.adapter`; 0: none).
+    piecewise-linear encoding of its input (`xvision_model.adapter`; 0: none), its edges placed by
+    `numeric_bin_fit` ("quantile", or "target": steps at the thresholds where the training
+    records' classes change).
     """
 
     name: str
@@ -131,6 +134,7 @@ class Profile:
     encoder: str | None = None
     num_tokens: int = 8
     numeric_bins: int = 0
+    numeric_bin_fit: str = "quantile"
     lora: LoraSettings = field(default_factory=LoraSettings)
     #: Spectral augmentation of chips re-read from the store's sources (None: none).
     augment: AugmentSettings | None = None
@@ -148,6 +152,9 @@ class Profile:
             raise InputError(f"profile {self.name!r}: a text-only stage needs a base LM built here (tiny_lm)",
                              field="profile", value=self.name)
         require_positive_int(self.num_tokens, "num_tokens")
+        if self.numeric_bin_fit not in BIN_FITS:
+            raise InputError(f"profile {self.name!r}: numeric_bin_fit must be one of {', '.join(BIN_FITS)}, "
+                             f"got {self.numeric_bin_fit!r}", field="numeric_bin_fit", value=self.numeric_bin_fit)
 
     @property
     def builds_base(self) -> bool:
@@ -190,8 +197,11 @@ TINY = Profile(
     vision_stage=StageSettings(epochs=8, lr=2e-3, batch_size=8, weight_decay=0.01, rephrase=1.0, aux_weight=0.5,
                                decimal_sigma=1.0, fact_weight=3.0, validate_every=4),
     encoder="spectral-v2",
-    # 64 features x 16 bins: the class breaks on index means become steps a linear layer can place.
+    # 64 features x 16 bins: the class breaks on index means become steps a linear layer can place,
+    # at the thresholds where the training records' classes change (docs/experiments.md: all three
+    # right on hb's held-out cells 0.871 -> 0.945 English, 0.834 -> 0.963 French, seed 0).
     numeric_bins=16,
+    numeric_bin_fit="target",
     lora=LoraSettings(r=16, alpha=32, dropout=0.0),
     augment=AugmentSettings(),
 )

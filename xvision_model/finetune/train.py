@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from indexer.core.errors import InputError
 from indexer.store import Store
-from xvision_model.artifacts import StageRecord, TrainingCard, save_model
+from xvision_model.artifacts import StageRecord, TrainingCard, quiet_transformers, save_model
 from xvision_model.finetune import build
 from xvision_model.finetune.augment import augmented_pairs, require_sources
 from xvision_model.finetune.batches import length_bucketed, lr_at, make_optimizer, steps_per_epoch
@@ -40,7 +40,7 @@ from xvision_model.finetune.checkpoint import (
     CHECKPOINT_DIR, STATE_NAME, load_optimizer, load_params, read_state, save_checkpoint, trainable,
 )
 from xvision_model.finetune.dataset import (
-    PROMPTS, PairSet, Split, build_pairs, languages, one_language_each, same_store, with_unobserved,
+    PROMPTS, PairSet, Split, build_pairs, class_targets, languages, one_language_each, same_store, with_unobserved,
 )
 from xvision_model.finetune.loss import Objective, token_loss, validation_loss
 from xvision_model.finetune.numbers import DecimalTokens
@@ -237,14 +237,16 @@ def train(
             load_params(params, checkpoint / state["files"]["trainable"])
         holder = build.text_model(lm, tokenizer, train_data.features.shape[1])
         state = run_stage("text", prof.text_stage, holder, params, train_data, val_data, state=state, **stage_args)
-        lm.save_pretrained(str(checkpoint / build.BASE_DIR), safe_serialization=True)
+        with quiet_transformers():
+            lm.save_pretrained(str(checkpoint / build.BASE_DIR), safe_serialization=True)
         state = save_checkpoint(checkpoint, {**state, "stage": "vision", "epoch": 0, "step": 0,
                                              "stages_done": state["stages_done"] + ["text"],
                                              "stage_results": {"text": asdict(_stage_record(state, prof.text_stage))}})
 
     # -- stage 2: base frozen, adapter + LoRA learn to describe an embedding
     lm.requires_grad_(False)
-    model = build.vision_model(lm, tokenizer, prof, train_data.features, seed, device, encoder_id=store.encoder_id)
+    model = build.vision_model(lm, tokenizer, prof, train_data.features, seed, device, encoder_id=store.encoder_id,
+                               targets=class_targets(train_pairs))
     params = trainable(model)
     if prof.vision_stage.aux_weight > 0:
         objective.aux = build.aux_head(lm.config.hidden_size, train_data.stats.shape[1], seed, device)
