@@ -23,7 +23,7 @@ import torch
 from transformers import PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
 
 from indexer.core.errors import InputError, WeightsError
-from xvision_model.artifacts import PICKLE_SUFFIXES
+from xvision_model.artifacts import PICKLE_SUFFIXES, quiet_transformers
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
@@ -165,7 +165,8 @@ def apply_lora(lm: PreTrainedModel, settings: LoraSettings | None = None) -> Pef
     """Wrap `lm` with fresh LoRA layers; the base weights are frozen by peft."""
     from peft import get_peft_model
 
-    return get_peft_model(lm, (settings or LoraSettings()).to_peft())
+    with quiet_transformers():  # peft asks `is_gradient_checkpointing`: transformers' FutureWarning
+        return get_peft_model(lm, (settings or LoraSettings()).to_peft())
 
 
 def load_lora(lm: PreTrainedModel, directory: str | Path, trainable: bool = False) -> PeftModel:

@@ -90,3 +90,19 @@ def test_adapters_using_other_peft_features_are_left_to_peft(model_dir, tmp_path
     before = {k: v.clone() for k, v in base.state_dict().items()}
     assert merge_lora_files(base, copy) is None
     assert all(torch.equal(v, before[k]) for k, v in base.state_dict().items())  # untouched
+
+
+def test_fresh_lora_warns_nothing():
+    """peft asks transformers' deprecated `is_gradient_checkpointing` when it wraps a model: the
+    FutureWarning told a user of `xvision train --quiet` nothing about their training."""
+    import warnings
+
+    from transformers import Qwen2ForCausalLM
+
+    from xvision_model.lm import TinyLMSettings, apply_lora, tiny_qwen2_config
+
+    arch = TinyLMSettings(vocab_size=300, hidden=32, layers=2, heads=4, kv_heads=2, intermediate=64, max_positions=64)
+    lm = Qwen2ForCausalLM(tiny_qwen2_config(300, arch, pad_token_id=0, bos_token_id=1, eos_token_id=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert apply_lora(lm, LoraSettings(r=4, alpha=8)).peft_config
