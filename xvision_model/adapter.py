@@ -76,7 +76,7 @@ class AdapterConfig:
     of Linear layers (2 = LLaVA's ``mlp2x_gelu``, 1 = a linear projector). `standardize` adds the
     per-dimension input scaling (buffers ``input_mean`` / ``input_std``). `anchor` is the index of
     the embedding's constant component, or None (see the module docstring). `numeric_bins` adds
-    the piecewise-linear encoding of each standardized feature over that many quantile bins
+    the piecewise-linear encoding of each standardized feature over that many bins
     (buffer ``bin_edges``; needs `standardize`; 0: none), its edges placed by `bin_fit`
     ("quantile", or "target": steps at the training classes' thresholds; see the module docstring).
     """
