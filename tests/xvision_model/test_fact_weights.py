@@ -88,3 +88,22 @@ def test_loss_is_the_phrasing_part_plus_weight_times_the_fact_part(model_and_dat
 def test_fact_weight_must_be_positive():
     with pytest.raises(InputError, match="fact_weight"):
         StageSettings(epochs=1, lr=1e-3, fact_weight=0.0)
+
+
+def test_loss_over_the_target_span_equals_cross_entropy_over_every_position(model_and_data):
+    """token_loss projects only the trailing positions that hold targets onto the vocabulary: the
+    summed cross-entropy must be the one computed from the logits of every position."""
+    model, data, _ = model_and_data
+    ctx = Objective(device=torch.device("cpu"))
+    idx = [0, 2, 4, 5]  # targets of different lengths: shorter rows are padded on the left
+    assert len({len(data.targets[i]) for i in idx}) > 1
+    model.eval()
+    with torch.no_grad():
+        loss, count, _ = token_loss(model, data, idx, visual=True, objective=ctx)
+        batch = model.splice(data.features[idx], [data.prompts[i] for i in idx], [data.targets[i] for i in idx])
+        logits = model.run(batch).logits  # every position
+        labels = batch.labels[:, 1:]
+        keep = labels != -100
+        full = torch.nn.functional.cross_entropy(logits[:, :-1][keep], labels[keep], reduction="sum")
+    assert count == int(keep.sum()) == sum(len(data.targets[i]) + 1 for i in idx)
+    assert float(loss) == pytest.approx(float(full), rel=1e-6)

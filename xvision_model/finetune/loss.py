@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,41 +54,56 @@ def token_loss(model: XVisionModel, data: Encoded, idx: list[int], *, visual: bo
     aux_loss = None
     with torch.autocast(device_type=objective.device.type, dtype=torch.bfloat16, enabled=objective.autocast):
         batch = model.splice(features, [data.prompts[i] for i in idx], [data.targets[i] for i in idx])
-        logits = model.run(batch).logits
+        # splice right-aligns every row, so the target tokens (and EOS) of all rows lie in the last
+        # `span` positions, and the logits that predict them in the last `span + 1`: the vocabulary
+        # projection skips the visual and prompt positions of the batch (the loss is the same).
+        span = target_span(batch.labels)
+        logits = model.run(batch, logits_to_keep=span + 1).logits
         if features is not None and objective.aux is not None:
             wanted = data.stats[idx].to(objective.device)
             known = torch.isfinite(wanted)
             if known.any():
                 guess = objective.aux(batch.visual.float().mean(dim=1))
                 aux_loss = F.mse_loss(guess[known], wanted[known])
-    labels = batch.labels[:, 1:]
+    labels = batch.labels[:, -span:]
     keep = labels != IGNORE_INDEX
     # Only target positions reach the vocabulary-sized float32 cross-entropy.
     picked, wanted = logits[:, :-1][keep].float(), labels[keep]
-    weights = fact_weights(data, idx, batch.labels, settings)[:, 1:][keep]
+    weights = fact_weights(data, idx, batch.labels, settings)[:, -span:][keep]
     loss = torch.zeros((), device=picked.device)
     sigma = settings.decimal_sigma if settings is not None else 0.0
     if sigma > 0 and objective.decimals is not None:
-        ordinal = decimal_mask(objective.decimals, wanted, batch.labels[:, :-1][keep])
+        ordinal = decimal_mask(objective.decimals, wanted, batch.labels[:, -span - 1:-1][keep])
         loss = ordinal_loss(picked[ordinal], wanted[ordinal], objective.decimals, sigma, weights[ordinal])
         picked, wanted, weights = picked[~ordinal], wanted[~ordinal], weights[~ordinal]
     loss = loss + (F.cross_entropy(picked, wanted, reduction="none") * weights).sum()
     return loss, int(keep.sum()), aux_loss
 
 
+def target_span(labels: torch.Tensor) -> int:
+    """How many trailing positions of a right-aligned spliced batch hold target tokens (at most
+    T - 1: position 0 predicts nothing)."""
+    is_target = (labels != IGNORE_INDEX).any(dim=0)
+    first = int(is_target.to(torch.int8).argmax()) if bool(is_target.any()) else labels.shape[1] - 1
+    return max(1, labels.shape[1] - max(first, 1))
+
+
 def fact_weights(data: Encoded, idx: list[int], labels: torch.Tensor, settings: StageSettings | None) -> torch.Tensor:
     """[B, T] loss weights aligned with `labels`: `settings.fact_weight` on target tokens that
     state a fact, 1 elsewhere (all ones for validation, or without fact marks)."""
-    weights = torch.ones(labels.shape, device=labels.device)
     if settings is None or settings.fact_weight == 1.0 or data.facts is None:
-        return weights
-    # splice right-aligns each row as [... | target | EOS]: the target starts at T - (len + 1).
+        return torch.ones(labels.shape, device=labels.device)
+    # splice right-aligns each row as [... | target | EOS]: the target ends at T - 1. The marks are
+    # laid out on the host in one array (one tensor op per row cost ~2 % of a tiny-profile step).
     length = labels.shape[1]
+    marks = np.zeros(labels.shape, dtype=bool)
     for r, i in enumerate(idx):
-        marks = torch.tensor(data.facts[i], dtype=torch.bool, device=labels.device)
-        start = length - len(data.facts[i]) - 1
-        weights[r, start:length - 1][marks] = settings.fact_weight
-    return weights
+        row = data.facts[i]
+        if row:
+            marks[r, length - 1 - len(row):length - 1] = row
+    weights = torch.ones(labels.shape)
+    weights[torch.from_numpy(marks)] = settings.fact_weight
+    return weights.to(labels.device)
 
 
 @torch.no_grad()
