@@ -70,6 +70,19 @@ GLOSSARY = re.compile(r"\b(?:" + "|".join((rf"what\s+(?:is|does|'s)\s+{_INDEX}\s
                   rf"explain\s+(?:what\s+)?{_INDEX}\s*(?:is|means)?\s*\??$",
                   rf"qu'est-ce\s+que?\s+{_INDEX}\s*\??$", rf"que\s+(?:signifie|mesure|veut\s+dire)\s+{_INDEX}",
                   rf"{_INDEX}\s*,?\s*(?:c'est\s+quoi|ca\s+veut\s+dire\s+quoi)")) + ")")
+#: Damage asked about, with the hazard each pattern names (folded: no accents): the imagery sees a
+#: canopy that falls, not its cause (`assistant.answers.damage`).
+HAZARDS: tuple[tuple[str, str], ...] = (
+    ("hail", r"hail\w*|grele\w*"),
+    ("frost", r"frost\w*|gel|gels|gelees?"),
+    ("disease", r"diseas\w*|sick\w*|blight|mildew|rust|fung(?:us|al|i)|infect\w*|maladies?|malade|mildiou|rouille|"
+                r"champignons?"),
+    ("pests", r"pests?|insects?|aphids?|slugs?|infest\w*|ravageurs?|insectes?|pucerons?|limaces?"),
+    ("storm", r"storms?|wind\s+damage|tempetes?|orages?"),
+    ("lodging", r"lodg\w*|flattened|verse"),
+    ("damage", r"damag\w*|degats?|dommages?|endommag\w*|abime\w*"),
+)
+DAMAGE = _words(*(pattern for _, pattern in HAZARDS))
 #: "Why" a value changed.
 WHY = _words(r"why", r"pourquoi", r"causes?d?", r"reasons?", r"raisons?", r"explain\w*", r"expliqu\w*",
              r"what\s+happened", r"que\s+s'est-il\s+passe", r"qu'est-ce\s+qui\s+s'est\s+passe", r"how\s+come",
@@ -198,6 +211,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("glossary", "glossary", GLOSSARY, lambda p: not p.places.parcel_ids,
          answers="what an index means and how the analyses read it", without_intent=True),
     Kind("similar", "similar", None, lambda p: p.intent == "similar", answers="parcels whose imagery looked alike"),
+    Kind("damage", "damage", DAMAGE, answers="damage asked about (hail, frost, disease, pests): whether the vegetation "
+         "fell where no harvest, cut or season explains it", without_intent=True),
     Kind("why", "why", WHY, _subject, answers="why a value changed: harvest, cloud, snow, suspect scene or a real decline"),
     Kind("quality", "quality", QUALITY, answers="which dates were cloudy, snowy or unusable", without_intent=True),
     # "Which parcels are improving?": their latest changes, not what the archive holds.

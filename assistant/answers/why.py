@@ -157,13 +157,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     step = _step_of(good, start, end, rise, column)
     noise = K.noise(column)
     if bad and (step is None or abs(K.value(step[1], column) - K.value(step[0], column)) <= noise):
-        reasons = sorted({K.status(d, ctx.suspects) for d in bad})
-        around = checks.nearest_usable(series, K.day(bad[0]), ctx.suspects, column)
-        were = ("was" if len(bad) == 1 else "were") if lang != "fr" else ("était" if len(bad) == 1 else "étaient")
-        out.add(say(lang, "unusable", pid=pid, label=label, were=were, items=", ".join(d.metadata["date"] for d in bad[:8]),
-                    why=" / ".join(say(lang, r) if r in TEXTS["en"] else r for r in reasons),
-                    around=", ".join(f"{K.num(K.value(d, column))} ({d.metadata['date']})" for d in around)))
-        K.cite_all(out, [*bad[:8], *around], (column,))
+        say_unusable(out, lang, pid, label, bad, series, ctx.suspects, column)
         return out
     if step is None:
         out.add(say(lang, "few", pid=pid, label=label, index=index))
@@ -179,13 +173,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.derived.append(K.num(noise))
         return out
     # 3. peers over the same dates, and the past season
-    peers = K.by_parcel(turn.found.extra)
-    moves = []
-    for items in peers.values():
-        pa = [d for d in items if d.metadata["date"] == a.metadata["date"] and K.usable(d, ctx.suspects)]
-        pb = [d for d in items if d.metadata["date"] == b.metadata["date"] and K.usable(d, ctx.suspects)]
-        if pa and pb and pa[0].metadata.get(column) is not None and pb[0].metadata.get(column) is not None:
-            moves.append((K.hundredths(K.value(pb[0], column)) - K.hundredths(K.value(pa[0], column)), pa[0], pb[0]))
+    moves = peer_moves(a, b, K.by_parcel(turn.found.extra), ctx.suspects, column)
     crop = K.crop_name(K.crop_of(a) or "?", lang)
     if moves:
         pdelta = statistics.median(m for m, _, _ in moves)
@@ -193,9 +181,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         out.derived.append(ptext)
         for _, pa, pb in moves:
             K.cite_all(out, [pa, pb], (column,))
-        # Alike: the same change within twice the noise, or peers that fell at least as much.
-        alike = abs(delta - pdelta) <= 2 * round(noise * 100) or (delta < 0 and pdelta <= delta) or (delta > 0 and pdelta >= delta)
-        if alike:
+        if moved_alike(delta, pdelta, noise):
             out.add(say(lang, "peers_alike", verb=verb, crop=crop, pdelta=ptext, **values))
         elif delta < 0:
             out.add(say(lang, "decline", crop=crop, pdelta=ptext, **values))
@@ -215,6 +201,38 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
                     pdelta=K.signed(K.hundredths(p.value) - K.hundredths(p.past_value))))
         out.cite(then, (column,))
     return out
+
+
+def say_unusable(out: Composition, lang: str, pid: str, label: str, bad: list, series: list, suspects,
+                 column: str) -> None:
+    """Say that the low values of `bad` (the parcel's unusable observations in the window) are not
+    the crop: why each is unusable, and the usable observations around them."""
+    reasons = sorted({K.status(d, suspects) for d in bad})
+    around = checks.nearest_usable(series, K.day(bad[0]), suspects, column)
+    were = ("was" if len(bad) == 1 else "were") if lang != "fr" else ("était" if len(bad) == 1 else "étaient")
+    out.add(say(lang, "unusable", pid=pid, label=label, were=were, items=", ".join(d.metadata["date"] for d in bad[:8]),
+                why=" / ".join(say(lang, r) if r in TEXTS["en"] else r for r in reasons),
+                around=", ".join(f"{K.num(K.value(d, column))} ({d.metadata['date']})" for d in around)))
+    K.cite_all(out, [*bad[:8], *around], (column,))
+
+
+def peer_moves(a, b, peers: dict, suspects, column: str) -> list[tuple[int, object, object]]:
+    """How each other parcel of `peers` (parcel id -> its records) changed between the dates of
+    observations `a` and `b`, in hundredths, with its two records: only parcels usable on both."""
+    moves = []
+    for items in peers.values():
+        pa = [d for d in items if d.metadata["date"] == a.metadata["date"] and K.usable(d, suspects)]
+        pb = [d for d in items if d.metadata["date"] == b.metadata["date"] and K.usable(d, suspects)]
+        if pa and pb and pa[0].metadata.get(column) is not None and pb[0].metadata.get(column) is not None:
+            moves.append((K.hundredths(K.value(pb[0], column)) - K.hundredths(K.value(pa[0], column)), pa[0], pb[0]))
+    return moves
+
+
+def moved_alike(delta: float, peer_delta: float, noise: float) -> bool:
+    """Whether a parcel's change (`delta`, hundredths) is the season's: the same as its peers' median
+    change within twice the noise, or peers that moved at least as much the same way."""
+    return (abs(delta - peer_delta) <= 2 * round(noise * 100) or (delta < 0 and peer_delta <= delta)
+            or (delta > 0 and peer_delta >= delta))
 
 
 def _step_of(good, start, end, rise: bool, column: str):

@@ -22,12 +22,14 @@ import numpy as np
 from eval.bank.check import Expect
 from eval.bank.truth import Facts, doy_distance
 
-KINDS = ("window", "past", "calendar", "why", "quality", "groups", "several", "similar", "archive", "decline")
+KINDS = ("window", "past", "calendar", "why", "damage", "quality", "groups", "several", "similar", "archive",
+         "decline")
 KIND_TITLES = {
     "window": "a parcel on a date, in a month or a season",
     "past": "comparison with past seasons (by day of year)",
     "calendar": "trend and crop calendar (peak, green-up, harvest)",
     "why": "why a value changed (harvest, cloud, snow)",
+    "damage": "damage asked about (hail, frost, disease): what the imagery can say",
     "quality": "observation quality (cloudy, snowy, unusable dates)",
     "groups": "groups: aggregates, rankings, thresholds, laggards",
     "several": "several named parcels compared",
@@ -439,6 +441,49 @@ def why_questions(f: Facts, rng: random.Random) -> list[Question]:
     return qs
 
 
+def damage_questions(f: Facts, rng: random.Random) -> list[Question]:
+    """Hail, frost or a disease asked about in the month a parcel was harvested: the answer is what
+    the imagery can say (the fall is the harvest, with its dates) and that it cannot see the cause,
+    never the parcel's latest state or a cause it cannot see (water stress, drought)."""
+    qs: list[Question] = []
+    annual = [p for p in f.parcels if not f.is_sliver(p) and "grass" not in f.crops[p].lower()]
+    en = ["Was {p} damaged by hail in {m}?", "any frost damage on {p} in {m}", "Did {p} get a disease in {m}?",
+          "was {p} hit by a storm in {m}? its NDVI dropped"]
+    fr = ["La grêle a-t-elle abîmé {p} en {m} ?", "Y a-t-il une maladie sur {p} en {m} ?"]
+    limit = r"(cannot see|ne voit pas|cannot say|ne dit pas|not whether|pas quelle)"
+    cands = [(p, h) for p in annual if (h := harvest(f, p)) and h[0][:7] == h[1][:7]]
+    for i, (p, (a, b)) in enumerate(rng.sample(cands, min(6, len(cands)))):
+        lang = "fr" if i % 3 == 2 else "en"
+        tpl = fr[i % 2] if lang == "fr" else en[i % 4]
+        y, m = int(b[:4]), int(b[5:7])
+        text = tpl.format(p=parcel_ref(p, i + 3, lang), m=month_ref(y, m, i, lang))
+        qs.append(Question("damage", text, lang, Expect(
+            parcels={p}, parcels_allowed={p}, words=[HARVEST_WORDS, limit], date_windows=[(a, b)],
+            event_words=HARVEST_WORDS, forbidden_words=[r"(water stress|stress hydrique|drought|secheresse)", WEAK_VIGOR],
+            default_year=y), f"{p}: harvest, {a} {f.ndvi(p, a):.3f} -> {b} {f.ndvi(p, b):.3f}"))
+    # A date under snow or cloud asked about as damage: the image, not the crop.
+    big = [p for p in f.parcels if not f.is_sliver(p)]
+    snow = [d for d in f.dates if f.area[d]["snow"] >= 0.9]
+    snow_q = [("Was {p} killed by frost on {d}? NDVI is almost zero", "en"), ("Le gel a-t-il détruit {p} le {d} ?", "fr")]
+    for i, p in enumerate(rng.sample(big, len(snow_q))):
+        d = snow[i % len(snow)]
+        tpl, lang = snow_q[i]
+        qs.append(Question("damage", tpl.format(p=parcel_ref(p, i + 1, lang), d=date_ref(d, i, lang)), lang, Expect(
+            parcels={p}, words=[SNOW_WORDS], lead=True, dates={d}, date_words=SNOW_WORDS,
+            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR], default_year=int(d[:4])),
+            f"{p} {d}: snow on {f.get(p, d).snow:.0%} of the parcel"))
+    cloud_q = [("Was {p} damaged on {d}? its value is missing", "en"), ("hail damage on {p} on {d}?", "en"),
+               ("Des dégâts sur {p} le {d} ?", "fr")]
+    cands = [(p, d) for p in big for d in f.dates if f.get(p, d).cloud >= 0.98]
+    for i, (p, d) in enumerate(rng.sample(cands, len(cloud_q))):
+        tpl, lang = cloud_q[i]
+        qs.append(Question("damage", tpl.format(p=parcel_ref(p, i + 2, lang), d=date_ref(d, i + 1, lang)), lang, Expect(
+            parcels={p}, words=[CLOUD_WORDS], lead=True, dates={d}, date_words=CLOUD_WORDS,
+            forbidden_words=[WRONG_CAUSE, WEAK_VIGOR, SNOW_WORDS], default_year=int(d[:4])),
+            f"{p} {d}: cloud on {f.get(p, d).cloud:.0%}"))
+    return qs
+
+
 def quality_questions(f: Facts, rng: random.Random) -> list[Question]:
     """Which dates were cloudy, snowy or unusable for a parcel, a crop or the area, in a window."""
     qs: list[Question] = []
@@ -827,5 +872,7 @@ def build_bank(f: Facts, seed: int = 0) -> list[Question]:
     rng = random.Random(seed)
     qs = (window_questions(f, rng) + past_questions(f, rng) + calendar_questions(f, rng) + why_questions(f, rng)
           + quality_questions(f, rng) + group_questions(f, rng) + several_questions(f, rng)
-          + similar_questions(f, rng) + archive_questions(f) + decline_questions())
+          + similar_questions(f, rng) + archive_questions(f) + decline_questions()
+          # Drawn last, so the questions of the other kinds stay the ones the bank always asked.
+          + damage_questions(f, rng))
     return qs

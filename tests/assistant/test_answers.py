@@ -181,6 +181,54 @@ def test_why_a_fall_the_peers_do_not_share_is_a_real_decline(ctx):
     assert ("W-2", "2019-06-05") in cited(comp)
 
 
+def test_damage_asked_names_the_unexplained_fall_and_the_limit(ctx):
+    # W-3 fell 0.84 -> 0.60 between 2019-05-10 and 2019-06-05 while W-1 and W-2 fell by 0.03 and 0.02.
+    kind, comp = answer(ctx, "Was W-3 damaged by hail in June 2019?", make_plan(parcels=["W-3"], win=JUNE))
+    assert kind == "damage"
+    out = text(comp)
+    peers = statistics.median([round(SERIES[p]["2019-06-05"] * 100) - round(SERIES[p]["2019-05-10"] * 100)
+                               for p in ("W-1", "W-2")])
+    assert out.startswith("Parcel W-3's NDVI fell in June 2019 where no harvest, cut or season explains it: "
+                          "from 0.84 on 2019-05-10 to 0.60 on 2019-06-05 (-0.24; the other winter wheat parcels: ")
+    said = re.search(r"the other winter wheat parcels: ([-+]\d\.\d\d)\)", out)
+    assert said and abs(float(said.group(1)) * 100 - peers) <= 0.5  # their median change, not W-3's
+    assert "not whether hail did it" in out
+    assert {("W-3", "2019-05-10"), ("W-3", "2019-06-05"), ("W-1", "2019-06-05")} <= cited(comp)
+
+
+def test_damage_asked_where_the_harvest_explains_the_fall_says_no_sign(ctx):
+    kind, comp = answer(ctx, "Was there frost damage on W-1 in July 2019?", make_plan(parcels=["W-1"], win=JULY))
+    assert kind == "damage"
+    out = text(comp)
+    assert out.startswith("No sign of frost on parcel W-1 in July 2019 that the imagery can show")
+    assert "the harvest between 2019-07-05 and 2019-07-20 (0.76 to 0.24)" in out
+    assert "Sentinel-2 cannot see frost itself" in out
+
+
+def test_damage_asked_of_a_group_lists_the_parcels_with_an_unexplained_fall(ctx):
+    plan = make_plan(attributes={"attr_crop_name": ("Winter wheat",)}, win=JUNE)
+    kind, comp = answer(ctx, "Did disease hit the winter wheat in June 2019?", plan)
+    assert kind == "damage"
+    out = text(comp)
+    assert out.startswith("In June 2019, 1 of 3 parcels had a fall of NDVI that no harvest, cut or season explains: "
+                          "W-3 (2019-05-10 to 2019-06-05, 0.84 to 0.60)")
+    assert "W-1" not in out and "a disease" in out
+
+
+@pytest.mark.parametrize("question, hazard", [
+    ("Was parcel 3 damaged by hail?", "hail"), ("Y a-t-il eu du gel sur la parcelle 2 ?", "frost"),
+    ("does field 7 have a fungal disease", "disease"), ("des ravageurs sur la parcelle 4 ?", "pests"),
+    ("Did the storm flatten parcel 9?", "storm"), ("Is there lodging on parcel 1?", "lodging"),
+    ("Des dégâts sur la parcelle 5 ?", "damage")])
+def test_damage_words_choose_the_damage_answer_and_name_the_hazard(question, hazard):
+    from assistant.answers.damage import hazard_of
+    from assistant.answers.common import fold_text
+
+    folded = fold_text(question)
+    assert registry.DAMAGE.search(folded)
+    assert hazard_of(folded) == hazard
+
+
 def test_why_names_clouds_when_only_unusable_records_are_low(ctx):
     plan = make_plan(parcels=["G-1"], win=window("2019-06-10", "2019-06-20", "mid June 2019"))
     _, comp = answer(ctx, "Why is G-1 low in mid June?", plan, kind="why")

@@ -559,3 +559,21 @@ def test_a_bare_number_after_a_likeness_word_names_the_parcel(chain):
     out = ask(chain, "Quelle parcelle ressemble le plus à la 7 ?")
     assert f"ressemblait le plus à {P}007" in out["answer"], out["answer"]
     assert "Which parcel should the others look like?" in ask(chain, "parcels with NDVI similar to 0.7")["answer"]
+
+
+def test_hail_asked_of_a_harvested_parcel_is_answered_by_its_harvest_not_its_latest_state(chain, records):
+    """A damage question gets what the imagery can say (no unexplained fall: the harvest explains it)
+    and its limit, never the parcel's latest observation or a cause the imagery cannot see."""
+    history = records[records.parcel_id == P + "009"]
+    harvest = [e for e in crop_calendar(history, crop=history.iloc[0]["attr_crop_name"]) if e.kind == "harvest"][-1]
+    assert harvest.end.startswith("2019-07")
+    out = ask(chain, "Was parcel 9 damaged by hail in July 2019?")
+    assert out["plan"]["kind"] == "damage"
+    answer = out["answer"]
+    assert answer.startswith(f"No sign of hail on parcel {P}009 in July 2019 that the imagery can show"), answer
+    assert f"the harvest between {harvest.start} and {harvest.end}" in answer
+    assert "Sentinel-2 cannot see hail itself" in answer
+    assert not re.search(r"stress|disease|maladie", answer.lower())
+    french = ask(chain, "Y a-t-il eu de la grêle sur la parcelle 9 en juillet 2019 ?")["answer"]
+    assert french.startswith(f"Aucun signe de grêle sur la parcelle {P}009 en juillet 2019"), french
+    assert f"la récolte entre le {harvest.start} et le {harvest.end}" in french
