@@ -42,13 +42,26 @@ ASKED = (
     # Ploughing leaves the same bare soil a harvest does: the drop is the event to date.
     ("harvest", re.compile(r"\b(?:harvest\w*|recolt\w*|moisson\w*|bare\s+soil|sol\s+nu|stubble|chaumes?|plough\w*|plow\w*|"
                            r"tilled|tillage|laboure\w*)\b")),
-    ("green-up", re.compile(r"\b(?:green[- ]?up|emergence|emerg\w*|levee|sowing|sown|planted|semis|semee?s?|reprise)\b")),
+    # Sowing is not seen; it lies between the bare field and the crop's emergence (`_sowing`).
+    ("sowing", re.compile(r"\b(?:sowing|sown|sowed|sow|planted|planting|drilled|semis|semee?s?|seme|plante(?:e|es|s)?)\b")),
+    ("green-up", re.compile(r"\b(?:green[- ]?up|emergence|emerg\w*|levee|reprise)\b")),
     ("peak", re.compile(r"\b(?:peak\w*|pic|maximum|max)\b")),
     ("senescence", re.compile(r"\b(?:senescen\w*|ripening|maturation|jaunissement|dry(?:ing)?\s+down)\b")),
 )
 
 TEXTS = {
     "en": {
+        "sowing": ("Parcel {pid} ({crop}) was sown between {since} and {b}: the imagery sees the crop emerge "
+                   "between {a} and {b} (NDVI {va} to {vb}), not the sowing itself, which comes before it."),
+        "sowing_before": ("Parcel {pid} ({crop}) was sown before {b}: the imagery sees the crop emerge between "
+                          "{a} and {b} (NDVI {va} to {vb}), not the sowing itself, which comes before it."),
+        "sowing_bare": "The field was bare from {what} between {a} and {b} (NDVI {va} to {vb}).",
+        "harvest_what": "the previous harvest or ploughing",
+        "cleared_what": "its winter cover removed for sowing",
+        "sowing_none": "No emergence of a crop on parcel {pid} is visible in {label}, so its sowing cannot be dated.",
+        "sowing_grass": ("Parcel {pid} is {crop}: grassland is not sown every season, and the imagery shows no "
+                         "sowing, only its regrowth."),
+        "sowing_regrowth": "Its latest regrowth: between {a} and {b} (NDVI {va} to {vb}).",
         "harvest": "harvested", "harvest_grass": "cut (mowing or grazing)", "green-up": "greening up",
         "cleared": "cleared for sowing (a winter cover or the previous vegetation removed)",
         "emergence": "emerging", "senescence": "senescing", "peak": "at its peak",
@@ -89,6 +102,18 @@ TEXTS = {
         "few_one": "Parcel {pid} has 1 usable observation in {label}: too few for a trend.",
     },
     "fr": {
+        "sowing": ("La parcelle {pid} ({crop}) a été semée entre le {since} et le {b} : l'imagerie voit la culture "
+                   "lever entre le {a} et le {b} (NDVI {va} à {vb}), pas le semis lui-même, qui la précède."),
+        "sowing_before": ("La parcelle {pid} ({crop}) a été semée avant le {b} : l'imagerie voit la culture lever "
+                          "entre le {a} et le {b} (NDVI {va} à {vb}), pas le semis lui-même, qui la précède."),
+        "sowing_bare": "Le champ était nu depuis {what} entre le {a} et le {b} (NDVI {va} à {vb}).",
+        "harvest_what": "la récolte ou le labour précédents",
+        "cleared_what": "la destruction de son couvert d'hiver pour le semis",
+        "sowing_none": ("Aucune levée de culture n'est visible sur la parcelle {pid} en {label} : son semis ne peut "
+                        "pas être daté."),
+        "sowing_grass": ("La parcelle {pid} est en {crop} : une prairie n'est pas semée chaque saison, et l'imagerie "
+                         "ne montre pas de semis, seulement sa repousse."),
+        "sowing_regrowth": "Sa dernière repousse : entre le {a} et le {b} (NDVI {va} à {vb}).",
         "harvest": "récoltée", "harvest_grass": "fauchée ou pâturée", "green-up": "en reprise de végétation",
         "cleared": "préparée pour le semis (couvert d'hiver ou végétation précédente détruits)",
         "emergence": "en levée", "senescence": "en sénescence", "peak": "à son pic",
@@ -133,15 +158,16 @@ TEXTS = {
 #: Event names as nouns, for "no harvest of ..." and trend items.
 NOUNS = {
     "en": {"harvest": "harvest", "green-up": "green-up", "emergence": "emergence", "senescence": "senescence",
-           "peak": "peak", "harvest_grass": "cut", "cleared": "clearing for sowing"},
+           "peak": "peak", "harvest_grass": "cut", "cleared": "clearing for sowing", "sowing": "emergence"},
     "fr": {"harvest": "récolte", "green-up": "reprise de végétation", "emergence": "levée",
-           "senescence": "sénescence", "peak": "pic", "harvest_grass": "fauche", "cleared": "préparation du semis"},
+           "senescence": "sénescence", "peak": "pic", "harvest_grass": "fauche", "cleared": "préparation du semis",
+           "sowing": "levée"},
 }
 _GROUP_WHAT = {
     "en": {"harvest": "Harvested", "cut": "Cut (mowing or grazing)", "green-up": "Greening up", "peak": "Peak",
-           "senescence": "Senescing"},
+           "senescence": "Senescing", "sowing": "Emerging (sown shortly before: the imagery sees the young crop)"},
     "fr": {"harvest": "Récoltées", "cut": "Fauchées ou pâturées", "green-up": "En reprise de végétation", "peak": "Pic",
-           "senescence": "En sénescence"},
+           "senescence": "En sénescence", "sowing": "En levée (semées peu avant : l'imagerie voit la jeune culture)"},
 }
 
 
@@ -178,8 +204,8 @@ def _kinds(wanted: list[str], single: bool) -> set[str]:
     """The library's event kinds that answer the events asked: a green-up may be an emergence; a cut
     asked is a grass cut or another crop's harvest; a harvest asked of one parcel is its cuts too
     when it is grass ("when was parcel 5 harvested"), while "which parcels were harvested" means crops."""
-    kinds = set(wanted) - {"cut"}
-    if "green-up" in wanted:
+    kinds = set(wanted) - {"cut", "sowing"}
+    if "green-up" in wanted or "sowing" in wanted:
         kinds.add("emergence")
     if "cut" in wanted:
         kinds |= {CUT, "harvest"}
@@ -225,7 +251,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         return out
     for pid in ids[:5]:
         docs = series.get(pid, [])
-        if wanted:
+        if wanted and wanted[0] == "sowing":
+            _sowing(out, lang, pid, docs, ctx, start, end, label, column)
+        elif wanted:
             first = bool(_FIRST.search(folded))
             head = len(out.sentences)
             hits = _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first=first)
@@ -396,6 +424,49 @@ def _events(out, lang, pid, docs, ctx, wanted, start, end, label, column, first:
         K.cite_all(out, good, (column,))
         out.history += K.history_rows(good, ctx.suspects, column)
     return hits
+
+
+def _sowing(out, lang, pid, docs, ctx, start, end, label, column) -> None:
+    """When the parcel's crop was sown, as far as the imagery can tell: between the field bare (a
+    harvest, the field cleared for sowing, or the bare observation before the emergence) and the
+    crop's emergence. The crop of the parcels file is the one whose emergence comes last before its
+    harvest (the last harvest in the window asked), else the latest emergence (in the window). A mown crop
+    (permanent grass) is not sown each season: said so, with its regrowths."""
+    events = K.events(docs, ctx.suspects, column, south=K.southern(ctx, docs))
+    by_date = {d.metadata["date"]: d for d in docs}
+    crop = K.crop_of(docs[0]) if docs else None
+    crop_word = K.crop_name(crop or "?", lang)
+    if crop is not None and is_mown(crop):
+        regrowth = [e for e in events if e.kind in ("green-up", "emergence") and e.overlaps(start, end)]
+        out.add(say(lang, "sowing_grass", pid=pid, crop=crop_word))
+        for e in regrowth[-1:]:
+            out.add(say(lang, "sowing_regrowth", a=e.start, b=e.end, va=K.num(e.value_start), vb=K.num(e.value_end)))
+            K.cite_all(out, [by_date[e.start], by_date[e.end]], (column,))
+        return
+    emergences = [e for e in events if e.kind == "emergence"]
+    # The season's crop: the one harvested last (in the window asked), sown before that harvest;
+    # with no harvest, the latest emergence (in the window).
+    harvests = [e for e in events if e.kind == "harvest" and e.overlaps(start, end)]
+    if harvests:
+        chosen = [e for e in emergences if e.end <= harvests[-1].start][-1:]
+    else:
+        chosen = [e for e in emergences if e.overlaps(start, end)][-1:]
+    if not chosen:
+        out.add(say(lang, "sowing_none", pid=pid, label=label))
+        return
+    e = chosen[0]
+    bare = [x for x in events if x.kind in ("harvest", "cleared", CUT) and x.end <= e.start]
+    # Sown after the field was last cleared (a harvest, ploughing or the cover destroyed) and before
+    # the crop emerged; with no such event in the months before, only "before".
+    since = bare[-1].end if bare and (K.day(e.start) - K.day(bare[-1].end)).days <= 150 else e.start
+    out.add(say(lang, "sowing" if since != e.start else "sowing_before", pid=pid, crop=crop_word, since=since,
+                a=e.start, b=e.end, va=K.num(e.value_start), vb=K.num(e.value_end)))
+    K.cite_all(out, [by_date[d] for d in dict.fromkeys((since, e.start, e.end)) if d in by_date], (column,))
+    if since != e.start:
+        x = bare[-1]
+        out.add(say(lang, "sowing_bare", what=say(lang, "cleared_what" if x.kind == "cleared" else "harvest_what"),
+                    a=x.start, b=x.end, va=K.num(x.value_start), vb=K.num(x.value_end)))
+        K.cite_all(out, [by_date[x.start], by_date[x.end]], (column,))
 
 
 def trend(out, lang, pid, docs, ctx, start, end, label, column) -> None:

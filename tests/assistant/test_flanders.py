@@ -577,3 +577,19 @@ def test_hail_asked_of_a_harvested_parcel_is_answered_by_its_harvest_not_its_lat
     french = ask(chain, "Y a-t-il eu de la grêle sur la parcelle 9 en juillet 2019 ?")["answer"]
     assert french.startswith(f"Aucun signe de grêle sur la parcelle {P}009 en juillet 2019"), french
     assert f"la récolte entre le {harvest.start} et le {harvest.end}" in french
+
+
+def test_sowing_is_dated_between_the_bare_field_and_the_emergence(chain, records):
+    """The imagery does not see sowing: "when was it sown" gets the window between the field cleared
+    for sowing and the crop's emergence, and grassland is said not to be sown every season."""
+    history = records[records.parcel_id == P + "015"]
+    events = crop_calendar(history, crop="Maize")
+    emergence = [e for e in events if e.kind == "emergence"][-1]
+    cleared = [e for e in events if e.kind == "cleared" and e.end <= emergence.start][-1]
+    out = ask(chain, "When was parcel 15 sown?")
+    assert out["plan"]["kind"] == "calendar"
+    assert out["answer"].startswith(f"Parcel {P}015 (maize) was sown between {cleared.end} and {emergence.end}: the "
+                                    f"imagery sees the crop emerge between {emergence.start} and {emergence.end}"), \
+        out["answer"]
+    grass = ask(chain, "Quand la parcelle 5 a-t-elle été semée ?")["answer"]
+    assert grass.startswith(f"La parcelle {P}005 est en prairies permanentes : une prairie n'est pas semée"), grass
