@@ -325,7 +325,7 @@ def _recent_group(out, lang, ids, series, ctx, end, column) -> None:
                                                  b=b.metadata["date"]) for d, pid, a, b in items)))
     if missing:
         parts.append(say(lang, "recent_none", pids=", ".join(missing)))
-    out.add(say(lang, "recent_group", index=K.label_of(column), noise=_noise_text(column), parts="; ".join(parts)))
+    out.add(say(lang, "recent_group", index=K.label_of(column), noise=_noise_text(column), parts=K.semicolon(lang).join(parts)))
 
 
 def _newest(ctx: AnswerContext):

@@ -110,7 +110,7 @@ def preamble(turn: Turn, ctx: AnswerContext, out: Composition) -> bool:
         out.counts.append(len(ids))
         values = ctx.context.attributes
         if values:
-            out.add(say(lang, "known_values", values="; ".join(
+            out.add(say(lang, "known_values", values=K.semicolon(lang).join(
                 f"{k.removeprefix('attr_')}: {', '.join(v[:12]).lower()}" for k, v in values.items()
                 # Words people would ask with (crops, land cover), not codes or identifiers.
                 if v and all(not any(c.isdigit() for c in str(x)) for x in v) and len(v) <= 30)))

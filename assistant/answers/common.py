@@ -294,6 +294,11 @@ _FR_TIDY = (
 _EN_TIDY = ((re.compile(r"\bin (\d{4}-\d{2}-\d{2})\b"), r"on \1"),)
 
 
+def semicolon(lang: str) -> str:
+    """The separator of a list of clauses: French sets a space before the semicolon."""
+    return " ; " if lang == "fr" else "; "
+
+
 def tidy(lang: str, sentence: str) -> str:
     """Prepositions and French elisions that templates filled with labels get wrong ("in 2019-06-20"
     -> "on 2019-06-20"; "de octobre" -> "d'octobre", "en printemps" -> "au printemps", "en

@@ -74,7 +74,7 @@ TEXTS = {
         "group_item": "{pid} ({a} to {b}, {va} to {vb})",
         "group_none": ("No sign of {hazard} {when} that the imagery can show: no fall of {index} beyond the noise "
                        "is left unexplained on any of the {n} parcels with usable observations."),
-        "in": "in {label}", "archive": "between {first} and {last}", "the_archive": "the archive", "sep": "; ",
+        "in": "in {label}", "archive": "between {first} and {last}", "the_archive": "the archive",
     },
     "fr": {
         "hazard": {"hail": "la grêle", "frost": "le gel", "disease": "une maladie", "pests": "des ravageurs",
@@ -112,7 +112,7 @@ TEXTS = {
         "group_item": "{pid} ({a} au {b}, {va} à {vb})",
         "group_none": ("Aucun signe de {hazard_de} {when} que l'imagerie puisse montrer : aucune baisse de {index} "
                        "au-delà du bruit ne reste inexpliquée sur les {n} parcelles observées."),
-        "in": "en {label}", "archive": "entre le {first} et le {last}", "the_archive": "l'archive", "sep": " ; ",
+        "in": "en {label}", "archive": "entre le {first} et le {last}", "the_archive": "l'archive",
     },
 }
 
@@ -268,7 +268,7 @@ def _one(out: Composition, lang: str, pid: str, series: list[Document], every: d
                 out.derived.append(K.signed(int(round(f.peer_delta))))
             items.append(say(lang, "fall", delta=K.signed(f.delta), peers=peers, **_values(f, column)))
             K.cite_all(out, [f.a, f.b, *f.peers], (column,))
-        out.add(say(lang, "found", pid=pid, index=index, when=when, **hazard, items=say(lang, "sep").join(items)))
+        out.add(say(lang, "found", pid=pid, index=index, when=when, **hazard, items=K.semicolon(lang).join(items)))
         if is_mown(K.crop_of(series[0])):
             out.add(why_say(lang, "grass_cut"))
         return
@@ -285,10 +285,10 @@ def _one(out: Composition, lang: str, pid: str, series: list[Document], every: d
             items.append(say(lang, f.cause, crop=crop, pdelta=pdelta, **_values(f, column)))
             K.cite_all(out, [f.a, f.b, *f.peers], (column,))
         if len(found) > len(shown):
-            out.add(say(lang, "largest", k=len(shown), n=len(found), items=say(lang, "sep").join(items)))
+            out.add(say(lang, "largest", k=len(shown), n=len(found), items=K.semicolon(lang).join(items)))
             out.counts.extend([len(shown), len(found)])
         else:
-            out.add(say(lang, "explained", items=say(lang, "sep").join(items)))
+            out.add(say(lang, "explained", items=K.semicolon(lang).join(items)))
     else:
         a, b = steps[0]
         key = "flat_one" if len(steps) == 1 else "flat"

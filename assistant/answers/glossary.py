@@ -5,6 +5,7 @@ and the analyses can never disagree. About the method, not a field: cites nothin
 
 from __future__ import annotations
 
+from assistant.answers import common as K
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
 from indexer.analysis import CLASS_RULES
@@ -99,6 +100,6 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
                 parts.append(say["above"].format(x=f"{lo:g}", label=names[label]))
             else:
                 parts.append(say["from"].format(lo=f"{lo:g}", hi=f"{hi:g}", label=names[label]))
-        out.add(say["read"].format(aspect=ASPECTS[lang][rule.aspect], bands="; ".join(parts)))
+        out.add(say["read"].format(aspect=ASPECTS[lang][rule.aspect], bands=K.semicolon(lang).join(parts)))
         out.rules += list(rule.breaks)
     return out

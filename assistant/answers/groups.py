@@ -38,7 +38,10 @@ from indexer.phenology import is_mown, one_date_dips
 #: days apart do not show).
 BEHIND_MARGIN = 0.1
 _BEHIND = re.compile(r"\b(?:behind|lagg?ing|lag|peers?|en\s+retard|retard\w*|below\s+(?:the\s+)?(?:others|average|peers)|"
-                     r"worse\s+than\s+(?:the\s+)?(?:others|peers)|moins\s+bien\s+que|underperform\w*|sous-perform\w*)\b")
+                     r"worse\s+than\s+(?:the\s+)?(?:others|peers)|moins\s+bien\s+que|underperform\w*|sous-perform\w*|"
+                     # "which parcel should I visit first?": the laggards ("which need attention?" ranks the
+                     # weakest first)
+                     r"visit\w*|look\s+at\s+first|check\s+first|visiter|aller\s+voir)\b")
 _ONE = re.compile(r"\b(?:highest|lowest|greenest|best|worst|driest|weakest|strongest)\s+(?:\w+\s+){0,2}(?:parcel|field|plot)\b(?!s)|"
                   r"\b(?:which|what|quelle?)\s+(?:\w+\s+){0,2}(?:parcel|field|plot|parcelle|champ)\b(?!s)|"
                   r"\b(?:the|la|le)\s+(?:\w+\s+){0,2}(?:parcel|field|plot|parcelle|champ)\b(?!s)")
@@ -660,7 +663,7 @@ def _largest_change(out: Composition, turn: Turn, ctx: AnswerContext, docs, colu
                          a=a.metadata["date"], vb=K.num(K.value(b, column)), b=b.metadata["date"]))
         K.cite_all(out, [a, b], (column,))
     key = {True: "change_rise", False: "change_fall", None: "change_any"}[rise]
-    out.add(say(lang, key, index=K.label_of(column), when=when, items="; ".join(items), n=len(steps)))
+    out.add(say(lang, key, index=K.label_of(column), when=when, items=K.semicolon(lang).join(items), n=len(steps)))
     if dipped:
         out.add(say(lang, "dips", items=", ".join(say(lang, "item_date", pid=d.metadata["parcel_id"],
                                                        v=K.values(d, (column,)), date=d.metadata["date"])
@@ -729,7 +732,7 @@ def _behind(out: Composition, turn: Turn, ctx: AnswerContext, values, column: st
                 if windowed:
                     out.derived.append(K.num(v))
         out.add(say(lang, "behind" if len(behind) > 1 else "behind_one", n=len(behind), margin=margin, when=when,
-                    items="; ".join(items)))
+                    items=K.semicolon(lang).join(items)))
         out.counts.append(len(behind))
     else:
         out.add(say(lang, "behind_none", margin=margin, when=when))

@@ -119,7 +119,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
                              mean=K.mean_of(out, [K.value(d, column) for d in docs])))
             out.counts.append(len(docs))
             K.cite_all(out, docs, (column,))
-        out.add(say(lang, "apart", label=label, items="; ".join(items)))
+        out.add(say(lang, "apart", label=label, items=K.semicolon(lang).join(items)))
         return out
     if len(present) > 2:
         # Several: the highest and the lowest, and how far apart.

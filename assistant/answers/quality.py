@@ -154,7 +154,7 @@ def _parcels_by_status(out: Composition, lang: str, parcels, ctx: AnswerContext,
         if not hits:
             continue
         listed += 1
-        out.add(say(lang, "listing", what=say(lang, st), dates="; ".join(
+        out.add(say(lang, "listing", what=say(lang, st), dates=K.semicolon(lang).join(
             f"{pid} ({', '.join(d.metadata['date'] for d in ds[:6])}{' …' if len(ds) > 6 else ''})" for pid, ds in hits.items())))
         for ds in hits.values():
             K.cite_all(out, ds[:6], ())

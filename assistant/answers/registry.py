@@ -115,7 +115,11 @@ LOCATE = re.compile(r"\b(?:(?:which|what)\s+(?:parcel|field|plot)\s+(?:is|lies|w
 #: One parcel set against the others ("compared with the other grass fields", "its peers").
 PEERS = _words(r"(?:the\s+)?others?\s+(?:\w+\s+){0,3}(?:parcels|fields|plots)", r"the\s+others", r"peers?",
                r"(?:than|behind|ahead\s+of|with|against)\s+the\s+other\s+\w+",
-               r"(?:les\s+)?autres\s+(?!dates?\b|annees?\b|saisons?\b|mois\b|acquisitions?\b)\w+", r"same[- ]crop")
+               r"(?:les\s+)?autres\s+(?!dates?\b|annees?\b|saisons?\b|mois\b|acquisitions?\b)\w+", r"same[- ]crop",
+               # "better than average", "below average", "dans la moyenne": against its crop's parcels
+               r"(?:than|above|below|over|under)\s+(?:the\s+)?(?:average|norm(?:al)?|median|typical)",
+               r"(?:au[- ]dessus|en[- ]dessous|au[- ]dessous)\s+de\s+la\s+(?:moyenne|normale|mediane)",
+               r"dans\s+la\s+(?:moyenne|normale)", r"(?:plus|moins)\s+\w+\s+que\s+la\s+moyenne")
 #: Words for a change, read by the "why" and calendar kinds (vocabulary only: they choose no kind).
 CHANGE = _words(r"drop\w*", r"fall\w*", r"fell", r"los[te]\w*", r"perdu\w*", r"declin\w*", r"dip\w*", r"rise", r"rose", r"increas\w*", r"decreas\w*",
                 r"went\s+(?:up|down)", r"baiss\w*", r"chut\w*", r"hausse", r"augment\w*", r"diminu\w*", r"lower", r"higher")

@@ -593,3 +593,20 @@ def test_sowing_is_dated_between_the_bare_field_and_the_emergence(chain, records
         out["answer"]
     grass = ask(chain, "Quand la parcelle 5 a-t-elle été semée ?")["answer"]
     assert grass.startswith(f"La parcelle {P}005 est en prairies permanentes : une prairie n'est pas semée"), grass
+
+
+def test_better_than_average_compares_the_parcel_with_its_crop(chain):
+    out = ask(chain, "Is parcel 9 better than average?")
+    assert out["plan"]["kind"] == "peers"
+    assert re.match(rf"{P}009's NDVI .* the median \d\.\d\d of the \d other winter wheat parcels", out["answer"]), \
+        out["answer"]
+
+
+@pytest.mark.parametrize("question", ["Which parcel should I visit first?", "Quelles parcelles aller voir en priorité ?",
+                                      "which field should I check first in June 2019?"])
+def test_which_parcel_to_visit_is_answered_by_the_parcels_behind_their_crop(chain, question):
+    out = ask(chain, question)
+    assert out["plan"]["kind"] == "groups"
+    assert re.match(r"(\d+ parcels were|One parcel was|No parcel was|\d+ parcelles étaient|Une parcelle était|"
+                    r"Aucune parcelle n'était) (à )?(more than|plus de) 0.10 (below|sous) (the|la) (median|médiane)",
+                    out["answer"]), out["answer"]
