@@ -83,6 +83,11 @@ HAZARDS: tuple[tuple[str, str], ...] = (
     ("damage", r"damag\w*|degats?|dommages?|endommag\w*|abime\w*"),
 )
 DAMAGE = _words(*(pattern for _, pattern in HAZARDS))
+#: A parcel's months ranked ("the best month for parcel 2", "quel mois était le plus sec ?").
+MONTHS = _words(r"(?:best|worst|greenest|wettest|driest|highest|lowest|top|which|what)\s+months?",
+                r"months?\s+(?:was|were|did|had|with|of)\s+(?:the\s+|its\s+)?(?:best|worst|highest|lowest|most|least|peak)",
+                r"(?:meilleur|pire|quel)s?\s+mois", r"mois\s+(?:ou|le|la|les)\s+(?:\w+\s+){0,2}plus",
+                r"(?:rank|classe)\w*\s+(?:the\s+|les\s+)?mois", r"(?:rank|sort)\w*\s+(?:the\s+)?months?")
 #: "Why" a value changed.
 WHY = _words(r"why", r"pourquoi", r"causes?d?", r"reasons?", r"raisons?", r"explain\w*", r"expliqu\w*",
              r"what\s+happened", r"que\s+s'est-il\s+passe", r"qu'est-ce\s+qui\s+s'est\s+passe", r"how\s+come",
@@ -229,6 +234,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("peers", "groups", PEERS, lambda p: len(p.places.parcel_ids) == 1 and p.intent != "similar",
          answers="one parcel against the other parcels of its crop"),
     Kind("calendar", "calendar", EVENTS, answers="a crop-calendar event asked by name (harvest, emergence, peak)"),
+    Kind("months", "months", MONTHS, lambda p: len(p.places.parcel_ids) == 1 and not p.compare_windows,
+         answers="a parcel's months ranked by an index, the best (or the worst) first"),
     Kind("seasons", "seasons", None, lambda p: _past_seasons(p) and _one_or_no_parcel(p) and p.intent != "rank"
          and p.condition is None and p.class_condition is None,
          answers="a parcel against its past seasons, by day of year"),

@@ -22,14 +22,15 @@ import numpy as np
 from eval.bank.check import Expect
 from eval.bank.truth import Facts, doy_distance
 
-KINDS = ("window", "past", "calendar", "why", "damage", "quality", "groups", "several", "similar", "archive",
-         "decline")
+KINDS = ("window", "past", "calendar", "months", "why", "damage", "quality", "groups", "several", "similar",
+         "archive", "decline")
 KIND_TITLES = {
     "window": "a parcel on a date, in a month or a season",
     "past": "comparison with past seasons (by day of year)",
     "calendar": "trend and crop calendar (peak, green-up, harvest)",
     "why": "why a value changed (harvest, cloud, snow)",
     "damage": "damage asked about (hail, frost, disease): what the imagery can say",
+    "months": "a parcel's months ranked (the best or the worst month of a year)",
     "quality": "observation quality (cloudy, snowy, unusable dates)",
     "groups": "groups: aggregates, rankings, thresholds, laggards",
     "several": "several named parcels compared",
@@ -438,6 +439,53 @@ def why_questions(f: Facts, rng: random.Random) -> list[Question]:
             parcels={p}, words=[CLOUD_WORDS], lead=True, dates={d}, date_words=CLOUD_WORDS,
             forbidden_words=[WRONG_CAUSE, WEAK_VIGOR, SNOW_WORDS], default_year=int(d[:4])),
             f"{p} {d}: cloud on {f.get(p, d).cloud:.0%}"))
+    return qs
+
+
+def month_questions(f: Facts, rng: random.Random) -> list[Question]:
+    """A parcel's best (or worst) month of a year by mean NDVI over its clear observations. Asked only
+    where that month leads every other by more than 0.05 whether the partial observations count or
+    not (any usability line gives the same answer), has no partial observation itself and has two
+    clear observations."""
+    qs: list[Question] = []
+    high_en = ["What was the best month for {p} in {y}?", "which month was {p} greenest in {y}",
+               "Best month of {y} for {p}?"]
+    low_en = ["What was the worst month for {p} in {y}?", "which month had the lowest NDVI for {p} in {y}"]
+    high_fr = ["Quel a été le meilleur mois de {p} {y} ?"]
+    low_fr = ["Quel mois {p} a-t-elle eu le NDVI le plus bas {y} ?"]
+    # (English window, French window with its preposition, first day, last day)
+    windows = [("2019", "en 2019", "2019-01-01", "2019-12-31"), ("2018", "en 2018", "2018-01-01", "2018-12-31"),
+               ("spring 2019", "au printemps 2019", "2019-03-01", "2019-05-31"),
+               ("summer 2019", "en été 2019", "2019-06-01", "2019-08-31"),
+               ("autumn 2019", "en automne 2019", "2019-09-01", "2019-11-30")]
+    cands = []
+    for p in (p for p in f.parcels if not f.is_sliver(p)):
+        for w_en, w_fr, start, end in windows:
+            lines = []
+            for states in (("clear",), ("clear", "partial")):
+                by_month: dict[int, list[float]] = {}
+                for d in f.dates_in(start, end):
+                    if f.state(p, d) in states and np.isfinite(f.ndvi(p, d)):
+                        by_month.setdefault(int(d[5:7]), []).append(f.ndvi(p, d))
+                lines.append((by_month, sorted(((float(np.mean(v)), m) for m, v in by_month.items()), reverse=True)))
+            (clear, means), (_, loose) = lines
+            for low in (False, True):
+                order, other = (means[::-1], loose[::-1]) if low else (means, loose)
+                if len(order) < 3 or len(clear[order[0][1]]) < 2 or other[0][1] != order[0][1]:
+                    continue
+                m, y = order[0][1], int(start[:4])
+                if not f.window_is_clean(p, f"{y}-{m:02d}-01", f"{y}-{m:02d}-31"):
+                    continue
+                if abs(order[0][0] - order[1][0]) > 0.05 and abs(other[0][0] - other[1][0]) > 0.05:
+                    cands.append((p, (w_en, w_fr), y, low, m, order[0][0]))
+    for i, (p, (w_en, w_fr), y, low, m, mean) in enumerate(rng.sample(cands, min(10, len(cands)))):
+        lang = "fr" if i % 3 == 2 else "en"
+        pool = (low_fr if low else high_fr) if lang == "fr" else (low_en if low else high_en)
+        text = pool[i % len(pool)].format(p=parcel_ref(p, i, lang), y=w_fr if lang == "fr" else w_en)
+        month_words = rf"({MONTHS_EN[m - 1].lower()}|{MONTHS_FR[m - 1]})"
+        qs.append(Question("months", text, lang, Expect(
+            parcels={p}, parcels_allowed={p}, words=[month_words], lead=True, values_with=[(month_words, [mean])],
+            default_year=y), f"{p} {w_en}: {'lowest' if low else 'best'} month {y}-{m:02d}, mean {mean:.3f}"))
     return qs
 
 
@@ -874,5 +922,5 @@ def build_bank(f: Facts, seed: int = 0) -> list[Question]:
           + quality_questions(f, rng) + group_questions(f, rng) + several_questions(f, rng)
           + similar_questions(f, rng) + archive_questions(f) + decline_questions()
           # Drawn last, so the questions of the other kinds stay the ones the bank always asked.
-          + damage_questions(f, rng))
+          + damage_questions(f, rng) + month_questions(f, rng))
     return qs

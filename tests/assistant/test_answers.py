@@ -450,3 +450,21 @@ def test_a_group_says_a_sliver_is_too_small_not_unobserved(ctx, lang, said):
     _, comp = answer(ctx, "Average NDVI of all parcels on 2019-06-05", plan)
     assert said in text(comp) and "S-1" not in text(comp).split(said)[0]
     assert 20 in comp.rules
+
+
+def test_months_of_a_parcel_ranked_by_their_usable_mean(ctx):
+    plan = make_plan(parcels=["W-1"], win=window("2019-05-01", "2019-07-31", "May to July 2019"))
+    kind, comp = answer(ctx, "What was the best month for W-1 between May and July 2019?", plan)
+    assert kind == "months"
+    series = SERIES["W-1"]
+    means = {}
+    for month in ("05", "06", "07"):
+        vals = [v for d, v in series.items() if d[5:7] == month and d.startswith("2019") and v is not None]
+        means[month] = sum(vals) / len(vals)
+    assert max(means, key=means.get) == "05"  # 0.85; June's clouded 2019-06-15 does not count
+    out = text(comp)
+    assert out.startswith("Parcel W-1's best month for NDVI in May to July 2019 was May: mean 0.85 over 1 usable "
+                          "observation.")
+    assert f"June {means['06']:.2f} (2 obs.), July {means['07']:.2f} (2 obs.)" in out
+    _, low = answer(ctx, "Which was the worst month for W-1 between May and July 2019?", plan)
+    assert text(low).startswith(f"Parcel W-1's lowest month for NDVI in May to July 2019 was July: mean {means['07']:.2f}")

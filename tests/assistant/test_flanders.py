@@ -610,3 +610,15 @@ def test_which_parcel_to_visit_is_answered_by_the_parcels_behind_their_crop(chai
     assert re.match(r"(\d+ parcels were|One parcel was|No parcel was|\d+ parcelles étaient|Une parcelle était|"
                     r"Aucune parcelle n'était) (à )?(more than|plus de) 0.10 (below|sous) (the|la) (median|médiane)",
                     out["answer"]), out["answer"]
+
+
+def test_the_best_month_of_a_parcel_is_its_highest_monthly_mean(chain, records):
+    usable = records[(records.parcel_id == P + "002") & records.usable & records.date.str.startswith("2019")]
+    monthly = usable.groupby(usable.date.str[5:7])["ndvi_mean"].mean()
+    best = int(monthly.idxmax())
+    out = ask(chain, "What was the best month for parcel 2 in 2019?")
+    assert out["plan"]["kind"] == "months"
+    month = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+             "November", "December"][best - 1]
+    assert out["answer"].startswith(f"Parcel {P}002's best month for NDVI in 2019 was {month}: mean "
+                                    f"{monthly.max():.2f}"), out["answer"]
