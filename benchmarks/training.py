@@ -17,7 +17,8 @@ previous release did not have), is timed apart and printed on its own line. Ends
 Run it alone: with 2 cores any other job changes the wall time.
 
 `--against REV` also runs the same command from revision REV of this repository (a temporary git
-worktree, the same interpreter and packages), one after the other in this run, and prints the
+worktree, the same interpreter and packages, on the README's store as REV's own indexer builds it
+from data/; indexing is not timed), one after the other in this run, and prints the
 ratio measured side by side: the shared machine's speed changes from day to day by a quarter, so
 that ratio, not the recorded reference, is the measure. The target, 720 s of the reference's
 945.7 s, is a ratio of 0.76. `--against 776ebb8` is the release the reference was measured on
@@ -49,24 +50,31 @@ def xvision() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "xvision.cli"]
 
 
-def build_store(out: Path) -> Path:
-    """The README's training store from the repository's own samples (Hesbaye, BigEarthNet, Flanders)."""
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment that runs the `xvision` of source tree `tree` (this checkout: unchanged)."""
+    env = dict(os.environ)
+    if tree != ROOT:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    return env
+
+
+def build_store(out: Path, tree: Path = ROOT) -> Path:
+    """The README's training store from the repository's own samples (Hesbaye, BigEarthNet, Flanders),
+    indexed by the `xvision` of source tree `tree`."""
     flanders = DATA / "worldcereal-flanders"
     for step in (["index", str(DATA / "worldcereal-hesbaye"), "--grid", "10"],
                  ["index", str(DATA / "bigearthnet-s2-examples"), "--grid", "20"],
                  ["index", str(flanders), "--parcels", str(flanders / "parcels_Flanders31UES.gpkg")]):
-        subprocess.run([*xvision(), *step, "--store", str(out), "--quiet"], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "xvision.cli", *step, "--store", str(out), "--quiet"], cwd=tree,
+                       env=tree_env(tree), check=True, stdout=subprocess.DEVNULL)
     return out
 
 
 def timed_training(store: Path, out: Path, args: argparse.Namespace, peak_file: Path,
                    tree: Path = ROOT) -> tuple[float, float]:
     """Wall seconds and peak RSS (GB) of `xvision train` on `store`, run from the source tree `tree`."""
-    env = dict(os.environ)
+    env = tree_env(tree)
     options = ["--quiet", "--seed", str(args.seed)] + (["--epochs", str(args.epochs)] if args.epochs else [])
-    if tree != ROOT:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     help_text = subprocess.run([sys.executable, "-m", "xvision.cli", "train", "--help"], cwd=tree, env=env,
                                capture_output=True, text=True, check=True).stdout
     if "--no-onnx" in help_text:  # the ONNX export is timed apart (releases before it had none)
@@ -111,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.against:
             tree = reference_tree(args.against, tmp)
             try:
-                reference = timed_training(store, tmp / "reference-model", args, tmp / "peak-reference", tree=tree)
+                # Each release trains on the store its own indexer builds (stores and chip readers
+                # changed between releases: a release's training checks its re-read chips against them).
+                print(f"indexing the README's training store with {args.against} ...", flush=True)
+                ref_store = build_store(tmp / "reference-store", tree)
+                reference = timed_training(ref_store, tmp / "reference-model", args, tmp / "peak-reference", tree=tree)
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
                 shutil.rmtree(tmp / "reference-model", ignore_errors=True)
