@@ -216,6 +216,16 @@ def frame(docs: Iterable[Document], suspects) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*_FRAME_COLUMNS, "usable"])
 
 
+def crop_peers(ctx, records: Sequence[Document]) -> list[Document]:
+    """The records of the other parcels of the crops of `records` (what a parcel's change is set
+    against: the season moves every parcel of a crop alike)."""
+    own = {d.metadata["parcel_id"] for d in records}
+    crops = sorted({crop_of(d) for d in records} - {None})
+    if not crops:
+        return []
+    return [d for d in ctx.records(attributes={"attr_crop_name": crops}) if d.metadata["parcel_id"] not in own]
+
+
 def southern(ctx, docs: Sequence[Document]) -> bool:
     """Whether the parcel of `docs` lies south of the equator (its seasons are six months apart)."""
     lat = ctx.context.latitude([docs[0].metadata["parcel_id"]]) if docs else None

@@ -203,10 +203,7 @@ def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
     pid = subject(turn, ctx)
     ids = [pid] if pid is not None else members(turn, ctx)
     records = ctx.records(parcel_ids=ids) if ids else []
-    crops = {K.crop_of(d) for d in records} - {None}
-    peers = [d for d in ctx.records(attributes={"attr_crop_name": sorted(crops)}) if d.metadata["parcel_id"] not in ids] \
-        if crops else []
-    return Found(records=tuple(records), extra=tuple(peers))
+    return Found(records=tuple(records), extra=tuple(K.crop_peers(ctx, records)))
 
 
 def compose(turn: Turn, ctx: AnswerContext) -> Composition:

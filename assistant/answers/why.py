@@ -98,9 +98,7 @@ def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
         from assistant.answers import quality
         return quality.retrieve(turn, ctx)
     series = ctx.records(parcel_ids=[pid])
-    crop = K.crop_of(series[0]) if series else None
-    peers = [d for d in ctx.records(attributes={"attr_crop_name": [crop]}) if d.metadata["parcel_id"] != pid] if crop else []
-    return Found(records=tuple(series), extra=tuple(peers))
+    return Found(records=tuple(series), extra=tuple(K.crop_peers(ctx, series)))
 
 
 def compose(turn: Turn, ctx: AnswerContext) -> Composition:
