@@ -215,13 +215,15 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     index = K.label_of(column)
     w = plan.window
     start, end = (w.start.isoformat(), w.end.isoformat()) if w else (None, None)
-    dates = ctx.dates()
+    pid = subject(turn, ctx)
+    # Without a window: the span of the parcel's own records (a store may hold other areas' dates).
+    dates = sorted(d.metadata["date"] for d in turn.found.records) if pid is not None else ctx.dates()
+    dates = dates or ctx.dates()
     when = say(lang, "in", label=w.label) if w else say(lang, "archive", first=dates[0], last=dates[-1])
     table, key = TEXTS.get(lang, TEXTS["en"]), hazard_of(K.fold_text(turn.question))
     hazard = {"hazard": table["hazard"][key], "hazard_de": table.get("hazard_de", table["hazard"])[key]}
     every = K.by_parcel([*turn.found.records, *turn.found.extra])
     asked = K.by_parcel(turn.found.records)
-    pid = subject(turn, ctx)
     if pid is not None:
         series = asked.get(pid, [])
         bad = [d for d in series if (start is None or d.metadata["date"] >= start)

@@ -37,6 +37,8 @@ from indexer.phenology import is_mown, one_date_dips
 #: largest index noise of `indexer.seasons.NOISE`, rounded up: a gap two clear observations a few
 #: days apart do not show).
 BEHIND_MARGIN = 0.1
+#: Parcels named at most in the list of those with no crop peer to compare with.
+MAX_ALONE = 8
 _BEHIND = re.compile(r"\b(?:behind|lagg?ing|lag|peers?|en\s+retard|retard\w*|below\s+(?:the\s+)?(?:others|average|peers)|"
                      r"worse\s+than\s+(?:the\s+)?(?:others|peers)|moins\s+bien\s+que|underperform\w*|sous-perform\w*|"
                      # "which parcel should I visit first?": the laggards ("which need attention?" ranks the
@@ -117,6 +119,7 @@ TEXTS = {
         "behind_none": "No parcel was more than {margin} below the median of its crop's other parcels {when}.",
         "behind_item": "{pid} ({crop}) {v} against {peers}",
         "no_peers": "Parcels without another parcel of their crop to compare with: {pids}.",
+        "and_more": "{items} and {k} more",
         "item": "{pid} {v}", "item_date": "{pid} {v} on {date}",
         "lt": "{index} below {v}", "le": "{index} at or below {v}", "gt": "{index} above {v}", "ge": "{index} at or above {v}",
         "class": "{label} {aspect}", "standing_water": "standing water",
@@ -174,6 +177,7 @@ TEXTS = {
         "behind_none": "Aucune parcelle n'était à plus de {margin} sous la médiane des autres parcelles de sa culture {when}.",
         "behind_item": "{pid} ({crop}) {v} contre {peers}",
         "no_peers": "Parcelles sans autre parcelle de la même culture pour comparer : {pids}.",
+        "and_more": "{items} et {k} autres",
         "item": "{pid} {v}", "item_date": "{pid} {v} le {date}",
         "lt": "un {index} inférieur à {v}", "le": "un {index} inférieur ou égal à {v}", "gt": "un {index} supérieur à {v}",
         "ge": "un {index} supérieur ou égal à {v}",
@@ -737,4 +741,9 @@ def _behind(out: Composition, turn: Turn, ctx: AnswerContext, values, column: st
     else:
         out.add(say(lang, "behind_none", margin=margin, when=when))
     if alone:
-        out.add(say(lang, "no_peers", pids=", ".join(alone)))
+        # A store of grid cells has no crop to compare with: name a few, count the rest.
+        shown = ", ".join(alone[:MAX_ALONE])
+        if len(alone) > MAX_ALONE:
+            shown = say(lang, "and_more", items=shown, k=len(alone) - MAX_ALONE)
+            out.counts.append(len(alone) - MAX_ALONE)
+        out.add(say(lang, "no_peers", pids=shown))

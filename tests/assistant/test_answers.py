@@ -468,3 +468,33 @@ def test_months_of_a_parcel_ranked_by_their_usable_mean(ctx):
     assert f"June {means['06']:.2f} (2 obs.), July {means['07']:.2f} (2 obs.)" in out
     _, low = answer(ctx, "Which was the worst month for W-1 between May and July 2019?", plan)
     assert text(low).startswith(f"Parcel W-1's lowest month for NDVI in May to July 2019 was July: mean {means['07']:.2f}")
+
+
+def test_parcels_with_no_crop_peer_are_counted_past_a_few():
+    """A store of grid cells (no crop to compare with) names a few of them and counts the rest."""
+    import datetime
+
+    docs = [to_document({"record_id": i + 1, "parcel_id": f"cell-{i:02d}", "date": "2019-06-05", "valid": True,
+                         "invalid_reason": "", "valid_fraction": 1.0, "cloud_fraction": 0.0, "n_pixels": 100,
+                         "source": "/srv/S2_2019-06-05.tif", "ndvi_mean": 0.5 + i / 100, "ndmi_mean": 0.2,
+                         "attr_crop_name": f"crop {i}", "analysis": "a"}) for i in range(12)]
+    cells = tuple(d.metadata["parcel_id"] for d in docs)
+    ctx = ListContext(docs=docs, context=StoreContext(
+        parcel_ids=cells, attributes={"attr_crop_name": tuple(f"crop {i}" for i in range(12))},
+        dates=(datetime.date(2019, 6, 5),), parcel_attributes={p: {"attr_crop_name": f"crop {i}"} for i, p in enumerate(cells)}))
+    _, comp = answer(ctx, "Which parcel should I visit first?", make_plan(intent="rank", all_parcels=True), kind="groups")
+    out = text(comp)
+    assert "Parcels without another parcel of their crop to compare with: cell-00, cell-01" in out
+    assert "cell-07 and 4 more." in out and "cell-08" not in out
+
+
+def test_damage_without_a_window_spans_the_parcels_own_records(ctx):
+    # Another area's later record in the same store must not widen G-1's span (2018-10-15 to 2019-10-15).
+    later = to_document({"record_id": 999, "parcel_id": "cell-1", "date": "2021-03-01", "valid": True,
+                         "invalid_reason": "", "valid_fraction": 1.0, "cloud_fraction": 0.0, "n_pixels": 100,
+                         "source": "/srv/S2_2021-03-01.tif", "ndvi_mean": 0.5, "ndmi_mean": 0.2, "analysis": "a"})
+    mixed = dataclasses.replace(ctx, docs=[*ctx.docs, later])
+    assert mixed.dates()[-1] == "2021-03-01"
+    kind, comp = answer(mixed, "Was G-1 damaged by hail?", make_plan(parcels=["G-1"]))
+    assert kind == "damage"
+    assert "between 2018-10-15 and 2019-10-15" in text(comp) and "2021" not in text(comp), text(comp)
