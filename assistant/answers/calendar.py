@@ -33,6 +33,8 @@ _COUNT_PARCELS = re.compile(r"\b(?:how\s+many\s+(?:\w+\s+){0,2}(?:parcels|fields
                             r"(?:parcelles|champs))\b")
 #: "Which parcel was mown most often?": the parcels ranked by how many events they had.
 _OFTEN = re.compile(r"\b(?:most\s+(?:often|frequently)|(?:the\s+)?most\s+times|le\s+plus\s+(?:souvent|de\s+fois))\b")
+#: "When was it sown?", "quand", "what date": a date asked of each parcel.
+_WHEN = re.compile(r"\b(?:when|quand|what\s+date|quelle\s+date|a\s+quelle\s+date)\b")
 #: "The first cut", "la première fauche": the earliest event answered first.
 _FIRST = re.compile(r"\b(?:first|earliest|premiere?|1st|1re|1er)\b")
 #: Words asking for one kind of event (folded), in the library's event names.
@@ -236,8 +238,11 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     start, end, label = _bounds(turn)
     wanted = asked(turn.question)
     series = K.by_parcel(turn.found.extra)
-    if len(ids) > 1 and wanted:
-        folded = K.fold_text(turn.question)
+    # "When was the wheat sown?": each parcel's own season (`_sowing`); "which parcels were sown in
+    # May?" stays a list of the group's emergences in the window.
+    folded = K.fold_text(turn.question)
+    each_sowing = bool(wanted) and wanted[0] == "sowing" and bool(_WHEN.search(folded))
+    if len(ids) > 1 and wanted and not each_sowing:
         _group(out, lang, ids, series, ctx, wanted[0], start, end, label,
                count=wanted[0] != "peak" and bool(_COUNT_PARCELS.search(folded)),
                often=wanted[0] != "peak" and bool(_OFTEN.search(folded)))

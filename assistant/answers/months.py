@@ -1,7 +1,8 @@
-"""A parcel's months ranked: "What was the best month for parcel 2 in 2019?", "quel mois la parcelle
-5 était-elle la plus sèche ?".
+"""A parcel's (or a group's) months ranked: "What was the best month for parcel 2 in 2019?", "quel
+mois la parcelle 5 était-elle la plus sèche ?", "which month was best for the maize parcels?".
 
-Retrieval: the parcel's records in the window (without one: the year up to the reference date).
+Retrieval: the parcel's records in the window (without one: the year up to the reference date); with
+no parcel named, those of every parcel of the group asked (a crop, or all of them), pooled.
 Composition: the mean of the index asked (NDVI by default) over each month's usable observations,
 the best month first (the highest value; the lowest when the question asks for the worst, lowest or
 driest month), then every month ranked with its number of usable observations, and the months with
@@ -16,6 +17,7 @@ import statistics
 
 from assistant.answers import checks
 from assistant.answers import common as K
+from assistant.answers.groups import members
 from assistant.answers.observe import subject
 from assistant.answers.turn import AnswerContext, Found, Turn
 from assistant.compose import Composition
@@ -29,7 +31,10 @@ DEFAULT_DAYS = 365
 TEXTS = {
     "en": {
         "best": "Parcel {pid}'s {which} month for {index} {when} was {month}: mean {v} over {n} usable observation{s}.",
-        "which_high": "best", "which_low": "lowest",
+        "best_group": ("The {what}' {which} month for {index} {when} was {month}: mean {v} over {n} usable "
+                       "observation{s} of {k} parcel{ks}."),
+        "group_crop": "{crop} parcels", "group_all": "parcels",
+        "which_high": "best", "which_low": "lowest", "lead_high": "", "lead_low": "",
         "ranked": "By month, {order}: {items}.",
         "order_high": "highest first", "order_low": "lowest first",
         "item": "{month} {v} ({n} obs.)",
@@ -38,9 +43,13 @@ TEXTS = {
         "in": "in {label}", "year": "over the year to {end}",
     },
     "fr": {
-        "best": ("Le mois {which} de la parcelle {pid} pour le {index} {when} était {month} : moyenne de {v} sur "
+        "best": ("{lead} de la parcelle {pid} pour le {index} {when} était {month} : moyenne de {v} sur "
                  "{n} observation{s} exploitable{s}."),
+        "best_group": ("{lead} des {what} pour le {index} {when} était {month} : moyenne de {v} sur {n} "
+                       "observation{s} exploitable{s} de {k} parcelle{ks}."),
+        "group_crop": "parcelles de {crop}", "group_all": "parcelles",
         "which_high": "le meilleur", "which_low": "le plus bas",
+        "lead_high": "Le meilleur mois", "lead_low": "Le mois le plus bas",
         "ranked": "Par mois, {order} : {items}.",
         "order_high": "du plus haut au plus bas", "order_low": "du plus bas au plus haut",
         "item": "{month} {v} ({n} obs.)",
@@ -64,12 +73,17 @@ def _bounds(turn: Turn, ctx: AnswerContext) -> tuple[str, str]:
     return (dt.date.fromisoformat(end) - dt.timedelta(days=DEFAULT_DAYS - 1)).isoformat(), end
 
 
-def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
+def _parcels(turn: Turn, ctx: AnswerContext) -> list[str]:
     pid = subject(turn, ctx)
-    if pid is None:
+    return [pid] if pid is not None else members(turn, ctx)
+
+
+def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
+    ids = _parcels(turn, ctx)
+    if not ids:
         return Found()
     start, end = _bounds(turn, ctx)
-    return Found(records=tuple(ctx.records(parcel_ids=[pid], date_from=start, date_to=end)))
+    return Found(records=tuple(ctx.records(parcel_ids=ids, date_from=start, date_to=end)))
 
 
 def compose(turn: Turn, ctx: AnswerContext) -> Composition:
@@ -78,7 +92,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if checks.preamble(turn, ctx, out):
         return out
     pid = subject(turn, ctx)
-    if pid is None:
+    if pid is None and not turn.found.records:
         from assistant.answers import clarify
         return clarify.compose(turn, ctx)
     column = K.column_of(plan.index)
@@ -90,7 +104,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         day = K.day(d)
         by_month.setdefault((day.year, day.month), []).append(d)
     if not by_month:
-        out.add(say(lang, "none", pid=pid, when=when))
+        out.add(say(lang, "none", pid=pid or ", ".join(sorted({d.metadata["parcel_id"] for d in docs})[:8]), when=when))
         return out
     low = bool(_LOW.search(K.fold_text(turn.question)))
     years = {y for y, _ in by_month} | {int(start[:4]), int(end[:4])}
@@ -104,9 +118,19 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         K.cite_all(out, items, (column,))
     top = ranked[0]
     n = len(by_month[top])
-    out.add(say(lang, "best", pid=pid, which=say(lang, "which_low" if low else "which_high"), index=K.label_of(column),
-                when=when, month=name(*top), v=K.mean_of(out, [K.value(d, column) for d in by_month[top]]), n=n,
-                s="" if n == 1 else "s"))
+    values = dict(which=say(lang, "which_low" if low else "which_high"), lead=say(lang, "lead_low" if low else "lead_high"),
+                  index=K.label_of(column), when=when,
+                  month=name(*top), v=K.mean_of(out, [K.value(d, column) for d in by_month[top]]), n=n,
+                  s="" if n == 1 else "s")
+    if pid is not None:
+        out.add(say(lang, "best", pid=pid, **values))
+    else:
+        k = len({d.metadata["parcel_id"] for d in by_month[top]})
+        crops = sorted({K.crop_of(d) for d in docs} - {None})
+        what = (say(lang, "group_crop", crop=K.crop_name(crops[0], lang)) if len(crops) == 1 and turn.plan.places.attributes
+                else say(lang, "group_all"))
+        out.add(say(lang, "best_group", what=what, k=k, ks="" if k == 1 else "s", **values))
+        out.counts.append(k)
     out.counts.append(n)
     if len(ranked) > 1:
         items = []

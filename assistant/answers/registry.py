@@ -234,8 +234,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("peers", "groups", PEERS, lambda p: len(p.places.parcel_ids) == 1 and p.intent != "similar",
          answers="one parcel against the other parcels of its crop"),
     Kind("calendar", "calendar", EVENTS, answers="a crop-calendar event asked by name (harvest, emergence, peak)"),
-    Kind("months", "months", MONTHS, lambda p: len(p.places.parcel_ids) == 1 and not p.compare_windows,
-         answers="a parcel's months ranked by an index, the best (or the worst) first"),
+    Kind("months", "months", MONTHS, lambda p: len(p.places.parcel_ids) <= 1 and not p.compare_windows,
+         answers="a parcel's or a crop's months ranked by an index, the best (or the worst) first"),
     Kind("seasons", "seasons", None, lambda p: _past_seasons(p) and _one_or_no_parcel(p) and p.intent != "rank"
          and p.condition is None and p.class_condition is None,
          answers="a parcel against its past seasons, by day of year"),

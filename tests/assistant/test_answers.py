@@ -498,3 +498,15 @@ def test_damage_without_a_window_spans_the_parcels_own_records(ctx):
     kind, comp = answer(mixed, "Was G-1 damaged by hail?", make_plan(parcels=["G-1"]))
     assert kind == "damage"
     assert "between 2018-10-15 and 2019-10-15" in text(comp) and "2021" not in text(comp), text(comp)
+
+
+def test_months_of_a_crop_pool_its_parcels_usable_observations(ctx):
+    plan = make_plan(attributes={"attr_crop_name": ("Winter wheat",)}, win=window("2019-05-01", "2019-07-31", "May to July 2019"))
+    kind, comp = answer(ctx, "Which month was best for the winter wheat parcels between May and July 2019?", plan)
+    assert kind == "months"
+    july = [SERIES[p][d] for p in ("W-1", "W-2", "W-3") for d in ("2019-07-05", "2019-07-20")]
+    may = [SERIES[p]["2019-05-10"] for p in ("W-1", "W-2", "W-3")]
+    out = text(comp)
+    assert out.startswith(f"The winter wheat parcels' best month for NDVI in May to July 2019 was May: mean "
+                          f"{sum(may) / 3:.2f} over 3 usable observations of 3 parcels."), out
+    assert f"July {sum(july) / 6:.2f} (6 obs.)" in out

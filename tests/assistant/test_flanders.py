@@ -622,3 +622,13 @@ def test_the_best_month_of_a_parcel_is_its_highest_monthly_mean(chain, records):
              "November", "December"][best - 1]
     assert out["answer"].startswith(f"Parcel {P}002's best month for NDVI in 2019 was {month}: mean "
                                     f"{monthly.max():.2f}"), out["answer"]
+
+
+def test_when_a_crop_was_sown_answers_each_of_its_parcels(chain, records):
+    wheat = sorted(records[records.attr_crop_name == "Winter wheat"].parcel_id.unique())
+    answer = ask(chain, "When was the wheat sown?")["answer"]
+    sown = re.findall(r"Parcel (Flanders31UES-\d+) \(winter wheat\) was sown (?:between|before)", answer)
+    assert sown == wheat[:5], answer
+    # "Which parcels were sown ...?" stays a list of the group's emergences.
+    listing = ask(chain, "Which parcels were sown in spring 2019?")["answer"]
+    assert listing.startswith("Emerging (sown shortly before: the imagery sees the young crop) in spring 2019"), listing
