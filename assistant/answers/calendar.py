@@ -247,7 +247,6 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
                count=wanted[0] != "peak" and bool(_COUNT_PARCELS.search(folded)),
                often=wanted[0] != "peak" and bool(_OFTEN.search(folded)))
         return out
-    folded = K.fold_text(turn.question)
     newest = _newest(ctx)
     recent = bool(_PROGRESS.search(folded)) and (
         plan.window is None or (newest is not None and plan.window.end >= newest))
