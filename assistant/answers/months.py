@@ -139,12 +139,9 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
             items.append(say(lang, "item", month=name(*key), v=K.mean_of(out, vals), n=len(vals)))
             out.counts.append(len(vals))
         out.add(say(lang, "ranked", order=say(lang, "order_low" if low else "order_high"), items=", ".join(items)))
-    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
-    empty, y, m = [], first.year, first.month
-    while (y, m) <= (last.year, last.month):
-        if (y, m) not in by_month and any(d.metadata["date"][:7] == f"{y}-{m:02d}" for d in docs):
-            empty.append(name(y, m))
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    # Months with images, none of them usable (clouded, snowy, suspect): not bad months, unseen ones.
+    acquired = sorted({(int(d.metadata["date"][:4]), int(d.metadata["date"][5:7])) for d in docs})
+    empty = [name(y, m) for y, m in acquired if (y, m) not in by_month]
     if empty:
         out.add(say(lang, "empty", months=", ".join(empty)))
     return out
