@@ -64,12 +64,15 @@ def say(lang: str, key: str, **values: object) -> str:
     return TEXTS.get(lang, TEXTS["en"])[key].format(**values)
 
 
-def _bounds(turn: Turn, ctx: AnswerContext) -> tuple[str, str]:
+def _bounds(turn: Turn, records) -> tuple[str, str]:
+    """The window asked; without one, the year up to the parcels' own latest record (a store may
+    hold other areas' later dates) or the reference date, whichever comes first."""
     plan = turn.plan
     if plan.window is not None:
         return plan.window.start.isoformat(), plan.window.end.isoformat()
-    dates = ctx.dates()
-    end = min(plan.reference_date.isoformat(), dates[-1]) if dates else plan.reference_date.isoformat()
+    end = plan.reference_date.isoformat()
+    if records:
+        end = min(end, max(d.metadata["date"] for d in records))
     return (dt.date.fromisoformat(end) - dt.timedelta(days=DEFAULT_DAYS - 1)).isoformat(), end
 
 
@@ -82,8 +85,9 @@ def retrieve(turn: Turn, ctx: AnswerContext) -> Found:
     ids = _parcels(turn, ctx)
     if not ids:
         return Found()
-    start, end = _bounds(turn, ctx)
-    return Found(records=tuple(ctx.records(parcel_ids=ids, date_from=start, date_to=end)))
+    records = ctx.records(parcel_ids=ids)
+    start, end = _bounds(turn, records)
+    return Found(records=tuple(d for d in records if start <= d.metadata["date"] <= end))
 
 
 def compose(turn: Turn, ctx: AnswerContext) -> Composition:
@@ -92,11 +96,11 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
     if checks.preamble(turn, ctx, out):
         return out
     pid = subject(turn, ctx)
-    if pid is None and not turn.found.records:
+    if not _parcels(turn, ctx):
         from assistant.answers import clarify
         return clarify.compose(turn, ctx)
     column = K.column_of(plan.index)
-    start, end = _bounds(turn, ctx)
+    start, end = _bounds(turn, turn.found.records)
     when = say(lang, "in", label=plan.window.label) if plan.window is not None else say(lang, "year", end=end)
     docs = list(turn.found.records)
     by_month: dict[tuple[int, int], list] = {}
@@ -104,7 +108,7 @@ def compose(turn: Turn, ctx: AnswerContext) -> Composition:
         day = K.day(d)
         by_month.setdefault((day.year, day.month), []).append(d)
     if not by_month:
-        out.add(say(lang, "none", pid=pid or ", ".join(sorted({d.metadata["parcel_id"] for d in docs})[:8]), when=when))
+        out.add(say(lang, "none", pid=pid or ", ".join(_parcels(turn, ctx)[:8]), when=when))
         return out
     low = bool(_LOW.search(K.fold_text(turn.question)))
     years = {y for y, _ in by_month} | {int(start[:4]), int(end[:4])}

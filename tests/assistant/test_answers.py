@@ -510,3 +510,16 @@ def test_months_of_a_crop_pool_its_parcels_usable_observations(ctx):
     assert out.startswith(f"The winter wheat parcels' best month for NDVI in May to July 2019 was May: mean "
                           f"{sum(may) / 3:.2f} over 3 usable observations of 3 parcels."), out
     assert f"July {sum(july) / 6:.2f} (6 obs.)" in out
+
+
+def test_months_without_a_window_end_at_the_parcels_own_latest_record(ctx):
+    # Another area's later record in the same store must not move the year asked past the wheat's data.
+    later = to_document({"record_id": 999, "parcel_id": "cell-1", "date": "2021-03-01", "valid": True,
+                         "invalid_reason": "", "valid_fraction": 1.0, "cloud_fraction": 0.0, "n_pixels": 100,
+                         "source": "/srv/S2_2021-03-01.tif", "ndvi_mean": 0.5, "ndmi_mean": 0.2, "analysis": "a"})
+    mixed = dataclasses.replace(ctx, docs=[*ctx.docs, later])
+    plan = make_plan(attributes={"attr_crop_name": ("Winter wheat",)})
+    kind, comp = answer(mixed, "Which month was best for the winter wheat parcels?", plan)
+    assert kind == "months"
+    assert text(comp).startswith("The winter wheat parcels' best month for NDVI over the year to 2019-10-15 was "
+                                 "May 2019"), text(comp)
